@@ -1,0 +1,79 @@
+// Package store is a Parley node's local state: one badger v4 database per
+// data directory, encrypted at rest, plus a small clear-text metadata file.
+// It owns the keystore (the user's RSA identity key, X25519 prekeys, the
+// libp2p host key as opaque bytes), friends, conversations, messages, the
+// outbox and the persistent replay cache (seen envelope IDs). It knows
+// nothing of libp2p; among project packages it imports only protocol.
+//
+// # Files
+//
+//	<dir>/parley.json  clear-text metadata: format version, Argon2id
+//	                   parameters and salt, passphrase verifier, user ID
+//	                   and public key (see ReadInfo). Written atomically
+//	                   (temp file, fsync, rename, fsync of the directory).
+//	<dir>/db/          the badger database (badger's AES-256 encryption).
+//
+// # Key derivation
+//
+// The passphrase and a random 16-byte salt go through Argon2id (by default
+// t=3, m=64 MiB, p=4; the parameters actually used are in parley.json) to a
+// 32-byte master key. HKDF-SHA256 (no salt) expands the master key into four
+// independent 32-byte keys, one per info label:
+//
+//	"parley/v1/store-badger"   badger's encryption key
+//	"parley/v1/store-rows"     AES-256-GCM key that seals ordinary rows
+//	"parley/v1/store-secrets"  AES-256-GCM key that seals the identity key,
+//	                           prekeys and the host key
+//	"parley/v1/store-check"    HMAC-SHA256 key of the passphrase verifier
+//
+// The verifier is HMAC-SHA256(check key, "parley/v1/store-check/verifier").
+// Open compares it (in constant time) before it touches the database, so a
+// wrong passphrase fails with ErrBadPassphrase and changes nothing on disk.
+// After unlocking, Open checks that the sealed identity in the database is
+// the key named by parley.json, else ErrTampered.
+//
+// # Sealed rows
+//
+// badger encrypts with AES-CTR, which has no integrity. So every row except
+// the seen-ID markers is also sealed: value = 0x01 ‖ nonce(12) ‖
+// AES-256-GCM(key, nonce, plaintext, associated data = the row's badger
+// key). A flipped byte, a value copied under another key, or a row moved to
+// another key fails to open and is reported as ErrTampered (as a *RowError
+// naming the row kind); it is never served. Rolling a row back to an older
+// sealed value of the same key, or deleting a row, is not detected.
+// Plaintexts are JSON (unexported record types, so the on-disk format does
+// not follow the exported structs by accident), except the identity row
+// (user ID ‖ PKCS #8 DER) and the host key row (the opaque bytes).
+//
+// # Key layout
+//
+// Keys are a one-byte kind prefix followed by fixed-width binary fields.
+// Times in keys are unix nanoseconds as big-endian uint64 with the sign bit
+// flipped, so byte order is time order.
+//
+//	'I'                            identity: sealed(secrets) user ID ‖ PKCS #8
+//	'H'                            libp2p host key: sealed(secrets) bytes
+//	'P' ‖ prekey ID u64            prekey: sealed(secrets) JSON
+//	'F' ‖ user ID(32)              friend: sealed JSON
+//	'C' ‖ conversation ID(32)      conversation: sealed JSON
+//	'M' ‖ conv(32) ‖ time ‖ msg(16)  message: sealed JSON
+//	'X' ‖ msg ID(16)               message index: sealed conv ‖ time
+//	'O' ‖ msg ID(16)               outbox entry: sealed JSON
+//	'D' ‖ due time ‖ msg ID(16)    outbox due index: sealed empty value
+//	'S' ‖ msg ID(16)               seen ID: expiry (8 bytes, not sealed),
+//	                               with badger's ExpiresAt set as well
+//
+// A message's sort time is its ReceivedAt for incoming messages and its
+// SentAt for outgoing ones: history shows the local order in which the node
+// received or sent, so a peer with a wrong clock cannot move its messages
+// around in someone else's history. Messages pages walk that order, newest
+// first, with ties broken by message ID.
+//
+// # Durability
+//
+// badger runs with SyncWrites, so every write method returns only after
+// its transaction is on disk. StoreReceived writes the message, its seen
+// ID and the conversation update in one transaction; a node acknowledges
+// an envelope only after it returns. Transactions that meet a badger
+// ErrConflict are retried.
+package store

@@ -1,0 +1,123 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/parley-chat/parley/protocol"
+)
+
+// Row kind prefixes; the layout is documented in doc.go.
+const (
+	kIdentity     byte = 'I'
+	kHostKey      byte = 'H'
+	kPrekey       byte = 'P'
+	kFriend       byte = 'F'
+	kConversation byte = 'C'
+	kMessage      byte = 'M'
+	kMessageIndex byte = 'X'
+	kOutbox       byte = 'O'
+	kOutboxDue    byte = 'D'
+	kSeen         byte = 'S'
+)
+
+// Row kind names, for errors.
+const (
+	rowIdentity     = "identity"
+	rowHostKey      = "host key"
+	rowPrekey       = "prekey"
+	rowFriend       = "friend"
+	rowConversation = "conversation"
+	rowMessage      = "message"
+	rowMessageIndex = "message index"
+	rowOutbox       = "outbox"
+	rowOutboxDue    = "outbox due index"
+	rowSeen         = "seen"
+)
+
+const (
+	timeSize    = 8
+	convSize    = 32
+	msgKeySize  = 1 + convSize + timeSize + MsgIDSize
+	sortKeySize = timeSize + MsgIDSize // a message's position within its conversation
+)
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// checkTime rejects times that unix nanoseconds cannot hold (before 1678 or
+// after 2262), and the zero time.
+func checkTime(what string, t time.Time) error {
+	if t.IsZero() || t.Before(minTime) || t.After(maxTime) {
+		return fmt.Errorf("%w: %s %v out of range", ErrInvalid, what, t)
+	}
+	return nil
+}
+
+// putTime writes t as an order-preserving 8-byte key part.
+func putTime(b []byte, t time.Time) {
+	binary.BigEndian.PutUint64(b, uint64(t.UnixNano())^(1<<63))
+}
+
+func getTime(b []byte) time.Time {
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b)^(1<<63)))
+}
+
+func identityKey() []byte { return []byte{kIdentity} }
+func hostKeyKey() []byte  { return []byte{kHostKey} }
+
+func prekeyKey(id uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{kPrekey}, id)
+}
+
+func friendKey(id protocol.ID) []byte { return append([]byte{kFriend}, id[:]...) }
+
+func conversationKey(c ConversationID) []byte { return append([]byte{kConversation}, c[:]...) }
+
+// messagePrefix is the prefix of all messages of a conversation.
+func messagePrefix(c ConversationID) []byte { return append([]byte{kMessage}, c[:]...) }
+
+// sortKey is a message's position: sort time ‖ msg ID.
+func sortKey(t time.Time, id MsgID) []byte {
+	b := make([]byte, sortKeySize)
+	putTime(b, t)
+	copy(b[timeSize:], id[:])
+	return b
+}
+
+func messageKey(c ConversationID, sk []byte) []byte {
+	return append(messagePrefix(c), sk...)
+}
+
+func messageIndexKey(id MsgID) []byte { return append([]byte{kMessageIndex}, id[:]...) }
+func outboxKey(id MsgID) []byte       { return append([]byte{kOutbox}, id[:]...) }
+func seenKey(id MsgID) []byte         { return append([]byte{kSeen}, id[:]...) }
+
+func outboxDueKey(due time.Time, id MsgID) []byte {
+	b := make([]byte, 1+timeSize+MsgIDSize)
+	b[0] = kOutboxDue
+	putTime(b[1:], due)
+	copy(b[1+timeSize:], id[:])
+	return b
+}
+
+// nanos and fromNanos encode times in rows; the zero time is 0.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+func getUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }

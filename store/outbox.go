@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/parley-chat/parley/protocol"
+)
+
+// OutboxEntry is a sealed envelope waiting to be delivered (again).
+type OutboxEntry struct {
+	MsgID       MsgID
+	Recipient   protocol.ID
+	Envelope    []byte // the encoded envelope, ready to send
+	Attempts    int    // delivery attempts so far
+	NextAttempt time.Time
+}
+
+type outboxRec struct {
+	MsgID       []byte `json:"msg_id"`
+	Recipient   []byte `json:"recipient"`
+	Envelope    []byte `json:"envelope"`
+	Attempts    int    `json:"attempts"`
+	NextAttempt int64  `json:"next_attempt"`
+}
+
+func (e *OutboxEntry) check() error {
+	switch {
+	case e.MsgID.IsZero():
+		return fmt.Errorf("%w: outbox entry without message ID", ErrInvalid)
+	case e.Recipient.IsZero():
+		return fmt.Errorf("%w: outbox entry without recipient", ErrInvalid)
+	case len(e.Envelope) == 0:
+		return fmt.Errorf("%w: outbox entry without envelope", ErrInvalid)
+	case e.Attempts < 0:
+		return fmt.Errorf("%w: negative attempts", ErrInvalid)
+	}
+	return checkTime("next attempt", e.NextAttempt)
+}
+
+func (r *outboxRec) entry() (OutboxEntry, error) {
+	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt)}
+	if len(r.MsgID) != MsgIDSize || len(r.Recipient) != protocol.IDSize {
+		return e, corrupt(rowOutbox, "IDs")
+	}
+	e.MsgID, e.Recipient = MsgID(r.MsgID), protocol.ID(r.Recipient)
+	return e, nil
+}
+
+// putOutbox writes an entry and its due-index row.
+func (s *Store) putOutbox(txn *badger.Txn, e *OutboxEntry) error {
+	rec := &outboxRec{
+		MsgID:       e.MsgID[:],
+		Recipient:   e.Recipient[:],
+		Envelope:    e.Envelope,
+		Attempts:    e.Attempts,
+		NextAttempt: nanos(e.NextAttempt),
+	}
+	if err := s.putRecord(txn, outboxKey(e.MsgID), rec); err != nil {
+		return err
+	}
+	dk := outboxDueKey(e.NextAttempt, e.MsgID)
+	return txn.Set(dk, s.rows.seal(dk, nil))
+}
+
+// getOutbox reads an entry (ErrNotFound if there is none).
+func (s *Store) getOutbox(txn *badger.Txn, id MsgID) (OutboxEntry, error) {
+	var rec outboxRec
+	if err := s.getRecord(txn, rowOutbox, outboxKey(id), &rec); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return OutboxEntry{}, fmt.Errorf("%w: outbox entry %s", ErrNotFound, id)
+		}
+		return OutboxEntry{}, err
+	}
+	e, err := rec.entry()
+	if err == nil && e.MsgID != id {
+		err = corrupt(rowOutbox, "entry under another message ID")
+	}
+	return e, err
+}
+
+// deleteOutbox removes an entry and its due-index row.
+func (s *Store) deleteOutbox(txn *badger.Txn, id MsgID) (OutboxEntry, error) {
+	e, err := s.getOutbox(txn, id)
+	if err != nil {
+		return e, err
+	}
+	if err := txn.Delete(outboxDueKey(e.NextAttempt, id)); err != nil {
+		return e, err
+	}
+	return e, txn.Delete(outboxKey(id))
+}
+
+// OutboxEntry returns the outbox entry of message id, or ErrNotFound.
+func (s *Store) OutboxEntry(ctx context.Context, id MsgID) (OutboxEntry, error) {
+	var e OutboxEntry
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		var err error
+		e, err = s.getOutbox(txn, id)
+		return err
+	})
+	return e, err
+}
+
+// DueOutbox returns up to limit entries whose next attempt is at or before
+// at, earliest first (ties by message ID). It walks the due-time index
+// forward and stops at the first entry not yet due.
+func (s *Store) DueOutbox(ctx context.Context, at time.Time, limit int) ([]OutboxEntry, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: limit %d", ErrInvalid, limit)
+	}
+	var out []OutboxEntry
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		// Keys only: the index values are empty seals, checked one by one.
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kOutboxDue}})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < limit; it.Next() {
+			item := it.Item()
+			key := item.Key()
+			if len(key) != 1+timeSize+MsgIDSize {
+				return corrupt(rowOutboxDue, "key size")
+			}
+			due := getTime(key[1:])
+			if due.After(at) {
+				break
+			}
+			if _, err := openItem(item, s.rows, rowOutboxDue); err != nil {
+				return err
+			}
+			e, err := s.getOutbox(txn, MsgID(key[1+timeSize:]))
+			if errors.Is(err, ErrNotFound) {
+				return corrupt(rowOutboxDue, "points to no entry")
+			}
+			if err != nil {
+				return err
+			}
+			if !e.NextAttempt.Equal(due) {
+				return corrupt(rowOutboxDue, "due time does not match the entry")
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// RescheduleOutbox counts a failed attempt (Attempts+1) and moves the
+// entry's next attempt to next, updating the due index in the same
+// transaction. It returns the updated entry.
+func (s *Store) RescheduleOutbox(ctx context.Context, id MsgID, next time.Time) (OutboxEntry, error) {
+	if err := checkTime("next attempt", next); err != nil {
+		return OutboxEntry{}, err
+	}
+	var e OutboxEntry
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		var err error
+		if e, err = s.deleteOutbox(txn, id); err != nil {
+			return err
+		}
+		e.Attempts++
+		e.NextAttempt = next
+		return s.putOutbox(txn, &e)
+	})
+	if err != nil {
+		return OutboxEntry{}, err
+	}
+	return e, nil
+}
+
+// RemoveOutbox deletes the entry of message id and its index row
+// (ErrNotFound if there is none).
+func (s *Store) RemoveOutbox(ctx context.Context, id MsgID) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		_, err := s.deleteOutbox(txn, id)
+		return err
+	})
+}
+
+// FinishOutbox removes the entry of message id and sets the message's
+// status (as UpdateStatus does) in one transaction: a delivery, or a final
+// failure, leaves no window where the message is neither retried nor
+// marked.
+func (s *Store) FinishOutbox(ctx context.Context, id MsgID, st Status, path Path, errText string) (Message, error) {
+	if !st.Valid() || !path.Valid() {
+		return Message{}, fmt.Errorf("%w: status %q path %q", ErrInvalid, st, path)
+	}
+	var m Message
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if _, err := s.deleteOutbox(txn, id); err != nil {
+			return err
+		}
+		var err error
+		m, err = s.setStatus(txn, id, st, path, errText)
+		return err
+	})
+	return m, err
+}

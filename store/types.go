@@ -1,0 +1,132 @@
+package store
+
+import (
+	"encoding/base32"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/parley-chat/parley/protocol"
+)
+
+// MsgIDSize is the size of a message ID.
+const MsgIDSize = 16
+
+// MsgID is a message's random 128-bit ID, the same bytes as the envelope's
+// msg_id (a protocol.MsgID converts to it directly).
+type MsgID [MsgIDSize]byte
+
+// String returns the ID in lower-case hex.
+func (m MsgID) String() string { return hex.EncodeToString(m[:]) }
+
+// IsZero reports whether m is unset.
+func (m MsgID) IsZero() bool { return m == MsgID{} }
+
+// ParseMsgID parses the hex form of a message ID.
+func ParseMsgID(s string) (MsgID, error) {
+	var m MsgID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != MsgIDSize {
+		return m, fmt.Errorf("%w: message ID must be %d hex characters", ErrInvalid, 2*MsgIDSize)
+	}
+	copy(m[:], b)
+	return m, nil
+}
+
+// ConversationID names a conversation: for a 1:1 conversation the friend's
+// user ID (DirectConversation), for a group its random 32-byte group ID.
+type ConversationID [32]byte
+
+// DirectConversation is the ID of the 1:1 conversation with user.
+func DirectConversation(user protocol.ID) ConversationID { return ConversationID(user) }
+
+var convEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+
+// String returns the lower-case, unpadded base32 form (like protocol.ID).
+func (c ConversationID) String() string {
+	return strings.ToLower(convEncoding.EncodeToString(c[:]))
+}
+
+// IsZero reports whether c is unset.
+func (c ConversationID) IsZero() bool { return c == ConversationID{} }
+
+// Direction tells whether a message was received or sent.
+type Direction string
+
+// Directions.
+const (
+	In  Direction = "in"
+	Out Direction = "out"
+)
+
+// Status is a message's delivery status.
+type Status string
+
+// Statuses, in the order a message normally goes through them.
+const (
+	StatusPending   Status = "pending"
+	StatusSent      Status = "sent"
+	StatusDelivered Status = "delivered"
+	StatusRead      Status = "read"
+	StatusFailed    Status = "failed"
+)
+
+// rank orders statuses for UpdateStatus, which never moves a message
+// back: failed is below sent so that a successful retry wins.
+func (s Status) rank() int {
+	switch s {
+	case StatusPending:
+		return 0
+	case StatusFailed:
+		return 1
+	case StatusSent:
+		return 2
+	case StatusDelivered:
+		return 3
+	case StatusRead:
+		return 4
+	}
+	return -1
+}
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool { return s.rank() >= 0 }
+
+// Path is how a message travelled.
+type Path string
+
+// Paths. The zero Path means not known (yet).
+const (
+	PathDirect  Path = "direct"
+	PathRelay   Path = "relay"
+	PathMailbox Path = "mailbox"
+)
+
+// Valid reports whether p is a known path or empty.
+func (p Path) Valid() bool {
+	switch p {
+	case "", PathDirect, PathRelay, PathMailbox:
+		return true
+	}
+	return false
+}
+
+// FriendStatus is where a friendship stands.
+type FriendStatus string
+
+// Friend statuses.
+const (
+	FriendPendingOut FriendStatus = "pending_out" // we asked
+	FriendPendingIn  FriendStatus = "pending_in"  // they asked
+	FriendAccepted   FriendStatus = "accepted"
+	FriendBlocked    FriendStatus = "blocked"
+)
+
+// Valid reports whether s is a known friend status.
+func (s FriendStatus) Valid() bool {
+	switch s {
+	case FriendPendingOut, FriendPendingIn, FriendAccepted, FriendBlocked:
+		return true
+	}
+	return false
+}
