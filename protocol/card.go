@@ -30,7 +30,8 @@ const (
 	MaxAddrSize    = 256
 )
 
-var cardEncoding = base64.RawURLEncoding
+// cardEncoding is strict: one card has exactly one link.
+var cardEncoding = base64.RawURLEncoding.Strict()
 
 // Card is a signed contact card: what a user hands out (as an invite link or
 // QR code) so that others can reach and encrypt to them. The signature, by
@@ -77,6 +78,9 @@ func NewCard(signer Signer, name string, devices [][]byte, addrs []string, preke
 		return nil, fmt.Errorf("signing card: %w", err)
 	}
 	c.Signature = sig
+	if n := len(c.Marshal()); n > MaxCardSize {
+		return nil, fmt.Errorf("%w: card of %d bytes (max %d)", ErrTooLarge, n, MaxCardSize)
+	}
 	return c, nil
 }
 
@@ -174,8 +178,9 @@ func ParseCardURI(s string) (*Card, error) {
 	if len(s) < len(CardURIScheme) || !strings.EqualFold(s[:len(CardURIScheme)], CardURIScheme) {
 		return nil, fmt.Errorf("%w: not a %q link", ErrMalformed, CardURIScheme)
 	}
+	// The decoder skips CR and LF; a link must not contain them.
 	b, err := cardEncoding.DecodeString(s[len(CardURIScheme):])
-	if err != nil {
+	if err != nil || strings.ContainsAny(s, "\r\n") {
 		return nil, fmt.Errorf("%w: card link is not base64url", ErrMalformed)
 	}
 	return ParseCard(b)

@@ -55,6 +55,11 @@ func ParseID(s string) (ID, error) {
 		return id, fmt.Errorf("%w: ID is not base32", ErrMalformed)
 	}
 	copy(id[:], b)
+	// The last base32 character carries unused bits, which the decoder
+	// ignores; accept only the one spelling that String produces.
+	if !strings.EqualFold(id.String(), s) {
+		return ID{}, fmt.Errorf("%w: ID is not in canonical base32", ErrMalformed)
+	}
 	return id, nil
 }
 

@@ -83,7 +83,7 @@ func (o *Opener) Open(raw []byte) (*Message, error) {
 		if o.Prekey == nil {
 			return nil, fmt.Errorf("%w: %d", ErrUnknownPrekey, e.PrekeyID)
 		}
-		if prekey, err = o.Prekey(e.PrekeyID); err != nil || prekey == nil {
+		if prekey, err = o.Prekey(e.PrekeyID); err != nil || prekey == nil || prekey.priv == nil {
 			return nil, fmt.Errorf("%w: %d", ErrUnknownPrekey, e.PrekeyID)
 		}
 	}

@@ -43,8 +43,10 @@ type Prekey struct {
 // GeneratePrekey makes a prekey valid from notBefore for lifetime and signs
 // it with owner.
 func GeneratePrekey(owner Signer, notBefore time.Time, lifetime time.Duration) (*Prekey, error) {
-	if lifetime <= 0 {
-		return nil, fmt.Errorf("%w: prekey lifetime %v", ErrMalformed, lifetime)
+	if lifetime < time.Second {
+		// Validity times are whole seconds; a shorter lifetime would make
+		// NotAfter equal NotBefore, which no one could use or parse.
+		return nil, fmt.Errorf("%w: prekey lifetime %v (min 1s)", ErrMalformed, lifetime)
 	}
 	priv, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
@@ -150,7 +152,12 @@ func ParseSignedPrekey(b []byte) (*SignedPrekey, error) {
 }
 
 // Marshal encodes the prekey with its private half. Seal it before storing.
+// Only prekeys made by GeneratePrekey or ParsePrekey have a private half;
+// Marshal panics on one built by hand, as on any other misuse of a nil key.
 func (p *Prekey) Marshal() []byte {
+	if p.priv == nil {
+		panic("protocol: Marshal of a Prekey without its private half")
+	}
 	return marshal(&pb.PrekeyPrivate{Signed: p.Signed.toPB(), PrivateKey: p.priv.Bytes()})
 }
 
