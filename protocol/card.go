@@ -243,9 +243,8 @@ func ParseCard(b []byte) (*Card, error) {
 // Recipient returns the card as a Seal recipient, with its prekey if the
 // prekey is valid at now (suite 2) and without it otherwise (suite 1).
 func (c *Card) Recipient(now time.Time) Recipient {
-	r := Recipient{UserID: c.UserID, Key: c.Key}
-	if c.Prekey != nil && c.Prekey.Verify(c.Key, now) == nil {
-		r.Prekey = c.Prekey
+	if r, err := NewRecipient(c.UserID, c.Key, c.Prekey, now); err == nil {
+		return r
 	}
-	return r
+	return Recipient{UserID: c.UserID, Key: c.Key}
 }

@@ -89,6 +89,10 @@ func (p *SignedPrekey) Verify(owner *PublicKey, now time.Time) error {
 	if err := p.VerifySignature(owner); err != nil {
 		return err
 	}
+	return p.checkValidity(now)
+}
+
+func (p *SignedPrekey) checkValidity(now time.Time) error {
 	if now.Before(p.NotBefore) || !now.Before(p.NotAfter) {
 		return fmt.Errorf("%w: prekey %d valid %s to %s", ErrExpired, p.ID,
 			p.NotBefore.UTC().Format(time.RFC3339), p.NotAfter.UTC().Format(time.RFC3339))

@@ -23,10 +23,42 @@ type Sender struct {
 
 // Recipient is who an envelope is sealed to. With a Prekey (the recipient's
 // current signed prekey), Seal uses suite 2; without, suite 1.
+//
+// Build it with NewRecipient (or Card.Recipient) and keep it: those check
+// the prekey's signature once, and Seal then checks only its validity
+// period. Seal verifies the signature of a prekey it has not seen checked
+// (a Recipient built as a literal, or with Key or Prekey changed since).
 type Recipient struct {
 	UserID ID
 	Key    *PublicKey
 	Prekey *SignedPrekey
+
+	checkedKey    *PublicKey    // Key when the signature of ...
+	checkedPrekey *SignedPrekey // ... this prekey was verified
+}
+
+// NewRecipient returns a recipient for user with key and, if prekey is not
+// nil, its signed prekey, whose signature by key it verifies (ErrAuth) and
+// which must be valid at now (ErrExpired).
+func NewRecipient(user ID, key *PublicKey, prekey *SignedPrekey, now time.Time) (Recipient, error) {
+	r := Recipient{UserID: user, Key: key, Prekey: prekey}
+	if prekey == nil {
+		return r, nil
+	}
+	if err := prekey.Verify(key, now); err != nil {
+		return Recipient{}, err
+	}
+	r.checkedKey, r.checkedPrekey = key, prekey
+	return r, nil
+}
+
+// checkPrekey verifies r's prekey for use at now, skipping the RSA
+// signature check when NewRecipient already made it.
+func (r *Recipient) checkPrekey(now time.Time) error {
+	if r.checkedPrekey == r.Prekey && r.checkedKey == r.Key && r.Key != nil && r.Prekey.Owner == r.Key.ID() {
+		return r.Prekey.checkValidity(now)
+	}
+	return r.Prekey.Verify(r.Key, now)
 }
 
 // Seal encrypts body to r and signs it as s, at time now. The envelope's
@@ -80,7 +112,7 @@ func seal(in sealInput) (*Envelope, error) {
 	var agreed []byte // suite 2: X25519(ephemeral, prekey)
 	var prekeyPub []byte
 	if pk := in.to.Prekey; pk != nil {
-		if err := pk.Verify(in.to.Key, in.now); err != nil {
+		if err := in.to.checkPrekey(in.now); err != nil {
 			return nil, fmt.Errorf("recipient prekey: %w", err)
 		}
 		eph, err := ecdh.X25519().GenerateKey(rand.Reader)
