@@ -90,6 +90,9 @@ type MsgID [MsgIDSize]byte
 
 func (m MsgID) String() string { return hex.EncodeToString(m[:]) }
 
+// IsZero reports whether m is unset.
+func (m MsgID) IsZero() bool { return m == MsgID{} }
+
 // ParseMsgID parses the hex form of a message ID.
 func ParseMsgID(s string) (MsgID, error) {
 	var m MsgID

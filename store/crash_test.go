@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/protocol"
 )
 
 // crashEnv, when set, makes this test binary the crash child: it names the
@@ -136,7 +138,7 @@ func TestCrash(t *testing.T) {
 		if !ok {
 			return // test framework output
 		}
-		id, err := ParseMsgID(hexID)
+		id, err := protocol.ParseMsgID(hexID)
 		if err != nil {
 			t.Errorf("bad line from child: %q", line)
 			return

@@ -1,37 +1,14 @@
 package store
 
 import (
-	"encoding/base32"
-	"encoding/hex"
-	"fmt"
-	"strings"
-
 	"github.com/parley-chat/parley/protocol"
 )
 
 // MsgIDSize is the size of a message ID.
-const MsgIDSize = 16
+const MsgIDSize = protocol.MsgIDSize
 
-// MsgID is a message's random 128-bit ID, the same bytes as the envelope's
-// msg_id (a protocol.MsgID converts to it directly).
-type MsgID [MsgIDSize]byte
-
-// String returns the ID in lower-case hex.
-func (m MsgID) String() string { return hex.EncodeToString(m[:]) }
-
-// IsZero reports whether m is unset.
-func (m MsgID) IsZero() bool { return m == MsgID{} }
-
-// ParseMsgID parses the hex form of a message ID.
-func ParseMsgID(s string) (MsgID, error) {
-	var m MsgID
-	b, err := hex.DecodeString(s)
-	if err != nil || len(b) != MsgIDSize {
-		return m, fmt.Errorf("%w: message ID must be %d hex characters", ErrInvalid, 2*MsgIDSize)
-	}
-	copy(m[:], b)
-	return m, nil
-}
+// MsgID is a message's random 128-bit ID: the envelope's msg_id.
+type MsgID = protocol.MsgID
 
 // ConversationID names a conversation: for a 1:1 conversation the friend's
 // user ID (DirectConversation), for a group its random 32-byte group ID.
@@ -40,12 +17,8 @@ type ConversationID [32]byte
 // DirectConversation is the ID of the 1:1 conversation with user.
 func DirectConversation(user protocol.ID) ConversationID { return ConversationID(user) }
 
-var convEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// String returns the lower-case, unpadded base32 form (like protocol.ID).
-func (c ConversationID) String() string {
-	return strings.ToLower(convEncoding.EncodeToString(c[:]))
-}
+// String returns the lower-case, unpadded base32 form, as protocol.ID does.
+func (c ConversationID) String() string { return protocol.ID(c).String() }
 
 // IsZero reports whether c is unset.
 func (c ConversationID) IsZero() bool { return c == ConversationID{} }
