@@ -21,6 +21,7 @@ const (
 	kOutbox       byte = 'O'
 	kOutboxDue    byte = 'D'
 	kSeen         byte = 'S'
+	kProfile      byte = 'U'
 )
 
 // Row kind names, for errors.
@@ -35,6 +36,7 @@ const (
 	rowOutbox       = "outbox"
 	rowOutboxDue    = "outbox due index"
 	rowSeen         = "seen"
+	rowProfile      = "profile"
 )
 
 const (
@@ -69,6 +71,7 @@ func getTime(b []byte) time.Time {
 
 func identityKey() []byte { return []byte{kIdentity} }
 func hostKeyKey() []byte  { return []byte{kHostKey} }
+func profileKey() []byte  { return []byte{kProfile} }
 
 func prekeyKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{kPrekey}, id)

@@ -18,6 +18,9 @@ type OutboxEntry struct {
 	Envelope    []byte // the encoded envelope, ready to send
 	Attempts    int    // delivery attempts so far
 	NextAttempt time.Time
+	// Control marks an envelope with no message row of its own (a contact
+	// request or accept, a receipt): finishing it only removes the entry.
+	Control bool
 }
 
 type outboxRec struct {
@@ -26,6 +29,7 @@ type outboxRec struct {
 	Envelope    []byte `json:"envelope"`
 	Attempts    int    `json:"attempts"`
 	NextAttempt int64  `json:"next_attempt"`
+	Control     bool   `json:"control,omitempty"`
 }
 
 func (e *OutboxEntry) check() error {
@@ -43,7 +47,7 @@ func (e *OutboxEntry) check() error {
 }
 
 func (r *outboxRec) entry() (OutboxEntry, error) {
-	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt)}
+	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt), Control: r.Control}
 	if len(r.MsgID) != MsgIDSize || len(r.Recipient) != protocol.IDSize {
 		return e, corrupt(rowOutbox, "IDs")
 	}
@@ -59,6 +63,7 @@ func (s *Store) putOutbox(txn *badger.Txn, e *OutboxEntry) error {
 		Envelope:    e.Envelope,
 		Attempts:    e.Attempts,
 		NextAttempt: nanos(e.NextAttempt),
+		Control:     e.Control,
 	}
 	if err := s.putRecord(txn, outboxKey(e.MsgID), rec); err != nil {
 		return err
@@ -186,19 +191,44 @@ func (s *Store) RemoveOutbox(ctx context.Context, id MsgID) error {
 // FinishOutbox removes the entry of message id and sets the message's
 // status (as UpdateStatus does) in one transaction: a delivery, or a final
 // failure, leaves no window where the message is neither retried nor
-// marked.
+// marked. For a control entry it only removes the entry and returns the
+// zero Message.
 func (s *Store) FinishOutbox(ctx context.Context, id MsgID, st Status, path Path, errText string) (Message, error) {
 	if !st.Valid() || !path.Valid() {
 		return Message{}, fmt.Errorf("%w: status %q path %q", ErrInvalid, st, path)
 	}
 	var m Message
 	err := s.update(ctx, func(txn *badger.Txn) error {
-		if _, err := s.deleteOutbox(txn, id); err != nil {
+		e, err := s.deleteOutbox(txn, id)
+		if err != nil || e.Control {
 			return err
 		}
-		var err error
 		m, err = s.setStatus(txn, id, st, path, errText)
 		return err
 	})
 	return m, err
+}
+
+// AddControl queues a control envelope (one with no message row: a contact
+// request or accept, a receipt) for delivery. An entry with the same ID is
+// ErrDuplicate.
+func (s *Store) AddControl(ctx context.Context, e OutboxEntry) error {
+	e.Control = true
+	if e.NextAttempt.IsZero() {
+		e.NextAttempt = s.now()
+	}
+	if err := e.check(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(txn *badger.Txn) error {
+		for _, k := range [][]byte{messageIndexKey(e.MsgID), outboxKey(e.MsgID)} {
+			if ok, err := exists(txn, k); err != nil || ok {
+				if err == nil {
+					err = fmt.Errorf("%w: %s", ErrDuplicate, e.MsgID)
+				}
+				return err
+			}
+		}
+		return s.putOutbox(txn, &e)
+	})
 }

@@ -327,3 +327,19 @@ func (b badgerLogger) Warningf(f string, v ...any) {
 
 func (badgerLogger) Infof(string, ...any)  {}
 func (badgerLogger) Debugf(string, ...any) {}
+
+// CheckPassphrase reports whether passphrase unlocks the store in dir
+// (ErrBadPassphrase if not) without opening the database, so it works
+// while the store is open elsewhere. It costs one key derivation.
+func CheckPassphrase(dir string, passphrase []byte) error {
+	m, err := readMeta(dir)
+	if err != nil {
+		return err
+	}
+	keys, err := unlock(passphrase, m)
+	if err != nil {
+		return err
+	}
+	keys.wipe()
+	return nil
+}
