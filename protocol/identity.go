@@ -280,3 +280,17 @@ func labelledDigest(label string, msg []byte) [sha256.Size]byte {
 	h.Sum(d[:0])
 	return d
 }
+
+// Fingerprint returns the ID as upper-case hex in 16 groups of 4 digits,
+// the form people read aloud or compare by eye.
+func (id ID) Fingerprint() string {
+	const hexDigits = "0123456789ABCDEF"
+	b := make([]byte, 0, IDSize*2+IDSize/2-1)
+	for i, c := range id {
+		if i > 0 && i%2 == 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return string(b)
+}

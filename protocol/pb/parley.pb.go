@@ -440,6 +440,171 @@ func (x *Card) GetSignature() []byte {
 	return nil
 }
 
+// Delivery is one frame a sender writes on a /parley/msg/1.0.0 stream: one
+// envelope, and for a contact request or accept the sender's card, from
+// which a receiver that does not know the sender yet takes the key that
+// checks the envelope's signature. Frames are length-delimited (uvarint
+// length, then the message), as go-msgio and protodelim write them.
+type Delivery struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Envelope      []byte                 `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`                       // an encoded Envelope
+	SenderCard    []byte                 `protobuf:"bytes,2,opt,name=sender_card,json=senderCard,proto3" json:"sender_card,omitempty"` // an encoded Card; optional
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivery) Reset() {
+	*x = Delivery{}
+	mi := &file_protocol_pb_parley_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivery) ProtoMessage() {}
+
+func (x *Delivery) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_parley_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
+func (*Delivery) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_parley_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Delivery) GetEnvelope() []byte {
+	if x != nil {
+		return x.Envelope
+	}
+	return nil
+}
+
+func (x *Delivery) GetSenderCard() []byte {
+	if x != nil {
+		return x.SenderCard
+	}
+	return nil
+}
+
+// Ack answers one Delivery, in order, after the receiver has either stored
+// the envelope durably or rejected it.
+type Ack struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MsgId         []byte                 `protobuf:"bytes,1,opt,name=msg_id,json=msgId,proto3" json:"msg_id,omitempty"` // the envelope's msg_id (empty when it did not parse)
+	Code          uint32                 `protobuf:"varint,2,opt,name=code,proto3" json:"code,omitempty"`               // AckCode: 0 = stored
+	Detail        string                 `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`            // a short reason for logs; never content
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Ack) Reset() {
+	*x = Ack{}
+	mi := &file_protocol_pb_parley_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Ack) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Ack) ProtoMessage() {}
+
+func (x *Ack) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_parley_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Ack.ProtoReflect.Descriptor instead.
+func (*Ack) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_parley_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Ack) GetMsgId() []byte {
+	if x != nil {
+		return x.MsgId
+	}
+	return nil
+}
+
+func (x *Ack) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *Ack) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+// Receipt is the body of a receipt envelope (kind 2): the receiver has read
+// the conversation up to and including the message up_to.
+type Receipt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UpTo          []byte                 `protobuf:"bytes,1,opt,name=up_to,json=upTo,proto3" json:"up_to,omitempty"` // a msg_id (16 bytes)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Receipt) Reset() {
+	*x = Receipt{}
+	mi := &file_protocol_pb_parley_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Receipt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Receipt) ProtoMessage() {}
+
+func (x *Receipt) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_parley_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Receipt.ProtoReflect.Descriptor instead.
+func (*Receipt) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_parley_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *Receipt) GetUpTo() []byte {
+	if x != nil {
+		return x.UpTo
+	}
+	return nil
+}
+
 var File_protocol_pb_parley_proto protoreflect.FileDescriptor
 
 const file_protocol_pb_parley_proto_rawDesc = "" +
@@ -490,7 +655,17 @@ const file_protocol_pb_parley_proto_rawDesc = "" +
 	"\x05addrs\x18\x06 \x03(\tR\x05addrs\x12/\n" +
 	"\x06prekey\x18\a \x01(\v2\x17.parley.v1.SignedPrekeyR\x06prekey\x12\x1b\n" +
 	"\tissued_at\x18\b \x01(\x03R\bissuedAt\x12\x1c\n" +
-	"\tsignature\x18\t \x01(\fR\tsignatureB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
+	"\tsignature\x18\t \x01(\fR\tsignature\"G\n" +
+	"\bDelivery\x12\x1a\n" +
+	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x1f\n" +
+	"\vsender_card\x18\x02 \x01(\fR\n" +
+	"senderCard\"H\n" +
+	"\x03Ack\x12\x15\n" +
+	"\x06msg_id\x18\x01 \x01(\fR\x05msgId\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
+	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x1e\n" +
+	"\aReceipt\x12\x13\n" +
+	"\x05up_to\x18\x01 \x01(\fR\x04upToB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
 
 var (
 	file_protocol_pb_parley_proto_rawDescOnce sync.Once
@@ -504,12 +679,15 @@ func file_protocol_pb_parley_proto_rawDescGZIP() []byte {
 	return file_protocol_pb_parley_proto_rawDescData
 }
 
-var file_protocol_pb_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_protocol_pb_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_protocol_pb_parley_proto_goTypes = []any{
 	(*Envelope)(nil),      // 0: parley.v1.Envelope
 	(*SignedPrekey)(nil),  // 1: parley.v1.SignedPrekey
 	(*PrekeyPrivate)(nil), // 2: parley.v1.PrekeyPrivate
 	(*Card)(nil),          // 3: parley.v1.Card
+	(*Delivery)(nil),      // 4: parley.v1.Delivery
+	(*Ack)(nil),           // 5: parley.v1.Ack
+	(*Receipt)(nil),       // 6: parley.v1.Receipt
 }
 var file_protocol_pb_parley_proto_depIdxs = []int32{
 	1, // 0: parley.v1.PrekeyPrivate.signed:type_name -> parley.v1.SignedPrekey
@@ -532,7 +710,7 @@ func file_protocol_pb_parley_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pb_parley_proto_rawDesc), len(file_protocol_pb_parley_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
