@@ -1,13 +1,35 @@
-// Package api will serve Parley's local HTTP API on 127.0.0.1 (port 7733
-// by default): JSON endpoints under /api/v1 (register, login, friends,
-// send_message, get_messages and the rest in their style), a WebSocket of
-// live events, bearer-token auth, Host and Origin checks against DNS
-// rebinding and CSRF, JSON errors of the form {"error": {"code",
-// "message"}}, and serving the embedded web UI.
+// Package api serves Parley's local HTTP API: JSON endpoints under
+// /api/v1 (register, login, friends, send_message, get_messages and the
+// rest in their style), a WebSocket of live events, and the embedded web
+// UI. It listens on 127.0.0.1 (DefaultAddr, port 7733) unless given TLS.
 //
-// It will declare the node methods it needs as its own interface and never
-// import node, store, directory, libp2p or badger; it is tested with
-// httptest and a small fake of that interface.
+// The package owns the HTTP side of a node and nothing else:
 //
-// Not built yet: this package is an empty placeholder.
+//   - routing, with JSON errors {"error": {"code", "message"}} for every
+//     failure, 404 and 405 included (see Code and Error);
+//   - bearer tokens: 256 random bits issued by register and login, kept
+//     only as SHA-256 hashes, ended by logout or 12 hours without use;
+//   - the defences of a local web server: an exact Host check against DNS
+//     rebinding, before anything else; an Origin check against CSRF; no
+//     CORS; security headers; strict JSON bodies (application/json, at
+//     most 1 MiB, no unknown fields, valid UTF-8); refusing a non-loopback
+//     listener without TLS (ErrNotLoopback);
+//   - the events WebSocket at /api/v1/events (below);
+//   - the OpenAPI 3.1 document of all of this, served at
+//     /api/v1/openapi.json and checked against the route table by a test.
+//
+// The events WebSocket never takes the token in its URL. The upgrade must
+// carry the API's own Origin. A client authenticates either with an
+// "Authorization: Bearer <token>" header on the upgrade (a wrong token is
+// answered 401 before upgrading), or, as browsers must, with a first text
+// message {"type":"auth","token":"<token>"} within 10 seconds. The server
+// then sends {"type":"ready"} and each event as {"type","data"} (Event).
+// It closes the socket with 4401 (CloseUnauthorized) for missing, bad or
+// late auth and when the token is logged out or expires, with 1001 on
+// shutdown, and with 1008 when the client sends anything after auth.
+//
+// It declares what it needs from a node as its own interface, Node, and
+// never imports node, store, directory, libp2p or badger; cmd/parley
+// adapts the real node to Node. Tests use httptest-style real listeners
+// on 127.0.0.1 and a small fake of the interface.
 package api

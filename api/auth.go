@@ -1,0 +1,164 @@
+package api
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// tokenBytes is the size of a token's random part: 256 bits.
+const tokenBytes = 32
+
+// tokenHash is the SHA-256 of a token. The server keeps only hashes, so a
+// memory dump does not hand out live tokens, and looking a token up by its
+// hash in a map leaks nothing useful through timing (an attacker would
+// have to find preimages), so no constant-time compare is needed.
+type tokenHash [sha256.Size]byte
+
+func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
+
+// session is the server side of one token.
+type session struct {
+	hash     tokenHash
+	lastUsed time.Time
+	// done is closed when the token is logged out or found expired; a
+	// WebSocket opened with the token closes then.
+	done chan struct{}
+}
+
+// tokenStore holds the sessions, keyed by token hash. A token expires
+// after idle time without use.
+type tokenStore struct {
+	now  func() time.Time
+	idle time.Duration
+
+	mu       sync.Mutex
+	sessions map[tokenHash]*session
+}
+
+func newTokenStore(now func() time.Time, idle time.Duration) *tokenStore {
+	return &tokenStore{now: now, idle: idle, sessions: make(map[tokenHash]*session)}
+}
+
+// issue creates a token: 256 random bits, base64url without padding (43
+// characters). Only its hash is kept.
+func (ts *tokenStore) issue() (string, error) {
+	var b [tokenBytes]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	token := base64.RawURLEncoding.EncodeToString(b[:])
+	clear(b[:])
+	h := hashToken(token)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	ts.sweepLocked()
+	ts.sessions[h] = &session{hash: h, lastUsed: ts.now(), done: make(chan struct{})}
+	return token, nil
+}
+
+// use looks a token up and, when it is live, marks it used now.
+func (ts *tokenStore) use(token string) (*session, bool) {
+	h := hashToken(token)
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	s, ok := ts.sessions[h]
+	if !ok {
+		return nil, false
+	}
+	now := ts.now()
+	if ts.expiredLocked(s, now) {
+		ts.endLocked(s)
+		return nil, false
+	}
+	s.lastUsed = now
+	return s, true
+}
+
+// alive reports whether a session is still live, without marking it used
+// (an open WebSocket does not keep its token alive), and ends it when it
+// has expired.
+func (ts *tokenStore) alive(s *session) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if _, ok := ts.sessions[s.hash]; !ok {
+		return false
+	}
+	if ts.expiredLocked(s, ts.now()) {
+		ts.endLocked(s)
+		return false
+	}
+	return true
+}
+
+// revoke ends a session (logout).
+func (ts *tokenStore) revoke(s *session) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if _, ok := ts.sessions[s.hash]; ok {
+		ts.endLocked(s)
+	}
+}
+
+// count returns the number of sessions held, live or not yet swept.
+func (ts *tokenStore) count() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return len(ts.sessions)
+}
+
+func (ts *tokenStore) expiredLocked(s *session, now time.Time) bool {
+	return now.Sub(s.lastUsed) >= ts.idle
+}
+
+func (ts *tokenStore) endLocked(s *session) {
+	delete(ts.sessions, s.hash)
+	close(s.done)
+}
+
+// sweepLocked ends every expired session, so that the map stays small.
+func (ts *tokenStore) sweepLocked() {
+	now := ts.now()
+	for _, s := range ts.sessions {
+		if ts.expiredLocked(s, now) {
+			ts.endLocked(s)
+		}
+	}
+}
+
+// bearerToken returns the token of an "Authorization: Bearer <token>"
+// header, and whether the header was present at all.
+func bearerToken(r *http.Request) (token string, present bool) {
+	vals := r.Header.Values("Authorization")
+	if len(vals) == 0 {
+		return "", false
+	}
+	if len(vals) > 1 {
+		return "", true
+	}
+	scheme, tok, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", true
+	}
+	return strings.TrimSpace(tok), true
+}
+
+// authenticate checks a request's bearer token.
+func (s *Server) authenticate(r *http.Request) (*session, error) {
+	token, present := bearerToken(r)
+	if !present {
+		return nil, apiError(CodeUnauthorized, "missing bearer token")
+	}
+	if token == "" {
+		return nil, apiError(CodeUnauthorized, "malformed Authorization header")
+	}
+	sess, ok := s.tokens.use(token)
+	if !ok {
+		return nil, apiError(CodeUnauthorized, "invalid or expired token")
+	}
+	return sess, nil
+}

@@ -1,0 +1,157 @@
+package api
+
+import (
+	"context"
+	"time"
+)
+
+// Node is what the API needs from a running Parley node. cmd/parley
+// adapts the real node to it; tests use a small fake. IDs are the text
+// forms the API speaks (user IDs in lower-case base32, message IDs in hex,
+// peer IDs and multiaddrs as libp2p prints them). Methods return *Error
+// values (or errors wrapping one) for failures the client caused; any
+// other error is answered 500 "internal" without its text.
+type Node interface {
+	// State reports the node's lifecycle state.
+	State() State
+
+	// Register creates the identity in state new and unlocks the node.
+	Register(ctx context.Context, name string, passphrase []byte) (Me, error)
+	// Unlock opens the identity with the passphrase (state locked), or
+	// checks the passphrase again when the node is already unlocked.
+	// A wrong passphrase is CodeBadPassphrase; too many wrong tries are
+	// CodeThrottled with RetryAfter set.
+	Unlock(ctx context.Context, passphrase []byte) (Me, error)
+
+	Me(ctx context.Context) (Me, error)
+	NodeInfo(ctx context.Context) (NodeInfo, error)
+	Connect(ctx context.Context, addr string) error
+
+	Friends(ctx context.Context) ([]Friend, error)
+	// AddFriend adds (or accepts) a friend from an invite link.
+	AddFriend(ctx context.Context, invite string) (Friend, error)
+	// AcceptFriend accepts a pending request by user ID.
+	AcceptFriend(ctx context.Context, userID string) (Friend, error)
+	RemoveFriend(ctx context.Context, userID string) error
+	VerifyFriend(ctx context.Context, userID string) error
+
+	Send(ctx context.Context, to, text string) (Message, error)
+	// Messages returns a page of the conversation with a friend, newest
+	// first, and the cursor of the next (older) page, "" at the end.
+	Messages(ctx context.Context, with, before string, limit int) ([]Message, string, error)
+	Conversations(ctx context.Context) ([]Conversation, error)
+	// MarkRead marks the conversation read up to the message upTo (the
+	// newest when empty) and sends the friend a read receipt.
+	MarkRead(ctx context.Context, with, upTo string) error
+
+	// Subscribe streams live events until ctx ends or cancel is called;
+	// the channel is closed then. A subscriber that falls behind loses
+	// events and receives an EventOverflow in their place.
+	Subscribe(ctx context.Context) (events <-chan Event, cancel func())
+}
+
+// State is a node's lifecycle state.
+type State string
+
+// The states of a node.
+const (
+	StateNew      State = "new"      // no identity yet: only register works
+	StateLocked   State = "locked"   // identity on disk, passphrase not given
+	StateUnlocked State = "unlocked" // running
+)
+
+// Me is the node's own user.
+type Me struct {
+	UserID      string   `json:"user_id"`
+	Name        string   `json:"name"`
+	PeerID      string   `json:"peer_id"`
+	Addrs       []string `json:"addrs"`
+	Invite      string   `json:"invite"`
+	Fingerprint string   `json:"fingerprint"`
+}
+
+// NodeInfo describes the libp2p side of the node.
+type NodeInfo struct {
+	PeerID         string   `json:"peer_id"`
+	Addrs          []string `json:"addrs"`
+	ConnectedPeers []string `json:"connected_peers"`
+	Reachability   string   `json:"reachability"` // "unknown", "public" or "private"
+}
+
+// Friend is one entry of the friend list.
+type Friend struct {
+	UserID       string `json:"user_id"`
+	Name         string `json:"name"`
+	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked
+	Verified     bool   `json:"verified"`
+	Online       bool   `json:"online"`
+	SafetyNumber string `json:"safety_number"`
+}
+
+// Message is one chat message.
+type Message struct {
+	ID         string     `json:"msg_id"`
+	From       string     `json:"from"`
+	To         string     `json:"to"`
+	Text       string     `json:"text"`
+	SentAt     time.Time  `json:"sent_at"`
+	ReceivedAt *time.Time `json:"received_at"` // nil for outgoing messages
+	Status     string     `json:"status"`      // pending, sent, delivered, read, failed
+	Direction  string     `json:"direction"`   // in or out
+	Path       string     `json:"path"`        // direct, relay, mailbox, or "" while pending
+	Error      string     `json:"error,omitempty"`
+}
+
+// Conversation is one entry of the conversation list.
+type Conversation struct {
+	With        string       `json:"with"`
+	Name        string       `json:"name"`
+	LastMessage *LastMessage `json:"last_message"` // nil for an empty conversation
+	Unread      int          `json:"unread"`
+}
+
+// LastMessage summarises a conversation's newest message.
+type LastMessage struct {
+	ID        string    `json:"msg_id"`
+	Text      string    `json:"text"` // cut to a preview
+	At        time.Time `json:"at"`
+	Direction string    `json:"direction"`
+	Status    string    `json:"status"`
+}
+
+// Event is one live event, as the WebSocket sends it:
+// {"type": "...", "data": {...}}.
+type Event struct {
+	Type EventType `json:"type"`
+	Data any       `json:"data,omitempty"`
+}
+
+// EventType names an event.
+type EventType string
+
+// The events a node emits, and the type of their Data.
+const (
+	EventMessage        EventType = "message"         // Message: a message arrived
+	EventMessageStatus  EventType = "message_status"  // StatusChange
+	EventFriendRequest  EventType = "friend_request"  // Friend
+	EventFriendAccepted EventType = "friend_accepted" // Friend
+	EventFriendRemoved  EventType = "friend_removed"  // Friend
+	EventPeerOnline     EventType = "peer_online"     // Presence
+	EventPeerOffline    EventType = "peer_offline"    // Presence
+	EventOverflow       EventType = "overflow"        // no data: events were lost, refetch
+)
+
+// StatusChange is the data of EventMessageStatus.
+type StatusChange struct {
+	ID     string `json:"msg_id"`
+	With   string `json:"with"`
+	Status string `json:"status"`
+	Path   string `json:"path"`
+	Error  string `json:"error,omitempty"`
+}
+
+// Presence is the data of EventPeerOnline and EventPeerOffline.
+type Presence struct {
+	UserID string `json:"user_id"`
+	PeerID string `json:"peer_id"`
+}

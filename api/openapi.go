@@ -1,0 +1,27 @@
+package api
+
+import (
+	_ "embed"
+	"net/http"
+	"strconv"
+)
+
+// openAPIDocument is the OpenAPI 3.1 description of the API, written by
+// hand. A test checks that its paths and methods are exactly the route
+// table's.
+//
+//go:embed openapi.json
+var openAPIDocument []byte
+
+// OpenAPI returns a copy of the API's OpenAPI 3.1 document (JSON).
+func OpenAPI() []byte {
+	return append([]byte(nil), openAPIDocument...)
+}
+
+func (s *Server) openAPI(q *request) error {
+	q.w.Header().Set("Content-Type", "application/json")
+	q.w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDocument)))
+	q.w.WriteHeader(http.StatusOK)
+	q.w.Write(openAPIDocument)
+	return nil
+}
