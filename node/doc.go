@@ -1,13 +1,16 @@
-// Package node will assemble a running Parley node: the libp2p host (its
-// Ed25519 key is the device identity), the private kad-DHT, gossipsub, the
-// encrypted store, the message, mailbox and group services, configuration
-// and lifecycle. It will hold the use cases the local API calls (send,
-// history, friends, groups, lookup, events); it will not hold HTTP
-// handlers, badger keys or wire encoding, which belong to api, store and
-// protocol. Multi-node integration tests will live beside it.
+// Package node assembles and runs a Parley node: the encrypted store, the
+// libp2p host (its Ed25519 key, kept in the store, is the device identity),
+// the messaging service on /parley/msg/1.0.0, the outbox delivery worker,
+// friends, receipts, prekey rotation and the in-process event stream. It
+// holds the use cases the local API calls (register, unlock, send, history,
+// friends, read receipts, connect); it holds no HTTP handlers, badger keys
+// or wire encoding, which belong to api, store and protocol.
 //
-// It imports directory, store and protocol, never api or web; only
-// cmd/parley wires a node to the API.
+// A node moves through three states: new (no identity in its data
+// directory), locked (an identity on disk, the passphrase not given: the
+// host is not running) and unlocked. Register and Unlock start a session:
+// the open store, the host and the background workers; Close ends it.
 //
-// Not built yet: this package is an empty placeholder.
+// It imports store and protocol (and directory later), never api or web;
+// only cmd/parley wires a node to the API. Multi-node tests live here.
 package node

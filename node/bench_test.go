@@ -1,0 +1,256 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	pp "github.com/parley-chat/parley/protocol"
+)
+
+// benchPair starts two befriended nodes with RSA-3072 fixture keys (the
+// default size) on loopback TCP, and a subscription to B's events.
+func benchPair(b *testing.B) (a, bn *Node, aID, bID pp.ID, events <-chan Event) {
+	b.Helper()
+	ca, cb := testConfig(b, "alice-3072"), testConfig(b, "bob-3072")
+	a, bn = startNode(b, ca, "Alice"), startNode(b, cb, "Bob")
+	befriend(b, a, bn)
+	ma, _ := a.Me(context.Background())
+	mb, _ := bn.Me(context.Background())
+	ev, cancel := bn.Subscribe(context.Background())
+	b.Cleanup(cancel)
+	return a, bn, ma.UserID, mb.UserID, ev
+}
+
+// openCost measures, in this run, what the receiver's cryptography costs
+// per message: Opener.Open (RSA-PSS verify, RSA-OAEP decrypt, X25519,
+// AES-GCM) of an envelope like the ones the benchmark sends.
+func openCost(b *testing.B, sender, receiver *Node, size int) time.Duration {
+	b.Helper()
+	ss, _ := sender.session()
+	rs, _ := receiver.session()
+	fe := ss.friend(rs.me)
+	body := make([]byte, size)
+	const rounds = 30
+	var total time.Duration
+	for range rounds {
+		env, err := pp.Seal(ss.sender(), fe.rcpt, pp.KindText, body, time.Now())
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw := env.Marshal()
+		key := ss.key.Public()
+		op := pp.Opener{UserID: rs.me, Key: rs.key, Prekey: rs.prekeyByID,
+			SenderKey: func(pp.ID, pp.ID) (*pp.PublicKey, error) { return key, nil }}
+		start := time.Now()
+		if _, err := op.Open(raw); err != nil {
+			b.Fatal(err)
+		}
+		total += time.Since(start)
+	}
+	return total / rounds
+}
+
+// waitMessages reads n EventMessage events.
+func waitMessages(events <-chan Event, n int) error {
+	timeout := time.NewTimer(5 * time.Minute)
+	defer timeout.Stop()
+	for got := 0; got < n; {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				return fmt.Errorf("event stream closed after %d of %d messages", got, n)
+			}
+			if e.Type == EventOverflow {
+				return fmt.Errorf("event subscriber overflowed after %d of %d messages", got, n)
+			}
+			if e.Type == EventMessage {
+				got++
+			}
+		case <-timeout.C:
+			return fmt.Errorf("only %d of %d messages arrived", got, n)
+		}
+	}
+	return nil
+}
+
+// BenchmarkThroughput sends b.N messages A→B through Node.Send, from
+// senders goroutines as concurrent API requests would, and waits until B
+// has stored each. It reports messages/s and the ratio to the
+// crypto-bound rate 1/open (the receiver's verify + decrypt), both
+// measured in this run. Target: ratio ≥ 0.9. Both nodes share this
+// machine's cores, so the sender's signatures compete with the
+// receiver's decryptions.
+func BenchmarkThroughput(b *testing.B) {
+	const senders = 4
+	a, bn, _, bID, events := benchPair(b)
+	open := openCost(b, a, bn, 64)
+	ctx := context.Background()
+	b.ResetTimer()
+	start := time.Now()
+	arrived := make(chan error, 1)
+	go func() { arrived <- waitMessages(events, b.N) }()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				if _, err := a.Send(ctx, bID, fmt.Sprintf("benchmark message %08d", i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	if err := <-arrived; err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rate := float64(b.N) / elapsed.Seconds()
+	bound := float64(time.Second) / float64(open)
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(bound, "crypto-bound-msgs/s")
+	b.ReportMetric(rate/bound, "ratio")
+}
+
+// rawEcho is a raw libp2p stream service that echoes each length-
+// delimited frame: the floor any protocol on this transport pays.
+const rawEcho = protocol.ID("/parley-bench/echo/1.0.0")
+
+func rawHosts(b *testing.B) (client, server host.Host) {
+	b.Helper()
+	mk := func() host.Host {
+		h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { h.Close() })
+		return h
+	}
+	client, server = mk(), mk()
+	server.SetStreamHandler(rawEcho, func(s network.Stream) {
+		defer s.Close()
+		br := bufio.NewReader(s)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := br.Read(buf)
+			if n > 0 {
+				if _, err := s.Write(buf[:n]); err != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	if err := client.Connect(context.Background(), peer.AddrInfo{ID: server.ID(), Addrs: server.Addrs()}); err != nil {
+		b.Fatal(err)
+	}
+	return client, server
+}
+
+// rawRoundTrip measures the p50 round trip of size bytes over a raw
+// libp2p stream between two other hosts on loopback TCP.
+func rawRoundTrip(b *testing.B, size, rounds int) time.Duration {
+	b.Helper()
+	client, server := rawHosts(b)
+	s, err := client.NewStream(context.Background(), server.ID(), rawEcho)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	msg, back := make([]byte, size), make([]byte, size)
+	var lat []time.Duration
+	for range rounds {
+		start := time.Now()
+		if _, err := s.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(s, back); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	return percentile(lat, 50)
+}
+
+func percentile(d []time.Duration, p int) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[(len(s)-1)*p/100]
+}
+
+// BenchmarkLatency sends one message at a time A→B and measures the time
+// from Send to B's EventMessage, at low load. It prints p50 and p99 next
+// to a raw libp2p stream round trip of the same size and the crypto time
+// (seal + open) measured in this run. Target: p50 ≤ raw + crypto + 1 ms.
+func BenchmarkLatency(b *testing.B) {
+	a, bn, _, bID, events := benchPair(b)
+	const size = 1500 // about what an envelope of a short message is on the wire
+	open := openCost(b, a, bn, 64)
+	seal := sealCost(b, a, bn)
+	raw := rawRoundTrip(b, size, 200)
+	ctx := context.Background()
+	var lat []time.Duration
+	var mu sync.Mutex
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		if _, err := a.Send(ctx, bID, fmt.Sprintf("latency %d", i)); err != nil {
+			b.Fatal(err)
+		}
+		if err := waitMessages(events, 1); err != nil {
+			b.Fatal(err)
+		}
+		mu.Lock()
+		lat = append(lat, time.Since(start))
+		mu.Unlock()
+	}
+	b.StopTimer()
+	p50, p99 := percentile(lat, 50), percentile(lat, 99)
+	budget := raw + open + seal + time.Millisecond
+	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(raw.Microseconds())/1000, "raw-rtt-ms")
+	b.ReportMetric(float64((open+seal).Microseconds())/1000, "crypto-ms")
+	b.ReportMetric(float64(p50)/float64(budget), "p50/budget")
+}
+
+// sealCost measures Seal (RSA-PSS sign, RSA-OAEP encrypt, X25519) for a
+// short message, in this run.
+func sealCost(b *testing.B, sender, receiver *Node) time.Duration {
+	b.Helper()
+	ss, _ := sender.session()
+	rs, _ := receiver.session()
+	fe := ss.friend(rs.me)
+	const rounds = 30
+	start := time.Now()
+	for range rounds {
+		if _, err := pp.Seal(ss.sender(), fe.rcpt, pp.KindText, make([]byte, 64), time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return time.Since(start) / rounds
+}

@@ -1,0 +1,142 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Defaults.
+const (
+	DefaultPort        = 7734
+	DefaultKeyBits     = 3072
+	MinPassphrase      = 10 // characters
+	DefaultRetryMin    = time.Second
+	DefaultRetryMax    = 5 * time.Minute
+	DefaultPrekeyLife  = 7 * 24 * time.Hour // rotation period
+	DefaultDialTimeout = 10 * time.Second
+)
+
+// DefaultListen are the listen addresses of a node without --listen.
+var DefaultListen = []string{
+	fmt.Sprintf("/ip4/0.0.0.0/tcp/%d", DefaultPort),
+	fmt.Sprintf("/ip4/0.0.0.0/udp/%d/quic-v1", DefaultPort),
+}
+
+// Config configures a node. The zero value of every field but DataDir
+// means its default.
+type Config struct {
+	// DataDir holds the store and the node's small state file.
+	DataDir string
+	// Listen are the libp2p listen multiaddrs (DefaultListen if empty).
+	Listen []string
+	// Bootstrap are multiaddrs (with /p2p/) the node dials when it starts.
+	// Empty by default: the node dials nobody it was not told about.
+	Bootstrap []string
+	// Logger receives the node's logs; never content, keys or passphrases.
+	Logger *slog.Logger
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// KDF are the passphrase KDF parameters for a new store
+	// (store.DefaultKDF); tests make them cheap.
+	KDF store.KDFParams
+	// KeyBits is the size of a new RSA identity key (3072).
+	KeyBits int
+	// NewKey makes the RSA identity key at registration
+	// (protocol.GenerateKey); tests hand in fixture keys.
+	NewKey func(bits int) (*protocol.PrivateKey, error)
+	// RetryMin and RetryMax bound the delivery backoff (1 s, 5 min).
+	RetryMin, RetryMax time.Duration
+	// PrekeyRotation is how often the signed prekey is replaced (7 days).
+	PrekeyRotation time.Duration
+	// MaxAge is how old an envelope may be when it arrives
+	// (protocol.DefaultMaxAge); retired prekeys are kept this long.
+	MaxAge time.Duration
+	// DialTimeout bounds one attempt to reach a device (10 s).
+	DialTimeout time.Duration
+	// ConnLow and ConnHigh are the connection manager's watermarks
+	// (64 and 128).
+	ConnLow, ConnHigh int
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.DataDir == "" {
+		return c, fmt.Errorf("%w: no data directory", ErrInvalid)
+	}
+	abs, err := filepath.Abs(c.DataDir)
+	if err != nil {
+		return c, fmt.Errorf("node: data directory: %w", err)
+	}
+	c.DataDir = abs
+	if len(c.Listen) == 0 {
+		c.Listen = DefaultListen
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.KDF == (store.KDFParams{}) {
+		c.KDF = store.DefaultKDF
+	}
+	if err := c.KDF.Validate(); err != nil {
+		return c, err
+	}
+	if c.KeyBits == 0 {
+		c.KeyBits = DefaultKeyBits
+	}
+	if c.NewKey == nil {
+		c.NewKey = protocol.GenerateKey
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRetryMin
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.RetryMax < c.RetryMin {
+		return c, fmt.Errorf("%w: RetryMax %v below RetryMin %v", ErrInvalid, c.RetryMax, c.RetryMin)
+	}
+	if c.PrekeyRotation <= 0 {
+		c.PrekeyRotation = DefaultPrekeyLife
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = protocol.DefaultMaxAge
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.ConnLow <= 0 {
+		c.ConnLow = 64
+	}
+	if c.ConnHigh <= c.ConnLow {
+		c.ConnHigh = 2 * c.ConnLow
+	}
+	return c, nil
+}
+
+// prepareDir creates the data directory (mode 0700) if it is missing and
+// refuses one that others can read.
+func prepareDir(dir string) error {
+	fi, err := os.Stat(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("node: create data directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node: data directory: %w", err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: data directory %s is not a directory", ErrInvalid, dir)
+	}
+	return nil
+}

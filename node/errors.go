@@ -1,0 +1,48 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors callers branch on. The API maps each to its own code.
+var (
+	// ErrWrongState is an operation the node's state does not allow
+	// (sending while locked, logging in before registering).
+	ErrWrongState = errors.New("node: not possible in this state")
+	// ErrExists is Register when an identity already exists.
+	ErrExists = errors.New("node: an identity already exists")
+	// ErrBadPassphrase is a wrong passphrase.
+	ErrBadPassphrase = errors.New("node: wrong passphrase")
+	// ErrWeakPassphrase is a passphrase shorter than MinPassphrase.
+	ErrWeakPassphrase = errors.New("node: passphrase too short")
+	// ErrInvalid is an argument that does not parse or is out of range.
+	ErrInvalid = errors.New("node: invalid argument")
+	// ErrNotFound is an unknown friend, message or peer.
+	ErrNotFound = errors.New("node: not found")
+	// ErrNotFriend is sending to a user who is not an accepted friend.
+	ErrNotFriend = errors.New("node: not an accepted friend")
+	// ErrTooLarge is a message body over protocol.MaxBodySize.
+	ErrTooLarge = errors.New("node: message too large")
+	// ErrUnavailable is a network operation that could not be done now.
+	ErrUnavailable = errors.New("node: unavailable")
+	// ErrClosed is a call after Close.
+	ErrClosed = errors.New("node: closed")
+)
+
+// ThrottledError is a login refused without checking the passphrase,
+// because too many wrong ones came before it. It wraps ErrThrottled.
+type ThrottledError struct {
+	RetryAfter time.Duration
+}
+
+// ErrThrottled is what a *ThrottledError matches with errors.Is.
+var ErrThrottled = errors.New("node: too many wrong passphrases")
+
+func (e *ThrottledError) Error() string {
+	return fmt.Sprintf("%v: retry after %v", ErrThrottled, e.RetryAfter.Round(time.Second))
+}
+
+// Unwrap makes errors.Is(err, ErrThrottled) true.
+func (e *ThrottledError) Unwrap() error { return ErrThrottled }

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"context"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// EventType names a node event.
+type EventType string
+
+// Events.
+const (
+	EventMessage        EventType = "message"         // Message arrived
+	EventMessageStatus  EventType = "message_status"  // Message's status changed
+	EventFriendRequest  EventType = "friend_request"  // Friend asked to be friends
+	EventFriendAccepted EventType = "friend_accepted" // Friend became accepted
+	EventFriendRemoved  EventType = "friend_removed"  // Friend was removed or blocked
+	EventPeerOnline     EventType = "peer_online"     // a device of User connected
+	EventPeerOffline    EventType = "peer_offline"    // User's last device went away
+	EventOverflow       EventType = "overflow"        // the subscriber lost events
+)
+
+// Event is one thing that happened, for the UI. It never leaves the
+// process except through the local API.
+type Event struct {
+	Type    EventType
+	Message store.Message // EventMessage, EventMessageStatus
+	Friend  Friend        // friend events
+	User    protocol.ID   // presence events
+	Peer    peer.ID       // presence events
+}
+
+// subscriberBuffer is how many events a subscriber may fall behind.
+const subscriberBuffer = 256
+
+// bus fans events out to subscribers. A subscriber that falls behind loses
+// events and gets one EventOverflow when it has room again; publishing
+// never blocks.
+type bus struct {
+	mu   sync.Mutex
+	subs map[*subscriber]struct{}
+}
+
+type subscriber struct {
+	ch   chan Event
+	lost bool // events were dropped since the last overflow notice
+}
+
+func newBus() *bus { return &bus{subs: make(map[*subscriber]struct{})} }
+
+func (b *bus) publish(e Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for s := range b.subs {
+		if s.lost {
+			select {
+			case s.ch <- Event{Type: EventOverflow}:
+				s.lost = false
+			default:
+				continue
+			}
+		}
+		select {
+		case s.ch <- e:
+		default:
+			s.lost = true
+		}
+	}
+}
+
+// Subscribe streams events until ctx ends or cancel is called; the
+// channel is closed then.
+func (n *Node) Subscribe(ctx context.Context) (<-chan Event, func()) {
+	b := n.events
+	s := &subscriber{ch: make(chan Event, subscriberBuffer)}
+	b.mu.Lock()
+	b.subs[s] = struct{}{}
+	b.mu.Unlock()
+	var once sync.Once
+	cancel := func() {
+		once.Do(func() {
+			b.mu.Lock()
+			delete(b.subs, s)
+			close(s.ch)
+			b.mu.Unlock()
+		})
+	}
+	stop := context.AfterFunc(ctx, cancel)
+	return s.ch, func() { stop(); cancel() }
+}
+
+func (b *bus) count() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.subs)
+}

@@ -1,0 +1,316 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Friend is a friend as the node shows it: what is stored, whether a
+// device of theirs is connected, and the safety number to compare.
+type Friend struct {
+	store.Friend
+	Online       bool
+	SafetyNumber string
+}
+
+// Friends lists every friend, in the store's order.
+func (n *Node) Friends(ctx context.Context) ([]Friend, error) {
+	s, err := n.session()
+	if err != nil {
+		return nil, err
+	}
+	fs, err := s.st.Friends(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node: friends: %w", err)
+	}
+	out := make([]Friend, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, s.view(f))
+	}
+	return out, nil
+}
+
+// Friend returns one friend.
+func (n *Node) Friend(ctx context.Context, id protocol.ID) (Friend, error) {
+	s, err := n.session()
+	if err != nil {
+		return Friend{}, err
+	}
+	f, err := s.getFriend(ctx, id)
+	if err != nil {
+		return Friend{}, err
+	}
+	return s.view(f), nil
+}
+
+func (s *session) getFriend(ctx context.Context, id protocol.ID) (store.Friend, error) {
+	f, err := s.st.Friend(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return f, fmt.Errorf("%w: no friend %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return f, fmt.Errorf("node: friend: %w", err)
+	}
+	return f, nil
+}
+
+func (s *session) view(f store.Friend) Friend {
+	v := Friend{Friend: f}
+	s.mu.Lock()
+	v.Online = s.online[f.UserID] > 0
+	s.mu.Unlock()
+	if k, err := protocol.ParsePublicKey(f.PublicKey); err == nil {
+		v.SafetyNumber = protocol.SafetyNumber(s.me, s.key.Public(), f.UserID, k)
+	}
+	return v
+}
+
+// AddFriend adds the user of an invite card. A stranger gets a contact
+// request (and becomes pending_out); a pending request from them is
+// accepted (both become accepted); an existing friend's card is updated.
+func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
+	s, err := n.session()
+	if err != nil {
+		return Friend{}, err
+	}
+	c, err := protocol.ParseCardURI(invite)
+	if err != nil {
+		return Friend{}, fmt.Errorf("%w: invite: %v", ErrInvalid, err)
+	}
+	if c.UserID == s.me {
+		return Friend{}, fmt.Errorf("%w: that is your own invite", ErrInvalid)
+	}
+	f, err := s.st.Friend(ctx, c.UserID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		f = store.Friend{UserID: c.UserID, Status: store.FriendPendingOut}
+	case err != nil:
+		return Friend{}, fmt.Errorf("node: friend: %w", err)
+	case !c.Key.Equal(mustKey(f.PublicKey)):
+		return Friend{}, fmt.Errorf("%w: this invite carries a different key than the one pinned for %s", ErrInvalid, c.UserID)
+	}
+	prev := f.Status
+	f.Name, f.PublicKey, f.Card = c.Name, c.Key.Bytes(), c.URI()
+	kind := protocol.KindContactRequest
+	switch prev {
+	case store.FriendPendingIn:
+		f.Status, kind = store.FriendAccepted, protocol.KindContactAccept
+	case store.FriendAccepted:
+		kind = 0 // a card update; nothing to send
+	case store.FriendBlocked:
+		f.Status = store.FriendPendingOut
+	}
+	f, err = s.st.PutFriend(ctx, f)
+	if err != nil {
+		return Friend{}, fmt.Errorf("node: save friend: %w", err)
+	}
+	fe := s.cacheFriend(f)
+	if kind != 0 {
+		if err := s.sendCard(ctx, fe, kind); err != nil {
+			return Friend{}, err
+		}
+	}
+	if prev == store.FriendPendingIn {
+		s.n.events.publish(Event{Type: EventFriendAccepted, Friend: s.view(f)})
+	}
+	s.dialFriend(fe)
+	return s.view(f), nil
+}
+
+// AcceptFriend accepts a pending request by user ID.
+func (n *Node) AcceptFriend(ctx context.Context, id protocol.ID) (Friend, error) {
+	s, err := n.session()
+	if err != nil {
+		return Friend{}, err
+	}
+	f, err := s.getFriend(ctx, id)
+	if err != nil {
+		return Friend{}, err
+	}
+	switch f.Status {
+	case store.FriendAccepted:
+		return s.view(f), nil
+	case store.FriendPendingIn:
+	default:
+		return Friend{}, fmt.Errorf("%w: no pending request from %s", ErrNotFound, id)
+	}
+	f.Status = store.FriendAccepted
+	if f, err = s.st.PutFriend(ctx, f); err != nil {
+		return Friend{}, fmt.Errorf("node: save friend: %w", err)
+	}
+	fe := s.cacheFriend(f)
+	if err := s.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
+		return Friend{}, err
+	}
+	s.n.events.publish(Event{Type: EventFriendAccepted, Friend: s.view(f)})
+	s.dialFriend(fe)
+	return s.view(f), nil
+}
+
+// RemoveFriend forgets a friend (or declines their request): their
+// messages are refused from now on, and what is still queued for them
+// fails.
+func (n *Node) RemoveFriend(ctx context.Context, id protocol.ID) error {
+	s, err := n.session()
+	if err != nil {
+		return err
+	}
+	f, err := s.getFriend(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := s.st.DeleteFriend(ctx, id); err != nil {
+		return fmt.Errorf("node: remove friend: %w", err)
+	}
+	s.forgetFriend(id)
+	s.outbox.dropFor(ctx, id, "friend removed")
+	s.n.events.publish(Event{Type: EventFriendRemoved, Friend: Friend{Friend: f}})
+	return nil
+}
+
+// BlockFriend keeps a user's record as blocked: their messages and
+// requests are refused, and what is still queued for them fails.
+func (n *Node) BlockFriend(ctx context.Context, id protocol.ID) (Friend, error) {
+	s, err := n.session()
+	if err != nil {
+		return Friend{}, err
+	}
+	f, err := s.getFriend(ctx, id)
+	if err != nil {
+		return Friend{}, err
+	}
+	f.Status = store.FriendBlocked
+	if f, err = s.st.PutFriend(ctx, f); err != nil {
+		return Friend{}, fmt.Errorf("node: block friend: %w", err)
+	}
+	s.cacheFriend(f)
+	s.outbox.dropFor(ctx, id, "friend blocked")
+	s.n.events.publish(Event{Type: EventFriendRemoved, Friend: s.view(f)})
+	return s.view(f), nil
+}
+
+// VerifyFriend records that the user compared the safety number.
+func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
+	s, err := n.session()
+	if err != nil {
+		return err
+	}
+	f, err := s.getFriend(ctx, id)
+	if err != nil {
+		return err
+	}
+	if f.Verified {
+		return nil
+	}
+	f.Verified = true
+	if f, err = s.st.PutFriend(ctx, f); err != nil {
+		return fmt.Errorf("node: verify friend: %w", err)
+	}
+	s.cacheFriend(f)
+	return nil
+}
+
+// receiveContact acts on a contact request or accept whose signature and
+// card were checked.
+func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *protocol.Card) error {
+	f, err := s.st.Friend(ctx, m.Sender)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if !known {
+		f = store.Friend{UserID: m.Sender, Status: store.FriendPendingIn}
+	}
+	prev := f.Status
+	f.Name, f.PublicKey, f.Card = c.Name, c.Key.Bytes(), c.URI()
+	var ev EventType
+	reply := false
+	switch {
+	case m.Kind == protocol.KindContactRequest && !known:
+		ev = EventFriendRequest
+	case m.Kind == protocol.KindContactRequest && prev == store.FriendPendingOut,
+		m.Kind == protocol.KindContactAccept && prev == store.FriendPendingOut:
+		// Their accept, or requests that crossed: both sides asked.
+		f.Status, ev = store.FriendAccepted, EventFriendAccepted
+	case m.Kind == protocol.KindContactRequest && prev == store.FriendAccepted:
+		reply = true // they lost us (a new device, a restore): accept again
+	}
+	if f, err = s.st.PutFriend(ctx, f); err != nil {
+		return err
+	}
+	fe := s.cacheFriend(f)
+	if reply {
+		if err := s.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
+			return err
+		}
+	}
+	if ev != "" {
+		s.n.events.publish(Event{Type: ev, Friend: s.view(f)})
+	}
+	if f.Status == store.FriendAccepted {
+		s.outbox.rush(fe.f.UserID)
+	}
+	return nil
+}
+
+// sendCard queues a contact request or accept carrying the own card.
+func (s *session) sendCard(ctx context.Context, fe *friendEntry, kind protocol.Kind) error {
+	if fe.card == nil {
+		return fmt.Errorf("%w: no card for %s", ErrInvalid, fe.f.UserID)
+	}
+	c, err := s.ownCard()
+	if err != nil {
+		return err
+	}
+	return s.queueControl(ctx, fe, kind, c.Marshal())
+}
+
+// queueControl seals a control envelope and queues it for delivery.
+func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
+	env, err := protocol.Seal(s.sender(), fe.rcpt, kind, body, s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("node: seal %v: %w", kind, err)
+	}
+	e := store.OutboxEntry{MsgID: env.MsgID, Recipient: fe.f.UserID, Envelope: env.Marshal()}
+	if err := s.st.AddControl(ctx, e); err != nil {
+		return fmt.Errorf("node: queue %v: %w", kind, err)
+	}
+	e.Control = true
+	s.outbox.add(e)
+	return nil
+}
+
+// announceCard sends the own card to every accepted friend (after a
+// prekey rotation), so they seal to the new prekey.
+func (s *session) announceCard(ctx context.Context) {
+	s.mu.Lock()
+	var fes []*friendEntry
+	for _, fe := range s.friends {
+		if fe.f.Status == store.FriendAccepted {
+			fes = append(fes, fe)
+		}
+	}
+	s.mu.Unlock()
+	for _, fe := range fes {
+		if err := s.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
+			s.log.Warn("card update not queued", "friend", fe.f.UserID.String(), "err", err)
+		}
+	}
+}
+
+func (s *session) sender() protocol.Sender {
+	return protocol.Sender{UserID: s.me, Key: s.key, Device: []byte(s.host.ID())}
+}
+
+// mustKey parses a stored key; a key that does not parse equals nothing.
+func mustKey(b []byte) *protocol.PublicKey {
+	k, err := protocol.ParsePublicKey(b)
+	if err != nil {
+		return nil
+	}
+	return k
+}

@@ -1,0 +1,206 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Send seals text to an accepted friend (suite 2 when their card carries
+// a valid prekey, else suite 1) and queues it durably before it returns;
+// delivery happens in the background. The message starts pending.
+func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Message, error) {
+	s, err := n.session()
+	if err != nil {
+		return store.Message{}, err
+	}
+	switch {
+	case len(text) == 0:
+		return store.Message{}, fmt.Errorf("%w: empty message", ErrInvalid)
+	case len(text) > protocol.MaxBodySize:
+		return store.Message{}, fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(text), protocol.MaxBodySize)
+	case !utf8.ValidString(text):
+		return store.Message{}, fmt.Errorf("%w: message is not UTF-8", ErrInvalid)
+	}
+	fe := s.friend(to)
+	if fe == nil || fe.f.Status != store.FriendAccepted || fe.card == nil {
+		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
+	}
+	env, err := protocol.Seal(s.sender(), fe.rcpt, protocol.KindText, []byte(text), s.cfg.Now())
+	if err != nil {
+		return store.Message{}, fmt.Errorf("node: seal: %w", err)
+	}
+	m, err := s.st.AddOutgoing(ctx, store.Message{
+		ID:           env.MsgID,
+		Conversation: store.DirectConversation(to),
+		Direction:    store.Out,
+		From:         s.me,
+		To:           to,
+		Kind:         kindText,
+		Body:         []byte(text),
+		SentAt:       env.Time(),
+		Status:       store.StatusPending,
+	}, store.OutboxEntry{Recipient: to, Envelope: env.Marshal()})
+	if err != nil {
+		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
+	}
+	e := store.OutboxEntry{MsgID: m.ID, Recipient: to, Envelope: env.Marshal()}
+	s.outbox.add(e)
+	return m, nil
+}
+
+// Messages returns a page of the conversation with a friend, newest first,
+// and the cursor of the next (older) page ("" at the end).
+func (n *Node) Messages(ctx context.Context, with protocol.ID, before store.Cursor, limit int) ([]store.Message, store.Cursor, error) {
+	s, err := n.session()
+	if err != nil {
+		return nil, "", err
+	}
+	ms, next, err := s.st.Messages(ctx, store.DirectConversation(with), before, limit)
+	if errors.Is(err, store.ErrInvalid) {
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("node: messages: %w", err)
+	}
+	return ms, next, nil
+}
+
+// Conversation is one entry of the conversation list.
+type Conversation struct {
+	store.Conversation
+	With protocol.ID
+	Name string
+	Last *store.Message // the newest message, nil if none
+}
+
+// Conversations lists the 1:1 conversations, newest first.
+func (n *Node) Conversations(ctx context.Context) ([]Conversation, error) {
+	s, err := n.session()
+	if err != nil {
+		return nil, err
+	}
+	cs, err := s.st.Conversations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("node: conversations: %w", err)
+	}
+	out := make([]Conversation, 0, len(cs))
+	for _, c := range cs {
+		v := Conversation{Conversation: c, With: protocol.ID(c.ID)}
+		if fe := s.friend(v.With); fe != nil {
+			v.Name = fe.f.Name
+		}
+		if !c.LastMessage.IsZero() {
+			if m, err := s.st.Message(ctx, c.LastMessage); err == nil {
+				v.Last = &m
+			}
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// MarkRead marks the conversation with a friend read and sends them a read
+// receipt up to upTo (the newest message they sent when upTo is zero).
+func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.MsgID) error {
+	s, err := n.session()
+	if err != nil {
+		return err
+	}
+	conv := store.DirectConversation(with)
+	var last *store.Message
+	if upTo.IsZero() {
+		ms, _, err := s.st.Messages(ctx, conv, "", 50)
+		if err != nil {
+			return fmt.Errorf("node: messages: %w", err)
+		}
+		for i := range ms {
+			if ms[i].Direction == store.In {
+				last = &ms[i]
+				break
+			}
+		}
+	} else {
+		m, err := s.st.Message(ctx, upTo)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && m.Conversation != conv) {
+			return fmt.Errorf("%w: message %s in this conversation", ErrNotFound, upTo)
+		}
+		if err != nil {
+			return fmt.Errorf("node: message: %w", err)
+		}
+		if m.Direction == store.In {
+			last = &m
+		}
+	}
+	if err := s.st.MarkRead(ctx, conv); err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("node: mark read: %w", err)
+	}
+	if last == nil {
+		return nil
+	}
+	fe := s.friend(with)
+	if fe == nil || fe.f.Status != store.FriendAccepted || fe.card == nil {
+		return nil // nobody to tell
+	}
+	s.mu.Lock()
+	dup := s.receipts[with] == last.ID
+	s.receipts[with] = last.ID
+	s.mu.Unlock()
+	if dup {
+		return nil
+	}
+	return s.queueControl(ctx, fe, protocol.KindReceipt, protocol.MarshalReceipt(last.ID))
+}
+
+// receiveReceipt marks our messages to the sender read, up to the one the
+// receipt names: every outgoing message in the conversation not newer
+// than it, stopping at the first that was already read.
+func (s *session) receiveReceipt(ctx context.Context, m *protocol.Message) error {
+	upTo, err := protocol.ParseReceipt(m.Body)
+	if err != nil {
+		return err
+	}
+	ref, err := s.st.Message(ctx, upTo)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // a message we no longer have
+	}
+	if err != nil {
+		return err
+	}
+	conv := store.DirectConversation(m.Sender)
+	if ref.Conversation != conv || ref.Direction != store.Out {
+		return nil // not ours to them: ignore
+	}
+	limit := ref.SortTime()
+	var cursor store.Cursor
+	for {
+		ms, next, err := s.st.Messages(ctx, conv, cursor, 200)
+		if err != nil {
+			return err
+		}
+		for _, x := range ms {
+			if x.Direction != store.Out || x.SortTime().After(limit) {
+				continue
+			}
+			if x.Status == store.StatusRead {
+				return nil
+			}
+			if x.Status == store.StatusFailed {
+				continue
+			}
+			up, err := s.st.UpdateStatus(ctx, x.ID, store.StatusRead, "", "")
+			if err != nil {
+				return err
+			}
+			s.n.events.publish(Event{Type: EventMessageStatus, Message: up})
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
+}

@@ -1,0 +1,357 @@
+package node
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Delivery tuning.
+const (
+	// window is how many envelopes a courier keeps in flight on a stream
+	// before it waits for acknowledgements.
+	window = 32
+	// courierIdle is how long a courier keeps its stream open without
+	// work.
+	courierIdle = 30 * time.Second
+	// ackTimeout bounds the wait for one acknowledgement.
+	ackTimeout = 30 * time.Second
+	// scanLimit is how many due entries one outbox scan hands out.
+	scanLimit = 1024
+	// rushLimit is how many entries a rush (a friend came online) reads.
+	rushLimit = 8192
+)
+
+// farFuture is later than any entry's next attempt.
+var farFuture = time.Unix(1<<40, 0)
+
+// outbox delivers what the store's outbox holds. A scanner wakes when
+// the earliest entry is due (or when kicked) and hands due entries to one
+// courier per recipient; a courier keeps one stream to the recipient,
+// pipelines envelopes on it and settles each by its acknowledgement:
+// delivered, failed for good, or rescheduled with exponential backoff and
+// jitter. New messages go straight to the courier, without a scan.
+type outbox struct {
+	s    *session
+	wake chan struct{}
+
+	mu          sync.Mutex
+	couriers    map[protocol.ID]*courier
+	rushed      map[protocol.ID]bool
+	unreachable map[protocol.ID]time.Time // no dialing before then
+}
+
+// job is an outbox entry with the header fields delivery needs.
+type job struct {
+	e     store.OutboxEntry
+	kind  protocol.Kind
+	stamp int64 // envelope timestamp, for ordering
+}
+
+func newOutbox(s *session) *outbox {
+	return &outbox{
+		s:           s,
+		wake:        make(chan struct{}, 1),
+		couriers:    make(map[protocol.ID]*courier),
+		rushed:      make(map[protocol.ID]bool),
+		unreachable: make(map[protocol.ID]time.Time),
+	}
+}
+
+func newJob(e store.OutboxEntry) (job, error) {
+	env, err := protocol.ParseEnvelope(e.Envelope)
+	if err != nil {
+		return job{}, err
+	}
+	return job{e: e, kind: env.Kind, stamp: env.Timestamp}, nil
+}
+
+func (o *outbox) kick() {
+	select {
+	case o.wake <- struct{}{}:
+	default:
+	}
+}
+
+// add hands a newly queued entry to its recipient's courier.
+func (o *outbox) add(e store.OutboxEntry) {
+	j, err := newJob(e)
+	if err != nil {
+		o.s.log.Error("outbox entry does not parse", "msg", e.MsgID.String(), "err", err)
+		return
+	}
+	o.dispatch(e.Recipient, []job{j}, false)
+}
+
+// rush delivers everything queued for a friend now, due or not: they
+// just came online, or became a friend.
+func (o *outbox) rush(to protocol.ID) {
+	o.mu.Lock()
+	o.rushed[to] = true
+	delete(o.unreachable, to)
+	o.mu.Unlock()
+	o.kick()
+}
+
+// run is the scanner; it returns when ctx ends.
+func (o *outbox) run(ctx context.Context) {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-o.wake:
+		case <-timer.C:
+		}
+		next := o.scan(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		timer.Stop()
+		select {
+		case <-timer.C:
+		default:
+		}
+		timer.Reset(max(next.Sub(o.s.cfg.Now()), 0))
+	}
+}
+
+// scan hands due (and rushed) entries to couriers and returns when it
+// should run again.
+func (o *outbox) scan(ctx context.Context) time.Time {
+	now := o.s.cfg.Now()
+	next := now.Add(o.s.cfg.RetryMax)
+	o.mu.Lock()
+	rushed := o.rushed
+	o.rushed = make(map[protocol.ID]bool)
+	for to, until := range o.unreachable {
+		if !until.After(now) {
+			delete(o.unreachable, to)
+		} else if until.Before(next) {
+			next = until
+		}
+	}
+	o.mu.Unlock()
+
+	due, err := o.s.st.DueOutbox(ctx, now, scanLimit)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.s.log.Error("outbox scan failed", "err", err)
+		}
+		return now.Add(o.s.cfg.RetryMin)
+	}
+	if len(rushed) > 0 {
+		all, err := o.s.st.DueOutbox(ctx, farFuture, rushLimit)
+		if err == nil {
+			for _, e := range all {
+				if rushed[e.Recipient] && e.NextAttempt.After(now) {
+					due = append(due, e)
+				}
+			}
+		}
+	}
+	byTo := make(map[protocol.ID][]job)
+	for _, e := range due {
+		j, err := newJob(e)
+		if err != nil {
+			o.s.log.Error("outbox entry does not parse; dropping it", "msg", e.MsgID.String(), "err", err)
+			o.settle(ctx, j, protocol.Ack{Code: protocol.AckMalformed, Detail: "unreadable outbox entry"})
+			continue
+		}
+		byTo[e.Recipient] = append(byTo[e.Recipient], j)
+	}
+	for to, jobs := range byTo {
+		o.dispatch(to, jobs, rushed[to])
+	}
+	if len(due) >= scanLimit {
+		return now.Add(100 * time.Millisecond)
+	}
+	upcoming, err := o.s.st.DueOutbox(ctx, farFuture, len(due)+1)
+	if err == nil {
+		for _, e := range upcoming {
+			if e.NextAttempt.After(now) && e.NextAttempt.Before(next) {
+				next = e.NextAttempt
+				break
+			}
+		}
+	}
+	return next
+}
+
+// dispatch gives jobs to the recipient's courier, starting one if needed;
+// a recipient that could not be reached recently waits, unless rushed.
+func (o *outbox) dispatch(to protocol.ID, jobs []job, rushed bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if until, ok := o.unreachable[to]; ok && !rushed && until.After(o.s.cfg.Now()) {
+		return
+	}
+	c := o.couriers[to]
+	if c == nil {
+		c = &courier{o: o, to: to, held: make(map[protocol.MsgID]bool), signal: make(chan struct{}, 1)}
+		o.couriers[to] = c
+		o.s.track.goFunc(func() { c.run(o.s.life) })
+	}
+	added := false
+	for _, j := range jobs {
+		if c.held[j.e.MsgID] {
+			continue
+		}
+		c.held[j.e.MsgID] = true
+		i, _ := slices.BinarySearchFunc(c.pending, j, compareJobs)
+		c.pending = slices.Insert(c.pending, i, j)
+		added = true
+	}
+	if added {
+		select {
+		case c.signal <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func compareJobs(a, b job) int {
+	if c := cmp.Compare(a.stamp, b.stamp); c != 0 {
+		return c
+	}
+	return slices.Compare(a.e.MsgID[:], b.e.MsgID[:])
+}
+
+// release forgets a settled job.
+func (o *outbox) release(to protocol.ID, id protocol.MsgID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if c := o.couriers[to]; c != nil {
+		delete(c.held, id)
+	}
+}
+
+// settle records the outcome of one delivery attempt.
+func (o *outbox) settle(ctx context.Context, j job, ack protocol.Ack) {
+	s := o.s
+	defer o.release(j.e.Recipient, j.e.MsgID)
+	var (
+		m   store.Message
+		err error
+	)
+	switch {
+	case ack.Code == protocol.AckOK || ack.Code == protocol.AckReplay:
+		m, err = s.st.FinishOutbox(ctx, j.e.MsgID, store.StatusDelivered, store.PathDirect, "")
+	case ack.Code.Permanent():
+		s.log.Warn("delivery refused", "msg", j.e.MsgID.String(), "to", j.e.Recipient.String(), "code", ack.Code.String())
+		m, err = s.st.FinishOutbox(ctx, j.e.MsgID, store.StatusFailed, "", "refused by the recipient: "+ack.Code.String())
+	default:
+		o.reschedule(ctx, j)
+		return
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return // settled already (a duplicate ack after a retry, a removal)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("outbox update failed", "msg", j.e.MsgID.String(), "err", err)
+		}
+		return
+	}
+	if !j.e.Control {
+		s.n.events.publish(Event{Type: EventMessageStatus, Message: m})
+	}
+}
+
+// reschedule counts a failed attempt and sets the next one after the
+// backoff.
+func (o *outbox) reschedule(ctx context.Context, j job) {
+	defer o.release(j.e.Recipient, j.e.MsgID)
+	next := o.s.cfg.Now().Add(o.backoff(j.e.Attempts))
+	if _, err := o.s.st.RescheduleOutbox(ctx, j.e.MsgID, next); err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+		o.s.log.Error("outbox reschedule failed", "msg", j.e.MsgID.String(), "err", err)
+	}
+	o.kick()
+}
+
+// backoff is the wait after the given number of failed attempts:
+// RetryMin doubled per attempt up to RetryMax, with jitter over the upper
+// half (so retries of many entries spread out).
+func (o *outbox) backoff(attempts int) time.Duration {
+	d := o.s.cfg.RetryMax
+	if attempts < 30 {
+		if b := o.s.cfg.RetryMin << attempts; b > 0 && b < d {
+			d = b
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// dropFor fails everything still queued for a friend who was removed.
+func (o *outbox) dropFor(ctx context.Context, to protocol.ID, reason string) {
+	all, err := o.s.st.DueOutbox(ctx, farFuture, rushLimit)
+	if err != nil {
+		o.s.log.Error("outbox read failed", "err", err)
+		return
+	}
+	for _, e := range all {
+		if e.Recipient != to {
+			continue
+		}
+		m, err := o.s.st.FinishOutbox(ctx, e.MsgID, store.StatusFailed, "", reason)
+		if err == nil && !e.Control {
+			o.s.n.events.publish(Event{Type: EventMessageStatus, Message: m})
+		}
+	}
+}
+
+// openStream reaches one of the recipient's devices: a connected one if
+// any, else each device at the addresses on its card.
+func (o *outbox) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
+	s := o.s
+	fe := s.friend(to)
+	if fe == nil || fe.card == nil {
+		return nil, fmt.Errorf("%w: no card for %s", ErrNotFound, to)
+	}
+	infos := cardAddrInfo(fe.card)
+	slices.SortStableFunc(infos, func(a, b peerInfo) int {
+		ca := s.host.Network().Connectedness(a.ID) == network.Connected
+		cb := s.host.Network().Connectedness(b.ID) == network.Connected
+		switch {
+		case ca && !cb:
+			return -1
+		case cb && !ca:
+			return 1
+		}
+		return 0
+	})
+	var errs []error
+	for _, info := range infos {
+		if info.ID == s.host.ID() {
+			continue
+		}
+		s.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+		str, err := s.host.NewStream(dctx, info.ID, MsgProtocol)
+		cancel()
+		if err == nil {
+			return str, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%w: %s has no reachable device", ErrUnavailable, to)
+	}
+	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+}
+
+// newAckReader wraps a stream for reading acks.
+func newAckReader(str network.Stream) *bufio.Reader { return bufio.NewReaderSize(str, 1024) }

@@ -1,0 +1,197 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// peerConnected is the host's notification of a new connection: a
+// friend's device coming online gets what is queued for them at once.
+func (s *session) peerConnected(p peer.ID) {
+	s.mu.Lock()
+	user, ok := s.devices[p]
+	first := false
+	if ok {
+		s.online[user]++
+		first = s.online[user] == 1
+	}
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	if first {
+		s.n.events.publish(Event{Type: EventPeerOnline, User: user, Peer: p})
+	}
+	s.outbox.rush(user)
+}
+
+// peerDisconnected is the host's notification of a closed connection.
+func (s *session) peerDisconnected(p peer.ID) {
+	s.mu.Lock()
+	user, ok := s.devices[p]
+	last := false
+	if ok && s.online[user] > 0 {
+		s.online[user]--
+		last = s.online[user] == 0
+	}
+	s.mu.Unlock()
+	if last {
+		s.n.events.publish(Event{Type: EventPeerOffline, User: user, Peer: p})
+	}
+}
+
+// dialKnown connects, once at start, to the bootstrap peers and to every
+// accepted friend's devices, so they learn our (possibly new) addresses
+// and send what they queued for us.
+func (s *session) dialKnown(ctx context.Context) {
+	for _, a := range s.cfg.Bootstrap {
+		if err := s.connect(ctx, a); err != nil {
+			s.log.Warn("bootstrap peer unreachable", "addr", a, "err", err)
+		}
+	}
+	s.mu.Lock()
+	var fes []*friendEntry
+	for _, fe := range s.friends {
+		if fe.f.Status == store.FriendAccepted || fe.f.Status == store.FriendPendingOut {
+			fes = append(fes, fe)
+		}
+	}
+	s.mu.Unlock()
+	for _, fe := range fes {
+		if ctx.Err() != nil {
+			return
+		}
+		s.dialFriendNow(ctx, fe)
+	}
+}
+
+// dialFriend connects to a friend's devices in the background.
+func (s *session) dialFriend(fe *friendEntry) {
+	s.track.goFunc(func() { s.dialFriendNow(s.life, fe) })
+}
+
+func (s *session) dialFriendNow(ctx context.Context, fe *friendEntry) {
+	if fe.card == nil {
+		return
+	}
+	for _, info := range cardAddrInfo(fe.card) {
+		if info.ID == s.host.ID() || len(info.Addrs) == 0 {
+			continue
+		}
+		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+		err := s.host.Connect(dctx, info)
+		cancel()
+		if err != nil {
+			s.log.Debug("friend device unreachable", "friend", fe.f.UserID.String(), "peer", info.ID.String(), "err", err)
+		}
+	}
+}
+
+// Connect dials a peer by a multiaddr that ends in /p2p/<peer ID>.
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	s, err := n.session()
+	if err != nil {
+		return err
+	}
+	return s.connect(ctx, addr)
+}
+
+func (s *session) connect(ctx context.Context, addr string) error {
+	a, err := ma.NewMultiaddr(addr)
+	if err != nil {
+		return fmt.Errorf("%w: address: %v", ErrInvalid, err)
+	}
+	info, err := peer.AddrInfoFromP2pAddr(a)
+	if err != nil {
+		return fmt.Errorf("%w: address must end in /p2p/<peer ID>: %v", ErrInvalid, err)
+	}
+	if info.ID == s.host.ID() {
+		return fmt.Errorf("%w: that is this node", ErrInvalid)
+	}
+	s.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	defer cancel()
+	if err := s.host.Connect(dctx, *info); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Me describes the node's own user.
+type Me struct {
+	UserID      protocol.ID
+	Name        string
+	PeerID      peer.ID
+	Addrs       []string // full multiaddrs, with /p2p/
+	Invite      string   // the own card as a parley:card/ link
+	Fingerprint string
+}
+
+// Me returns the own user, with a freshly signed invite card.
+func (n *Node) Me(ctx context.Context) (Me, error) {
+	s, err := n.session()
+	if err != nil {
+		return Me{}, err
+	}
+	c, err := s.ownCard()
+	if err != nil {
+		return Me{}, err
+	}
+	s.mu.Lock()
+	name := s.name
+	s.mu.Unlock()
+	return Me{
+		UserID:      s.me,
+		Name:        name,
+		PeerID:      s.host.ID(),
+		Addrs:       s.fullAddrs(),
+		Invite:      c.URI(),
+		Fingerprint: s.me.Fingerprint(),
+	}, nil
+}
+
+func (s *session) fullAddrs() []string {
+	p2p, err := ma.NewComponent("p2p", s.host.ID().String())
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range s.host.Addrs() {
+		out = append(out, a.Encapsulate(p2p.Multiaddr()).String())
+	}
+	return out
+}
+
+// Info describes the libp2p side of a running node.
+type Info struct {
+	PeerID         peer.ID
+	Addrs          []string
+	ConnectedPeers []peer.ID
+	Reachability   network.Reachability
+}
+
+// Info returns the host's peer ID, addresses, connections and
+// reachability.
+func (n *Node) Info(ctx context.Context) (Info, error) {
+	s, err := n.session()
+	if err != nil {
+		return Info{}, err
+	}
+	s.mu.Lock()
+	reach := s.reach
+	s.mu.Unlock()
+	return Info{
+		PeerID:         s.host.ID(),
+		Addrs:          s.fullAddrs(),
+		ConnectedPeers: s.host.Network().Peers(),
+		Reachability:   reach,
+	}, nil
+}

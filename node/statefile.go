@@ -1,0 +1,91 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// stateFile is the node's small plaintext file beside the store. It holds
+// what the node needs while locked: the device's peer ID (for `parley id`)
+// and the login throttle, which must survive a restart. Nothing in it is
+// secret.
+const stateFile = "node.json"
+
+type nodeState struct {
+	PeerID        string `json:"peer_id,omitempty"`
+	LoginFailures int    `json:"login_failures,omitempty"`
+	// LoginNotBefore is when the next passphrase may be tried (unix ms).
+	LoginNotBefore int64 `json:"login_not_before,omitempty"`
+}
+
+func readState(dir string) (nodeState, error) {
+	var st nodeState
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("node: read %s: %w", stateFile, err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("node: parse %s: %w", stateFile, err)
+	}
+	return st, nil
+}
+
+// writeState replaces the state file atomically and durably.
+func writeState(dir string, st nodeState) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, stateFile+".*")
+	if err != nil {
+		return fmt.Errorf("node: write %s: %w", stateFile, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("node: write %s: %w", stateFile, err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("node: write %s: %w", stateFile, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("node: write %s: %w", stateFile, err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
+		return fmt.Errorf("node: write %s: %w", stateFile, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// Login throttling: the first freeTries wrong passphrases cost nothing but
+// the KDF; after that each wrong one doubles the wait before the next try,
+// from throttleBase up to throttleMax.
+const (
+	freeTries    = 5
+	throttleBase = 2 * time.Second
+	throttleMax  = 15 * time.Minute
+)
+
+// throttleWait is the wait after the n-th consecutive wrong passphrase.
+func throttleWait(n int) time.Duration {
+	if n < freeTries {
+		return 0
+	}
+	d := throttleBase
+	for i := freeTries; i < n && d < throttleMax; i++ {
+		d *= 2
+	}
+	return min(d, throttleMax)
+}
