@@ -75,10 +75,15 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 		d, err := protocol.ReadDelivery(br)
 		switch {
 		case err == nil:
-		case errors.Is(err, protocol.ErrTooLarge):
+		case errors.Is(err, protocol.ErrTooLarge), errors.Is(err, protocol.ErrFraming):
 			// The frame is not read, so the stream cannot go on.
-			s.audit(remote, protocol.ID{}, protocol.AckTooLarge, err)
-			queue <- &inbound{ack: protocol.Ack{Code: protocol.AckTooLarge, Detail: "frame too large"}}
+			code := protocol.AckCodeFor(err)
+			s.audit(remote, protocol.ID{}, code, err)
+			in := &inbound{ack: protocol.Ack{Code: code, Detail: code.String()}}
+			select {
+			case queue <- in:
+			case <-ctx.Done():
+			}
 			return
 		case errors.Is(err, protocol.ErrMalformed):
 			in := &inbound{ack: protocol.Ack{Code: protocol.AckMalformed, Detail: "frame does not parse"}}

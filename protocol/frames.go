@@ -81,6 +81,11 @@ func AckCodeFor(err error) AckCode {
 	return AckUnavailable
 }
 
+// ErrFraming is a frame whose length prefix is not a valid uvarint: the
+// stream cannot be split into frames after it. It also matches
+// ErrMalformed.
+var ErrFraming = errors.New("protocol: bad frame length")
+
 // Delivery is one frame on the messaging stream.
 type Delivery struct {
 	Envelope   []byte // an encoded Envelope
@@ -102,9 +107,11 @@ func WriteDelivery(w io.Writer, d *Delivery) error {
 
 // ReadDelivery reads one Delivery frame. A frame whose announced length is
 // over MaxDeliverySize is ErrTooLarge and is not read: the stream cannot
-// be resynchronised after it. A frame that does not parse is ErrMalformed,
+// be resynchronised after it; neither can it after a length prefix that is
+// not a uvarint (ErrFraming). A frame that does not parse is ErrMalformed,
 // and the stream stays in step. io.EOF means the stream ended cleanly
-// between frames; a stream cut inside a frame is io.ErrUnexpectedEOF.
+// between frames; a stream cut inside a frame is io.ErrUnexpectedEOF; any
+// other read error (a reset, a deadline) is returned wrapped as it is.
 func ReadDelivery(r *bufio.Reader) (*Delivery, error) {
 	b, err := readFrame(r, MaxDeliverySize)
 	if err != nil {
@@ -197,15 +204,9 @@ func writeFrame(w io.Writer, m proto.Message, max int) error {
 }
 
 func readFrame(r *bufio.Reader, max int) ([]byte, error) {
-	n, err := binary.ReadUvarint(r)
+	n, err := readLength(r)
 	if err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, io.EOF // clean end between frames
-		}
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("%w: frame length: %v", ErrMalformed, err)
+		return nil, err
 	}
 	if n > uint64(max) {
 		return nil, fmt.Errorf("%w: frame of %d bytes (max %d)", ErrTooLarge, n, max)
@@ -218,4 +219,33 @@ func readFrame(r *bufio.Reader, max int) ([]byte, error) {
 		return nil, fmt.Errorf("protocol: read frame: %w", err)
 	}
 	return b, nil
+}
+
+// readLength reads a frame's uvarint length prefix. Read errors pass
+// through (io.EOF only before the first byte); a prefix longer than a
+// uint64 is ErrFraming.
+func readLength(r *bufio.Reader) (uint64, error) {
+	var x uint64
+	var shift uint
+	for i := 0; i < binary.MaxVarintLen64; i++ {
+		c, err := r.ReadByte()
+		if err != nil {
+			if i > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			if errors.Is(err, io.EOF) {
+				return 0, io.EOF // clean end between frames
+			}
+			return 0, fmt.Errorf("protocol: read frame length: %w", err)
+		}
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				break
+			}
+			return x | uint64(c)<<shift, nil
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	return 0, fmt.Errorf("%w: %w: length prefix overflows 64 bits", ErrFraming, ErrMalformed)
 }
