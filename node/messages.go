@@ -30,7 +30,7 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.card == nil {
 		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
 	}
-	env, err := protocol.Seal(s.sender(), fe.rcpt, protocol.KindText, []byte(text), s.cfg.Now())
+	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindText, []byte(text), s.cfg.Now())
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
@@ -114,15 +114,8 @@ func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.Msg
 	conv := store.DirectConversation(with)
 	var last *store.Message
 	if upTo.IsZero() {
-		ms, _, err := s.st.Messages(ctx, conv, "", 50)
-		if err != nil {
-			return fmt.Errorf("node: messages: %w", err)
-		}
-		for i := range ms {
-			if ms[i].Direction == store.In {
-				last = &ms[i]
-				break
-			}
+		if last, err = s.newestIncoming(ctx, conv); err != nil {
+			return err
 		}
 	} else {
 		m, err := s.st.Message(ctx, upTo)
@@ -154,6 +147,27 @@ func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.Msg
 		return nil
 	}
 	return s.queueControl(ctx, fe, protocol.KindReceipt, protocol.MarshalReceipt(last.ID))
+}
+
+// newestIncoming finds the newest message the friend sent, paging back
+// through the conversation; nil if they sent none.
+func (s *session) newestIncoming(ctx context.Context, conv store.ConversationID) (*store.Message, error) {
+	var cursor store.Cursor
+	for {
+		ms, next, err := s.st.Messages(ctx, conv, cursor, 200)
+		if err != nil {
+			return nil, fmt.Errorf("node: messages: %w", err)
+		}
+		for i := range ms {
+			if ms[i].Direction == store.In {
+				return &ms[i], nil
+			}
+		}
+		if next == "" {
+			return nil, nil
+		}
+		cursor = next
+	}
 }
 
 // receiveReceipt marks our messages to the sender read, up to the one the
