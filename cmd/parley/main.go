@@ -2,8 +2,16 @@
 // node (init, run, relay, id, backup, restore, rotate-key, bench, version).
 //
 // It stays thin: parsing arguments, signal handling and wiring node to api
-// happen here, everything else lives in the packages. Today only version
-// and help work; the other subcommands report that they are not built yet.
+// happen here, everything else lives in the packages. Built so far:
+//
+//   - run (run.go): a node with the local API on 127.0.0.1:7733, until
+//     SIGINT or SIGTERM; flags and PARLEY_* environment variables;
+//   - id (id.go): the user ID, peer ID and fingerprint of a data
+//     directory, without the passphrase;
+//   - version and help.
+//
+// adapter.go adapts *node.Node to api.Node, the one place where the two
+// meet. The other subcommands report that they are not built yet.
 package main
 
 import (
@@ -40,9 +48,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "init", summary: "create a data directory: RSA identity, host key, encrypted store"},
-		{name: "run", summary: "run a node with the local API and web UI on 127.0.0.1:7733"},
+		{name: "run", summary: "run a node with the local API and web UI on 127.0.0.1:7733", run: runRun},
 		{name: "relay", summary: "run a relay: DHT server, bootstrap peer, circuit relay, mailbox"},
-		{name: "id", summary: "print this node's user ID, fingerprint and peer ID"},
+		{name: "id", summary: "print this node's user ID, fingerprint and peer ID", run: runID},
 		{name: "backup", summary: "write the whole node (keys and database) to one encrypted file"},
 		{name: "restore", summary: "restore a node from a backup file"},
 		{name: "rotate-key", summary: "replace the RSA identity key, signed by the old key"},
@@ -53,6 +61,9 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// The first signal starts a clean shutdown; stop then restores the
+	// default handling, so that a second one ends the process at once.
+	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
@@ -122,4 +133,5 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-11s %s%s\n", c.name, c.summary, note)
 	}
 	fmt.Fprint(w, "  help        print this help\n")
+	fmt.Fprint(w, "\nRun 'parley <command> -h' for the flags of a command.\n")
 }

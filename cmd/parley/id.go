@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/parley-chat/parley/node"
+	"github.com/parley-chat/parley/store"
+)
+
+// runID is `parley id [--data-dir DIR]`: it prints the identity of a data
+// directory. It needs no passphrase and opens no database, so it works
+// while the node is locked and while another process runs it.
+func runID(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("parley id", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: parley id [--data-dir DIR]\n\n"+
+			"Prints the user ID, peer ID and fingerprint of a data directory. It needs no\n"+
+			"passphrase and works while the node runs.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	dataDir := fs.String("data-dir", os.Getenv(envDataDir), "the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return fmt.Errorf("parley id: %v: %w", err, errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("parley id: unexpected arguments %q: %w", fs.Args(), errUsage)
+	}
+	dir := *dataDir
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return fmt.Errorf("parley id: no home directory for the default data directory (give --data-dir): %w", err)
+		}
+		dir = filepath.Join(home, ".parley")
+	}
+	id, err := node.ReadIdentity(dir)
+	if errors.Is(err, store.ErrNoStore) {
+		return fmt.Errorf("parley id: no identity in %s (run 'parley run' and register first)", dir)
+	}
+	if err != nil {
+		return fmt.Errorf("parley id: %w", err)
+	}
+	if _, err := fmt.Fprint(stdout, id.String()); err != nil {
+		return fmt.Errorf("parley id: %w", err)
+	}
+	return nil
+}
