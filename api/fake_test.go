@@ -197,6 +197,21 @@ func (f *fakeNode) VerifyFriend(_ context.Context, userID string) error {
 	return &Error{Code: CodeNotFound, Message: "no such friend"}
 }
 
+func (f *fakeNode) BlockFriend(_ context.Context, userID string) (Friend, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("BlockFriend"); err != nil {
+		return Friend{}, err
+	}
+	for i := range f.friends {
+		if f.friends[i].UserID == userID {
+			f.friends[i].Status = "blocked"
+			return f.friends[i], nil
+		}
+	}
+	return Friend{}, &Error{Code: CodeNotFound, Message: "no such friend"}
+}
+
 func (f *fakeNode) Send(_ context.Context, to, text string) (Message, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

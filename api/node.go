@@ -33,6 +33,9 @@ type Node interface {
 	// AcceptFriend accepts a pending request by user ID.
 	AcceptFriend(ctx context.Context, userID string) (Friend, error)
 	RemoveFriend(ctx context.Context, userID string) error
+	// BlockFriend keeps the user as blocked: their messages and contact
+	// requests are refused until they are added again.
+	BlockFriend(ctx context.Context, userID string) (Friend, error)
 	VerifyFriend(ctx context.Context, userID string) error
 
 	Send(ctx context.Context, to, text string) (Message, error)

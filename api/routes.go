@@ -70,6 +70,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodPost, pattern: "/api/v1/friends", body: bodyJSON, handle: s.addFriend},
 		{method: http.MethodDelete, pattern: "/api/v1/friends/{user_id}", body: bodyEmpty, handle: s.removeFriend},
 		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/verify", body: bodyEmpty, handle: s.verifyFriend},
+		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/block", body: bodyEmpty, handle: s.blockFriend},
 		{method: http.MethodPost, pattern: "/api/v1/send_message", body: bodyJSON, handle: s.sendMessage},
 		{method: http.MethodGet, pattern: "/api/v1/get_messages", handle: s.getMessages},
 		{method: http.MethodGet, pattern: "/api/v1/conversations", handle: s.conversations},
@@ -313,6 +314,15 @@ func (s *Server) verifyFriend(q *request) error {
 		return err
 	}
 	q.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) blockFriend(q *request) error {
+	f, err := s.node.BlockFriend(q.r.Context(), q.params["user_id"])
+	if err != nil {
+		return err
+	}
+	writeJSON(q.w, http.StatusOK, f)
 	return nil
 }
 

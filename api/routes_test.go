@@ -225,6 +225,14 @@ func TestFriends(t *testing.T) {
 		}
 	})
 	ts.do(call{method: "POST", path: "/api/v1/friends/nobody/verify", token: token}).expect(t, http.StatusNotFound, CodeNotFound)
+	a = ts.do(call{method: "POST", path: "/api/v1/friends/from-parley:abc/block", token: token})
+	a.expect(t, http.StatusOK, "")
+	a.decode(t, &f)
+	if f.Status != "blocked" {
+		t.Errorf("blocked friend %+v", f)
+	}
+	ts.do(call{method: "POST", path: "/api/v1/friends/nobody/block", token: token}).expect(t, http.StatusNotFound, CodeNotFound)
+	ts.do(call{method: "GET", path: "/api/v1/friends/from-parley:abc/block", token: token}).expect(t, http.StatusMethodNotAllowed, CodeMethodNotAllowed)
 	// A path parameter is unescaped.
 	ts.do(call{method: "DELETE", path: "/api/v1/friends/from-parley%3Aabc", token: token}).expect(t, http.StatusNoContent, "")
 	ts.do(call{method: "DELETE", path: "/api/v1/friends/from-parley:abc", token: token}).expect(t, http.StatusNotFound, CodeNotFound)

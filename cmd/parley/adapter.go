@@ -141,6 +141,18 @@ func (a *nodeAPI) VerifyFriend(ctx context.Context, userID string) error {
 	return apiError(a.n.VerifyFriend(ctx, id))
 }
 
+func (a *nodeAPI) BlockFriend(ctx context.Context, userID string) (api.Friend, error) {
+	id, err := parseUserID("user_id", userID)
+	if err != nil {
+		return api.Friend{}, err
+	}
+	f, err := a.n.BlockFriend(ctx, id)
+	if err != nil {
+		return api.Friend{}, apiError(err)
+	}
+	return toAPIFriend(f), nil
+}
+
 func (a *nodeAPI) Send(ctx context.Context, to, text string) (api.Message, error) {
 	id, err := parseUserID("to", to)
 	if err != nil {
