@@ -61,7 +61,7 @@ func (s *session) getFriend(ctx context.Context, id protocol.ID) (store.Friend, 
 func (s *session) view(f store.Friend) Friend {
 	v := Friend{Friend: f}
 	s.mu.Lock()
-	v.Online = s.online[f.UserID] > 0
+	v.Online = s.online[f.UserID]
 	s.mu.Unlock()
 	if k, err := protocol.ParsePublicKey(f.PublicKey); err == nil {
 		v.SafetyNumber = protocol.SafetyNumber(s.me, s.key.Public(), f.UserID, k)
@@ -232,10 +232,12 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 	switch {
 	case m.Kind == protocol.KindContactRequest && !known:
 		ev = EventFriendRequest
-	case m.Kind == protocol.KindContactRequest && prev == store.FriendPendingOut,
-		m.Kind == protocol.KindContactAccept && prev == store.FriendPendingOut:
-		// Their accept, or requests that crossed: both sides asked.
-		f.Status, ev = store.FriendAccepted, EventFriendAccepted
+	case m.Kind == protocol.KindContactRequest && prev == store.FriendPendingOut:
+		// Both sides asked. Our request may never have reached them (they
+		// had blocked us, or refused it), so accept theirs explicitly.
+		f.Status, ev, reply = store.FriendAccepted, EventFriendAccepted, true
+	case m.Kind == protocol.KindContactAccept && prev == store.FriendPendingOut:
+		f.Status, ev = store.FriendAccepted, EventFriendAccepted // their accept
 	case m.Kind == protocol.KindContactRequest && prev == store.FriendAccepted:
 		reply = true // they lost us (a new device, a restore): accept again
 	}
@@ -271,7 +273,7 @@ func (s *session) sendCard(ctx context.Context, fe *friendEntry, kind protocol.K
 
 // queueControl seals a control envelope and queues it for delivery.
 func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
-	env, err := protocol.Seal(s.sender(), fe.rcpt, kind, body, s.cfg.Now())
+	env, err := protocol.Seal(s.sender(), s.recipient(fe), kind, body, s.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("node: seal %v: %w", kind, err)
 	}

@@ -18,10 +18,9 @@ import (
 func (s *session) peerConnected(p peer.ID) {
 	s.mu.Lock()
 	user, ok := s.devices[p]
-	first := false
-	if ok {
-		s.online[user]++
-		first = s.online[user] == 1
+	first := ok && !s.online[user]
+	if first {
+		s.online[user] = true
 	}
 	s.mu.Unlock()
 	if !ok {
@@ -33,19 +32,36 @@ func (s *session) peerConnected(p peer.ID) {
 	s.outbox.rush(user)
 }
 
-// peerDisconnected is the host's notification of a closed connection.
+// peerDisconnected is the host's notification of a closed connection: the
+// friend goes offline when none of their devices is connected any more.
 func (s *session) peerDisconnected(p peer.ID) {
 	s.mu.Lock()
 	user, ok := s.devices[p]
-	last := false
-	if ok && s.online[user] > 0 {
-		s.online[user]--
-		last = s.online[user] == 0
+	var devices []peer.ID
+	if ok && s.online[user] {
+		devices = s.friends[user].devices
 	}
+	s.mu.Unlock()
+	if len(devices) == 0 || s.anyConnected(devices) {
+		return
+	}
+	s.mu.Lock()
+	last := s.online[user]
+	s.online[user] = false
 	s.mu.Unlock()
 	if last {
 		s.n.events.publish(Event{Type: EventPeerOffline, User: user, Peer: p})
 	}
+}
+
+// anyConnected reports whether the host has a connection to any of ids.
+func (s *session) anyConnected(ids []peer.ID) bool {
+	for _, id := range ids {
+		if s.host.Network().Connectedness(id) == network.Connected {
+			return true
+		}
+	}
+	return false
 }
 
 // dialKnown connects, once at start, to the bootstrap peers and to every

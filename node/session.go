@@ -44,7 +44,7 @@ type session struct {
 	card     *protocol.Card                 // own card, rebuilt when stale
 	friends  map[protocol.ID]*friendEntry   // every stored friend
 	devices  map[peer.ID]protocol.ID        // friends' device peer IDs
-	online   map[protocol.ID]int            // connected devices per friend
+	online   map[protocol.ID]bool           // friends shown online (last event sent)
 	receipts map[protocol.ID]protocol.MsgID // last read receipt sent
 	reach    network.Reachability           // as AutoNAT last said
 }
@@ -67,7 +67,7 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 		n: n, cfg: n.cfg, log: n.log, st: st, key: key, me: st.UserID(),
 		friends:  make(map[protocol.ID]*friendEntry),
 		devices:  make(map[peer.ID]protocol.ID),
-		online:   make(map[protocol.ID]int),
+		online:   make(map[protocol.ID]bool),
 		receipts: make(map[protocol.ID]protocol.MsgID),
 	}
 	p, err := st.Profile(ctx)
@@ -208,6 +208,11 @@ func (s *session) cacheFriend(f store.Friend) *friendEntry {
 	for _, d := range fe.devices {
 		s.devices[d] = f.UserID
 	}
+	// A device may have connected before we knew whose it was (their
+	// contact request came over that connection).
+	if s.host != nil && !s.online[f.UserID] && s.anyConnected(fe.devices) {
+		s.online[f.UserID] = true
+	}
 	return fe
 }
 
@@ -222,6 +227,20 @@ func (s *session) forgetFriend(id protocol.ID) {
 	delete(s.friends, id)
 	delete(s.online, id)
 	delete(s.receipts, id)
+}
+
+// recipient is what to seal to fe with now: their cached recipient while
+// its prekey is valid; else the card's recipient at now, which drops an
+// expired prekey (suite 1) until a new card brings a new one.
+func (s *session) recipient(fe *friendEntry) protocol.Recipient {
+	now := s.cfg.Now()
+	if p := fe.rcpt.Prekey; p != nil && !now.Before(p.NotBefore) && now.Before(p.NotAfter) {
+		return fe.rcpt
+	}
+	if fe.card != nil && fe.card.Prekey != nil {
+		return fe.card.Recipient(now)
+	}
+	return fe.rcpt
 }
 
 func (s *session) friend(id protocol.ID) *friendEntry {
