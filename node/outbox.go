@@ -153,13 +153,25 @@ func (o *outbox) scan(ctx context.Context) time.Time {
 		}
 		return now.Add(o.s.cfg.RetryMin)
 	}
-	if len(rushed) > 0 {
-		all, err := o.s.st.DueOutbox(ctx, farFuture, rushLimit)
-		if err == nil {
-			for _, e := range all {
-				if rushed[e.Recipient] && e.NextAttempt.After(now) {
-					due = append(due, e)
-				}
+	// A recipient with anything due gets everything queued for it, not
+	// only the entries whose own (jittered) backoff has ended, so that its
+	// courier sends in envelope order.
+	whole := make(map[protocol.ID]bool, len(rushed)+len(due))
+	for to := range rushed {
+		whole[to] = true
+	}
+	for _, e := range due {
+		whole[e.Recipient] = true
+	}
+	dueCount := len(due)
+	var all []store.OutboxEntry // every entry, when read
+	if len(whole) > 0 {
+		if all, err = o.s.st.DueOutbox(ctx, farFuture, rushLimit); err != nil {
+			all = nil
+		}
+		for _, e := range all {
+			if whole[e.Recipient] && e.NextAttempt.After(now) {
+				due = append(due, e)
 			}
 		}
 	}
@@ -168,7 +180,7 @@ func (o *outbox) scan(ctx context.Context) time.Time {
 		j, err := newJob(e)
 		if err != nil {
 			o.s.log.Error("outbox entry does not parse; dropping it", "msg", e.MsgID.String(), "err", err)
-			o.settle(ctx, j, protocol.Ack{Code: protocol.AckMalformed, Detail: "unreadable outbox entry"})
+			o.settle(ctx, job{e: e}, protocol.Ack{Code: protocol.AckMalformed, Detail: "unreadable outbox entry"})
 			continue
 		}
 		byTo[e.Recipient] = append(byTo[e.Recipient], j)
@@ -176,16 +188,19 @@ func (o *outbox) scan(ctx context.Context) time.Time {
 	for to, jobs := range byTo {
 		o.dispatch(to, jobs, rushed[to])
 	}
-	if len(due) >= scanLimit {
+	if dueCount >= scanLimit {
 		return now.Add(100 * time.Millisecond)
 	}
-	upcoming, err := o.s.st.DueOutbox(ctx, farFuture, len(due)+1)
-	if err == nil {
-		for _, e := range upcoming {
-			if e.NextAttempt.After(now) && e.NextAttempt.Before(next) {
-				next = e.NextAttempt
-				break
-			}
+	upcoming := all
+	if upcoming == nil {
+		if upcoming, err = o.s.st.DueOutbox(ctx, farFuture, dueCount+1); err != nil {
+			upcoming = nil
+		}
+	}
+	for _, e := range upcoming {
+		if e.NextAttempt.After(now) && e.NextAttempt.Before(next) {
+			next = e.NextAttempt
+			break
 		}
 	}
 	return next
