@@ -1,0 +1,81 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// An outbox entry whose envelope no longer parses (a bug, a downgrade) is
+// dropped by the scanner, not read and logged again on every scan.
+func TestOutboxDropsUnreadableEntry(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	bID := meOf(t, b).UserID
+	sa := sessionOf(t, a)
+	bad := store.OutboxEntry{MsgID: protocol.MsgID{0xba, 0xd}, Recipient: bID, Envelope: []byte("not an envelope")}
+	if err := sa.st.AddControl(ctx, bad); err != nil {
+		t.Fatal(err)
+	}
+	sa.outbox.kick()
+	waitFor(t, 10*time.Second, "the unreadable entry is dropped", func() bool {
+		_, err := sa.st.OutboxEntry(ctx, bad.MsgID)
+		return isErr(err, store.ErrNotFound)
+	})
+	// Delivery goes on.
+	if _, err := a.Send(ctx, bID, "still works"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the next message is delivered", func() bool {
+		return len(convHistory(t, b, meOf(t, a).UserID)) == 1
+	})
+}
+
+// Entries whose backoffs end at different times still reach the
+// recipient in the order they were sealed: a recipient with anything due
+// gets everything queued for it, not only what is due.
+func TestOutboxRetriesKeepOrder(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	bID := meOf(t, b).UserID
+	sa := sessionOf(t, a)
+
+	// Queue while B is held unreachable, then move the next attempts so
+	// that the later half is due and the earlier half is not, as jittered
+	// backoffs can leave them.
+	sa.outbox.mu.Lock()
+	sa.outbox.unreachable[bID] = farFuture
+	sa.outbox.mu.Unlock()
+	texts := numbered("spread", 10)
+	sendAll(t, a, bID, texts)
+	q := queuedFor(t, a, bID)
+	if len(q) != len(texts) {
+		t.Fatalf("%d queued, want %d", len(q), len(texts))
+	}
+	now := time.Now()
+	for _, e := range q {
+		m, err := sa.st.Message(ctx, e.MsgID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := now.Add(-time.Millisecond) // due
+		if string(m.Body) < "spread 5" {
+			next = now.Add(3 * time.Second) // not yet
+		}
+		if _, err := sa.st.RescheduleOutbox(ctx, e.MsgID, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sa.outbox.mu.Lock()
+	delete(sa.outbox.unreachable, bID)
+	sa.outbox.mu.Unlock()
+	sa.outbox.kick()
+	checkArrived(t, a, b, texts)
+}
