@@ -60,6 +60,10 @@ type Config struct {
 	MaxAge time.Duration
 	// DialTimeout bounds one attempt to reach a device (10 s).
 	DialTimeout time.Duration
+	// MaxPendingRequests caps the contact requests from strangers that
+	// wait for the user's answer (200); more are deferred, so a flood of
+	// requests cannot fill the store.
+	MaxPendingRequests int
 	// ConnLow and ConnHigh are the connection manager's watermarks
 	// (64 and 128).
 	ConnLow, ConnHigh int
@@ -112,6 +116,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.MaxPendingRequests <= 0 {
+		c.MaxPendingRequests = 200
 	}
 	if c.ConnLow <= 0 {
 		c.ConnLow = 64

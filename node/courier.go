@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,8 +23,13 @@ type courier struct {
 	to      protocol.ID
 	held    map[protocol.MsgID]bool // pending or in flight
 	pending []job                   // sorted by envelope time
+	breaks  int                     // streams that broke since the last ack
 	signal  chan struct{}
 }
+
+// maxBreaks is how many streams in a row may break before a courier
+// stops trying and reschedules everything with backoff.
+const maxBreaks = 3
 
 // run delivers until the courier has been idle for courierIdle, the
 // recipient cannot be reached, or ctx ends.
@@ -38,11 +44,15 @@ func (c *courier) run(ctx context.Context) {
 	defer idle.Stop()
 	for {
 		j, ok := c.take()
-		if !ok {
-			if l != nil && l.broken() {
-				l.close()
-				l = nil
+		if l != nil && l.broken() {
+			l.close() // its in-flight jobs are back in pending
+			l = nil
+			if c.noteBreak() {
+				c.giveUp(ctx, j, ok, fmt.Errorf("%w: %d streams broke in a row", ErrUnavailable, maxBreaks))
+				return
 			}
+		}
+		if !ok {
 			select {
 			case <-ctx.Done():
 				return
@@ -56,23 +66,49 @@ func (c *courier) run(ctx context.Context) {
 				continue
 			}
 		}
-		if l != nil && l.broken() {
-			l.close()
-			l = nil
-		}
 		if l == nil {
 			str, err := c.o.openStream(ctx, c.to)
 			if err != nil {
-				c.unreachable(ctx, j, err)
+				c.giveUp(ctx, j, true, err)
 				return
 			}
 			l = newLink(c, str)
 		}
-		if err := l.send(ctx, j); err != nil {
+		if err := l.send(ctx, j); err != nil && ctx.Err() == nil {
 			l.close()
 			l = nil
+			if c.noteBreak() {
+				c.giveUp(ctx, job{}, false, err)
+				return
+			}
 		}
 		idle.Reset(courierIdle)
+	}
+}
+
+// noteBreak counts a broken stream; true once there were too many.
+func (c *courier) noteBreak() bool {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	c.breaks++
+	return c.breaks >= maxBreaks
+}
+
+// requeue puts jobs whose stream broke back into the queue, in order, for
+// the courier's next stream.
+func (c *courier) requeue(jobs []job) {
+	if len(jobs) == 0 {
+		return
+	}
+	c.o.mu.Lock()
+	for _, j := range jobs {
+		i, _ := slices.BinarySearchFunc(c.pending, j, compareJobs)
+		c.pending = slices.Insert(c.pending, i, j)
+	}
+	c.o.mu.Unlock()
+	select {
+	case c.signal <- struct{}{}:
+	default:
 	}
 }
 
@@ -101,17 +137,24 @@ func (c *courier) retire() bool {
 	return true
 }
 
-// unreachable reschedules j and everything pending, marks the recipient
-// unreachable for the backoff, and retires the courier.
-func (c *courier) unreachable(ctx context.Context, j job, err error) {
+// giveUp reschedules j (if has) and everything pending, marks the
+// recipient unreachable for the backoff, and retires the courier.
+func (c *courier) giveUp(ctx context.Context, j job, has bool, err error) {
 	c.o.s.log.Debug("recipient unreachable", "to", c.to.String(), "err", err)
 	c.o.mu.Lock()
-	jobs := append([]job{j}, c.pending...)
+	jobs := c.pending
+	if has {
+		jobs = append([]job{j}, jobs...)
+	}
 	c.pending = nil
 	if c.o.couriers[c.to] == c {
 		delete(c.o.couriers, c.to)
 	}
-	c.o.unreachable[c.to] = c.o.s.cfg.Now().Add(c.o.backoff(j.e.Attempts))
+	attempts := 0
+	if len(jobs) > 0 {
+		attempts = jobs[0].e.Attempts
+	}
+	c.o.unreachable[c.to] = c.o.s.cfg.Now().Add(c.o.backoff(attempts))
 	c.o.mu.Unlock()
 	for _, j := range jobs {
 		c.o.reschedule(ctx, j)
@@ -149,7 +192,7 @@ func (l *link) send(ctx context.Context, j job) error {
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.done:
-		l.c.o.reschedule(ctx, j)
+		l.c.requeue([]job{j})
 		return fmt.Errorf("%w: stream closed", ErrUnavailable)
 	case <-ctx.Done():
 		l.c.o.release(j.e.Recipient, j.e.MsgID)
@@ -165,7 +208,7 @@ func (l *link) send(ctx context.Context, j job) error {
 	if l.dead {
 		l.mu.Unlock()
 		<-l.slots
-		l.c.o.reschedule(ctx, j)
+		l.c.requeue([]job{j})
 		return fmt.Errorf("%w: stream closed", ErrUnavailable)
 	}
 	l.inflight = append(l.inflight, j)
@@ -214,15 +257,16 @@ func (l *link) readAcks() {
 			l.inflight = nil
 			l.mu.Unlock()
 			l.str.Reset()
-			for _, j := range rest {
-				l.c.o.reschedule(ctx, j)
-			}
+			l.c.requeue(rest) // the courier sends them again on a new stream
 			return
 		}
 		j := l.inflight[0]
 		l.inflight = l.inflight[1:]
 		l.mu.Unlock()
 		<-l.slots
+		l.c.o.mu.Lock()
+		l.c.breaks = 0
+		l.c.o.mu.Unlock()
 		l.c.o.settle(ctx, j, *ack)
 	}
 }

@@ -77,6 +77,8 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 	if err != nil {
 		return Friend{}, err
 	}
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	c, err := protocol.ParseCardURI(invite)
 	if err != nil {
 		return Friend{}, fmt.Errorf("%w: invite: %v", ErrInvalid, err)
@@ -127,6 +129,8 @@ func (n *Node) AcceptFriend(ctx context.Context, id protocol.ID) (Friend, error)
 	if err != nil {
 		return Friend{}, err
 	}
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	f, err := s.getFriend(ctx, id)
 	if err != nil {
 		return Friend{}, err
@@ -159,6 +163,8 @@ func (n *Node) RemoveFriend(ctx context.Context, id protocol.ID) error {
 	if err != nil {
 		return err
 	}
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	f, err := s.getFriend(ctx, id)
 	if err != nil {
 		return err
@@ -179,6 +185,8 @@ func (n *Node) BlockFriend(ctx context.Context, id protocol.ID) (Friend, error) 
 	if err != nil {
 		return Friend{}, err
 	}
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	f, err := s.getFriend(ctx, id)
 	if err != nil {
 		return Friend{}, err
@@ -199,6 +207,8 @@ func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
 	if err != nil {
 		return err
 	}
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	f, err := s.getFriend(ctx, id)
 	if err != nil {
 		return err
@@ -217,6 +227,8 @@ func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
 // receiveContact acts on a contact request or accept whose signature and
 // card were checked.
 func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *protocol.Card) error {
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	f, err := s.st.Friend(ctx, m.Sender)
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {

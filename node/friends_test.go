@@ -324,3 +324,37 @@ func TestFriendVerifyAndSafetyNumber(t *testing.T) {
 		t.Fatalf("fingerprint %q", ma.Fingerprint)
 	}
 }
+
+// TestFriendRequestsCapped: while MaxPendingRequests strangers wait for an
+// answer, another stranger's request is deferred (not stored, retried by
+// its sender) and goes through once the user answers one.
+func TestFriendRequestsCapped(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, "bob-2048")
+	cfg.MaxPendingRequests = 1
+	b := startNode(t, cfg, "Bob")
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	c := startNode(t, testConfig(t, "carol-2048"), "Carol")
+	mb, ma, mc := meOf(t, b), meOf(t, a), meOf(t, c)
+
+	if _, err := a.AddFriend(ctx, mb.Invite); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, ma.UserID, store.FriendPendingIn)
+	if _, err := c.AddFriend(ctx, mb.Invite); err != nil {
+		t.Fatal(err)
+	}
+	// Carol's request is refused as unavailable and rescheduled: it stays
+	// in her outbox, with at least one failed attempt, and Bob has no record.
+	waitFor(t, 10*time.Second, "carol's request deferred", func() bool {
+		q := queuedFor(t, c, mb.UserID)
+		return len(q) == 1 && q[0].Attempts > 0
+	})
+	if got := friendStatus(b, mc.UserID); got != "" {
+		t.Fatalf("bob stored carol's deferred request as %q", got)
+	}
+	if _, err := b.AcceptFriend(ctx, ma.UserID); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, mc.UserID, store.FriendPendingIn)
+}

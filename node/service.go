@@ -159,6 +159,24 @@ func (s *session) audit(remote peer.ID, from protocol.ID, code protocol.AckCode,
 // errNotAFriend rejects an envelope from someone who may not send it.
 var errNotAFriend = errors.New("sender may not send this to us")
 
+// errTooManyRequests defers a stranger's contact request while
+// Config.MaxPendingRequests requests wait for an answer: the sender
+// retries later.
+var errTooManyRequests = errors.New("too many contact requests waiting for an answer")
+
+// pendingIn counts the contact requests waiting for the user.
+func (s *session) pendingIn() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, fe := range s.friends {
+		if fe.f.Status == store.FriendPendingIn {
+			n++
+		}
+	}
+	return n
+}
+
 // open checks and decrypts one delivered envelope, without storing it.
 func (s *session) open(ctx context.Context, d *protocol.Delivery) *inbound {
 	in := &inbound{}
@@ -180,6 +198,10 @@ func (s *session) open(ctx context.Context, d *protocol.Delivery) *inbound {
 		return in
 	}
 	key, err := s.senderKey(env, d.SenderCard)
+	if errors.Is(err, errTooManyRequests) {
+		in.reject(protocol.AckUnavailable, err)
+		return in
+	}
 	if err != nil {
 		in.reject(protocol.AckNotAFriend, err)
 		return in
@@ -248,6 +270,9 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 		}
 		if len(cardBytes) == 0 {
 			return nil, fmt.Errorf("%w: unknown sender without a card", errNotAFriend)
+		}
+		if s.pendingIn() >= s.cfg.MaxPendingRequests {
+			return nil, errTooManyRequests
 		}
 		c, err := protocol.ParseCard(cardBytes)
 		if err != nil {

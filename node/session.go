@@ -38,6 +38,10 @@ type session struct {
 
 	outbox *outbox
 
+	// friendMu serialises changes to friend records (read, change, write),
+	// from the API and from contact envelopes alike.
+	friendMu sync.Mutex
+
 	mu       sync.Mutex
 	name     string
 	prekey   *protocol.Prekey               // the current one
