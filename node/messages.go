@@ -34,6 +34,7 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
+	raw := env.Marshal()
 	m, err := s.st.AddOutgoing(ctx, store.Message{
 		ID:           env.MsgID,
 		Conversation: store.DirectConversation(to),
@@ -44,12 +45,11 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		Body:         []byte(text),
 		SentAt:       env.Time(),
 		Status:       store.StatusPending,
-	}, store.OutboxEntry{Recipient: to, Envelope: env.Marshal()})
+	}, store.OutboxEntry{Recipient: to, Envelope: raw})
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
 	}
-	e := store.OutboxEntry{MsgID: m.ID, Recipient: to, Envelope: env.Marshal()}
-	s.outbox.add(e)
+	s.outbox.add(store.OutboxEntry{MsgID: m.ID, Recipient: to, Envelope: raw}, env)
 	return m, nil
 }
 

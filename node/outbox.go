@@ -85,14 +85,10 @@ func (o *outbox) kick() {
 	}
 }
 
-// add hands a newly queued entry to its recipient's courier.
-func (o *outbox) add(e store.OutboxEntry) {
-	j, err := newJob(e)
-	if err != nil {
-		o.s.log.Error("outbox entry does not parse", "msg", e.MsgID.String(), "err", err)
-		return
-	}
-	o.dispatch(e.Recipient, []job{j}, false)
+// add hands a newly queued entry, sealed as env, to its recipient's
+// courier.
+func (o *outbox) add(e store.OutboxEntry, env *protocol.Envelope) {
+	o.dispatch(e.Recipient, []job{{e: e, kind: env.Kind, stamp: env.Timestamp}}, false)
 }
 
 // rush delivers everything queued for a friend now, due or not: they

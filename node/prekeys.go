@@ -98,6 +98,12 @@ func (s *session) prekeyLoop(ctx context.Context) {
 // prekeyByID is the Opener's prekey lookup: current and retired prekeys
 // until they are purged.
 func (s *session) prekeyByID(id uint64) (*protocol.Prekey, error) {
+	s.mu.Lock()
+	cur := s.prekey
+	s.mu.Unlock()
+	if cur != nil && cur.ID() == id {
+		return cur, nil // the common case, without a store read
+	}
 	r, err := s.st.Prekey(s.life, id)
 	if err != nil {
 		return nil, protocol.ErrUnknownPrekey

@@ -219,7 +219,10 @@ func (s *session) open(ctx context.Context, d *protocol.Delivery) *inbound {
 		MaxAge: s.cfg.MaxAge,
 		Now:    s.cfg.Now,
 	}
+	start := time.Now()
 	m, err := op.Open(d.Envelope)
+	s.stats.openNanos.Add(int64(time.Since(start)))
+	s.stats.opened.Add(1)
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
 		return in

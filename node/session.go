@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
@@ -37,6 +38,7 @@ type session struct {
 	track  tracker
 
 	outbox *outbox
+	stats  stats
 
 	// friendMu serialises changes to friend records (read, change, write),
 	// from the API and from contact envelopes alike.
@@ -251,6 +253,12 @@ func (s *session) friend(id protocol.ID) *friendEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.friends[id]
+}
+
+// stats are counters of the session's hot paths.
+type stats struct {
+	opened    atomic.Int64 // envelopes that went through Opener.Open
+	openNanos atomic.Int64 // time spent in Opener.Open
 }
 
 // tracker runs goroutines (workers and stream handlers) that close waits
