@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley/protocol"
@@ -30,7 +31,10 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.card == nil {
 		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
 	}
+	start := time.Now()
 	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindText, []byte(text), s.cfg.Now())
+	s.stats.sealNanos.Add(int64(time.Since(start)))
+	s.stats.sealed.Add(1)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}

@@ -259,6 +259,8 @@ func (s *session) friend(id protocol.ID) *friendEntry {
 type stats struct {
 	opened    atomic.Int64 // envelopes that went through Opener.Open
 	openNanos atomic.Int64 // time spent in Opener.Open
+	sealed    atomic.Int64 // messages that went through Seal in Send
+	sealNanos atomic.Int64 // time spent in Seal in Send
 }
 
 // tracker runs goroutines (workers and stream handlers) that close waits
