@@ -294,7 +294,7 @@ func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protoc
 		return fmt.Errorf("node: queue %v: %w", kind, err)
 	}
 	e.Control = true
-	s.outbox.add(e, env)
+	s.outbox.add(e, env, nil)
 	return nil
 }
 

@@ -39,6 +39,12 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
 	raw := env.Marshal()
+	// The courier may put the envelope on the wire while the outbox write
+	// is being synced; it settles the delivery only after that write, and
+	// Send returns only after it too. If the write fails, Send reports it,
+	// though the recipient may already have the message.
+	stored := &storeWait{done: make(chan struct{})}
+	s.outbox.add(store.OutboxEntry{MsgID: env.MsgID, Recipient: to, Envelope: raw}, env, stored)
 	m, err := s.st.AddOutgoing(ctx, store.Message{
 		ID:           env.MsgID,
 		Conversation: store.DirectConversation(to),
@@ -50,10 +56,11 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		SentAt:       env.Time(),
 		Status:       store.StatusPending,
 	}, store.OutboxEntry{Recipient: to, Envelope: raw})
+	stored.err = err
+	close(stored.done)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
 	}
-	s.outbox.add(store.OutboxEntry{MsgID: m.ID, Recipient: to, Envelope: raw}, env)
 	return m, nil
 }
 

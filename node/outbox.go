@@ -58,6 +58,26 @@ type job struct {
 	e     store.OutboxEntry
 	kind  protocol.Kind
 	stamp int64 // envelope timestamp, for ordering
+	// stored is set for a new message handed to its courier while its
+	// outbox write is still being synced (Send overlaps the two); the
+	// job is settled only once that write is done.
+	stored *storeWait
+}
+
+// storeWait is an outbox write in progress.
+type storeWait struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+// durable waits for the job's outbox write, if one is in progress, and
+// reports whether the entry is in the store to be settled.
+func (j job) durable() bool {
+	if j.stored == nil {
+		return true
+	}
+	<-j.stored.done
+	return j.stored.err == nil
 }
 
 func newOutbox(s *session) *outbox {
@@ -86,9 +106,9 @@ func (o *outbox) kick() {
 }
 
 // add hands a newly queued entry, sealed as env, to its recipient's
-// courier.
-func (o *outbox) add(e store.OutboxEntry, env *protocol.Envelope) {
-	o.dispatch(e.Recipient, []job{{e: e, kind: env.Kind, stamp: env.Timestamp}}, false)
+// courier. stored is nil when the entry is already durable.
+func (o *outbox) add(e store.OutboxEntry, env *protocol.Envelope, stored *storeWait) {
+	o.dispatch(e.Recipient, []job{{e: e, kind: env.Kind, stamp: env.Timestamp, stored: stored}}, false)
 }
 
 // rush delivers everything queued for a friend now, due or not: they
@@ -254,6 +274,11 @@ func (o *outbox) release(to protocol.ID, id protocol.MsgID) {
 func (o *outbox) settle(ctx context.Context, j job, ack protocol.Ack) {
 	s := o.s
 	defer o.release(j.e.Recipient, j.e.MsgID)
+	if !j.durable() {
+		// Send failed to store it and said so; the recipient may have it.
+		s.log.Warn("a message went out whose local copy failed to store", "msg", j.e.MsgID.String(), "code", ack.Code.String())
+		return
+	}
 	var (
 		m   store.Message
 		err error
@@ -286,6 +311,9 @@ func (o *outbox) settle(ctx context.Context, j job, ack protocol.Ack) {
 // backoff.
 func (o *outbox) reschedule(ctx context.Context, j job) {
 	defer o.release(j.e.Recipient, j.e.MsgID)
+	if !j.durable() {
+		return // Send failed to store it and said so
+	}
 	next := o.s.cfg.Now().Add(o.backoff(j.e.Attempts))
 	if _, err := o.s.st.RescheduleOutbox(ctx, j.e.MsgID, next); err != nil && !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 		o.s.log.Error("outbox reschedule failed", "msg", j.e.MsgID.String(), "err", err)
