@@ -31,8 +31,13 @@ test: fmt-check
 	$(GO) vet $(TAGS) ./...
 	$(GO) test $(TAGS) -race -count=1 ./...
 
+# The network benchmarks (node, cmd/parley) run a fixed number of messages, so
+# that connection set-up and warm-up do not dominate a one-second run.
+NETBENCHTIME ?= 400x
+
 bench:
-	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem $(BENCHFLAGS) ./...
+	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem $(BENCHFLAGS) $$($(GO) list ./... | grep -v -e /node -e /cmd/)
+	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem -benchtime=$(NETBENCHTIME) $(BENCHFLAGS) ./node/... ./cmd/...
 
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/parley ./cmd/parley
