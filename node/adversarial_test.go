@@ -455,6 +455,19 @@ func TestAdversarialRawClient(t *testing.T) {
 		hs.finish()
 	})
 
+	attack("too many rejects", func(t *testing.T) {
+		hs := atk.open(t)
+		junk := []byte{0x07, 0x01, 0x02}
+		for range maxRejects {
+			hs.deliver(junk, nil)
+		}
+		for range maxRejects {
+			hs.expectAck(protocol.MsgID{}, protocol.AckMalformed)
+		}
+		hs.expectEnd() // a stream of nothing but rejects is closed
+		hs.s.Close()
+	})
+
 	attack("stale", func(t *testing.T) {
 		hs := atk.open(t)
 		// Seal checks the prekey against the sealing time, so an old

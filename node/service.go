@@ -24,6 +24,9 @@ const (
 	// one stream, so verification of the next overlaps with storing the
 	// last.
 	pipelineDepth = 8
+	// maxRejects is how many envelopes one stream may have rejected
+	// before it is closed: an honest sender has none or a few.
+	maxRejects = 32
 )
 
 // inbound is one envelope on its way through a stream's pipeline: opened
@@ -67,10 +70,11 @@ func (s *session) handleStream(str network.Stream) {
 	str.Close()
 }
 
-// readLoop reads and opens frames until the stream ends or fails.
+// readLoop reads and opens frames until the stream ends or fails, or
+// until it has rejected maxRejects of them.
 func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.ID, queue chan<- *inbound) {
 	br := bufio.NewReaderSize(str, 4096)
-	for {
+	for rejects := 0; rejects < maxRejects; {
 		str.SetReadDeadline(time.Now().Add(streamIdle))
 		d, err := protocol.ReadDelivery(br)
 		switch {
@@ -88,6 +92,7 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 		case errors.Is(err, protocol.ErrMalformed):
 			in := &inbound{ack: protocol.Ack{Code: protocol.AckMalformed, Detail: "frame does not parse"}}
 			s.audit(remote, protocol.ID{}, protocol.AckMalformed, err)
+			rejects++
 			select {
 			case queue <- in:
 				continue
@@ -101,6 +106,7 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 		in := s.open(ctx, d)
 		if in.ack.Code != protocol.AckOK {
 			s.audit(remote, in.from, in.ack.Code, in.err)
+			rejects++
 		}
 		select {
 		case queue <- in:
