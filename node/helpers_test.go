@@ -2,14 +2,13 @@ package node
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/fixtures"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -17,23 +16,9 @@ import (
 // cheapKDF keeps tests fast; the real parameters are store.DefaultKDF.
 var cheapKDF = store.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}
 
-// fixtureKey loads a key from protocol/testdata/keys (name like "alice-2048").
-func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "protocol", "testdata", "keys", name+".pem"))
-	if err != nil {
-		tb.Fatalf("fixture key: %v", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		tb.Fatalf("fixture %s is not PEM", name)
-	}
-	k, err := protocol.ParsePrivateKey(blk.Bytes)
-	if err != nil {
-		tb.Fatalf("fixture key %s: %v", name, err)
-	}
-	return k
-}
+// fixtureKey loads a fixture key (name like "alice-2048"), so that tests
+// need not generate RSA keys.
+func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey { return fixtures.Key(tb, name) }
 
 // testConfig is a node config on a temp dir, listening on loopback only.
 func testConfig(tb testing.TB, keyName string) Config {

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -32,11 +29,7 @@ type benchNode struct {
 
 func startBenchNode(b *testing.B, keyName, name string) *benchNode {
 	b.Helper()
-	blk, _ := pem.Decode(mustRead(b, filepath.Join("..", "..", "protocol", "testdata", "keys", keyName+".pem")))
-	key, err := protocol.ParsePrivateKey(blk.Bytes)
-	if err != nil {
-		b.Fatal(err)
-	}
+	key := fixtureKey(b, keyName)
 	n, err := node.New(node.Config{
 		DataDir: b.TempDir(),
 		Listen:  []string{"/ip4/127.0.0.1/tcp/0"},
@@ -67,14 +60,6 @@ func startBenchNode(b *testing.B, keyName, name string) *benchNode {
 	bn.call(b, "POST", "/api/v1/register", map[string]string{"name": name, "passphrase": "benchmark passphrase"}, &reg)
 	bn.token = reg.Token
 	return bn
-}
-
-func mustRead(b *testing.B, path string) []byte {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return data
 }
 
 // call makes one API request and decodes the answer into out.

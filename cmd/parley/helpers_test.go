@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/pem"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/internal/fixtures"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/protocol"
 )
@@ -18,24 +16,9 @@ import (
 // testPass is the passphrase of every test identity.
 const testPass = "correct horse battery"
 
-// fixtureKey loads a key from protocol/testdata/keys (name like
-// "alice-2048"), so that tests need not generate RSA keys.
-func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey {
-	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "protocol", "testdata", "keys", name+".pem"))
-	if err != nil {
-		tb.Fatalf("fixture key: %v", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		tb.Fatalf("fixture %s is not PEM", name)
-	}
-	k, err := protocol.ParsePrivateKey(blk.Bytes)
-	if err != nil {
-		tb.Fatalf("fixture key %s: %v", name, err)
-	}
-	return k
-}
+// fixtureKey loads a fixture key (name like "alice-2048"), so that tests
+// need not generate RSA keys.
+func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey { return fixtures.Key(tb, name) }
 
 // testNodeConfig is a cheap node config on dir, listening on loopback.
 func testNodeConfig(tb testing.TB, dir, keyName string) node.Config {
