@@ -21,6 +21,9 @@ const (
 	DefaultRetryMax    = 5 * time.Minute
 	DefaultPrekeyLife  = 7 * 24 * time.Hour // rotation period
 	DefaultDialTimeout = 10 * time.Second
+	// DefaultLoginBackoff is the wait after the first throttled wrong
+	// passphrase; it doubles with each further one.
+	DefaultLoginBackoff = 2 * time.Second
 )
 
 // DefaultListen are the listen addresses of a node without --listen.
@@ -60,6 +63,10 @@ type Config struct {
 	MaxAge time.Duration
 	// DialTimeout bounds one attempt to reach a device (10 s).
 	DialTimeout time.Duration
+	// LoginBackoff is the first wait once wrong passphrases are throttled
+	// (DefaultLoginBackoff); each further wrong one doubles it, up to 15
+	// minutes.
+	LoginBackoff time.Duration
 	// MaxPendingRequests caps the contact requests from strangers that
 	// wait for the user's answer (200); more are deferred, so a flood of
 	// requests cannot fill the store.
@@ -116,6 +123,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.LoginBackoff <= 0 {
+		c.LoginBackoff = DefaultLoginBackoff
+	}
+	if c.LoginBackoff > throttleMax {
+		return c, fmt.Errorf("%w: LoginBackoff %v over %v", ErrInvalid, c.LoginBackoff, throttleMax)
 	}
 	if c.MaxPendingRequests <= 0 {
 		c.MaxPendingRequests = 200

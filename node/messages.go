@@ -106,9 +106,11 @@ func (n *Node) Conversations(ctx context.Context) ([]Conversation, error) {
 			v.Name = fe.f.Name
 		}
 		if !c.LastMessage.IsZero() {
-			if m, err := s.st.Message(ctx, c.LastMessage); err == nil {
-				v.Last = &m
+			m, err := s.st.Message(ctx, c.LastMessage)
+			if err != nil {
+				return nil, fmt.Errorf("node: last message of %s: %w", v.With, err)
 			}
+			v.Last = &m
 		}
 		out = append(out, v)
 	}

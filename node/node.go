@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -71,7 +72,7 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 	if err := protocol.CheckName(name); err != nil {
 		return fmt.Errorf("%w: name: %v", ErrInvalid, err)
 	}
-	if len([]rune(string(passphrase))) < MinPassphrase {
+	if utf8.RuneCount(passphrase) < MinPassphrase {
 		return fmt.Errorf("%w: at least %d characters", ErrWeakPassphrase, MinPassphrase)
 	}
 	n.loginMu.Lock()
@@ -86,6 +87,10 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 	if err != nil {
 		return fmt.Errorf("node: generate identity key: %w", err)
 	}
+	// From here on the identity exists on disk: finish even if the caller
+	// gives up (a browser reload), or the node would be neither new nor
+	// usable until it restarts.
+	ctx = context.WithoutCancel(ctx)
 	st, err := store.Create(n.cfg.DataDir, passphrase, key, n.storeOptions())
 	if errors.Is(err, store.ErrExists) {
 		return ErrExists
@@ -95,10 +100,21 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 	}
 	if _, err := st.PutProfile(ctx, store.Profile{Name: name}); err != nil {
 		st.Close()
+		n.setState(StateLocked) // the identity exists: logging in can still start it
 		return fmt.Errorf("node: save profile: %w", err)
 	}
 	n.log.Info("identity created", "user", st.UserID().String(), "bits", key.Public().Bits())
-	return n.startSession(ctx, st)
+	if err := n.startSession(ctx, st); err != nil {
+		n.setState(StateLocked)
+		return err
+	}
+	return nil
+}
+
+func (n *Node) setState(s State) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.state = s
 }
 
 // Unlock opens the identity with passphrase and starts the node. On an
@@ -132,7 +148,7 @@ func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 	if errors.Is(err, store.ErrBadPassphrase) {
 		ns.LoginFailures++
 		ns.LoginNotBefore = 0
-		if w := throttleWait(ns.LoginFailures); w > 0 {
+		if w := throttleWait(ns.LoginFailures, n.cfg.LoginBackoff); w > 0 {
 			ns.LoginNotBefore = now.Add(w).UnixMilli()
 		}
 		if werr := writeState(n.cfg.DataDir, ns); werr != nil {
@@ -156,7 +172,8 @@ func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 	if st == nil {
 		return nil // already unlocked; the passphrase was right
 	}
-	return n.startSession(ctx, st)
+	// The store is open: start even if the caller gave up meanwhile.
+	return n.startSession(context.WithoutCancel(ctx), st)
 }
 
 // Close stops the session (workers, host, store) and makes the node

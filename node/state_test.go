@@ -135,8 +135,8 @@ func TestLoginThrottle(t *testing.T) {
 		}
 	}
 	wait := throttled(t, n.Unlock(ctx, []byte(testPass))) // even the right one
-	if wait != throttleBase {
-		t.Fatalf("RetryAfter = %v, want %v", wait, throttleBase)
+	if wait != DefaultLoginBackoff {
+		t.Fatalf("RetryAfter = %v, want %v", wait, DefaultLoginBackoff)
 	}
 	if got := n.State(); got != StateLocked {
 		t.Fatalf("a throttled Unlock left state %s", got)
@@ -161,8 +161,8 @@ func TestLoginThrottle(t *testing.T) {
 		t.Fatalf("wrong try after the wait: %v, want ErrBadPassphrase", err)
 	}
 	wait = throttled(t, n2.Unlock(ctx, []byte(testPass)))
-	if wait != 2*throttleBase {
-		t.Fatalf("RetryAfter after %d wrong tries = %v, want %v", freeTries+1, wait, 2*throttleBase)
+	if wait != 2*DefaultLoginBackoff {
+		t.Fatalf("RetryAfter after %d wrong tries = %v, want %v", freeTries+1, wait, 2*DefaultLoginBackoff)
 	}
 
 	clk.Advance(wait + time.Second)
@@ -195,13 +195,13 @@ func TestLoginThrottle(t *testing.T) {
 
 func TestThrottleWait(t *testing.T) {
 	for n := 0; n < freeTries; n++ {
-		if w := throttleWait(n); w != 0 {
+		if w := throttleWait(n, DefaultLoginBackoff); w != 0 {
 			t.Fatalf("throttleWait(%d) = %v, want 0", n, w)
 		}
 	}
 	prev := time.Duration(0)
 	for n := freeTries; n < freeTries+20; n++ {
-		w := throttleWait(n)
+		w := throttleWait(n, DefaultLoginBackoff)
 		if w < prev || w > throttleMax || w <= 0 {
 			t.Fatalf("throttleWait(%d) = %v after %v", n, w, prev)
 		}
@@ -225,5 +225,27 @@ func TestConfigRefusals(t *testing.T) {
 	cfg.KDF = store.KDFParams{Time: 1, MemoryKiB: 1, Threads: 1}
 	if _, err := New(cfg); !isErr(err, store.ErrBadParams) {
 		t.Fatalf("bad KDF parameters: %v, want store.ErrBadParams", err)
+	}
+}
+
+// TestRegisterOutlivesItsCaller: a caller that gives up while the identity
+// is being created (a browser reload during key generation) leaves a
+// usable node, not one whose store exists while it still says new.
+func TestRegisterOutlivesItsCaller(t *testing.T) {
+	n, err := New(testConfig(t, "alice-2048"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := n.Register(ctx, "Alice", []byte(testPass)); err != nil {
+		t.Fatalf("Register with a cancelled context: %v", err)
+	}
+	if got := n.State(); got != StateUnlocked {
+		t.Fatalf("state %s, want unlocked", got)
+	}
+	if me, err := n.Me(context.Background()); err != nil || me.Name != "Alice" {
+		t.Fatalf("Me = %+v, %v", me, err)
 	}
 }

@@ -71,19 +71,19 @@ func writeState(dir string, st nodeState) error {
 
 // Login throttling: the first freeTries wrong passphrases cost nothing but
 // the KDF; after that each wrong one doubles the wait before the next try,
-// from throttleBase up to throttleMax.
+// from Config.LoginBackoff (DefaultLoginBackoff) up to throttleMax.
 const (
-	freeTries    = 5
-	throttleBase = 2 * time.Second
-	throttleMax  = 15 * time.Minute
+	freeTries   = 5
+	throttleMax = 15 * time.Minute
 )
 
-// throttleWait is the wait after the n-th consecutive wrong passphrase.
-func throttleWait(n int) time.Duration {
+// throttleWait is the wait after the n-th consecutive wrong passphrase,
+// starting from base.
+func throttleWait(n int, base time.Duration) time.Duration {
 	if n < freeTries {
 		return 0
 	}
-	d := throttleBase
+	d := base
 	for i := freeTries; i < n && d < throttleMax; i++ {
 		d *= 2
 	}
