@@ -12,8 +12,9 @@
 //   - the defences of a local web server: an exact Host check against DNS
 //     rebinding, before anything else; an Origin check against CSRF; no
 //     CORS; security headers; strict JSON bodies (application/json, at
-//     most 1 MiB, no unknown fields, valid UTF-8); refusing a non-loopback
-//     listener without TLS (ErrNotLoopback);
+//     most 1 MiB, no unknown fields, valid UTF-8), and no other
+//     Content-Type on the mutating routes without a body; refusing a
+//     non-loopback listener without TLS (ErrNotLoopback);
 //   - the events WebSocket at /api/v1/events (below);
 //   - the OpenAPI 3.1 document of all of this, served at
 //     /api/v1/openapi.json and checked against the route table by a test.

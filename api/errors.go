@@ -116,7 +116,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	switch e.Code {
 	case CodeThrottled:
-		w.Header().Set("Retry-After", retryAfterSeconds(e.RetryAfter))
+		w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds(e.RetryAfter)))
 	case CodeUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="parley"`)
 	}
@@ -128,12 +128,9 @@ func writeErrorBody(w http.ResponseWriter, status int, code Code, msg string) {
 	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
 }
 
-// retryAfterSeconds renders d as a Retry-After value: whole seconds,
-// rounded up, at least 1.
-func retryAfterSeconds(d time.Duration) string {
-	secs := int64(math.Ceil(d.Seconds()))
-	if secs < 1 {
-		secs = 1
-	}
-	return strconv.FormatInt(secs, 10)
+// RetryAfterSeconds is a wait as the Retry-After header of a throttled
+// answer gives it: whole seconds, rounded up, at least 1. Messages that
+// tell the wait use it too, so that they agree with the header.
+func RetryAfterSeconds(d time.Duration) int {
+	return max(int(math.Ceil(d.Seconds())), 1)
 }

@@ -74,6 +74,12 @@ func checkJSONContentType(r *http.Request) error {
 	if ct == "" {
 		return apiError(CodeUnsupportedMedia, "Content-Type must be application/json")
 	}
+	return checkJSONMediaType(ct)
+}
+
+// checkJSONMediaType checks a present Content-Type value: application/json,
+// with charset utf-8 if any parameter.
+func checkJSONMediaType(ct string) error {
 	mt, params, err := mime.ParseMediaType(ct)
 	if err != nil || mt != "application/json" {
 		return apiError(CodeUnsupportedMedia, "Content-Type must be application/json")
@@ -102,9 +108,17 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return b, nil
 }
 
-// requireEmptyBody checks that a route that takes no body got none; any
-// Content-Type is accepted with an empty body.
+// requireEmptyBody checks that a mutating route that takes no body got
+// none. Like every mutating route it takes only JSON: no Content-Type,
+// or application/json (charset utf-8 allowed); any other is a 415, so
+// that a form or text/plain request, which a browser sends cross-site
+// without a preflight, is refused on its type too.
 func requireEmptyBody(w http.ResponseWriter, r *http.Request) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if err := checkJSONMediaType(ct); err != nil {
+			return err
+		}
+	}
 	b, err := readBody(w, r)
 	if err != nil {
 		return err

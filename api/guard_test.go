@@ -140,10 +140,31 @@ func TestContentType(t *testing.T) {
 		ts.do(call{method: "POST", path: "/api/v1/send_message", token: token, body: body, header: map[string]string{"Content-Type": ct}}).expect(t, http.StatusAccepted, "")
 	}
 
-	// Routes without a body take an empty one, with or without a type.
+	// Mutating routes without a body take an empty one, with no
+	// Content-Type or application/json; any other type is a 415, checked
+	// before the body.
+	for _, rt := range []struct{ method, path string }{
+		{"POST", "/api/v1/friends/bob/verify"},
+		{"POST", "/api/v1/friends/bob/block"},
+		{"DELETE", "/api/v1/friends/bob"},
+		{"POST", "/api/v1/logout"},
+	} {
+		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/json; charset=latin1", "text/json"} {
+			a := ts.do(call{method: rt.method, path: rt.path, token: token, header: map[string]string{"Content-Type": ct}})
+			if a.StatusCode != http.StatusUnsupportedMediaType || a.errCode() != CodeUnsupportedMedia {
+				t.Errorf("%s %s with Content-Type %q: %d %s, want 415", rt.method, rt.path, ct, a.StatusCode, a.body)
+			}
+		}
+		a := ts.do(call{method: rt.method, path: rt.path, token: token, body: "junk", header: map[string]string{"Content-Type": "text/plain"}})
+		if a.StatusCode != http.StatusUnsupportedMediaType {
+			t.Errorf("%s %s with a text/plain body: %d %s, want 415", rt.method, rt.path, a.StatusCode, a.body)
+		}
+	}
 	ts.do(call{method: "POST", path: "/api/v1/friends/bob/verify", token: token}).expect(t, http.StatusNoContent, "")
 	ts.do(call{method: "POST", path: "/api/v1/friends/bob/verify", token: token, header: map[string]string{"Content-Type": "application/json"}}).expect(t, http.StatusNoContent, "")
+	ts.do(call{method: "POST", path: "/api/v1/friends/bob/verify", token: token, header: map[string]string{"Content-Type": "application/json; charset=utf-8"}}).expect(t, http.StatusNoContent, "")
 	ts.do(call{method: "POST", path: "/api/v1/friends/bob/verify", token: token, body: `{"x":1}`}).expect(t, http.StatusBadRequest, CodeBadRequest)
+	ts.do(call{method: "POST", path: "/api/v1/friends/carol/block", token: token, header: map[string]string{"Content-Type": "application/json"}}).expect(t, http.StatusOK, "")
 	ts.do(call{method: "DELETE", path: "/api/v1/friends/bob", token: token}).expect(t, http.StatusNoContent, "")
 	ts.do(call{method: "DELETE", path: "/api/v1/friends/carol", token: token, body: "junk", noCT: true}).expect(t, http.StatusBadRequest, CodeBadRequest)
 	ts.do(call{method: "POST", path: "/api/v1/logout", token: token}).expect(t, http.StatusNoContent, "")
@@ -332,9 +353,9 @@ func TestUnquoteBytes(t *testing.T) {
 }
 
 func TestRetryAfterSeconds(t *testing.T) {
-	for d, want := range map[time.Duration]string{0: "1", -time.Second: "1", time.Nanosecond: "1", time.Second: "1", 1001 * time.Millisecond: "2", time.Hour: "3600"} {
-		if got := retryAfterSeconds(d); got != want {
-			t.Errorf("retryAfterSeconds(%v) = %q, want %q", d, got, want)
+	for d, want := range map[time.Duration]int{0: 1, -time.Second: 1, time.Nanosecond: 1, time.Second: 1, 1001 * time.Millisecond: 2, time.Hour: 3600} {
+		if got := RetryAfterSeconds(d); got != want {
+			t.Errorf("RetryAfterSeconds(%v) = %d, want %d", d, got, want)
 		}
 	}
 }

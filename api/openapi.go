@@ -13,11 +13,6 @@ import (
 //go:embed openapi.json
 var openAPIDocument []byte
 
-// OpenAPI returns a copy of the API's OpenAPI 3.1 document (JSON).
-func OpenAPI() []byte {
-	return append([]byte(nil), openAPIDocument...)
-}
-
 func (s *Server) openAPI(q *request) error {
 	q.w.Header().Set("Content-Type", "application/json")
 	q.w.Header().Set("Content-Length", strconv.Itoa(len(openAPIDocument)))

@@ -58,15 +58,18 @@ type Options struct {
 	// (Certificates, GetCertificate or GetConfigForClient).
 	TLS *tls.Config
 	// AllowedHosts are extra exact Host header values the server accepts
-	// besides 127.0.0.1:PORT, localhost:PORT and [::1]:PORT, e.g.
-	// "chat.example.org:7733" for a TLS deployment. Only with TLS.
+	// besides 127.0.0.1:PORT, localhost:PORT and [::1]:PORT, as browsers
+	// send them: "chat.example.org" for a TLS deployment on port 443
+	// (browsers omit the default port from Host and Origin, and
+	// "chat.example.org:443" would then not match), "chat.example.org:7733"
+	// on another port. Only with TLS.
 	AllowedHosts []string
 	// UI holds the built web UI (index.html and assets/); nil serves none.
 	UI fs.FS
 }
 
 // Server is the local HTTP API of one node. Create it with New and run it
-// with Serve (or mount Handler in an http.Server of your own).
+// with Serve.
 type Server struct {
 	node         Node
 	log          *slog.Logger
@@ -163,14 +166,6 @@ func checkHostValue(h string) error {
 	return nil
 }
 
-// Handler returns the API's handler for a listener on port: the Host
-// check accepts only that port. Serve uses it; tests and embedders that run
-// their own http.Server may too (WebSockets it opens are then not closed
-// on shutdown: use Serve for that).
-func (s *Server) Handler(port int) http.Handler {
-	return s.newHandler(port)
-}
-
 // Serve answers API requests on ln until ctx ends, then shuts down
 // gracefully: it stops accepting, lets running requests finish (up to 10
 // s), closes open WebSockets, and returns nil. It refuses, with
@@ -207,6 +202,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	select {
 	case err := <-errc:
+		// Accepting failed: close what is left (idle keep-alive
+		// connections, running requests, WebSockets) rather than let it
+		// outlive Serve.
+		srv.Close()
 		h.closeSockets()
 		return fmt.Errorf("api: serving on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -346,11 +347,6 @@ func TestServeNonLoopbackWithTLS(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, ln) }()
-	select {
-	case err := <-done:
-		t.Fatalf("Serve returned before ctx ended: %v", err)
-	default:
-	}
 	cancel()
 	select {
 	case err := <-done:
@@ -429,7 +425,9 @@ func selfSignedCert(t *testing.T) *tls.Config {
 
 func TestServeTLS(t *testing.T) {
 	conf := selfSignedCert(t)
-	ts := startServer(t, newFakeNode(StateNew), Options{TLS: conf, AllowedHosts: []string{"chat.example.org:443"}})
+	// On port 443 browsers send Host and Origin without the port, so that
+	// is how AllowedHosts names such a host.
+	ts := startServer(t, newFakeNode(StateNew), Options{TLS: conf, AllowedHosts: []string{"chat.example.org"}})
 	leaf, err := x509.ParseCertificate(conf.Certificates[0].Certificate[0])
 	if err != nil {
 		t.Fatal(err)
@@ -439,10 +437,66 @@ func TestServeTLS(t *testing.T) {
 	ts.client.Transport.(*http.Transport).TLSClientConfig = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 
 	ts.do(call{method: "GET", path: "/api/v1/health"}).expect(t, http.StatusOK, "")
-	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org:443"}).expect(t, http.StatusOK, "")
-	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org"}).expect(t, http.StatusForbidden, CodeForbidden)
+	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org"}).expect(t, http.StatusOK, "")
+	// The match is exact: the same host with an explicit port is another.
+	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org:443"}).expect(t, http.StatusForbidden, CodeForbidden)
 	// With TLS the own origin is https.
 	ts.do(call{method: "GET", path: "/api/v1/health", header: map[string]string{"Origin": ts.base}}).expect(t, http.StatusOK, "")
 	ts.do(call{method: "GET", path: "/api/v1/health", header: map[string]string{"Origin": "http://127.0.0.1:" + strconv.Itoa(ts.port)}}).expect(t, http.StatusForbidden, CodeForbidden)
-	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org:443", header: map[string]string{"Origin": "https://chat.example.org:443"}}).expect(t, http.StatusOK, "")
+	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org", header: map[string]string{"Origin": "https://chat.example.org"}}).expect(t, http.StatusOK, "")
+	ts.do(call{method: "GET", path: "/api/v1/health", host: "chat.example.org", header: map[string]string{"Origin": "http://chat.example.org"}}).expect(t, http.StatusForbidden, CodeForbidden)
+}
+
+// TestServeAcceptFailure checks that when accepting fails (here: the
+// listener is closed under Serve), Serve returns the error and closes the
+// connections it had, so that no keep-alive connection or handler
+// outlives it.
+func TestServeAcceptFailure(t *testing.T) {
+	s, err := New(newFakeNode(StateNew), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(context.Background(), ln) }()
+
+	// A keep-alive connection, idle after one answer.
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /api/v1/health HTTP/1.1\r\nHost: "+ln.Addr().String()+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("health: %s, close %v; want 200 on a kept-alive connection", resp.Status, resp.Close)
+	}
+
+	ln.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("Serve returned nil after its listener failed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after its listener failed")
+	}
+	// The idle connection was closed by the server: the read ends at
+	// once with EOF, not at the deadline (the idle timeout is minutes).
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := br.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read on the kept-alive connection after Serve returned: %d bytes, %v; want EOF", n, err)
+	}
 }
