@@ -27,9 +27,14 @@ GOFILES = $(shell find . -name '*.go' -not -path './web/node_modules/*' -not -pa
 
 .PHONY: test bench run build proto fmt fmt-check vet clean
 
+# The end-to-end tests of cmd/parley build the binary with -tags noassets,parleytest
+# themselves; the second vet and test cover the files only that tag compiles (the
+# test-only settings of parley run and their unit tests).
 test: fmt-check
 	$(GO) vet $(TAGS) ./...
+	$(GO) vet $(TAGS),parleytest ./cmd/parley/
 	$(GO) test $(TAGS) -race -count=1 ./...
+	$(GO) test $(TAGS),parleytest -race -count=1 -run '^TestTestSettings' ./cmd/parley/
 
 # The network benchmarks (node, cmd/parley) run a fixed number of messages, so
 # that connection set-up and warm-up do not dominate a one-second run.
@@ -70,6 +75,7 @@ fmt-check:
 
 vet:
 	$(GO) vet $(TAGS) ./...
+	$(GO) vet $(TAGS),parleytest ./cmd/parley/
 
 clean:
 	rm -rf bin coverage.out cover.out *.coverprofile

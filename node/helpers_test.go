@@ -9,12 +9,10 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/internal/fixtures"
+	"github.com/parley-chat/parley/internal/testutil"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
-
-// cheapKDF keeps tests fast; the real parameters are store.DefaultKDF.
-var cheapKDF = store.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}
 
 // fixtureKey loads a fixture key (name like "alice-2048"), so that tests
 // need not generate RSA keys.
@@ -27,7 +25,7 @@ func testConfig(tb testing.TB, keyName string) Config {
 	return Config{
 		DataDir:     tb.TempDir(),
 		Listen:      []string{"/ip4/127.0.0.1/tcp/0"},
-		KDF:         cheapKDF,
+		KDF:         testutil.CheapKDF,
 		NewKey:      func(int) (*protocol.PrivateKey, error) { return key, nil },
 		Logger:      testLogger(tb),
 		RetryMin:    50 * time.Millisecond,

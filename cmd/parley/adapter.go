@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"strings"
 	"sync"
-	"time"
 	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -309,8 +307,10 @@ func formatSafetyNumber(n string) string {
 
 func toAPIConversation(c node.Conversation) api.Conversation {
 	ac := api.Conversation{With: c.With.String(), Name: c.Name, Unread: c.Unread}
-	switch {
-	case c.Last != nil:
+	// The node gives Last whenever the conversation has a message (a
+	// failed lookup is an error, not a missing Last): without it the
+	// answer says "last_message": null rather than half a summary.
+	if c.Last != nil {
 		ac.LastMessage = &api.LastMessage{
 			ID:        c.Last.ID.String(),
 			Text:      c.LastPreview,
@@ -318,8 +318,6 @@ func toAPIConversation(c node.Conversation) api.Conversation {
 			Direction: string(c.Last.Direction),
 			Status:    string(c.Last.Status),
 		}
-	case !c.LastMessage.IsZero():
-		ac.LastMessage = &api.LastMessage{ID: c.LastMessage.String(), Text: c.LastPreview, At: c.LastAt}
 	}
 	return ac
 }
@@ -350,7 +348,7 @@ func apiError(err error) error {
 	case errors.As(err, &te):
 		return &api.Error{
 			Code:       api.CodeThrottled,
-			Message:    "too many wrong passphrases: try again in " + retryText(te.RetryAfter),
+			Message:    fmt.Sprintf("too many wrong passphrases: try again in %d s", api.RetryAfterSeconds(te.RetryAfter)),
 			RetryAfter: te.RetryAfter,
 			Err:        err,
 		}
@@ -396,10 +394,4 @@ func userMessage(err error) string {
 		s = s[:cut] + "…"
 	}
 	return s
-}
-
-// retryText renders a wait in whole seconds, rounded up, at least 1.
-func retryText(d time.Duration) string {
-	secs := int64(math.Ceil(d.Seconds()))
-	return fmt.Sprintf("%d s", max(secs, 1))
 }

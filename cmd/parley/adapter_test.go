@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
 )
 
 func TestAPIErrorMapping(t *testing.T) {
@@ -57,6 +60,10 @@ func TestAPIErrorMapping(t *testing.T) {
 		if got := apiError(err); got != err {
 			t.Errorf("apiError(%v) = %v, want it unchanged", err, got)
 		}
+	}
+	// The wait in the message agrees with the Retry-After header.
+	if m := apiError(&node.ThrottledError{RetryAfter: 1500 * time.Millisecond}).(*api.Error).Message; !strings.HasSuffix(m, "try again in 2 s") {
+		t.Errorf("throttled message %q, want it to end in \"try again in 2 s\"", m)
 	}
 	long := fmt.Errorf("%w: %s", node.ErrUnavailable, strings.Repeat("dial é ", 200))
 	if m := apiError(long).(*api.Error).Message; len(m) > maxMessage+len("…") || !strings.HasSuffix(m, "…") {
@@ -343,5 +350,31 @@ func TestAdapterSubscribeStalledReader(t *testing.T) {
 	}
 	if n > eventBuffer+1 {
 		t.Errorf("read %d events after cancel, want at most the buffer", n)
+	}
+}
+
+// TestToAPIConversation checks the conversation summary: the newest
+// message from Last, and "last_message": null without it (never a
+// summary with an empty direction and status).
+func TestToAPIConversation(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	sc := store.Conversation{LastMessage: protocol.MsgID{1}, LastPreview: "hello", LastAt: at, Unread: 2}
+	c := toAPIConversation(node.Conversation{Conversation: sc, Name: "Bob"})
+	if c.LastMessage != nil {
+		t.Errorf("without Last: last message %+v, want nil", c.LastMessage)
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"last_message":null`) {
+		t.Errorf("without Last: %s, want \"last_message\":null", b)
+	}
+
+	last := &store.Message{ID: protocol.MsgID{1}, Direction: store.Out, Status: store.StatusDelivered}
+	c = toAPIConversation(node.Conversation{Conversation: sc, Name: "Bob", Last: last})
+	want := api.LastMessage{ID: last.ID.String(), Text: "hello", At: at, Direction: "out", Status: "delivered"}
+	if c.LastMessage == nil || *c.LastMessage != want || c.Unread != 2 || c.Name != "Bob" {
+		t.Errorf("with Last: %+v, last %+v; want last %+v", c, c.LastMessage, want)
 	}
 }

@@ -16,8 +16,6 @@ import (
 
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
-	"github.com/parley-chat/parley/protocol"
-	"github.com/parley-chat/parley/store"
 )
 
 // benchNode is a node in this process with its API served on loopback.
@@ -29,13 +27,7 @@ type benchNode struct {
 
 func startBenchNode(b *testing.B, keyName, name string) *benchNode {
 	b.Helper()
-	key := fixtureKey(b, keyName)
-	n, err := node.New(node.Config{
-		DataDir: b.TempDir(),
-		Listen:  []string{"/ip4/127.0.0.1/tcp/0"},
-		KDF:     store.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1},
-		NewKey:  func(int) (*protocol.PrivateKey, error) { return key, nil },
-	})
+	n, err := node.New(testNodeConfig(b, b.TempDir(), keyName))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,30 +95,17 @@ func BenchmarkHTTPEndToEnd(b *testing.B) {
 	a.call(b, "GET", "/api/v1/me", nil, &ma)
 	bb.call(b, "GET", "/api/v1/me", nil, &mb)
 	a.call(b, "POST", "/api/v1/friends", map[string]string{"invite": mb.Invite}, nil)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		var fl struct{ Friends []api.Friend }
-		bb.call(b, "GET", "/api/v1/friends", nil, &fl)
-		if len(fl.Friends) == 1 && fl.Friends[0].Status == "pending_in" {
-			break
+	// friendIs reports whether bn has exactly one friend, with status.
+	friendIs := func(bn *benchNode, status string) func() bool {
+		return func() bool {
+			var fl struct{ Friends []api.Friend }
+			bn.call(b, "GET", "/api/v1/friends", nil, &fl)
+			return len(fl.Friends) == 1 && fl.Friends[0].Status == status
 		}
-		if time.Now().After(deadline) {
-			b.Fatal("friend request did not arrive")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
+	waitFor(b, 20*time.Second, "the friend request arrives", friendIs(bb, "pending_in"))
 	bb.call(b, "POST", "/api/v1/friends", map[string]string{"user_id": ma.UserID}, nil)
-	for {
-		var fl struct{ Friends []api.Friend }
-		a.call(b, "GET", "/api/v1/friends", nil, &fl)
-		if len(fl.Friends) == 1 && fl.Friends[0].Status == "accepted" {
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("friend accept did not arrive")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(b, 20*time.Second, "the friend accept arrives", friendIs(a, "accepted"))
 
 	ctx := context.Background()
 	ws, _, err := websocket.Dial(ctx, "ws"+bb.url[len("http"):]+"/api/v1/events",

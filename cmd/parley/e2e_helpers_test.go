@@ -1,8 +1,9 @@
 package main
 
 // Helpers of the end-to-end tests (e2e_test.go): they build the parley
-// binary once, run it as child processes on 127.0.0.1 with cheap test
-// settings, and talk to them over HTTP and WebSocket as the web UI does.
+// binary once, with the parleytest tag, run it as child processes on
+// 127.0.0.1 with cheap test-only settings, and talk to them over HTTP and
+// WebSocket as the web UI does.
 
 import (
 	"bytes"
@@ -41,8 +42,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// parleyBinary builds the parley binary once per test run (plain, without
-// -race) and returns its path. End-to-end tests skip in -short mode.
+// buildTags are the tags of the binary the end-to-end tests run: as make
+// test builds (noassets: no web UI to embed), plus parleytest, which
+// compiles in the test-only settings (testsettings_on.go) the tests use.
+const buildTags = "noassets,parleytest"
+
+// parleyBinary builds the parley binary once per test run (with buildTags,
+// without -race) and returns its path. End-to-end tests skip in -short
+// mode.
 func parleyBinary(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
@@ -59,7 +66,7 @@ func parleyBinary(t *testing.T) string {
 			bin.err = err
 			return
 		}
-		cmd := exec.Command(goTool, "build", "-tags", "noassets", "-o", bin.path, ".")
+		cmd := exec.Command(goTool, "build", "-tags", buildTags, "-o", bin.path, ".")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			bin.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
@@ -70,25 +77,27 @@ func parleyBinary(t *testing.T) string {
 	return bin.path
 }
 
-// Timeouts of the end-to-end tests: generous, since every wait polls and
-// ends as soon as its condition holds.
+// Timeouts of the end-to-end tests: generous, since every wait polls (every
+// pollEvery) and ends as soon as its condition holds.
 const (
 	startTimeout = 30 * time.Second
 	stopTimeout  = 20 * time.Second
 	waitTimeout  = 30 * time.Second
-	pollEvery    = 20 * time.Millisecond
 )
 
 // childEnv is the environment of a parley child: this process's without
-// any PARLEY_ variable, plus the cheap test settings.
-func childEnv() []string {
+// any PARLEY_ variable, plus the cheap test-only settings (the variables
+// of testsettings_on.go, named here since a test build without the
+// parleytest tag lacks their constants) and extra ("NAME=value").
+func childEnv(extra ...string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PARLEY_") {
 			env = append(env, kv)
 		}
 	}
-	return append(env, envTestKDF+"=cheap", envTestKeyBits+"=2048", envLogLevel+"=debug")
+	env = append(env, "PARLEY_TEST_KDF=cheap", "PARLEY_TEST_KEY_BITS=2048", envLogLevel+"=debug")
+	return append(env, extra...)
 }
 
 // proc is one `parley run` child process and an API client for it.
@@ -104,6 +113,7 @@ type proc struct {
 	waitErr error
 	stopped bool
 	http    *http.Client
+	env     []string // extra environment ("NAME=value"), kept across restarts
 
 	// What the test learnt; kept across restarts.
 	token    string
@@ -117,9 +127,10 @@ var runningLine = regexp.MustCompile(`(?m)^Parley is running: open (http://127\.
 
 // startProc starts `parley run` on dataDir with the API on a free port;
 // listen are its libp2p listen addresses (a free loopback port when
-// empty), passFile its --passphrase-file ("" for none). It returns once
-// the URL line is printed; the process is stopped when the test ends.
-func startProc(t *testing.T, name, dataDir string, listen []string, passFile string) *proc {
+// empty), passFile its --passphrase-file ("" for none), env extra
+// environment variables ("NAME=value"). It returns once the URL line is
+// printed; the process is stopped when the test ends.
+func startProc(t *testing.T, name, dataDir string, listen []string, passFile string, env ...string) *proc {
 	t.Helper()
 	args := []string{"run", "--data-dir", dataDir, "--api", "127.0.0.1:0"}
 	if len(listen) == 0 {
@@ -132,12 +143,12 @@ func startProc(t *testing.T, name, dataDir string, listen []string, passFile str
 		args = append(args, "--passphrase-file", passFile)
 	}
 	p := &proc{
-		t: t, name: name, dataDir: dataDir, passFile: passFile,
+		t: t, name: name, dataDir: dataDir, passFile: passFile, env: env,
 		cmd:    exec.Command(parleyBinary(t), args...),
 		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{}),
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
 	}
-	p.cmd.Env = childEnv()
+	p.cmd.Env = childEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("%s: starting parley: %v", name, err)
@@ -207,7 +218,7 @@ func (p *proc) restart(usePassFile bool) *proc {
 	if usePassFile {
 		pass = p.passFile
 	}
-	q := startProc(p.t, p.name, p.dataDir, p.listen, pass)
+	q := startProc(p.t, p.name, p.dataDir, p.listen, pass, p.env...)
 	q.userID, q.invite, q.listen, q.passFile = p.userID, p.invite, p.listen, p.passFile
 	if usePassFile {
 		if st := q.state(); st != "unlocked" {
@@ -319,7 +330,11 @@ func (p *proc) register(name string) {
 	p.userID, p.invite = me.UserID, me.Invite
 	p.listen = nil
 	for _, a := range me.Addrs {
-		p.listen = append(p.listen, a[:strings.Index(a, "/p2p/")])
+		listen, _, ok := strings.Cut(a, "/p2p/")
+		if !ok {
+			p.t.Fatalf("%s: address %q in me has no /p2p/ part", p.name, a)
+		}
+		p.listen = append(p.listen, listen)
 	}
 	p.passFile = filepath.Join(p.t.TempDir(), "passphrase")
 	if err := os.WriteFile(p.passFile, []byte(testPass+"\n"), 0o600); err != nil {
@@ -368,12 +383,12 @@ func befriend(t *testing.T, a, b *proc) {
 	if f.UserID != b.userID || f.Status != "pending_out" {
 		t.Fatalf("a added b: %+v", f)
 	}
-	waitUntil(t, "b sees a's request", func() bool { return b.friendStatus(a.userID) == "pending_in" })
+	waitFor(t, waitTimeout, "b sees a's request", func() bool { return b.friendStatus(a.userID) == "pending_in" })
 	b.must("POST", "/api/v1/friends", map[string]string{"user_id": a.userID}, http.StatusCreated, &f)
 	if f.Status != "accepted" {
 		t.Fatalf("b accepted a: %+v", f)
 	}
-	waitUntil(t, "a sees b's accept", func() bool { return a.friendStatus(b.userID) == "accepted" })
+	waitFor(t, waitTimeout, "a sees b's accept", func() bool { return a.friendStatus(b.userID) == "accepted" })
 }
 
 // startPair starts two fresh processes, registers them and makes them
@@ -437,19 +452,6 @@ func split(ms []api.Message, direction string) []api.Message {
 		}
 	}
 	return out
-}
-
-// waitUntil polls cond until it holds; it fails the test after
-// waitTimeout.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting until %s", waitTimeout, what)
-		}
-		time.Sleep(pollEvery)
-	}
 }
 
 // openEvents opens the events WebSocket with the API's own Origin and

@@ -9,8 +9,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"math"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -93,10 +96,10 @@ func TestE2EChat(t *testing.T) {
 		a.send(b.userID, fromA[i])
 		b.send(a.userID, fromB[i])
 	}
-	waitUntil(t, "all messages arrive", func() bool {
+	waitFor(t, waitTimeout, "all messages arrive", func() bool {
 		return len(split(b.messages(a.userID), "in")) >= n && len(split(a.messages(b.userID), "in")) >= n
 	})
-	waitUntil(t, "all messages are delivered", func() bool {
+	waitFor(t, waitTimeout, "all messages are delivered", func() bool {
 		return allStatus(split(a.messages(b.userID), "out"), n, "delivered") &&
 			allStatus(split(b.messages(a.userID), "out"), n, "delivered")
 	})
@@ -112,7 +115,7 @@ func TestE2EChat(t *testing.T) {
 
 	b.must("POST", "/api/v1/read", map[string]string{"with": a.userID}, http.StatusNoContent, nil)
 	a.must("POST", "/api/v1/read", map[string]string{"with": b.userID}, http.StatusNoContent, nil)
-	waitUntil(t, "the senders see their messages read", func() bool {
+	waitFor(t, waitTimeout, "the senders see their messages read", func() bool {
 		return allStatus(split(a.messages(b.userID), "out"), n, "read") &&
 			allStatus(split(b.messages(a.userID), "out"), n, "read")
 	})
@@ -163,8 +166,8 @@ func TestE2ERestart(t *testing.T) {
 		t.Fatalf("with bob stopped, alice's messages are %v, want all pending", statuses(out))
 	}
 	b = b.restart(true)
-	waitUntil(t, "bob gets the queued messages", func() bool { return len(split(b.messages(a.userID), "in")) >= n })
-	waitUntil(t, "alice sees them delivered", func() bool {
+	waitFor(t, waitTimeout, "bob gets the queued messages", func() bool { return len(split(b.messages(a.userID), "in")) >= n })
+	waitFor(t, waitTimeout, "alice sees them delivered", func() bool {
 		return allStatus(split(a.messages(b.userID), "out"), n, "delivered")
 	})
 	// In order too: the first message, rescheduled with a backoff when
@@ -180,10 +183,10 @@ func TestE2ERestart(t *testing.T) {
 	a.stop()
 	b = b.restart(true)
 	a = a.restart(true)
-	waitUntil(t, "bob gets the messages alice queued before her restart", func() bool {
+	waitFor(t, waitTimeout, "bob gets the messages alice queued before her restart", func() bool {
 		return len(split(b.messages(a.userID), "in")) >= 2*n
 	})
-	waitUntil(t, "alice sees them delivered after her restart", func() bool {
+	waitFor(t, waitTimeout, "alice sees them delivered after her restart", func() bool {
 		return allStatus(split(a.messages(b.userID), "out"), 2*n, "delivered")
 	})
 	checkConversation(t, "bob after both restarts", split(b.messages(a.userID), "in"), want, "")
@@ -239,12 +242,17 @@ func TestE2EWebSocket(t *testing.T) {
 	}
 }
 
+// loginBackoff is the login throttle's first wait in TestE2EAPIHardening
+// (PARLEY_TEST_LOGIN_BACKOFF): long enough for a restart to fall well
+// inside it.
+const loginBackoff = 10 * time.Second
+
 // TestE2EAPIHardening checks a few of the API's defences over the real
 // binary (the api package's tests cover them all), and that the login
 // throttle survives a restart.
 func TestE2EAPIHardening(t *testing.T) {
 	t.Parallel()
-	a := startProc(t, "alice", t.TempDir(), nil, "")
+	a := startProc(t, "alice", t.TempDir(), nil, "", "PARLEY_TEST_LOGIN_BACKOFF="+loginBackoff.String())
 	a.register("Alice")
 	port := a.url[strings.LastIndex(a.url, ":")+1:]
 	valid := map[string]string{"to": a.userID, "text": "hi"}
@@ -282,68 +290,71 @@ func TestE2EAPIHardening(t *testing.T) {
 	login := func(p *proc, pass string) (*http.Response, []byte) {
 		return p.call("POST", "/api/v1/login", map[string]string{"passphrase": pass}, map[string]string{"Authorization": ""})
 	}
-	// Five wrong passphrases are answered as such; the sixth try waits.
+	// Five wrong passphrases are answered as such; the fifth starts a
+	// wait of loginBackoff, in which even the right one is refused.
 	for i := range 5 {
 		resp, body := login(a, fmt.Sprintf("wrong passphrase %d", i))
 		if resp.StatusCode != 401 || errorCode(body) != "bad_passphrase" {
 			t.Fatalf("wrong passphrase %d: %d %s", i, resp.StatusCode, body)
 		}
 	}
+	sent := time.Now()
 	resp, body := login(a, testPass)
-	if resp.StatusCode != 429 || errorCode(body) != "throttled" || retryAfter(t, resp) < 1 {
-		t.Fatalf("after five wrong passphrases: %d %s, Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	received := time.Now()
+	if resp.StatusCode != 429 || errorCode(body) != "throttled" {
+		t.Fatalf("after five wrong passphrases: %d %s, want 429 throttled", resp.StatusCode, body)
 	}
-	// Once the wait is over, a sixth wrong one doubles it (to 4 s); that
-	// leaves a restart ample time to fall inside it.
-	// sixth is taken before the request: the node's wait starts later.
-	var sixth time.Time
-	waitUntil(t, "the first wait is over", func() bool {
-		sixth = time.Now()
-		resp, body := login(a, "wrong passphrase 5")
-		if resp.StatusCode == 429 {
-			return false
-		}
-		if resp.StatusCode != 401 || errorCode(body) != "bad_passphrase" {
-			t.Fatalf("sixth wrong passphrase: %d %s", resp.StatusCode, body)
-		}
-		return true
-	})
-	const wait = 4 * time.Second
+	ra := retryAfter(t, resp)
+	if ra < 1 || ra > int(loginBackoff/time.Second) {
+		t.Fatalf("Retry-After %d after five wrong passphrases, want 1 to %d", ra, int(loginBackoff/time.Second))
+	}
+	// The node measured the wait between sent and received and rounded
+	// it up to whole seconds: the window ends by windowEnd, and not
+	// before earliestEnd.
+	windowEnd := received.Add(time.Duration(ra) * time.Second)
+	earliestEnd := sent.Add(time.Duration(ra-1) * time.Second)
 
+	// The throttle survives a restart.
 	a = a.restart(false)
 	if st := a.state(); st != "locked" {
 		t.Fatalf("state after restart %q, want locked", st)
 	}
+	sent = time.Now()
+	left := windowEnd.Sub(sent)
+	if left <= 0 {
+		t.Fatalf("the restart took longer than the throttle's window (%v)", loginBackoff)
+	}
 	resp, body = login(a, testPass)
-	if time.Since(sixth) >= wait {
-		t.Fatalf("the restart took longer than the throttle's wait (%v)", time.Since(sixth))
-	}
 	if resp.StatusCode != 429 || errorCode(body) != "throttled" {
-		t.Fatalf("right passphrase after the restart, within the wait: %d %s, want 429", resp.StatusCode, body)
+		t.Fatalf("right passphrase after the restart, %v before the window's end: %d %s, want 429", left, resp.StatusCode, body)
 	}
-	ra := retryAfter(t, resp)
-	if ra < 1 || ra > int(wait/time.Second) {
-		t.Errorf("Retry-After %d, want 1 to %d", ra, int(wait/time.Second))
+	if ra := retryAfter(t, resp); ra < 1 || ra > int(math.Ceil(left.Seconds())) {
+		t.Errorf("Retry-After %d after the restart, want 1 to %d (at most the %v left of the window)",
+			ra, int(math.Ceil(left.Seconds())), left)
 	}
-	// Poll until the right passphrase works; never before the wait ends.
+
+	// Poll until the right passphrase works; never before the window ends.
 	var tok struct {
 		Token string `json:"token"`
 	}
-	waitUntil(t, "the right passphrase works after the wait", func() bool {
+	var worked time.Time
+	waitFor(t, waitTimeout, "the right passphrase works after the window", func() bool {
 		resp, body := login(a, testPass)
 		if resp.StatusCode == 429 {
 			return false
 		}
+		worked = time.Now()
 		if resp.StatusCode != 200 {
-			t.Fatalf("right passphrase after the wait: %d %s", resp.StatusCode, body)
+			t.Fatalf("right passphrase after the window: %d %s", resp.StatusCode, body)
 		}
 		if err := json.Unmarshal(body, &tok); err != nil || tok.Token == "" {
 			t.Fatalf("login answer %s", body)
 		}
 		return true
 	})
-	if d := time.Since(sixth); d < wait {
-		t.Errorf("login succeeded %v after the sixth wrong passphrase, before the %v wait", d, wait)
+	if worked.Before(earliestEnd) {
+		t.Errorf("the right passphrase worked %v before the throttle's window ended (Retry-After %d, 1 s rounding allowed)",
+			earliestEnd.Sub(worked), ra)
 	}
 	a.token = tok.Token
 	var me api.Me
@@ -353,6 +364,23 @@ func TestE2EAPIHardening(t *testing.T) {
 	}
 	if strings.Contains(a.stderr.String(), testPass) {
 		t.Error("the log shows the passphrase")
+	}
+}
+
+// TestE2ETestSettings checks that the binary under test has the test-only
+// settings compiled in (the parleytest tag): it reads them, and refuses a
+// bad value as a usage error (exit 2) instead of starting.
+func TestE2ETestSettings(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, parleyBinary(t), "run", "--data-dir", t.TempDir(), "--api", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.0.1/tcp/0")
+	cmd.Env = childEnv("PARLEY_TEST_LOGIN_BACKOFF=soon")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "PARLEY_TEST_LOGIN_BACKOFF") {
+		t.Fatalf("parley run with a bad PARLEY_TEST_LOGIN_BACKOFF: %v, output:\n%s\nwant exit 2 naming the variable", err, out)
 	}
 }
 

@@ -4,14 +4,20 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/internal/fixtures"
+	"github.com/parley-chat/parley/internal/testutil"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/protocol"
 )
+
+// cheapKDF makes a test store cheap to create.
+var cheapKDF = testutil.CheapKDF
 
 // testPass is the passphrase of every test identity.
 const testPass = "correct horse battery"
@@ -58,16 +64,39 @@ func registeredNode(tb testing.TB, keyName, name string) *node.Node {
 	return n
 }
 
-// waitFor polls cond every few milliseconds until it holds, and fails the
-// test when d passes first.
+// waitFor polls cond every pollEvery until it holds, and fails the test
+// when d passes first.
 func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
 	tb.Helper()
 	deadline := time.Now().Add(d)
+	tick := time.NewTicker(pollEvery)
+	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
 			tb.Fatalf("timed out after %v waiting for: %s", d, what)
 		}
-		time.Sleep(10 * time.Millisecond)
+		<-tick.C
+	}
+}
+
+// pollEvery is how often waitFor and the end-to-end helpers poll.
+const pollEvery = 20 * time.Millisecond
+
+// clearParleyEnv sets every PARLEY_* variable to "" for the test (and
+// restores them after it), so that a test that parses flags and the
+// environment, or calls run, does not see the developer's or CI's own
+// settings. Tests that use it cannot be parallel.
+func clearParleyEnv(t *testing.T) {
+	t.Helper()
+	names := []string{envDataDir, envAPI, envAPITLSCert, envAPITLSKey, envAPIHost, envListen, envBootstrap,
+		envPassphraseFile, envLogLevel, "PARLEY_TEST_KDF", "PARLEY_TEST_KEY_BITS", "PARLEY_TEST_LOGIN_BACKOFF"}
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PARLEY_") {
+			names = append(names, k)
+		}
+	}
+	for _, k := range names {
+		t.Setenv(k, "")
 	}
 }
 

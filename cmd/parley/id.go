@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/store"
@@ -37,11 +36,10 @@ func runID(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	dir := *dataDir
 	if dir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return fmt.Errorf("parley id: no home directory for the default data directory (give --data-dir): %w", err)
+		var err error
+		if dir, err = defaultDataDir(); err != nil {
+			return fmt.Errorf("parley id: %w", err)
 		}
-		dir = filepath.Join(home, ".parley")
 	}
 	id, err := node.ReadIdentity(dir)
 	if errors.Is(err, store.ErrNoStore) {

@@ -4,8 +4,11 @@
 // It stays thin: parsing arguments, signal handling and wiring node to api
 // happen here, everything else lives in the packages. Built so far:
 //
-//   - run (run.go): a node with the local API on 127.0.0.1:7733, until
-//     SIGINT or SIGTERM; flags and PARLEY_* environment variables;
+//   - run (run.go): a node with the local API on 127.0.0.1:7733 (or over
+//     TLS), until SIGINT or SIGTERM; flags and PARLEY_* environment
+//     variables. Its test-only PARLEY_TEST_* settings exist only in a
+//     binary built with the parleytest tag (testsettings_on.go), as the
+//     end-to-end tests build it;
 //   - id (id.go): the user ID, peer ID and fingerprint of a data
 //     directory, without the passphrase;
 //   - version and help.
@@ -21,6 +24,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 )
@@ -97,6 +101,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	usage(stderr)
 	return fmt.Errorf("parley: unknown command %q: %w", name, errUsage)
+}
+
+// defaultDataDir is the data directory of a subcommand given neither
+// --data-dir nor PARLEY_DATA_DIR: ~/.parley.
+func defaultDataDir() (string, error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no home directory for the default data directory (give --data-dir): %w", err)
+	}
+	return filepath.Join(home, ".parley"), nil
 }
 
 // exitCode maps the error returned by run to the process exit code.

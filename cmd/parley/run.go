@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,9 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
@@ -23,28 +24,14 @@ import (
 const (
 	envDataDir        = "PARLEY_DATA_DIR"
 	envAPI            = "PARLEY_API"
+	envAPITLSCert     = "PARLEY_API_TLS_CERT"
+	envAPITLSKey      = "PARLEY_API_TLS_KEY"
+	envAPIHost        = "PARLEY_API_HOST"
 	envListen         = "PARLEY_LISTEN"
 	envBootstrap      = "PARLEY_BOOTSTRAP"
 	envPassphraseFile = "PARLEY_PASSPHRASE_FILE"
 	envLogLevel       = "PARLEY_LOG_LEVEL"
 )
-
-// Test-only environment variables, read by `parley run` alone. They make
-// a new identity cheap to create, for the end-to-end tests, and weaken
-// it: never set them for a real node. Unset, they change nothing; an
-// unknown value is an error rather than a silent default.
-const (
-	// envTestKDF=cheap creates a new store with Argon2id t=1, m=1 MiB,
-	// p=1 instead of store.DefaultKDF. An existing store keeps the
-	// parameters it was created with.
-	envTestKDF = "PARLEY_TEST_KDF"
-	// envTestKeyBits=2048 (or 3072, 4096) sets the size of a new RSA
-	// identity key instead of node.DefaultKeyBits.
-	envTestKeyBits = "PARLEY_TEST_KEY_BITS"
-)
-
-// cheapKDF is what PARLEY_TEST_KDF=cheap selects.
-var cheapKDF = store.KDFParams{Time: 1, MemoryKiB: 1024, Threads: 1}
 
 // maxPassphraseFile bounds the size of a passphrase file.
 const maxPassphraseFile = 4 << 10
@@ -58,9 +45,23 @@ type runConfig struct {
 	passphraseFile string
 	logLevel       slog.Level
 
-	// Test-only settings (see envTestKDF); zero means the default.
-	kdf     store.KDFParams
-	keyBits int
+	// The API's TLS certificate and key files, both or neither, and the
+	// extra Host names it accepts (api.Options.AllowedHosts, TLS only).
+	apiTLSCert, apiTLSKey string
+	apiHosts              []string
+
+	// test holds the test-only settings of a parleytest build; zero, as
+	// always in a release build, means the defaults.
+	test testSettings
+}
+
+// testSettings are the test-only settings that a binary built with the
+// parleytest tag reads from PARLEY_TEST_* variables (testsettings_on.go).
+// A release build reads none (testsettings_off.go): they stay zero.
+type testSettings struct {
+	kdf          store.KDFParams // a new store's KDF (store.DefaultKDF)
+	keyBits      int             // a new RSA identity key's size (node.DefaultKeyBits)
+	loginBackoff time.Duration   // node.Config.LoginBackoff (node.DefaultLoginBackoff)
 }
 
 // listFlag is a repeatable flag of strings. Each value may also hold a
@@ -119,7 +120,14 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envDataDir),
 		"the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
 	fs.StringVar(&c.apiAddr, "api", orDefault(getenv(envAPI), api.DefaultAddr),
-		"the `address` of the local API, a loopback address and port ["+envAPI+"]")
+		"the `address` of the local API, a loopback address and port unless with TLS ["+envAPI+"]")
+	fs.StringVar(&c.apiTLSCert, "api-tls-cert", getenv(envAPITLSCert),
+		"serve the API over HTTPS with the PEM certificate (chain) in this `file`; needs --api-tls-key ["+envAPITLSCert+"]")
+	fs.StringVar(&c.apiTLSKey, "api-tls-key", getenv(envAPITLSKey),
+		"the PEM private key `file` of --api-tls-cert ["+envAPITLSKey+"]")
+	apiHosts := &listFlag{values: splitList(getenv(envAPIHost))}
+	fs.Var(apiHosts, "api-host", "with TLS, a Host `name` the API accepts besides loopback ones, exactly as browsers send it "+
+		"(chat.example.org for port 443, else chat.example.org:PORT); repeatable ["+envAPIHost+"]")
 	listen := &listFlag{values: splitList(getenv(envListen))}
 	fs.Var(listen, "listen", "a libp2p listen `multiaddr` (default "+strings.Join(node.DefaultListen, ", ")+
 		"); repeatable ["+envListen+"]")
@@ -138,7 +146,13 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("parley run: unexpected arguments %q: %w", fs.Args(), errUsage)
 	}
-	c.listen, c.bootstrap = listen.values, bootstrap.values
+	c.listen, c.bootstrap, c.apiHosts = listen.values, bootstrap.values, apiHosts.values
+	if (c.apiTLSCert == "") != (c.apiTLSKey == "") {
+		return c, fmt.Errorf("parley run: --api-tls-cert and --api-tls-key go together: %w", errUsage)
+	}
+	if len(c.apiHosts) > 0 && c.apiTLSCert == "" {
+		return c, fmt.Errorf("parley run: --api-host needs --api-tls-cert and --api-tls-key: %w", errUsage)
+	}
 
 	lvl, err := parseLogLevel(*level)
 	if err != nil {
@@ -147,13 +161,11 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	c.logLevel = lvl
 
 	if c.dataDir == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return c, fmt.Errorf("parley run: no home directory for the default data directory (give --data-dir): %w", err)
+		if c.dataDir, err = defaultDataDir(); err != nil {
+			return c, fmt.Errorf("parley run: %w", err)
 		}
-		c.dataDir = filepath.Join(home, ".parley")
 	}
-	if c.kdf, c.keyBits, err = testSettings(getenv); err != nil {
+	if c.test, err = readTestSettings(getenv); err != nil {
 		return c, fmt.Errorf("parley run: %v: %w", err, errUsage)
 	}
 	return c, nil
@@ -182,27 +194,6 @@ func parseLogLevel(s string) (slog.Level, error) {
 	return 0, fmt.Errorf("log level %q: want debug, info, warn or error", s)
 }
 
-// testSettings reads the test-only variables (see envTestKDF).
-func testSettings(getenv func(string) string) (store.KDFParams, int, error) {
-	var kdf store.KDFParams
-	switch v := getenv(envTestKDF); v {
-	case "":
-	case "cheap":
-		kdf = cheapKDF
-	default:
-		return kdf, 0, fmt.Errorf("%s=%q: the only value is cheap", envTestKDF, v)
-	}
-	bits := 0
-	switch v := getenv(envTestKeyBits); v {
-	case "":
-	case "2048", "3072", "4096":
-		bits, _ = strconv.Atoi(v)
-	default:
-		return kdf, 0, fmt.Errorf("%s=%q: want 2048, 3072 or 4096", envTestKeyBits, v)
-	}
-	return kdf, bits, nil
-}
-
 // runRun is `parley run`.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := parseRunConfig(args, os.Getenv, stderr)
@@ -216,24 +207,46 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return serveNode(ctx, c, log, stdout)
 }
 
-// serveNode runs a node and its API until ctx ends: node.New, the unlock
-// from the passphrase file if any, the API listener, the URL on stdout,
-// then Serve; on the way out the API closes first, then the node (which
-// syncs its store).
+// serveNode runs a node and its API until ctx ends: the API listener
+// first, so that a bad or busy --api fails before the node touches its
+// data directory; then node.New, the unlock from the passphrase file if
+// any, the URL on stdout, and Serve. On the way out the API closes first,
+// then the node (which syncs its store). A shutdown (ctx ending) before
+// or during the unlock is a clean exit, not an error.
 func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Writer) (err error) {
-	if c.kdf != (store.KDFParams{}) {
-		log.Warn("test-only setting: a new identity gets a weak passphrase KDF", "env", envTestKDF)
+	var tlsConf *tls.Config
+	scheme := "http"
+	if c.apiTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.apiTLSCert, c.apiTLSKey)
+		if err != nil {
+			return fmt.Errorf("parley run: --api-tls-cert, --api-tls-key: %w", err)
+		}
+		tlsConf, scheme = &tls.Config{Certificates: []tls.Certificate{cert}}, "https"
 	}
-	if c.keyBits != 0 {
-		log.Warn("test-only setting: a new identity key has a non-default size", "env", envTestKeyBits, "bits", c.keyBits)
+	ln, err := api.Listen(c.apiAddr, tlsConf)
+	if errors.Is(err, api.ErrNotLoopback) {
+		return fmt.Errorf("parley run: --api %s: without --api-tls-cert and --api-tls-key the API serves plain HTTP, "+
+			"so only on a loopback address (127.0.0.1, [::1] or localhost): %w", c.apiAddr, err)
 	}
+	if err != nil {
+		return fmt.Errorf("parley run: %w", err)
+	}
+	served := false // once Serve has ln, it closes it
+	defer func() {
+		if !served {
+			ln.Close()
+		}
+	}()
+
+	c.test.warn(log)
 	n, err := node.New(node.Config{
-		DataDir:   c.dataDir,
-		Listen:    c.listen,
-		Bootstrap: c.bootstrap,
-		Logger:    log,
-		KDF:       c.kdf,
-		KeyBits:   c.keyBits,
+		DataDir:      c.dataDir,
+		Listen:       c.listen,
+		Bootstrap:    c.bootstrap,
+		Logger:       log,
+		KDF:          c.test.kdf,
+		KeyBits:      c.test.keyBits,
+		LoginBackoff: c.test.loginBackoff,
 	})
 	if err != nil {
 		return fmt.Errorf("parley run: %w", err)
@@ -243,30 +256,30 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 			err = errors.Join(err, fmt.Errorf("parley run: closing the node: %w", cerr))
 		}
 	}()
+	srv, err := api.New(newNodeAPI(n), api.Options{Logger: log, TLS: tlsConf, AllowedHosts: c.apiHosts})
+	if err != nil {
+		return fmt.Errorf("parley run: %w", err)
+	}
 
 	if c.passphraseFile != "" {
+		if ctx.Err() != nil {
+			log.Info("shutting down before the unlock")
+			return nil
+		}
 		if err := unlockFromFile(ctx, n, c.passphraseFile, log); err != nil {
+			if ctx.Err() != nil {
+				// A signal came during the unlock: the user asked to stop.
+				log.Warn("shutting down during the unlock", "err", err)
+				return nil
+			}
 			return fmt.Errorf("parley run: %w", err)
 		}
 	}
 
-	ln, err := api.Listen(c.apiAddr, nil)
-	if errors.Is(err, api.ErrNotLoopback) {
-		return fmt.Errorf("parley run: --api %s: the API serves plain HTTP, so only on a loopback address "+
-			"(127.0.0.1, [::1] or localhost): %w", c.apiAddr, err)
-	}
-	if err != nil {
-		return fmt.Errorf("parley run: %w", err)
-	}
-	srv, err := api.New(newNodeAPI(n), api.Options{Logger: log})
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("parley run: %w", err)
-	}
-
-	fmt.Fprintf(stdout, "Parley is running: open http://%s/\n", hostPort(ln.Addr()))
+	fmt.Fprintf(stdout, "Parley is running: open %s://%s/\n", scheme, hostPort(ln.Addr()))
 	fmt.Fprintln(stdout, stateLine(n))
 
+	served = true
 	serveErr := srv.Serve(ctx, ln) // returns once ctx ends and the API has shut down
 	log.Info("shutting down")
 	if serveErr != nil {
@@ -318,7 +331,7 @@ func unlockFromFile(ctx context.Context, n *node.Node, file string, log *slog.Lo
 	case errors.Is(err, node.ErrBadPassphrase):
 		return fmt.Errorf("the passphrase in %s is wrong", file)
 	case errors.As(err, &te):
-		return fmt.Errorf("unlocking: too many wrong passphrases; try again in %s", retryText(te.RetryAfter))
+		return fmt.Errorf("unlocking: too many wrong passphrases; try again in %d s", api.RetryAfterSeconds(te.RetryAfter))
 	default:
 		return fmt.Errorf("unlocking: %w", err)
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
-	"github.com/parley-chat/parley/store"
 )
 
 // envMap is a getenv over a map.
@@ -26,6 +25,7 @@ func envMap(m map[string]string) func(string) string {
 }
 
 func TestParseRunConfigDefaults(t *testing.T) {
+	clearParleyEnv(t)
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	c, err := parseRunConfig(nil, envMap(nil), io.Discard)
@@ -39,15 +39,17 @@ func TestParseRunConfigDefaults(t *testing.T) {
 }
 
 func TestParseRunConfigEnv(t *testing.T) {
+	clearParleyEnv(t)
 	env := map[string]string{
 		envDataDir:        "/srv/parley",
 		envAPI:            "127.0.0.1:0",
+		envAPITLSCert:     "/etc/parley/cert.pem",
+		envAPITLSKey:      "/etc/parley/key.pem",
+		envAPIHost:        "chat.example.org, chat.example.org:8443",
 		envListen:         "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/udp/1/quic-v1,,",
 		envBootstrap:      "/ip4/10.0.0.1/tcp/7734/p2p/12D3KooWA",
 		envPassphraseFile: "/run/secrets/parley",
 		envLogLevel:       "DEBUG",
-		envTestKDF:        "cheap",
-		envTestKeyBits:    "2048",
 	}
 	c, err := parseRunConfig(nil, envMap(env), io.Discard)
 	if err != nil {
@@ -60,8 +62,9 @@ func TestParseRunConfigEnv(t *testing.T) {
 		bootstrap:      []string{"/ip4/10.0.0.1/tcp/7734/p2p/12D3KooWA"},
 		passphraseFile: "/run/secrets/parley",
 		logLevel:       slog.LevelDebug,
-		kdf:            cheapKDF,
-		keyBits:        2048,
+		apiTLSCert:     "/etc/parley/cert.pem",
+		apiTLSKey:      "/etc/parley/key.pem",
+		apiHosts:       []string{"chat.example.org", "chat.example.org:8443"},
 	}
 	if !equalConfig(c, want) {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -69,6 +72,7 @@ func TestParseRunConfigEnv(t *testing.T) {
 }
 
 func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
+	clearParleyEnv(t)
 	env := map[string]string{
 		envDataDir:        "/env/dir",
 		envAPI:            "127.0.0.1:1111",
@@ -76,6 +80,9 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		envBootstrap:      "/ip4/10.0.0.1/tcp/1/p2p/env",
 		envPassphraseFile: "/env/pass",
 		envLogLevel:       "error",
+		envAPITLSCert:     "/env/cert.pem",
+		envAPITLSKey:      "/env/key.pem",
+		envAPIHost:        "env.example.org",
 	}
 	args := []string{
 		"--data-dir", "/flag/dir",
@@ -84,6 +91,10 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		"-listen", "/ip4/127.0.0.1/tcp/4,/ip4/127.0.0.1/tcp/5",
 		"--passphrase-file", "/flag/pass",
 		"--log-level", "warn",
+		"--api-tls-cert", "/flag/cert.pem",
+		"--api-tls-key=/flag/key.pem",
+		"--api-host", "flag.example.org",
+		"--api-host", "flag.example.org:8443",
 	}
 	c, err := parseRunConfig(args, envMap(env), io.Discard)
 	if err != nil {
@@ -97,6 +108,9 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		bootstrap:      []string{"/ip4/10.0.0.1/tcp/1/p2p/env"}, // no flag: the environment's
 		passphraseFile: "/flag/pass",
 		logLevel:       slog.LevelWarn,
+		apiTLSCert:     "/flag/cert.pem",
+		apiTLSKey:      "/flag/key.pem",
+		apiHosts:       []string{"flag.example.org", "flag.example.org:8443"},
 	}
 	if !equalConfig(c, want) {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -104,6 +118,7 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 }
 
 func TestParseRunConfigErrors(t *testing.T) {
+	clearParleyEnv(t)
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -115,8 +130,11 @@ func TestParseRunConfigErrors(t *testing.T) {
 		{name: "bad log level env", env: map[string]string{envLogLevel: "trace"}},
 		{name: "empty listen", args: []string{"--listen", " , "}},
 		{name: "missing value", args: []string{"--api"}},
-		{name: "bad test kdf", env: map[string]string{envTestKDF: "yes"}},
-		{name: "bad test key bits", env: map[string]string{envTestKeyBits: "1024"}},
+		{name: "TLS cert without key", args: []string{"--api-tls-cert", "cert.pem"}},
+		{name: "TLS key without cert", env: map[string]string{envAPITLSKey: "key.pem"}},
+		{name: "API host without TLS", args: []string{"--api-host", "chat.example.org"}},
+		{name: "API host from the environment without TLS", env: map[string]string{envAPIHost: "chat.example.org"}},
+		{name: "empty API host", args: []string{"--api-tls-cert", "c", "--api-tls-key", "k", "--api-host", ","}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parseRunConfig(tc.args, envMap(tc.env), io.Discard)
@@ -131,12 +149,14 @@ func TestParseRunConfigErrors(t *testing.T) {
 }
 
 func TestParseRunConfigHelp(t *testing.T) {
+	clearParleyEnv(t)
 	var out strings.Builder
 	_, err := parseRunConfig([]string{"-h"}, envMap(nil), &out)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("err = %v, want flag.ErrHelp", err)
 	}
-	for _, want := range []string{"--data-dir", "-listen", envListen, envPassphraseFile, "comma-separated"} {
+	for _, want := range []string{"--data-dir", "-listen", envListen, envPassphraseFile, "comma-separated",
+		"-api-tls-cert", "-api-tls-key", "-api-host", envAPITLSCert, envAPITLSKey, envAPIHost} {
 		want = strings.TrimPrefix(want, "-")
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help does not mention %q:\n%s", want, out.String())
@@ -150,7 +170,8 @@ func TestParseRunConfigHelp(t *testing.T) {
 func equalConfig(a, b runConfig) bool {
 	return a.dataDir == b.dataDir && a.apiAddr == b.apiAddr && slices.Equal(a.listen, b.listen) &&
 		slices.Equal(a.bootstrap, b.bootstrap) && a.passphraseFile == b.passphraseFile &&
-		a.logLevel == b.logLevel && a.kdf == b.kdf && a.keyBits == b.keyBits
+		a.logLevel == b.logLevel && a.apiTLSCert == b.apiTLSCert && a.apiTLSKey == b.apiTLSKey &&
+		slices.Equal(a.apiHosts, b.apiHosts) && a.test == b.test
 }
 
 func TestReadPassphraseFile(t *testing.T) {
@@ -243,6 +264,7 @@ func registeredDir(t *testing.T, keyName string) (dir string, id node.Identity) 
 }
 
 func TestRunID(t *testing.T) {
+	clearParleyEnv(t)
 	t.Run("no identity", func(t *testing.T) {
 		dir := t.TempDir()
 		var out strings.Builder
@@ -280,14 +302,19 @@ func TestRunID(t *testing.T) {
 }
 
 func TestRunRefusesNonLoopbackAPI(t *testing.T) {
-	err := run(context.Background(), []string{"run", "--data-dir", t.TempDir(), "--api", "0.0.0.0:0",
+	clearParleyEnv(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	err := run(context.Background(), []string{"run", "--data-dir", dir, "--api", "0.0.0.0:0",
 		"--listen", "/ip4/127.0.0.1/tcp/0"}, io.Discard, io.Discard)
-	if !errors.Is(err, api.ErrNotLoopback) || !strings.Contains(err.Error(), "--api 0.0.0.0:0") {
-		t.Fatalf("err = %v, want api.ErrNotLoopback naming the address", err)
+	if !errors.Is(err, api.ErrNotLoopback) || !strings.Contains(err.Error(), "--api 0.0.0.0:0") ||
+		!strings.Contains(err.Error(), "--api-tls-cert") {
+		t.Fatalf("err = %v, want api.ErrNotLoopback naming the address and the TLS flags", err)
 	}
+	assertUntouched(t, dir)
 }
 
 func TestRunPassphraseFileErrors(t *testing.T) {
+	clearParleyEnv(t)
 	dir, _ := registeredDir(t, "alice-2048")
 	const wrong = "not the passphrase at all"
 	var stderr syncBuffer
@@ -313,6 +340,7 @@ var urlLine = regexp.MustCompile(`(?m)^Parley is running: open (http://127\.0\.0
 // passphrase file, prints the URL and the state, serves, and returns nil
 // when its context ends.
 func TestRunInProcess(t *testing.T) {
+	clearParleyEnv(t)
 	dir, id := registeredDir(t, "alice-2048")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -370,12 +398,5 @@ func TestRunInProcess(t *testing.T) {
 	me, _ := n.Me(context.Background())
 	if me.UserID != id.UserID {
 		t.Errorf("user %s, want %s", me.UserID, id.UserID)
-	}
-}
-
-func TestTestSettingsOffByDefault(t *testing.T) {
-	kdf, bits, err := testSettings(envMap(nil))
-	if err != nil || kdf != (store.KDFParams{}) || bits != 0 {
-		t.Errorf("testSettings() = %v, %d, %v; want zero values", kdf, bits, err)
 	}
 }
