@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -270,4 +271,61 @@ func syncCost(b *testing.B, n *Node) time.Duration {
 		}
 	}
 	return time.Since(start) / rounds
+}
+
+// BenchmarkReceive measures the receive path alone: b.N envelopes, sealed
+// before the timer starts, pushed on one stream by a raw libp2p client
+// (as A's second device) until B has acknowledged each, that is stored
+// it. It reports messages/s and the ratio to 1/Open timed alone in this
+// run: above 1 when B opens envelopes on several cores, as it does when
+// it catches up on what queued for it while it was offline.
+func BenchmarkReceive(b *testing.B) {
+	a, bn, _, bID, _ := benchPair(b)
+	open := openCost(b, a, bn, 64)
+	atk := newAttacker(b, bn)
+	aKey := fixtureKey(b, "alice-3072")
+	bCard, err := pp.ParseCardURI(meOf(b, bn).Invite)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if bCard.UserID != bID {
+		b.Fatal("B's card is not B's")
+	}
+	toB := bCard.Recipient(time.Now())
+	frames := make([][]byte, b.N)
+	for i := range frames {
+		env := atk.forge(b, aKey, toB, pp.KindText, fmt.Sprintf("receive %08d", i), time.Now())
+		var buf bytes.Buffer
+		if err := pp.WriteDelivery(&buf, &pp.Delivery{Envelope: env.Marshal()}); err != nil {
+			b.Fatal(err)
+		}
+		frames[i] = buf.Bytes()
+	}
+	hs := atk.open(b)
+	b.ResetTimer()
+	start := time.Now()
+	go func() {
+		for _, f := range frames {
+			if _, err := hs.s.Write(f); err != nil {
+				return
+			}
+		}
+	}()
+	for range b.N {
+		hs.s.SetReadDeadline(time.Now().Add(time.Minute))
+		ack, err := pp.ReadAck(hs.br)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if ack.Code != pp.AckOK {
+			b.Fatalf("ack %s", ack.Code)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rate := float64(b.N) / elapsed.Seconds()
+	bound := float64(time.Second) / float64(open)
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(bound, "crypto-bound-msgs/s")
+	b.ReportMetric(rate/bound, "ratio")
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -357,4 +358,40 @@ func TestFriendRequestsCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitStatus(t, b, mc.UserID, store.FriendPendingIn)
+}
+
+// TestFriendTextRightAfterAccept: a message sent right after accepting
+// follows the accept on the same stream; the requester opens it while the
+// accept may not be stored yet, and must still take it.
+func TestFriendTextRightAfterAccept(t *testing.T) {
+	ctx := context.Background()
+	a, b, ma, mb := twoStrangers(t)
+	for i := range 5 {
+		if _, err := a.AddFriend(ctx, mb.Invite); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, b, ma.UserID, store.FriendPendingIn)
+		if _, err := b.AcceptFriend(ctx, ma.UserID); err != nil {
+			t.Fatal(err)
+		}
+		text := fmt.Sprintf("hi right away %d", i)
+		if _, err := b.Send(ctx, ma.UserID, text); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the message after the accept", func() bool {
+			ms := convHistory(t, a, mb.UserID)
+			return len(ms) == i+1 && string(ms[i].Body) == text
+		})
+		waitFor(t, 10*time.Second, "delivered on b", func() bool {
+			ms := convHistory(t, b, ma.UserID)
+			return len(ms) == i+1 && ms[i].Status == store.StatusDelivered
+		})
+		// Start over as strangers.
+		if err := a.RemoveFriend(ctx, mb.UserID); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.RemoveFriend(ctx, ma.UserID); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

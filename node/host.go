@@ -23,7 +23,7 @@ const MsgProtocol = protocol.ID("/parley/msg/1.0.0")
 // per peer. A peer gets a few concurrent streams; one is all a sender
 // needs, since frames are pipelined on it.
 var (
-	msgProtocolLimit = rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 32 << 20}
+	msgProtocolLimit = rcmgr.BaseLimit{StreamsInbound: 256, StreamsOutbound: 256, Streams: 512, Memory: 64 << 20}
 	msgProtocolInc   = rcmgr.BaseLimitIncrease{Streams: 128, Memory: 8 << 20}
 	msgPeerLimit     = rcmgr.BaseLimit{StreamsInbound: 4, StreamsOutbound: 4, Streams: 8, Memory: 4 << 20}
 )

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -20,9 +21,9 @@ const (
 	streamIdle = 2 * time.Minute
 	// ackWriteTimeout bounds writing one acknowledgement.
 	ackWriteTimeout = 10 * time.Second
-	// pipelineDepth is how many opened envelopes may wait for storage on
-	// one stream, so verification of the next overlaps with storing the
-	// last.
+	// pipelineDepth is how many envelopes of one stream may be in the
+	// pipeline at once (being opened, or opened and waiting to be
+	// stored), so memory per stream stays bounded.
 	pipelineDepth = 8
 	// maxRejects is how many envelopes one stream may have rejected
 	// before it is closed: an honest sender has none or a few.
@@ -30,18 +31,28 @@ const (
 )
 
 // inbound is one envelope on its way through a stream's pipeline: opened
-// (or rejected) by the reader, then committed and acknowledged in order.
+// (or rejected) by a worker, then committed and acknowledged in order.
 type inbound struct {
-	ack  protocol.Ack
-	err  error // why it was rejected (for the audit log)
-	from protocol.ID
-	msg  *protocol.Message
-	card *protocol.Card // a contact request's or accept's card
+	ready chan struct{} // closed once opened or rejected
+	ack   protocol.Ack
+	err   error // why it was rejected (for the audit log)
+	from  protocol.ID
+	msg   *protocol.Message
+	card  *protocol.Card // a contact request's or accept's card
+}
+
+// rejected is an inbound that was refused before opening.
+func rejected(code protocol.AckCode, detail string, err error) *inbound {
+	in := &inbound{ready: make(chan struct{}), err: err}
+	in.ack = protocol.Ack{Code: code, Detail: detail}
+	close(in.ready)
+	return in
 }
 
 // handleStream serves one /parley/msg/1.0.0 stream: a sequence of
 // Delivery frames, each answered by an Ack once the envelope is stored or
-// rejected. Reading and opening run ahead of storing by pipelineDepth.
+// rejected. Envelopes are opened in parallel (RSA decryption is what
+// limits the inbound rate) and stored and acknowledged in stream order.
 func (s *session) handleStream(str network.Stream) {
 	if !s.track.enter() {
 		str.Reset()
@@ -49,12 +60,12 @@ func (s *session) handleStream(str network.Stream) {
 	}
 	defer s.track.leave()
 	remote := str.Conn().RemotePeer()
-	if err := str.Scope().ReserveMemory(protocol.MaxDeliverySize, network.ReservationPriorityAlways); err != nil {
+	if err := str.Scope().ReserveMemory(pipelineDepth*protocol.MaxDeliverySize, network.ReservationPriorityAlways); err != nil {
 		s.log.Warn("inbound stream refused: memory limit", "peer", remote.String(), "err", err)
 		str.Reset()
 		return
 	}
-	defer str.Scope().ReleaseMemory(protocol.MaxDeliverySize)
+	defer str.Scope().ReleaseMemory(pipelineDepth * protocol.MaxDeliverySize)
 
 	ctx, cancel := context.WithCancel(s.life)
 	defer cancel()
@@ -70,11 +81,20 @@ func (s *session) handleStream(str network.Stream) {
 	str.Close()
 }
 
-// readLoop reads and opens frames until the stream ends or fails, or
-// until it has rejected maxRejects of them.
+// readLoop reads frames until the stream ends or fails, queues each in
+// order and has a worker open it, at most GOMAXPROCS at a time.
 func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.ID, queue chan<- *inbound) {
 	br := bufio.NewReaderSize(str, 4096)
-	for rejects := 0; rejects < maxRejects; {
+	workers := make(chan struct{}, runtime.GOMAXPROCS(0))
+	push := func(in *inbound) bool {
+		select {
+		case queue <- in:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	for {
 		str.SetReadDeadline(time.Now().Add(streamIdle))
 		d, err := protocol.ReadDelivery(br)
 		switch {
@@ -82,59 +102,65 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 		case errors.Is(err, protocol.ErrTooLarge), errors.Is(err, protocol.ErrFraming):
 			// The frame is not read, so the stream cannot go on.
 			code := protocol.AckCodeFor(err)
-			s.audit(remote, protocol.ID{}, code, err)
-			in := &inbound{ack: protocol.Ack{Code: code, Detail: code.String()}}
-			select {
-			case queue <- in:
-			case <-ctx.Done():
-			}
+			push(rejected(code, code.String(), err))
 			return
 		case errors.Is(err, protocol.ErrMalformed):
-			in := &inbound{ack: protocol.Ack{Code: protocol.AckMalformed, Detail: "frame does not parse"}}
-			s.audit(remote, protocol.ID{}, protocol.AckMalformed, err)
-			rejects++
-			select {
-			case queue <- in:
-				continue
-			case <-ctx.Done():
+			if !push(rejected(protocol.AckMalformed, "frame does not parse", err)) {
 				return
 			}
+			continue
 		default:
-			// EOF, a cut stream, a reset, the idle deadline: nothing to answer.
+			// EOF, a cut stream, a reset, the idle deadline, or the
+			// committer closed it: nothing to answer.
 			return
 		}
-		in := s.open(ctx, d)
+		in := &inbound{ready: make(chan struct{})}
+		if !push(in) {
+			return
+		}
+		select {
+		case workers <- struct{}{}:
+		case <-ctx.Done():
+			in.ack.Code = protocol.AckUnavailable
+			close(in.ready)
+			return
+		}
+		go func() {
+			defer func() { <-workers }()
+			s.open(ctx, d, in)
+			close(in.ready)
+		}()
+	}
+}
+
+// commitLoop stores opened envelopes in stream order and writes their
+// acks. A failed write ends the stream, and so does the maxRejects-th
+// rejected envelope.
+func (s *session) commitLoop(ctx context.Context, str network.Stream, remote peer.ID, queue <-chan *inbound) {
+	bw := bufio.NewWriter(str)
+	rejects := 0
+	for in := range queue {
+		<-in.ready
+		if in.ack.Code == protocol.AckOK {
+			s.commit(ctx, in)
+		}
 		if in.ack.Code != protocol.AckOK {
 			s.audit(remote, in.from, in.ack.Code, in.err)
 			rejects++
 		}
-		select {
-		case queue <- in:
-		case <-ctx.Done():
-			return
-		}
-	}
-}
-
-// commitLoop stores opened envelopes in order and writes their acks. A
-// failed write ends the stream.
-func (s *session) commitLoop(ctx context.Context, str network.Stream, remote peer.ID, queue <-chan *inbound) {
-	bw := bufio.NewWriter(str)
-	for in := range queue {
-		if in.ack.Code == protocol.AckOK {
-			s.commit(ctx, in)
-			if in.ack.Code != protocol.AckOK {
-				s.audit(remote, in.from, in.ack.Code, in.err)
-			}
-		}
 		str.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
 		err := protocol.WriteAck(bw, &in.ack)
-		if err == nil && len(queue) == 0 {
+		if err == nil && (len(queue) == 0 || rejects >= maxRejects) {
 			err = bw.Flush() // batch the acks of a burst
 		}
-		if err != nil {
-			str.Reset()
-			cancelDrain(queue)
+		if err != nil || rejects >= maxRejects {
+			if err != nil {
+				str.Reset()
+			} else {
+				str.CloseWrite() // the sender sees the end after the last ack
+				str.CloseRead()  // and the reader stops
+			}
+			drain(queue)
 			return
 		}
 	}
@@ -142,12 +168,12 @@ func (s *session) commitLoop(ctx context.Context, str network.Stream, remote pee
 	bw.Flush()
 }
 
-// cancelDrain empties queue so the reader never blocks on a dead stream.
-func cancelDrain(queue <-chan *inbound) {
-	go func() {
-		for range queue {
-		}
-	}()
+// drain waits out the envelopes still in the pipeline of a stream that is
+// ending, without storing or answering them.
+func drain(queue <-chan *inbound) {
+	for in := range queue {
+		<-in.ready
+	}
 }
 
 // audit logs a rejected envelope: who, which code, why; never content.
@@ -183,34 +209,34 @@ func (s *session) pendingIn() int {
 	return n
 }
 
-// open checks and decrypts one delivered envelope, without storing it.
-func (s *session) open(ctx context.Context, d *protocol.Delivery) *inbound {
-	in := &inbound{}
+// open checks and decrypts one delivered envelope into in, without
+// storing it.
+func (s *session) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
 	env, err := protocol.ParseEnvelope(d.Envelope)
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
-		return in
+		return
 	}
 	in.ack.MsgID, in.from = env.MsgID, env.Sender
 	if env.Recipient != s.me {
 		in.reject(protocol.AckNotForMe, protocol.ErrNotForMe)
-		return in
+		return
 	}
 	if seen, err := s.st.Seen(ctx, env.MsgID); err != nil {
 		in.reject(protocol.AckUnavailable, err)
-		return in
+		return
 	} else if seen {
 		in.reject(protocol.AckReplay, errors.New("msg_id seen before"))
-		return in
+		return
 	}
 	key, err := s.senderKey(env, d.SenderCard)
 	if errors.Is(err, errTooManyRequests) {
 		in.reject(protocol.AckUnavailable, err)
-		return in
+		return
 	}
 	if err != nil {
 		in.reject(protocol.AckNotAFriend, err)
-		return in
+		return
 	}
 	op := protocol.Opener{
 		UserID: s.me,
@@ -231,18 +257,17 @@ func (s *session) open(ctx context.Context, d *protocol.Delivery) *inbound {
 	s.stats.opened.Add(1)
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
-		return in
+		return
 	}
 	in.msg = m
 	if m.Kind == protocol.KindContactRequest || m.Kind == protocol.KindContactAccept {
 		c, err := protocol.ParseCard(m.Body)
 		if err != nil || c.UserID != env.Sender || !c.Key.Equal(key) {
 			in.reject(protocol.AckMalformed, fmt.Errorf("contact card does not match the sender: %v", err))
-			return in
+			return
 		}
 		in.card = c
 	}
-	return in
 }
 
 func (in *inbound) reject(code protocol.AckCode, err error) {
@@ -261,7 +286,10 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 	}
 	switch env.Kind {
 	case protocol.KindText, protocol.KindReceipt:
-		if fe == nil || fe.f.Status != store.FriendAccepted {
+		// From a friend, or from someone we asked whose accept may be
+		// just ahead of this envelope on the stream: commit decides, in
+		// order, once that accept has taken effect.
+		if fe == nil || (fe.f.Status != store.FriendAccepted && fe.f.Status != store.FriendPendingOut) {
 			return nil, errNotAFriend
 		}
 		return fe.key, nil
@@ -301,6 +329,12 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 // seen ID is marked after they took effect.
 func (s *session) commit(ctx context.Context, in *inbound) {
 	m := in.msg
+	if m.Kind == protocol.KindText || m.Kind == protocol.KindReceipt {
+		if fe := s.friend(m.Sender); fe == nil || fe.f.Status != store.FriendAccepted {
+			in.reject(protocol.AckNotAFriend, errNotAFriend)
+			return
+		}
+	}
 	var err error
 	switch m.Kind {
 	case protocol.KindText:
