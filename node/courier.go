@@ -9,12 +9,9 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-chat/parley/protocol"
 )
-
-type peerInfo = peer.AddrInfo
 
 // courier delivers to one recipient over one stream at a time. Its
 // pending jobs are guarded by the outbox's mutex.
@@ -236,7 +233,7 @@ func (l *link) send(ctx context.Context, j job) error {
 func (l *link) readAcks() {
 	defer close(l.done)
 	ctx := l.c.o.s.life
-	br := newAckReader(l.str)
+	br := bufio.NewReaderSize(l.str, 1024)
 	for {
 		l.mu.Lock()
 		waiting := len(l.inflight) > 0

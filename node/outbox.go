@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bufio"
 	"cmp"
 	"context"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/parley-chat/parley/protocol"
@@ -361,7 +361,7 @@ func (o *outbox) openStream(ctx context.Context, to protocol.ID) (network.Stream
 		return nil, fmt.Errorf("%w: no card for %s", ErrNotFound, to)
 	}
 	infos := cardAddrInfo(fe.card)
-	slices.SortStableFunc(infos, func(a, b peerInfo) int {
+	slices.SortStableFunc(infos, func(a, b peer.AddrInfo) int {
 		ca := s.host.Network().Connectedness(a.ID) == network.Connected
 		cb := s.host.Network().Connectedness(b.ID) == network.Connected
 		switch {
@@ -391,6 +391,3 @@ func (o *outbox) openStream(ctx context.Context, to protocol.ID) (network.Stream
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
 }
-
-// newAckReader wraps a stream for reading acks.
-func newAckReader(str network.Stream) *bufio.Reader { return bufio.NewReaderSize(str, 1024) }
