@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/fixtures"
+	"github.com/parley-chat/parley/api/apitest"
 )
 
 // fakeClock is an injectable clock.
@@ -398,7 +398,7 @@ func TestServeReturnsNilOnCancel(t *testing.T) {
 // selfSignedCert returns a TLS config with a fresh certificate for
 // 127.0.0.1.
 func selfSignedCert(t *testing.T) *tls.Config {
-	return &tls.Config{Certificates: []tls.Certificate{fixtures.SelfSignedCert(t).TLS}}
+	return &tls.Config{Certificates: []tls.Certificate{apitest.SelfSignedCert(t).TLS}}
 }
 
 func TestServeTLS(t *testing.T) {

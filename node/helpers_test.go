@@ -8,15 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/fixtures"
-	"github.com/parley-chat/parley/internal/testutil"
 	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/protocol/protocoltest"
 	"github.com/parley-chat/parley/store"
+	"github.com/parley-chat/parley/store/storetest"
 )
 
 // fixtureKey loads a fixture key (name like "alice-2048"), so that tests
 // need not generate RSA keys.
-func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey { return fixtures.Key(tb, name) }
+func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey { return protocoltest.Key(tb, name) }
 
 // testConfig is a node config on a temp dir, listening on loopback only.
 func testConfig(tb testing.TB, keyName string) Config {
@@ -25,7 +25,7 @@ func testConfig(tb testing.TB, keyName string) Config {
 	return Config{
 		DataDir:     tb.TempDir(),
 		Listen:      []string{"/ip4/127.0.0.1/tcp/0"},
-		KDF:         testutil.CheapKDF,
+		KDF:         storetest.CheapKDF,
 		NewKey:      func(int) (*protocol.PrivateKey, error) { return key, nil },
 		Logger:      testLogger(tb),
 		RetryMin:    50 * time.Millisecond,

@@ -10,21 +10,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/fixtures"
-	"github.com/parley-chat/parley/internal/testutil"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/protocol/protocoltest"
+	"github.com/parley-chat/parley/store/storetest"
 )
 
 // cheapKDF makes a test store cheap to create.
-var cheapKDF = testutil.CheapKDF
+var cheapKDF = storetest.CheapKDF
 
 // testPass is the passphrase of every test identity.
 const testPass = "correct horse battery"
 
 // fixtureKey loads a fixture key (name like "alice-2048"), so that tests
 // need not generate RSA keys.
-func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey { return fixtures.Key(tb, name) }
+func fixtureKey(tb testing.TB, name string) *protocol.PrivateKey { return protocoltest.Key(tb, name) }
 
 // testNodeConfig is a cheap node config on dir, listening on loopback.
 func testNodeConfig(tb testing.TB, dir, keyName string) node.Config {

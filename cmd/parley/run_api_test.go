@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/fixtures"
+	"github.com/parley-chat/parley/api/apitest"
 
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/store"
@@ -71,7 +71,7 @@ func TestRunBindsAPIFirst(t *testing.T) {
 // its key as PEM files, and returns their paths and a pool trusting it.
 func writeTLSFiles(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	t.Helper()
-	c := fixtures.SelfSignedCert(t)
+	c := apitest.SelfSignedCert(t)
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	if err := os.WriteFile(certFile, c.CertPEM, 0o600); err != nil {

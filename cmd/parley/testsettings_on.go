@@ -12,8 +12,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/parley-chat/parley/internal/testutil"
 	"github.com/parley-chat/parley/store"
+	"github.com/parley-chat/parley/store/storetest"
 )
 
 // Test-only environment variables, read by `parley run` alone. They make
@@ -21,7 +21,7 @@ import (
 // and weaken the node: never set them for a real one. Unset, they change
 // nothing; an unknown value is an error rather than a silent default.
 const (
-	// envTestKDF=cheap creates a new store with testutil.CheapKDF
+	// envTestKDF=cheap creates a new store with storetest.CheapKDF
 	// (Argon2id t=1, m=1 MiB, p=1) instead of store.DefaultKDF. An
 	// existing store keeps the parameters it was created with.
 	envTestKDF = "PARLEY_TEST_KDF"
@@ -40,7 +40,7 @@ func readTestSettings(getenv func(string) string) (testSettings, error) {
 	switch v := getenv(envTestKDF); v {
 	case "":
 	case "cheap":
-		t.kdf = testutil.CheapKDF
+		t.kdf = storetest.CheapKDF
 	default:
 		return testSettings{}, fmt.Errorf("%s=%q: the only value is cheap", envTestKDF, v)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/parley-chat/parley/internal/testutil"
+	"github.com/parley-chat/parley/store/storetest"
 )
 
 func TestTestSettingsParse(t *testing.T) {
@@ -27,7 +27,7 @@ func TestTestSettingsParse(t *testing.T) {
 		envTestKeyBits:      "2048",
 		envTestLoginBackoff: "10s",
 	}))
-	want := testSettings{kdf: testutil.CheapKDF, keyBits: 2048, loginBackoff: 10 * time.Second}
+	want := testSettings{kdf: storetest.CheapKDF, keyBits: 2048, loginBackoff: 10 * time.Second}
 	if err != nil || got != want {
 		t.Errorf("readTestSettings = %+v, %v; want %+v", got, err, want)
 	}

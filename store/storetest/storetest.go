@@ -1,7 +1,7 @@
-// Package testutil holds what the tests of cmd/parley and its test-only
-// build (the parleytest tag) share. It imports no test framework, so the
-// binary built with -tags parleytest links nothing of package testing.
-package testutil
+// Package storetest holds store settings for tests: a passphrase KDF that
+// makes a new store cheap. It imports no test framework, so the parley
+// binary built with -tags parleytest (for the end-to-end tests) can use it.
+package storetest
 
 import "github.com/parley-chat/parley/store"
 
