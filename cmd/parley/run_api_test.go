@@ -94,25 +94,8 @@ func TestRunAPITLS(t *testing.T) {
 	t.Setenv(envAPIHost, "chat.example.org") // the variable works as well as the flag
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
-	errc := make(chan error, 1)
-	go func() {
-		errc <- run(ctx, []string{"run", "--data-dir", t.TempDir(), "--api", "127.0.0.1:0",
-			"--listen", "/ip4/127.0.0.1/tcp/0", "--api-tls-cert", certFile, "--api-tls-key", keyFile}, &stdout, &stderr)
-	}()
-	var url string
-	waitFor(t, 20*time.Second, "the https URL line", func() bool {
-		select {
-		case err := <-errc:
-			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
-		default:
-		}
-		m := httpsURLLine.FindStringSubmatch(stdout.String())
-		if m != nil {
-			url = m[1]
-		}
-		return m != nil
-	})
+	url, _, _, errc := runInBackground(t, ctx, []string{"run", "--data-dir", t.TempDir(), "--api", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--api-tls-cert", certFile, "--api-tls-key", keyFile}, httpsURLLine)
 
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}}
 	defer tr.CloseIdleConnections()

@@ -336,6 +336,29 @@ func TestRunPassphraseFileErrors(t *testing.T) {
 
 var urlLine = regexp.MustCompile(`(?m)^Parley is running: open (http://127\.0\.0\.1:[0-9]+/)$`)
 
+// runInBackground starts run(ctx, args) in this process and waits until it
+// prints the URL line that line matches; it returns the URL, the outputs
+// and the channel that gets run's result.
+func runInBackground(t *testing.T, ctx context.Context, args []string, line *regexp.Regexp) (url string, stdout, stderr *syncBuffer, errc <-chan error) {
+	t.Helper()
+	stdout, stderr = new(syncBuffer), new(syncBuffer)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, stdout, stderr) }()
+	waitFor(t, 20*time.Second, "the URL line", func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
+		default:
+		}
+		m := line.FindStringSubmatch(stdout.String())
+		if m != nil {
+			url = m[1]
+		}
+		return m != nil
+	})
+	return url, stdout, stderr, done
+}
+
 // TestRunInProcess runs `parley run` in this process: it unlocks with the
 // passphrase file, prints the URL and the state, serves, and returns nil
 // when its context ends.
@@ -344,25 +367,8 @@ func TestRunInProcess(t *testing.T) {
 	dir, id := registeredDir(t, "alice-2048")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
-	errc := make(chan error, 1)
-	go func() {
-		errc <- run(ctx, []string{"run", "--data-dir", dir, "--api", "127.0.0.1:0",
-			"--listen", "/ip4/127.0.0.1/tcp/0", "--passphrase-file", writePassFile(t, testPass)}, &stdout, &stderr)
-	}()
-	var url string
-	waitFor(t, 20*time.Second, "the URL line", func() bool {
-		select {
-		case err := <-errc:
-			t.Fatalf("run ended early: %v\n%s", err, stderr.String())
-		default:
-		}
-		m := urlLine.FindStringSubmatch(stdout.String())
-		if m != nil {
-			url = m[1]
-		}
-		return m != nil
-	})
+	url, stdout, stderr, errc := runInBackground(t, ctx, []string{"run", "--data-dir", dir, "--api", "127.0.0.1:0",
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--passphrase-file", writePassFile(t, testPass)}, urlLine)
 	if !strings.Contains(stdout.String(), "State: unlocked") {
 		t.Errorf("stdout does not give the state:\n%s", stdout.String())
 	}
