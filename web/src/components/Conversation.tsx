@@ -1,0 +1,211 @@
+import { useCallback, useEffect, useLayoutEffect, useRef, useState, type Dispatch } from 'react';
+import { api, ApiError, errorText, type Conversation as Conv, type Friend, type Me, type Message } from '../api';
+import { groupByDay, timeLabel, type Action, type Thread } from '../state';
+import { Composer } from './Composer';
+import { Link } from './Main';
+import { MessageStatus } from './MessageStatus';
+
+/** One conversation: messages by day, older ones on scrolling up, the composer; read while visible. */
+export function Conversation({
+  me,
+  peer,
+  friend,
+  conversation,
+  thread,
+  dispatch,
+  reloadKey,
+}: {
+  me: Me;
+  peer: string;
+  friend?: Friend;
+  conversation?: Conv;
+  thread?: Thread;
+  dispatch: Dispatch<Action>;
+  reloadKey: number;
+}) {
+  const [error, setError] = useState('');
+  const [sendError, setSendError] = useState('');
+  const [keyChanged, setKeyChanged] = useState(false);
+  const [loadingOlder, setLoadingOlder] = useState(false);
+  const scroller = useRef<HTMLDivElement>(null);
+  const stick = useRef(true); // follow new messages while at the bottom
+  const keepFrom = useRef<number | null>(null); // scrollHeight before older messages were added
+  const name = friend?.name ?? conversation?.name ?? peer.slice(0, 12);
+
+  // The newest page, on opening and after a reconnect.
+  useEffect(() => {
+    let live = true;
+    api
+      .messages(peer)
+      .then((p) => live && dispatch({ type: 'page', with: peer, messages: p.messages, next: p.next, older: false }))
+      .catch((e) => live && setError(errorText(e)));
+    return () => {
+      live = false;
+    };
+  }, [peer, reloadKey, dispatch]);
+
+  const loadOlder = useCallback(async () => {
+    if (!thread?.next || loadingOlder) return;
+    setLoadingOlder(true);
+    keepFrom.current = scroller.current?.scrollHeight ?? null;
+    try {
+      const p = await api.messages(peer, thread.next);
+      dispatch({ type: 'page', with: peer, messages: p.messages, next: p.next, older: true });
+    } catch (e) {
+      setError(errorText(e));
+      keepFrom.current = null;
+    } finally {
+      setLoadingOlder(false);
+    }
+  }, [thread?.next, loadingOlder, peer, dispatch]);
+
+  // Keep the view where it was when older messages come in above, and at
+  // the bottom when new ones arrive while the reader is there.
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    if (keepFrom.current !== null) {
+      el.scrollTop += el.scrollHeight - keepFrom.current;
+      keepFrom.current = null;
+    } else if (stick.current) {
+      el.scrollTop = el.scrollHeight;
+    }
+  }, [thread?.messages]);
+
+  function onScroll() {
+    const el = scroller.current;
+    if (!el) return;
+    stick.current = el.scrollHeight - el.scrollTop - el.clientHeight < 80;
+    if (el.scrollTop < 60) void loadOlder();
+  }
+
+  // Mark read while the conversation is visible.
+  const unread = conversation?.unread ?? 0;
+  const [visible, setVisible] = useState(() => document.visibilityState === 'visible');
+  useEffect(() => {
+    const f = () => setVisible(document.visibilityState === 'visible');
+    document.addEventListener('visibilitychange', f);
+    return () => document.removeEventListener('visibilitychange', f);
+  }, []);
+  const marking = useRef(false);
+  useEffect(() => {
+    if (!visible || unread === 0 || marking.current) return;
+    marking.current = true;
+    api
+      .markRead(peer)
+      .then(() => dispatch({ type: 'read', with: peer }))
+      .catch(() => {})
+      .finally(() => {
+        marking.current = false;
+      });
+  }, [visible, unread, peer, dispatch]);
+
+  async function send(text: string): Promise<boolean> {
+    setSendError('');
+    try {
+      const r = await api.send(peer, text);
+      const m: Message = {
+        msg_id: r.msg_id,
+        from: me.user_id,
+        to: peer,
+        text,
+        sent_at: new Date().toISOString(),
+        received_at: null,
+        status: r.status,
+        direction: 'out',
+        path: '',
+      };
+      stick.current = true;
+      dispatch({ type: 'message', message: m, peer });
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && e.code === 'key_changed') setKeyChanged(true);
+      setSendError(errorText(e));
+      return false;
+    }
+  }
+
+  const status = friend?.status;
+  const showKeyWarning = keyChanged || status === 'key_changed';
+  const canSend = status === undefined || status === 'accepted';
+  const groups = groupByDay(thread?.messages ?? []);
+
+  return (
+    <div className="conversation">
+      <header className="conv-head">
+        <Link to={{ name: 'chats' }} className="back" aria-label="Back to chats">
+          ‹
+        </Link>
+        <h2>
+          {name}
+          {friend?.verified && (
+            <span className="badge verified" title="Safety number verified">
+              ✓ Verified
+            </span>
+          )}
+        </h2>
+        <span className={`presence ${friend?.online ? 'online' : ''}`}>{friend?.online ? 'online' : 'offline'}</span>
+        {friend && (
+          <Link to={{ name: 'safety', userID: peer }} className="button-like">
+            Safety number
+          </Link>
+        )}
+      </header>
+      {showKeyWarning && (
+        <div role="alert" className="banner danger">
+          <strong>{name}&rsquo;s key has changed.</strong> This can mean they reinstalled Parley, or that someone is
+          impersonating them. Messages are held until you compare safety numbers.{' '}
+          <Link to={{ name: 'safety', userID: peer }}>Compare safety numbers</Link>
+        </div>
+      )}
+      {status === 'pending_out' && <p className="banner">Waiting for {name} to accept your request.</p>}
+      {status === 'pending_in' && (
+        <p className="banner">
+          {name} wants to chat. Accept the request in <Link to={{ name: 'friends' }}>Friends</Link>.
+        </p>
+      )}
+      {status === 'blocked' && <p className="banner">You blocked {name}.</p>}
+      {error && (
+        <p role="alert" className="banner error">
+          {error}
+        </p>
+      )}
+      <div className="messages" ref={scroller} onScroll={onScroll} role="log" aria-label={`Messages with ${name}`}>
+        {thread?.next && (
+          <button type="button" className="link older" onClick={() => void loadOlder()} disabled={loadingOlder}>
+            {loadingOlder ? 'Loading…' : 'Load older messages'}
+          </button>
+        )}
+        {thread?.loaded && thread.messages.length === 0 && (
+          <p className="muted center">No messages yet. Messages are end-to-end encrypted: only {name} can read them.</p>
+        )}
+        {groups.map((g) => (
+          <section key={g.key} className="day" aria-label={g.label}>
+            <h3 className="day-label">{g.label}</h3>
+            {g.messages.map((m) => (
+              <div
+                key={m.msg_id}
+                className={`msg ${m.direction === 'out' ? 'mine' : 'theirs'}`}
+                data-testid="message"
+                data-direction={m.direction}
+              >
+                <span className="sr-only">{m.direction === 'out' ? 'You' : name}: </span>
+                <p className="text">{m.text}</p>
+                <span className="meta">
+                  <time dateTime={m.sent_at}>{timeLabel(m.sent_at)}</time>
+                  {m.direction === 'out' && <MessageStatus m={m} />}
+                </span>
+              </div>
+            ))}
+          </section>
+        ))}
+      </div>
+      {sendError && (
+        <p role="alert" className="error send-error">
+          {sendError}
+        </p>
+      )}
+      <Composer onSend={send} disabled={!canSend} />
+    </div>
+  );
+}

@@ -1,0 +1,79 @@
+import { useEffect, useState, type FormEvent } from 'react';
+import { api, ApiError, errorText, formatWait, setToken } from '../api';
+
+/** Log in (node state locked, or a new tab): the passphrase. */
+export function Login({ onDone, notice }: { onDone: () => void; notice?: string }) {
+  const [pass, setPass] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState('');
+  const [waitUntil, setWaitUntil] = useState(0);
+  const [now, setNow] = useState(Date.now());
+
+  useEffect(() => {
+    if (waitUntil <= Date.now()) return;
+    const t = setInterval(() => setNow(Date.now()), 250);
+    return () => clearInterval(t);
+  }, [waitUntil]);
+
+  const waitLeft = Math.max(0, Math.ceil((waitUntil - now) / 1000));
+
+  async function submit(e: FormEvent) {
+    e.preventDefault();
+    if (!pass || waitLeft > 0) return;
+    setBusy(true);
+    setError('');
+    try {
+      const r = await api.login(pass);
+      setToken(r.token);
+      setPass('');
+      onDone();
+    } catch (err) {
+      if (err instanceof ApiError && err.code === 'throttled' && err.retryAfter) {
+        setWaitUntil(Date.now() + err.retryAfter * 1000);
+        setNow(Date.now());
+      }
+      setError(errorText(err));
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  return (
+    <main className="gate">
+      <form className="gate-box" onSubmit={submit} aria-busy={busy}>
+        <h1>Unlock Parley</h1>
+        {notice && (
+          <p role="status" className="notice">
+            {notice}
+          </p>
+        )}
+        <p className="muted">Enter the passphrase of this node&rsquo;s identity.</p>
+        <label>
+          Passphrase
+          <input
+            type="password"
+            value={pass}
+            onChange={(e) => setPass(e.target.value)}
+            autoComplete="current-password"
+            autoFocus
+            required
+            disabled={busy}
+          />
+        </label>
+        {error && (
+          <p role="alert" className="error">
+            {waitLeft > 0 ? `Too many wrong passphrases. Try again in ${formatWait(waitLeft)}.` : error}
+          </p>
+        )}
+        <button type="submit" className="primary" disabled={busy || waitLeft > 0}>
+          Log in
+        </button>
+        {busy && (
+          <p role="status" className="progress">
+            <span className="spinner" aria-hidden="true" /> Unlocking…
+          </p>
+        )}
+      </form>
+    </main>
+  );
+}
