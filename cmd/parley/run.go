@@ -17,6 +17,7 @@ import (
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/store"
+	"github.com/parley-chat/parley/web"
 )
 
 // Environment variables of `parley run`. A flag given on the command line
@@ -256,7 +257,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 			err = errors.Join(err, fmt.Errorf("parley run: closing the node: %w", cerr))
 		}
 	}()
-	srv, err := api.New(newNodeAPI(n), api.Options{Logger: log, TLS: tlsConf, AllowedHosts: c.apiHosts})
+	srv, err := api.New(newNodeAPI(n), api.Options{Logger: log, TLS: tlsConf, AllowedHosts: c.apiHosts, UI: web.UI()})
 	if err != nil {
 		return fmt.Errorf("parley run: %w", err)
 	}
