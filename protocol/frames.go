@@ -16,7 +16,7 @@ import (
 const (
 	// MaxDeliverySize caps one Delivery frame: an envelope, a card and
 	// their protobuf overhead.
-	MaxDeliverySize = MaxEnvelopeSize + MaxCardSize + 64
+	MaxDeliverySize = MaxEnvelopeSize + MaxChainedCardSize + 64
 	// MaxAckSize caps one Ack frame.
 	MaxAckSize = 512
 	// maxAckDetail caps an Ack's reason text.
@@ -86,10 +86,12 @@ func AckCodeFor(err error) AckCode {
 // ErrMalformed.
 var ErrFraming = errors.New("protocol: bad frame length")
 
-// Delivery is one frame on the messaging stream.
+// Delivery is one frame on the messaging stream: an envelope (with, for a
+// contact request or accept, the sender's card), or a session message.
 type Delivery struct {
 	Envelope   []byte // an encoded Envelope
-	SenderCard []byte // an encoded Card, or nil
+	SenderCard []byte // an encoded Card, or nil; with an envelope only
+	Session    []byte // an encoded SessionMessage, instead of Envelope
 }
 
 // Ack is the answer to one Delivery.
@@ -101,11 +103,12 @@ type Ack struct {
 
 // WriteDelivery writes d as one length-delimited frame.
 func WriteDelivery(w io.Writer, d *Delivery) error {
-	m := &pb.Delivery{Envelope: d.Envelope, SenderCard: d.SenderCard}
+	m := &pb.Delivery{Envelope: d.Envelope, SenderCard: d.SenderCard, Session: d.Session}
 	return writeFrame(w, m, MaxDeliverySize)
 }
 
-// ReadDelivery reads one Delivery frame. A frame whose announced length is
+// ReadDelivery reads one Delivery frame: an envelope (and maybe a card) or
+// a session message alone; anything else is ErrMalformed. A frame whose announced length is
 // over MaxDeliverySize is ErrTooLarge and is not read: the stream cannot
 // be resynchronised after it; neither can it after a length prefix that is
 // not a uvarint (ErrFraming). A frame that does not parse is ErrMalformed,
@@ -121,7 +124,13 @@ func ReadDelivery(r *bufio.Reader) (*Delivery, error) {
 	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("%w: delivery frame: %v", ErrMalformed, err)
 	}
-	if len(m.GetEnvelope()) == 0 {
+	switch {
+	case len(m.GetSession()) != 0:
+		if len(m.GetEnvelope()) != 0 || len(m.GetSenderCard()) != 0 {
+			return nil, fmt.Errorf("%w: delivery frame with a session message and an envelope or card", ErrMalformed)
+		}
+		return &Delivery{Session: m.GetSession()}, nil
+	case len(m.GetEnvelope()) == 0:
 		return nil, fmt.Errorf("%w: delivery frame without envelope", ErrMalformed)
 	}
 	return &Delivery{Envelope: m.GetEnvelope(), SenderCard: m.GetSenderCard()}, nil

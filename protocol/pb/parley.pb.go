@@ -443,12 +443,14 @@ func (x *Card) GetSignature() []byte {
 // Delivery is one frame a sender writes on a /parley/msg/1.0.0 stream: one
 // envelope, and for a contact request or accept the sender's card, from
 // which a receiver that does not know the sender yet takes the key that
-// checks the envelope's signature. Frames are length-delimited (uvarint
-// length, then the message), as go-msgio and protodelim write them.
+// checks the envelope's signature; or, instead of the envelope, one session
+// message (session.proto). Frames are length-delimited (uvarint length,
+// then the message), as go-msgio and protodelim write them.
 type Delivery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Envelope      []byte                 `protobuf:"bytes,1,opt,name=envelope,proto3" json:"envelope,omitempty"`                       // an encoded Envelope
-	SenderCard    []byte                 `protobuf:"bytes,2,opt,name=sender_card,json=senderCard,proto3" json:"sender_card,omitempty"` // an encoded Card; optional
+	SenderCard    []byte                 `protobuf:"bytes,2,opt,name=sender_card,json=senderCard,proto3" json:"sender_card,omitempty"` // an encoded Card; optional, with an envelope only
+	Session       []byte                 `protobuf:"bytes,3,opt,name=session,proto3" json:"session,omitempty"`                         // an encoded SessionMessage, instead of an envelope
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +495,13 @@ func (x *Delivery) GetEnvelope() []byte {
 func (x *Delivery) GetSenderCard() []byte {
 	if x != nil {
 		return x.SenderCard
+	}
+	return nil
+}
+
+func (x *Delivery) GetSession() []byte {
+	if x != nil {
+		return x.Session
 	}
 	return nil
 }
@@ -655,11 +664,12 @@ const file_protocol_pb_parley_proto_rawDesc = "" +
 	"\x05addrs\x18\x06 \x03(\tR\x05addrs\x12/\n" +
 	"\x06prekey\x18\a \x01(\v2\x17.parley.v1.SignedPrekeyR\x06prekey\x12\x1b\n" +
 	"\tissued_at\x18\b \x01(\x03R\bissuedAt\x12\x1c\n" +
-	"\tsignature\x18\t \x01(\fR\tsignature\"G\n" +
+	"\tsignature\x18\t \x01(\fR\tsignature\"a\n" +
 	"\bDelivery\x12\x1a\n" +
 	"\benvelope\x18\x01 \x01(\fR\benvelope\x12\x1f\n" +
 	"\vsender_card\x18\x02 \x01(\fR\n" +
-	"senderCard\"H\n" +
+	"senderCard\x12\x18\n" +
+	"\asession\x18\x03 \x01(\fR\asession\"H\n" +
 	"\x03Ack\x12\x15\n" +
 	"\x06msg_id\x18\x01 \x01(\fR\x05msgId\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +

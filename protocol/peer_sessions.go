@@ -1,0 +1,257 @@
+package protocol
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/parley-chat/parley/protocol/pb"
+)
+
+// Session lifecycle with one peer.
+const (
+	// SessionGrace is how long a session that is no longer current still
+	// opens messages: those sealed before its peer learned of the new one.
+	// It equals DefaultMaxAge, beyond which those messages are stale anyway.
+	SessionGrace = DefaultMaxAge
+	// MaxPeerSessions caps the sessions kept with one peer (the current one
+	// and those in their grace period); beyond it the oldest are dropped.
+	MaxPeerSessions = 4
+)
+
+// PeerSessions is every session one user has with one peer, stored as one
+// blob (Marshal, ParsePeerSessions). The current session — the one Seal
+// uses — is the live session with the latest start (by the start
+// envelope's timestamp, then by session ID), a rule both sides apply to the
+// same starts, so two starts that cross settle on the same session on both
+// sides. The others still open messages for SessionGrace after they were
+// superseded.
+//
+// Every method is transactional: on error p is unchanged; on success the
+// caller persists p.Marshal() in the same transaction as the message (or,
+// if that transaction fails, discards p and parses the stored blob again).
+// A PeerSessions is not safe for concurrent use.
+type PeerSessions struct {
+	me, peer ID
+	sessions []*Session // current first, then by start, newest first
+}
+
+// NewPeerSessions returns an empty set of sessions between me and peer.
+func NewPeerSessions(me, peer ID) *PeerSessions { return &PeerSessions{me: me, peer: peer} }
+
+// Me and Peer return the two users.
+func (p *PeerSessions) Me() ID   { return p.me }
+func (p *PeerSessions) Peer() ID { return p.peer }
+
+// Current returns the session Seal uses, or nil.
+func (p *PeerSessions) Current() *Session {
+	if len(p.sessions) == 0 {
+		return nil
+	}
+	return p.sessions[0]
+}
+
+// Session returns the live session id, or nil.
+func (p *PeerSessions) Session(id SessionID, now time.Time) *Session {
+	for _, s := range p.sessions {
+		if s.id == id && p.live(s, now) {
+			return s
+		}
+	}
+	return nil
+}
+
+func (p *PeerSessions) live(s *Session, now time.Time) bool {
+	return s.superseded == 0 || now.UnixMilli() < s.superseded+SessionGrace.Milliseconds()
+}
+
+// NeedsStart reports whether the next message to the peer must start a new
+// session: there is none, or the current one is due for re-keying.
+func (p *PeerSessions) NeedsStart(now time.Time) bool {
+	c := p.Current()
+	return c == nil || c.NeedsRekey(now)
+}
+
+// Start starts a new session (see StartSession) that replaces the current
+// one, makes it current, and returns its start envelope.
+func (p *PeerSessions) Start(s Sender, r Recipient, kind Kind, body []byte, now time.Time) (*Envelope, error) {
+	if s.UserID != p.me || r.UserID != p.peer {
+		return nil, fmt.Errorf("%w: session start from %s to %s", ErrNotForMe, s.UserID, r.UserID)
+	}
+	var replaces SessionID
+	if c := p.Current(); c != nil {
+		replaces = c.id
+	}
+	sess, env, err := StartSession(s, r, replaces, kind, body, now)
+	if err != nil {
+		return nil, err
+	}
+	p.sessions = p.with(sess, now)
+	return env, nil
+}
+
+// Accept takes in a session start from the peer (see AcceptSession) and
+// returns its first message, or nil. A start whose session the set already
+// has is ErrMessageKeyGone.
+func (p *PeerSessions) Accept(m *Message, prekey *Prekey, me Signer, now time.Time) (*Message, error) {
+	if m.Sender != p.peer || m.Recipient != p.me {
+		return nil, fmt.Errorf("%w: session start from %s to %s", ErrNotForMe, m.Sender, m.Recipient)
+	}
+	sess, first, err := AcceptSession(m, prekey, me)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range p.sessions {
+		if s.id == sess.id {
+			return nil, fmt.Errorf("%w: session %s started twice", ErrMessageKeyGone, s.id)
+		}
+	}
+	p.sessions = p.with(sess, now)
+	return first, nil
+}
+
+// Seal seals a message in the current session (see Session.Seal);
+// ErrSessionUnknown when there is none.
+func (p *PeerSessions) Seal(kind Kind, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
+	c := p.Current()
+	if c == nil {
+		return nil, fmt.Errorf("%w: no session with %s", ErrSessionUnknown, p.peer)
+	}
+	next := c.clone()
+	m, err := next.Seal(kind, body, now, strict)
+	if err != nil {
+		return nil, err
+	}
+	p.sessions = replaced(p.sessions, 0, next)
+	return m, nil
+}
+
+// Open opens a message of any live session with the peer (see
+// Session.Open); ErrSessionUnknown when the session is not there (the
+// caller answers with a session-reset request).
+func (p *PeerSessions) Open(m *SessionMessage, peer *PublicKey, now time.Time) (*Message, error) {
+	if m.Sender != p.peer || m.Recipient != p.me {
+		return nil, fmt.Errorf("%w: session message from %s to %s", ErrNotForMe, m.Sender, m.Recipient)
+	}
+	for i, s := range p.sessions {
+		if s.id != m.Session || !p.live(s, now) {
+			continue
+		}
+		next := s.clone()
+		msg, err := next.Open(m, peer)
+		if err != nil {
+			return nil, err
+		}
+		p.sessions = replaced(p.sessions, i, next)
+		return msg, nil
+	}
+	return nil, fmt.Errorf("%w: %s", ErrSessionUnknown, m.Session)
+}
+
+// Reset drops session id at the peer's request (a KindSessionReset
+// envelope) and reports whether it was there. The next message then
+// starts a new session if it was the current one.
+func (p *PeerSessions) Reset(id SessionID, now time.Time) bool {
+	i := slices.IndexFunc(p.sessions, func(s *Session) bool { return s.id == id })
+	if i < 0 {
+		return false
+	}
+	rest := slices.Delete(slices.Clone(p.sessions), i, i+1)
+	p.sessions = arrange(rest, now)
+	return true
+}
+
+// Expire drops the sessions past their grace period.
+func (p *PeerSessions) Expire(now time.Time) {
+	p.sessions = arrange(slices.Clone(p.sessions), now)
+}
+
+// with returns the sessions with s added, arranged.
+func (p *PeerSessions) with(s *Session, now time.Time) []*Session {
+	return arrange(append(slices.Clone(p.sessions), s), now)
+}
+
+// arrange orders sessions, current first, marks the others superseded
+// at now if they were not, drops those past their grace, and keeps at
+// most MaxPeerSessions. Sessions it changes are copies.
+func arrange(ss []*Session, now time.Time) []*Session {
+	slices.SortFunc(ss, func(a, b *Session) int {
+		if a.started != b.started {
+			if a.started > b.started {
+				return -1
+			}
+			return 1
+		}
+		return -bytes.Compare(a.id[:], b.id[:])
+	})
+	out := ss[:0]
+	for i, s := range ss {
+		switch {
+		case i == 0 && s.superseded != 0:
+			c := s.clone()
+			c.superseded = 0
+			s = c
+		case i > 0 && s.superseded == 0:
+			c := s.clone()
+			c.superseded = now.UnixMilli()
+			s = c
+		case i > 0 && now.UnixMilli() >= s.superseded+SessionGrace.Milliseconds():
+			continue
+		}
+		out = append(out, s)
+	}
+	if len(out) > MaxPeerSessions {
+		out = out[:MaxPeerSessions]
+	}
+	return out
+}
+
+func replaced(ss []*Session, i int, s *Session) []*Session {
+	out := slices.Clone(ss)
+	out[i] = s
+	return out
+}
+
+// Marshal encodes every session with the peer, private keys included:
+// seal it before it touches a disk.
+func (p *PeerSessions) Marshal() []byte {
+	m := &pb.PeerSessionsState{Version: SessionVersion, Me: p.me[:], Peer: p.peer[:]}
+	for _, s := range p.sessions {
+		m.Sessions = append(m.Sessions, s.toPB())
+	}
+	return marshal(m)
+}
+
+// ParsePeerSessions decodes what PeerSessions.Marshal produced, strictly,
+// and checks that it is the blob of me and peer.
+func ParsePeerSessions(b []byte, me, peer ID) (*PeerSessions, error) {
+	if len(b) > MaxPeerSessionsSize {
+		return nil, fmt.Errorf("%w: peer sessions of %d bytes", ErrTooLarge, len(b))
+	}
+	var m pb.PeerSessionsState
+	if err := unmarshalCanonical(b, &m); err != nil {
+		return nil, fmt.Errorf("peer sessions: %w", err)
+	}
+	if m.GetVersion() != SessionVersion || len(m.GetSessions()) > MaxPeerSessions {
+		return nil, fmt.Errorf("%w: peer sessions version or count", ErrMalformed)
+	}
+	if !bytes.Equal(m.GetMe(), me[:]) || !bytes.Equal(m.GetPeer(), peer[:]) {
+		return nil, fmt.Errorf("%w: peer sessions of other users", ErrMalformed)
+	}
+	p := &PeerSessions{me: me, peer: peer}
+	for i, sp := range m.GetSessions() {
+		s, err := sessionFromPB(sp)
+		if err != nil {
+			return nil, err
+		}
+		if s.me != me || s.peer != peer || slices.ContainsFunc(p.sessions, func(o *Session) bool { return o.id == s.id }) {
+			return nil, fmt.Errorf("%w: peer sessions hold a foreign or duplicate session", ErrMalformed)
+		}
+		if (i == 0) != (s.superseded == 0) {
+			return nil, fmt.Errorf("%w: peer sessions order", ErrMalformed)
+		}
+		p.sessions = append(p.sessions, s)
+	}
+	return p, nil
+}
