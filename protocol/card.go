@@ -17,10 +17,16 @@ const (
 	LabelCard = "parley/v1/card"
 	// CardURIScheme prefixes a card's text form: "parley:card/" ‖ base64url.
 	CardURIScheme = "parley:card/"
-	// CardVersion is the card format version.
-	CardVersion = 1
-	// MaxCardSize caps an encoded card (protobuf bytes).
-	MaxCardSize = 4096
+	// CardVersion is the format version of a card without a rotation chain
+	// (the user's current key is the genesis key), CardVersionChained that
+	// of a card carrying the genesis key and the chain to the current key.
+	CardVersion        = 1
+	CardVersionChained = 2
+	// MaxCardSize caps an encoded version-1 card (protobuf bytes), and
+	// MaxChainedCardSize a version-2 card: each rotation adds about 1.3 KB
+	// at RSA-3072 (3.2 KB at RSA-8192).
+	MaxCardSize        = 4096
+	MaxChainedCardSize = 16 << 10
 	// MaxNameSize caps a display name in bytes (UTF-8).
 	MaxNameSize = 64
 	// MaxCardDevices and MaxCardAddrs cap the lists a card carries, and
@@ -35,27 +41,48 @@ var cardEncoding = base64.RawURLEncoding.Strict()
 
 // Card is a signed contact card: what a user hands out (as an invite link or
 // QR code) so that others can reach and encrypt to them. The signature, by
-// the user's identity key, covers
+// the user's current identity key, covers
 //
 //	u8 version ‖ bytes(user_id) ‖ str(name) ‖ bytes(public_key) ‖
 //	u32 n ‖ bytes(device)×n ‖ u32 m ‖ str(addr)×m ‖
 //	u8 has_prekey ‖ [prekey canonical bytes ‖ bytes(prekey signature)] ‖ i64 issued_at
 //
-// under the label "parley/v1/card" (see canon for the encoding).
+// and, for a version-2 card only,
+//
+//	‖ bytes(genesis key DER) ‖ u32 k ‖ bytes(encoded Rotation)×k
+//
+// under the label "parley/v1/card" (see canon for the encoding). A user who
+// never rotated has a version-1 card: Key is the genesis key, its ID is the
+// user ID, Genesis and Chain are nil. After a rotation the card is version
+// 2: Key is the current key, Genesis the key whose ID is the user ID, and
+// Chain the rotations from Genesis to Key (see VerifyChain).
 type Card struct {
 	UserID    ID
 	Name      string
-	Key       *PublicKey
-	Devices   [][]byte // libp2p peer IDs, as bytes
-	Addrs     []string // multiaddrs, text form
+	Key       *PublicKey // the current key; it signs the card
+	Devices   [][]byte   // libp2p peer IDs, as bytes
+	Addrs     []string   // multiaddrs, text form
 	Prekey    *SignedPrekey
-	IssuedAt  time.Time // unix seconds
+	IssuedAt  time.Time   // unix seconds
+	Genesis   *PublicKey  // version 2 only
+	Chain     []*Rotation // version 2 only: Genesis → … → Key
 	Signature []byte
 }
 
-// NewCard builds and signs a card. The user ID is the signing key's ID (the
-// genesis key); key rotation will extend this with a chain of signatures.
+// NewCard builds and signs a card of a user who never rotated: the user ID
+// is the signing key's ID (the genesis key). A user who has rotated uses
+// NewChainedCard.
 func NewCard(signer Signer, name string, devices [][]byte, addrs []string, prekey *SignedPrekey, now time.Time) (*Card, error) {
+	return NewChainedCard(signer, nil, nil, name, devices, addrs, prekey, now)
+}
+
+// NewChainedCard builds and signs a card with the current key signer, for a
+// user whose genesis key is genesis and who moved from it to signer's key
+// through chain. With an empty chain it makes the same version-1 card as
+// NewCard (genesis may then be nil or signer's own key). The chain must
+// verify (VerifyChain) and end at signer's key, and the prekey must be
+// signed by signer's key.
+func NewChainedCard(signer Signer, genesis *PublicKey, chain []*Rotation, name string, devices [][]byte, addrs []string, prekey *SignedPrekey, now time.Time) (*Card, error) {
 	c := &Card{
 		UserID:   signer.Public().ID(),
 		Name:     name,
@@ -64,6 +91,23 @@ func NewCard(signer Signer, name string, devices [][]byte, addrs []string, preke
 		Addrs:    addrs,
 		Prekey:   prekey,
 		IssuedAt: time.Unix(now.Unix(), 0),
+	}
+	if len(chain) == 0 {
+		if genesis != nil && !genesis.Equal(c.Key) {
+			return nil, fmt.Errorf("%w: %w: card key is not the genesis key and there is no chain", ErrBadChain, ErrAuth)
+		}
+	} else {
+		if genesis == nil {
+			return nil, fmt.Errorf("%w: %w: card chain without a genesis key", ErrBadChain, ErrMalformed)
+		}
+		cur, err := VerifyChain(genesis.ID(), genesis, chain)
+		if err != nil {
+			return nil, fmt.Errorf("card chain: %w", err)
+		}
+		if !cur.Equal(c.Key) {
+			return nil, fmt.Errorf("%w: %w: card chain ends at key %s, not the signing key %s", ErrBadChain, ErrAuth, cur, c.Key)
+		}
+		c.UserID, c.Genesis, c.Chain = genesis.ID(), genesis, chain
 	}
 	if err := c.checkFields(); err != nil {
 		return nil, err
@@ -78,8 +122,8 @@ func NewCard(signer Signer, name string, devices [][]byte, addrs []string, preke
 		return nil, fmt.Errorf("signing card: %w", err)
 	}
 	c.Signature = sig
-	if n := len(c.Marshal()); n > MaxCardSize {
-		return nil, fmt.Errorf("%w: card of %d bytes (max %d)", ErrTooLarge, n, MaxCardSize)
+	if n, max := len(c.Marshal()), c.maxSize(); n > max {
+		return nil, fmt.Errorf("%w: card of %d bytes (max %d)", ErrTooLarge, n, max)
 	}
 	return c, nil
 }
@@ -121,10 +165,37 @@ func (c *Card) checkFields() error {
 	return nil
 }
 
+// version returns the card's format version: 2 when it carries a chain.
+func (c *Card) version() uint32 {
+	if len(c.Chain) > 0 || c.Genesis != nil {
+		return CardVersionChained
+	}
+	return CardVersion
+}
+
+func (c *Card) maxSize() int {
+	if c.version() == CardVersionChained {
+		return MaxChainedCardSize
+	}
+	return MaxCardSize
+}
+
+// cardSizeOK reports whether b is within the size cap of its version
+// before it is parsed. A canonical card starts with its version field (tag
+// 0x08, then the version as a one-byte varint), so the version-2 cap
+// applies only to input that starts 0x08 0x02; anything else is held to
+// MaxCardSize, and is refused by the parser if it does not start so.
+func cardSizeOK(b []byte) bool {
+	if len(b) <= MaxCardSize {
+		return true
+	}
+	return len(b) <= MaxChainedCardSize && len(b) >= 2 && b[0] == 0x08 && b[1] == CardVersionChained
+}
+
 func (c *Card) canonical() []byte {
 	k := c.Key.der
 	cn := newCanon(1 + 4 + IDSize + 4 + len(c.Name) + 4 + len(k) + 512)
-	cn.u8(CardVersion)
+	cn.u8(uint8(c.version()))
 	cn.bytes(c.UserID[:])
 	cn.str(c.Name)
 	cn.bytes(k)
@@ -144,13 +215,22 @@ func (c *Card) canonical() []byte {
 		cn.bytes(c.Prekey.Signature)
 	}
 	cn.i64(c.IssuedAt.Unix())
+	if c.version() == CardVersionChained {
+		cn.bytes(c.Genesis.der)
+		cn.u32(uint32(len(c.Chain)))
+		for _, r := range c.Chain {
+			cn.bytes(r.Marshal())
+		}
+	}
 	return cn.b
 }
 
-// Marshal encodes the card (protobuf, canonical).
+// Marshal encodes the card (protobuf, canonical). A version-1 card encodes
+// as parley.v1.Card, a version-2 card as parley.v1.ChainedCard, its
+// superset.
 func (c *Card) Marshal() []byte {
-	m := &pb.Card{
-		Version:   CardVersion,
+	m := &pb.ChainedCard{
+		Version:   c.version(),
 		UserId:    c.UserID[:],
 		Name:      c.Name,
 		PublicKey: c.Key.der,
@@ -162,6 +242,12 @@ func (c *Card) Marshal() []byte {
 	if c.Prekey != nil {
 		m.Prekey = c.Prekey.toPB()
 	}
+	if c.Genesis != nil {
+		m.GenesisKey = c.Genesis.der
+	}
+	for _, r := range c.Chain {
+		m.Chain = append(m.Chain, r.toPB())
+	}
 	return marshal(m)
 }
 
@@ -172,7 +258,7 @@ func (c *Card) URI() string { return CardURIScheme + cardEncoding.EncodeToString
 // ParseCardURI parses and verifies the text form of a card.
 func ParseCardURI(s string) (*Card, error) {
 	s = strings.TrimSpace(s)
-	if len(s) > len(CardURIScheme)+cardEncoding.EncodedLen(MaxCardSize) {
+	if len(s) > len(CardURIScheme)+cardEncoding.EncodedLen(MaxChainedCardSize) {
 		return nil, fmt.Errorf("%w: card link of %d characters", ErrTooLarge, len(s))
 	}
 	if len(s) < len(CardURIScheme) || !strings.EqualFold(s[:len(CardURIScheme)], CardURIScheme) {
@@ -187,19 +273,25 @@ func ParseCardURI(s string) (*Card, error) {
 }
 
 // ParseCard decodes a card and verifies it: canonical encoding, field
-// limits, the key hashes to the user ID, the key size, the card signature
-// and the prekey signature. It does not check the prekey's validity period
-// (Seal does, when the prekey is used).
+// limits, the key size, that the key hashes to the user ID (version 1) or
+// follows from the genesis key through a valid rotation chain (version 2,
+// ErrBadChain otherwise), the card signature and the prekey signature. It
+// does not check the prekey's validity period (Seal does, when the prekey
+// is used).
 func ParseCard(b []byte) (*Card, error) {
-	if len(b) > MaxCardSize {
-		return nil, fmt.Errorf("%w: card of %d bytes (max %d)", ErrTooLarge, len(b), MaxCardSize)
+	if !cardSizeOK(b) {
+		return nil, fmt.Errorf("%w: card of %d bytes (max %d, %d with a rotation chain)", ErrTooLarge, len(b), MaxCardSize, MaxChainedCardSize)
 	}
-	var m pb.Card
+	var m pb.ChainedCard
 	if err := unmarshalCanonical(b, &m); err != nil {
 		return nil, fmt.Errorf("card: %w", err)
 	}
-	if m.GetVersion() != CardVersion {
-		return nil, fmt.Errorf("%w: card version %d", ErrMalformed, m.GetVersion())
+	chained := len(m.GetGenesisKey()) > 0 || len(m.GetChain()) > 0
+	switch v := m.GetVersion(); {
+	case v == CardVersion && !chained:
+	case v == CardVersionChained && len(m.GetGenesisKey()) > 0 && len(m.GetChain()) > 0:
+	default:
+		return nil, fmt.Errorf("%w: card version %d with %d rotations", ErrMalformed, v, len(m.GetChain()))
 	}
 	uid, err := IDFromBytes(m.GetUserId())
 	if err != nil {
@@ -209,7 +301,22 @@ func ParseCard(b []byte) (*Card, error) {
 	if err != nil {
 		return nil, fmt.Errorf("card key: %w", err)
 	}
-	if key.ID() != uid {
+	var genesis *PublicKey
+	var chain []*Rotation
+	if chained {
+		if genesis, err = ParsePublicKey(m.GetGenesisKey()); err != nil {
+			return nil, fmt.Errorf("card genesis key: %w", err)
+		}
+		if len(m.GetChain()) > MaxChainLength {
+			return nil, fmt.Errorf("%w: %w: card chain of %d rotations (max %d)", ErrBadChain, ErrTooLarge, len(m.GetChain()), MaxChainLength)
+		}
+		chain = make([]*Rotation, len(m.GetChain()))
+		for i, rm := range m.GetChain() {
+			if chain[i], err = rotationFromPB(rm); err != nil {
+				return nil, fmt.Errorf("card rotation %d: %w", i, err)
+			}
+		}
+	} else if key.ID() != uid {
 		return nil, fmt.Errorf("%w: card key does not hash to its user ID", ErrAuth)
 	}
 	c := &Card{
@@ -219,10 +326,21 @@ func ParseCard(b []byte) (*Card, error) {
 		Devices:   m.GetDevices(),
 		Addrs:     m.GetAddrs(),
 		IssuedAt:  time.Unix(m.GetIssuedAt(), 0),
+		Genesis:   genesis,
+		Chain:     chain,
 		Signature: m.GetSignature(),
 	}
 	if err := c.checkFields(); err != nil {
 		return nil, err
+	}
+	if chained {
+		cur, err := VerifyChain(uid, genesis, chain)
+		if err != nil {
+			return nil, fmt.Errorf("card chain: %w", err)
+		}
+		if !cur.Equal(key) {
+			return nil, fmt.Errorf("%w: %w: card chain ends at key %s, not the card key %s", ErrBadChain, ErrAuth, cur, key)
+		}
 	}
 	if m.GetPrekey() != nil {
 		if c.Prekey, err = signedPrekeyFromPB(m.GetPrekey()); err != nil {
