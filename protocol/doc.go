@@ -1,8 +1,9 @@
 // Package protocol owns Parley's wire formats and cryptography: identities,
-// envelopes, signed prekeys, contact cards and safety numbers. It is pure and
-// silent: no network, no disk, no logging, no global state. Callers branch on
-// its sentinel errors (ErrAuth, ErrMalformed, ErrTooLarge, ErrNotForMe,
-// ErrStale, ErrUnknownPrekey, ErrUnknownSender, ErrKeySize, ErrExpired).
+// envelopes, signed prekeys, contact cards, key rotation and safety numbers.
+// It is pure and silent: no network, no disk, no logging, no global state.
+// Callers branch on its sentinel errors (ErrAuth, ErrMalformed, ErrTooLarge,
+// ErrNotForMe, ErrStale, ErrUnknownPrekey, ErrUnknownSender, ErrKeySize,
+// ErrExpired, ErrBadChain).
 //
 // # Identities
 //
@@ -60,4 +61,17 @@
 // multiaddrs, current signed prekey, issued-at} under "parley/v1/card",
 // shared as a "parley:card/…" link. SafetyNumber computes the 60-digit
 // number two users compare to verify each other's keys.
+//
+// # Key rotation
+//
+// A user moves to a new RSA key with a Rotation {user ID, old key ID, new
+// public key, sequence, time}, signed by the old key under
+// "parley/v1/rotate-old" and counter-signed by the new key under
+// "parley/v1/rotate-new" (wire form: parley.v1.Rotation in
+// pb/rotation.proto). The user ID stays the ID of the genesis key, and so
+// does the safety number. VerifyChain follows a chain of rotations from the
+// genesis key to the current key. A card issued after a rotation is version
+// 2: it is signed by the current key and carries the genesis key and the
+// chain (NewChainedCard); a card of a user who never rotated is unchanged
+// (version 1).
 package protocol
