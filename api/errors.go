@@ -16,6 +16,10 @@ type Code string
 // The error codes of the API. Codes the node returns (through *Error) and
 // codes the API itself produces share one list; each maps to one HTTP
 // status (see Code.Status).
+//
+// CodeKeyChanged means the friend's key changed without a rotation signed
+// by the pinned key; sending is held until the friend is verified again
+// (POST /api/v1/friends/{user_id}/verify).
 const (
 	CodeBadRequest       Code = "bad_request"            // 400: malformed JSON, unknown field, bad value
 	CodeUnauthorized     Code = "unauthorized"           // 401: missing, wrong or expired token
@@ -25,6 +29,7 @@ const (
 	CodeMethodNotAllowed Code = "method_not_allowed"     // 405
 	CodeConflict         Code = "conflict"               // 409: e.g. an identity already exists
 	CodeWrongState       Code = "wrong_state"            // 409: not possible in the node's state
+	CodeKeyChanged       Code = "key_changed"            // 409: see above
 	CodeTooLarge         Code = "too_large"              // 413
 	CodeUnsupportedMedia Code = "unsupported_media_type" // 415
 	CodeThrottled        Code = "throttled"              // 429, with Retry-After
@@ -42,6 +47,7 @@ var codeStatus = map[Code]int{
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeConflict:         http.StatusConflict,
 	CodeWrongState:       http.StatusConflict,
+	CodeKeyChanged:       http.StatusConflict,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeThrottled:        http.StatusTooManyRequests,

@@ -188,6 +188,17 @@ func TestEventsAuthByHeader(t *testing.T) {
 	}
 }
 
+func TestEventsKeyChanges(t *testing.T) {
+	node := newFakeNode(StateUnlocked)
+	ts := startServer(t, node, Options{})
+	c := ts.mustDial(ts.login())
+	waitFor(t, "a subscriber", func() bool { return node.subscribers() == 1 })
+	node.emit(Event{Type: EventFriendKeyRotated, Data: Friend{UserID: "bob", Name: "bob", Status: "accepted", SafetyNumber: "123"}})
+	node.emit(Event{Type: EventFriendKeyChanged, Data: Friend{UserID: "carol", Name: "carol", Status: "key_changed", Verified: false}})
+	expectMessage(t, c, `{"type":"friend_key_rotated","data":{"user_id":"bob","name":"bob","status":"accepted","verified":false,"online":false,"safety_number":"123"}}`)
+	expectMessage(t, c, `{"type":"friend_key_changed","data":{"user_id":"carol","name":"carol","status":"key_changed","verified":false,"online":false,"safety_number":""}}`)
+}
+
 func TestEventsBadAuthCloses4401(t *testing.T) {
 	node := newFakeNode(StateUnlocked)
 	ts := startServer(t, node, Options{}, func(s *Server) { s.wsAuthTimeout = 200 * time.Millisecond })

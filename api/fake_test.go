@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -20,6 +21,7 @@ type fakeNode struct {
 	messages   []Message
 	next       string
 	convs      []Conversation
+	directory  map[string]DirectoryEntry // valid records, by user ID
 	errs       map[string]error
 
 	// What the API passed in.
@@ -31,6 +33,8 @@ type fakeNode struct {
 	}
 	lastRead    [2]string
 	lastConnect string
+	lastLookup  string
+	lastSearch  string
 	calls       []string
 
 	subs    map[int]chan Event
@@ -153,10 +157,12 @@ func (f *fakeNode) AddFriend(_ context.Context, invite string) (Friend, error) {
 	return fr, nil
 }
 
-func (f *fakeNode) AcceptFriend(_ context.Context, userID string) (Friend, error) {
+// AddFriendByID accepts a pending request from userID, or else adds the
+// user from the fake directory as pending_out.
+func (f *fakeNode) AddFriendByID(_ context.Context, userID string) (Friend, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if err := f.fail("AcceptFriend"); err != nil {
+	if err := f.fail("AddFriendByID"); err != nil {
 		return Friend{}, err
 	}
 	for i := range f.friends {
@@ -165,7 +171,13 @@ func (f *fakeNode) AcceptFriend(_ context.Context, userID string) (Friend, error
 			return f.friends[i], nil
 		}
 	}
-	return Friend{}, &Error{Code: CodeNotFound, Message: "no such request"}
+	e, ok := f.directory[userID]
+	if !ok {
+		return Friend{}, &Error{Code: CodeNotFound, Message: "no valid directory record"}
+	}
+	fr := Friend{UserID: userID, Name: e.Name, Status: "pending_out"}
+	f.friends = append(f.friends, fr)
+	return fr, nil
 }
 
 func (f *fakeNode) RemoveFriend(_ context.Context, userID string) error {
@@ -210,6 +222,51 @@ func (f *fakeNode) BlockFriend(_ context.Context, userID string) (Friend, error)
 		}
 	}
 	return Friend{}, &Error{Code: CodeNotFound, Message: "no such friend"}
+}
+
+func (f *fakeNode) LookupUser(_ context.Context, userID string) (DirectoryEntry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastLookup = userID
+	if err := f.fail("LookupUser"); err != nil {
+		return DirectoryEntry{}, err
+	}
+	e, ok := f.directory[userID]
+	if !ok {
+		return DirectoryEntry{}, &Error{Code: CodeNotFound, Message: "no valid directory record"}
+	}
+	return e, nil
+}
+
+// SearchDirectory returns the fake directory's users whose name equals
+// name, ignoring case, sorted by user ID.
+func (f *fakeNode) SearchDirectory(_ context.Context, name string) ([]SearchResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lastSearch = name
+	if err := f.fail("SearchDirectory"); err != nil {
+		return nil, err
+	}
+	var rs []SearchResult
+	for _, e := range f.directory {
+		if strings.EqualFold(e.Name, name) {
+			friend := slices.ContainsFunc(f.friends, func(fr Friend) bool { return fr.UserID == e.UserID })
+			rs = append(rs, SearchResult{UserID: e.UserID, Name: e.Name, Fingerprint: e.Fingerprint, Friend: friend})
+		}
+	}
+	slices.SortFunc(rs, func(a, b SearchResult) int { return strings.Compare(a.UserID, b.UserID) })
+	return rs, nil
+}
+
+// RotateKey gives the user a new fingerprint and keeps the user ID.
+func (f *fakeNode) RotateKey(context.Context) (Me, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.fail("RotateKey"); err != nil {
+		return Me{}, err
+	}
+	f.me.Fingerprint += "'"
+	return f.me, nil
 }
 
 func (f *fakeNode) Send(_ context.Context, to, text string) (Message, error) {

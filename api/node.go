@@ -30,13 +30,34 @@ type Node interface {
 	Friends(ctx context.Context) ([]Friend, error)
 	// AddFriend adds (or accepts) a friend from an invite link.
 	AddFriend(ctx context.Context, invite string) (Friend, error)
-	// AcceptFriend accepts a pending request by user ID.
-	AcceptFriend(ctx context.Context, userID string) (Friend, error)
+	// AddFriendByID adds a user by user ID alone: accepts their pending
+	// request, or looks their signed record up in the directory, verifies
+	// it, and sends a contact request (CodeNotFound when the directory has
+	// no valid record, CodeUnavailable when it cannot be asked).
+	AddFriendByID(ctx context.Context, userID string) (Friend, error)
 	RemoveFriend(ctx context.Context, userID string) error
 	// BlockFriend keeps the user as blocked: their messages and contact
 	// requests are refused until they are added again.
 	BlockFriend(ctx context.Context, userID string) (Friend, error)
+	// VerifyFriend marks the friend's key as verified by the user. For a
+	// friend in status key_changed it also accepts the new key, and sends
+	// held for them go out.
 	VerifyFriend(ctx context.Context, userID string) error
+
+	// LookupUser fetches the user's signed record from the directory and
+	// verifies it (CodeNotFound when there is no valid record,
+	// CodeUnavailable when the directory cannot be asked).
+	LookupUser(ctx context.Context, userID string) (DirectoryEntry, error)
+	// SearchDirectory returns every user who claims the display name,
+	// each checked against their signed record (claims that do not verify
+	// are left out; CodeUnavailable when the directory cannot be asked).
+	// The API passes the name trimmed, 1 to 64 bytes of UTF-8; the node
+	// normalises it.
+	SearchDirectory(ctx context.Context, name string) ([]SearchResult, error)
+	// RotateKey replaces the RSA identity key by a new one, signed by the
+	// old key; the user ID and safety numbers stay the same. It returns
+	// the user after the rotation.
+	RotateKey(ctx context.Context) (Me, error)
 
 	Send(ctx context.Context, to, text string) (Message, error)
 	// Messages returns a page of the conversation with a friend, newest
@@ -85,10 +106,29 @@ type NodeInfo struct {
 type Friend struct {
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
-	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked
+	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked, key_changed (see CodeKeyChanged)
 	Verified     bool   `json:"verified"`
 	Online       bool   `json:"online"`
 	SafetyNumber string `json:"safety_number"`
+}
+
+// DirectoryEntry is a user's signed directory record, as verified by the
+// node.
+type DirectoryEntry struct {
+	UserID      string    `json:"user_id"`
+	Name        string    `json:"name"`
+	Fingerprint string    `json:"fingerprint"` // of the record's current key
+	Devices     []string  `json:"devices"`     // peer IDs of the user's devices
+	Seq         uint64    `json:"seq"`         // the record's sequence number
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+// SearchResult is one user who claims a searched name.
+type SearchResult struct {
+	UserID      string `json:"user_id"`
+	Name        string `json:"name"`
+	Fingerprint string `json:"fingerprint"` // tells apart users who claim the same name
+	Friend      bool   `json:"friend"`      // already on the friend list
 }
 
 // Message is one chat message.
@@ -133,15 +173,22 @@ type Event struct {
 type EventType string
 
 // The events a node emits, and the type of their Data.
+//
+// EventFriendKeyRotated: the friend moved to a new key by a rotation
+// signed by the old one: a notice for the user. EventFriendKeyChanged: the
+// key changed without such a rotation: sending is held (the friend's
+// status is key_changed, see CodeKeyChanged).
 const (
-	EventMessage        EventType = "message"         // Message: a message arrived
-	EventMessageStatus  EventType = "message_status"  // StatusChange
-	EventFriendRequest  EventType = "friend_request"  // Friend
-	EventFriendAccepted EventType = "friend_accepted" // Friend
-	EventFriendRemoved  EventType = "friend_removed"  // Friend
-	EventPeerOnline     EventType = "peer_online"     // Presence
-	EventPeerOffline    EventType = "peer_offline"    // Presence
-	EventOverflow       EventType = "overflow"        // no data: events were lost, refetch
+	EventMessage          EventType = "message"            // Message: a message arrived
+	EventMessageStatus    EventType = "message_status"     // StatusChange
+	EventFriendRequest    EventType = "friend_request"     // Friend
+	EventFriendAccepted   EventType = "friend_accepted"    // Friend
+	EventFriendRemoved    EventType = "friend_removed"     // Friend
+	EventFriendKeyRotated EventType = "friend_key_rotated" // Friend: see above
+	EventFriendKeyChanged EventType = "friend_key_changed" // Friend: see above
+	EventPeerOnline       EventType = "peer_online"        // Presence
+	EventPeerOffline      EventType = "peer_offline"       // Presence
+	EventOverflow         EventType = "overflow"           // no data: events were lost, refetch
 )
 
 // StatusChange is the data of EventMessageStatus.

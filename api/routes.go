@@ -37,7 +37,9 @@ const (
 )
 
 // route is one row of the route table. Pattern segments in braces match
-// any one non-empty path segment and name a path parameter.
+// any one non-empty path segment and name a path parameter; where two
+// patterns match a path, the one with a literal segment where the other
+// has a parameter wins (see findRoute).
 type route struct {
 	method  string
 	pattern string
@@ -57,7 +59,8 @@ type request struct {
 }
 
 // routeTable is the API. The OpenAPI document lists exactly these
-// (method, pattern) pairs; a test holds the two together.
+// (method, pattern) pairs; a test holds the two together. Their order does
+// not matter: findRoute prefers literal segments to parameters.
 func (s *Server) routeTable() []route {
 	rs := []route{
 		{method: http.MethodGet, pattern: "/api/v1/health", auth: authNone, handle: s.health},
@@ -77,6 +80,9 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodPost, pattern: "/api/v1/read", body: bodyJSON, handle: s.markRead},
 		{method: http.MethodGet, pattern: "/api/v1/node", handle: s.nodeInfo},
 		{method: http.MethodPost, pattern: "/api/v1/peers/connect", body: bodyJSON, handle: s.connect},
+		{method: http.MethodGet, pattern: "/api/v1/directory/search", handle: s.searchDirectory},
+		{method: http.MethodGet, pattern: "/api/v1/directory/{user_id}", handle: s.lookupUser},
+		{method: http.MethodPost, pattern: "/api/v1/keys/rotate", body: bodyEmpty, handle: s.rotateKey},
 		{method: http.MethodGet, pattern: "/api/v1/events", auth: authSocket, handle: s.events},
 	}
 	for i := range rs {
@@ -111,50 +117,78 @@ func (rt *route) match(segs []string) (map[string]string, bool) {
 	return params, true
 }
 
+// moreSpecific reports whether rt wins over other when both match a path:
+// at the first segment where one has a literal and the other a parameter,
+// the literal wins (so /directory/search is not /directory/{user_id}).
+func (rt *route) moreSpecific(other *route) bool {
+	for i := range min(len(rt.segs), len(other.segs)) {
+		lit, otherLit := !strings.HasPrefix(rt.segs[i], "{"), !strings.HasPrefix(other.segs[i], "{")
+		if lit != otherLit {
+			return lit
+		}
+	}
+	return false
+}
+
+// findRoute picks the route for a method and a path split at "/": the
+// most specific route of that method matching the path, with its path
+// parameters. When none has the method, allowed lists (sorted, once each)
+// the methods of the routes that match the path.
+func findRoute(routes []route, method string, segs []string) (best *route, params map[string]string, allowed []string) {
+	for i := range routes {
+		rt := &routes[i]
+		p, ok := rt.match(segs)
+		if !ok {
+			continue
+		}
+		if rt.method != method {
+			allowed = append(allowed, rt.method)
+			continue
+		}
+		if best == nil || rt.moreSpecific(best) {
+			best, params = rt, p
+		}
+	}
+	if best != nil {
+		return best, params, nil
+	}
+	slices.Sort(allowed)
+	return nil, nil, slices.Compact(allowed)
+}
+
 // serveAPI routes a request under /api: 404 for an unknown path, 405 with
 // Allow for a known path and another method, then authentication, the
 // body rule of the route, and the handler.
 func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s := h.s
-	segs := strings.Split(r.URL.EscapedPath(), "/")
-	var allowed []string
-	for i := range s.routes {
-		rt := &s.routes[i]
-		params, ok := rt.match(segs)
-		if !ok {
-			continue
+	rt, params, allowed := findRoute(s.routes, r.Method, strings.Split(r.URL.EscapedPath(), "/"))
+	if rt == nil {
+		if len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			s.writeError(w, r, apiError(CodeMethodNotAllowed, "method %s not allowed here", r.Method))
+			return
 		}
-		if rt.method != r.Method {
-			allowed = append(allowed, rt.method)
-			continue
-		}
-		req := &request{w: w, r: r, h: h, params: params}
-		if rt.auth == authBearer {
-			sess, err := s.authenticate(r)
-			if err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-			req.sess = sess
-		}
-		if rt.body == bodyEmpty {
-			if err := requireEmptyBody(w, r); err != nil {
-				s.writeError(w, r, err)
-				return
-			}
-		}
-		if err := rt.handle(req); err != nil {
+		s.writeError(w, r, apiError(CodeNotFound, "no such API route"))
+		return
+	}
+	req := &request{w: w, r: r, h: h, params: params}
+	if rt.auth == authBearer {
+		sess, err := s.authenticate(r)
+		if err != nil {
 			s.writeError(w, r, err)
+			return
 		}
-		return
+		req.sess = sess
 	}
-	if len(allowed) > 0 {
-		slices.Sort(allowed)
-		w.Header().Set("Allow", strings.Join(slices.Compact(allowed), ", "))
-		s.writeError(w, r, apiError(CodeMethodNotAllowed, "method %s not allowed here", r.Method))
-		return
+	if rt.body == bodyEmpty {
+		if err := requireEmptyBody(w, r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
-	s.writeError(w, r, apiError(CodeNotFound, "no such API route"))
+	if err := rt.handle(req); err != nil {
+		s.writeError(w, r, err)
+	}
 }
 
 // health answers without auth, in every state.
@@ -290,7 +324,7 @@ func (s *Server) addFriend(q *request) error {
 	case req.Invite != "" && req.UserID == "":
 		f, err = s.node.AddFriend(q.r.Context(), req.Invite)
 	case req.UserID != "" && req.Invite == "":
-		f, err = s.node.AcceptFriend(q.r.Context(), req.UserID)
+		f, err = s.node.AddFriendByID(q.r.Context(), req.UserID)
 	default:
 		return apiError(CodeBadRequest, "give exactly one of invite and user_id")
 	}

@@ -405,7 +405,7 @@ func TestErrorMapping(t *testing.T) {
 		status int
 	}{
 		{CodeBadRequest, 400}, {CodeUnauthorized, 401}, {CodeBadPassphrase, 401}, {CodeForbidden, 403},
-		{CodeNotFound, 404}, {CodeMethodNotAllowed, 405}, {CodeConflict, 409}, {CodeWrongState, 409},
+		{CodeNotFound, 404}, {CodeMethodNotAllowed, 405}, {CodeConflict, 409}, {CodeWrongState, 409}, {CodeKeyChanged, 409},
 		{CodeTooLarge, 413}, {CodeUnsupportedMedia, 415}, {CodeThrottled, 429}, {CodeUnavailable, 503},
 		{CodeInternal, 500},
 	} {
