@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/protocol/pb"
 	"github.com/parley-chat/parley/protocol/protocoltest"
 )
 
@@ -91,6 +92,8 @@ func rotate(tb testing.TB, user protocol.ID, old, next *protocol.PrivateKey, seq
 }
 
 // checkErr fails unless err wraps every one of want.
+func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
 func checkErr(tb testing.TB, what string, err error, want ...error) {
 	tb.Helper()
 	if err == nil {
@@ -101,4 +104,46 @@ func checkErr(tb testing.TB, what string, err error, want ...error) {
 			tb.Fatalf("%s: %v, want %v", what, err, w)
 		}
 	}
+}
+
+// resigned returns the encoding of a copy of r changed by f and signed by
+// signer over its canonical form: what an attacker holding signer can make.
+func resigned(tb testing.TB, r *Record, signer protocol.Signer, f func(c *Record)) []byte {
+	tb.Helper()
+	c := *r
+	c.devices = append([]Device(nil), r.devices...)
+	c.relays = append([]string(nil), r.relays...)
+	c.chain = append([]*protocol.Rotation(nil), r.chain...)
+	f(&c)
+	sig, err := signer.Sign(LabelRecord, c.canonical())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.signature = sig
+	return marshal(c.toPB())
+}
+
+// reencoded returns the encoding of r's wire message changed by f, without
+// re-signing.
+func reencoded(tb testing.TB, r *Record, f func(m *pb.UserRecord)) []byte {
+	tb.Helper()
+	m := r.toPB()
+	f(m)
+	return marshal(m)
+}
+
+// rotated returns a record of the user whose genesis key is genesis, after
+// rotating through next, signed by the last key.
+func rotated(tb testing.TB, genesis *protocol.PrivateKey, seq uint64, next ...*protocol.PrivateKey) (*Record, []*protocol.Rotation) {
+	tb.Helper()
+	var chain []*protocol.Rotation
+	cur := genesis
+	for i, k := range next {
+		chain = append(chain, rotate(tb, genesis.ID(), cur, k, uint64(i+1)))
+		cur = k
+	}
+	in := input(tb, genesis, seq)
+	in.Prekey = prekey(tb, cur)
+	in.Genesis, in.Chain = genesis.Public(), chain
+	return mustRecord(tb, cur, in, t0), chain
 }
