@@ -25,7 +25,7 @@ const (
 	// maxOldRemote is how many past ratchet keys of the peer a session
 	// remembers, so that a replayed message of an old chain is
 	// ErrMessageKeyGone rather than a DH step that cannot succeed.
-	maxOldRemote = 8
+	maxOldRemote = 32
 )
 
 // Domain labels of the ratchet's key derivations.

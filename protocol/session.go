@@ -24,7 +24,11 @@ var (
 	ErrSessionKeyMissing = errors.New("protocol: session signing key not yet certified")
 	// ErrMessageKeyGone is a message whose key was used already (a replay)
 	// or deleted: older than the MaxSkippedKeys window, or of a chain the
-	// session has left. Nothing can open it any more.
+	// session has left; or, signed by the peer, of a chain this state
+	// cannot derive (the two states diverged: one was restored from an old
+	// copy). Nothing can open it any more. A caller whose msg_id check says
+	// the message is new treats it as lost state: it asks for a reset, and
+	// the sender sends it again in a new session.
 	ErrMessageKeyGone = errors.New("protocol: message key used or deleted")
 	// ErrSkipLimit is a message that would make the session skip more than
 	// MaxSkipJump message keys. Nothing is derived and the session is unchanged.
@@ -322,6 +326,12 @@ func (s *Session) Open(m *SessionMessage, peer *PublicKey) (*Message, error) {
 		return nil, err
 	}
 	pt, err := aead.Open(nil, nonce, m.Ciphertext, m.aad(canonical))
+	if err != nil && stepped {
+		// The peer signed it, but its chain is not the one our state
+		// derives: a message of a chain we left long ago, or states that
+		// diverged (one side restored from an old copy).
+		return nil, fmt.Errorf("%w: the session state cannot derive this chain", ErrMessageKeyGone)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: content", ErrAuth)
 	}

@@ -124,7 +124,7 @@ func TestSessionPostCompromise(t *testing.T) {
 	bob.mustOpen(t, alice.seal(t, "a1", sessT0), alice, "a1", sessT0)
 	b2 := bob.seal(t, "b2", sessT0)
 	alice.mustOpen(t, b2, bob, "b2", sessT0)
-	sessUnchanged(t, thief, ErrAuth, func() error { _, err := thief.open(b2, bob, sessT0); return err })
+	sessUnchanged(t, thief, ErrMessageKeyGone, func() error { _, err := thief.open(b2, bob, sessT0); return err })
 	// The thief's own ratchet cannot follow alice's chain either: its next
 	// sending key differs from hers.
 	tc, ac := thief.ps.Current(), alice.ps.Current()
