@@ -30,7 +30,9 @@
 // Open compares it (in constant time) before it touches the database, so a
 // wrong passphrase fails with ErrBadPassphrase and changes nothing on disk.
 // After unlocking, Open checks that the sealed identity in the database is
-// the key named by parley.json, else ErrTampered.
+// the key named by parley.json (the genesis key, which never changes), or
+// the end of the stored rotation chain that starts from it, else
+// ErrTampered.
 //
 // # Sealed rows
 //
@@ -62,6 +64,9 @@
 //	'D' ‖ due time ‖ msg ID(16)    outbox due index: sealed empty value
 //	'S' ‖ msg ID(16)               seen ID: expiry (8 bytes, not sealed),
 //	                               with badger's ExpiresAt set as well
+//	'U'                            profile: sealed JSON
+//	'K'                            key chain: sealed(secrets) JSON of rotations
+//	'Q' ‖ key ID(32)               retired identity key: sealed(secrets) JSON
 //
 // A message's sort time is its ReceivedAt for incoming messages and its
 // SentAt for outgoing ones: history shows the local order in which the node

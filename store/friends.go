@@ -19,8 +19,20 @@ type Friend struct {
 	Card      string // the friend's last contact card, as received
 	Status    FriendStatus
 	Verified  bool // fingerprint checked out of band
-	CreatedAt time.Time
-	UpdatedAt time.Time
+	// Genesis is the friend's genesis key (SubjectPublicKeyInfo DER), whose
+	// hash is their user ID and over which safety numbers are computed;
+	// empty while it equals PublicKey (they never rotated).
+	Genesis []byte
+	// Record is the friend's last verified directory record, RecordSeq its
+	// sequence number: a record with a lower one is ignored.
+	Record    []byte
+	RecordSeq uint64
+	// ChangedKey is set when the directory showed a key for the friend that
+	// does not follow from the pinned one by a signed rotation: sending is
+	// held until the user verifies again, which pins ChangedKey.
+	ChangedKey []byte
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
 }
 
 type friendRec struct {
@@ -30,19 +42,27 @@ type friendRec struct {
 	Card      string `json:"card,omitempty"`
 	Status    string `json:"status"`
 	Verified  bool   `json:"verified,omitempty"`
+	Genesis   []byte `json:"genesis,omitempty"`
+	Record    []byte `json:"record,omitempty"`
+	RecordSeq uint64 `json:"record_seq,omitempty"`
+	Changed   []byte `json:"changed_key,omitempty"`
 	CreatedAt int64  `json:"created_at"`
 	UpdatedAt int64  `json:"updated_at"`
 }
 
 func (r *friendRec) friend() (Friend, error) {
 	f := Friend{
-		Name:      r.Name,
-		PublicKey: r.PublicKey,
-		Card:      r.Card,
-		Status:    FriendStatus(r.Status),
-		Verified:  r.Verified,
-		CreatedAt: fromNanos(r.CreatedAt),
-		UpdatedAt: fromNanos(r.UpdatedAt),
+		Name:       r.Name,
+		PublicKey:  r.PublicKey,
+		Card:       r.Card,
+		Status:     FriendStatus(r.Status),
+		Verified:   r.Verified,
+		Genesis:    r.Genesis,
+		Record:     r.Record,
+		RecordSeq:  r.RecordSeq,
+		ChangedKey: r.Changed,
+		CreatedAt:  fromNanos(r.CreatedAt),
+		UpdatedAt:  fromNanos(r.UpdatedAt),
 	}
 	if len(r.UserID) != protocol.IDSize {
 		return f, corrupt(rowFriend, "user ID")
@@ -85,6 +105,10 @@ func (s *Store) PutFriend(ctx context.Context, f Friend) (Friend, error) {
 			Card:      out.Card,
 			Status:    string(out.Status),
 			Verified:  out.Verified,
+			Genesis:   out.Genesis,
+			Record:    out.Record,
+			RecordSeq: out.RecordSeq,
+			Changed:   out.ChangedKey,
 			CreatedAt: nanos(out.CreatedAt),
 			UpdatedAt: nanos(out.UpdatedAt),
 		})

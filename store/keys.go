@@ -22,6 +22,8 @@ const (
 	kOutboxDue    byte = 'D'
 	kSeen         byte = 'S'
 	kProfile      byte = 'U'
+	kKeyChain     byte = 'K'
+	kRetired      byte = 'Q'
 )
 
 // Row kind names, for errors.
@@ -37,6 +39,8 @@ const (
 	rowOutboxDue    = "outbox due index"
 	rowSeen         = "seen"
 	rowProfile      = "profile"
+	rowKeyChain     = "key chain"
+	rowRetired      = "retired key"
 )
 
 const (
@@ -72,6 +76,9 @@ func getTime(b []byte) time.Time {
 func identityKey() []byte { return []byte{kIdentity} }
 func hostKeyKey() []byte  { return []byte{kHostKey} }
 func profileKey() []byte  { return []byte{kProfile} }
+func keyChainKey() []byte { return []byte{kKeyChain} }
+
+func retiredKey(id protocol.ID) []byte { return append([]byte{kRetired}, id[:]...) }
 
 func prekeyKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{kPrekey}, id)

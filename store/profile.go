@@ -13,12 +13,16 @@ import (
 // Profile is the user's own settings that are not keys: what the node
 // announces about its user.
 type Profile struct {
-	Name      string // display name, as on the user's card
+	Name string // display name, as on the user's card
+	// RecordSeq is the sequence number of the last directory record the
+	// node signed; the next one must be higher.
+	RecordSeq uint64
 	UpdatedAt time.Time
 }
 
 type profileRec struct {
 	Name      string `json:"name"`
+	RecordSeq uint64 `json:"record_seq,omitempty"`
 	UpdatedAt int64  `json:"updated_at"`
 }
 
@@ -29,7 +33,7 @@ func (s *Store) PutProfile(ctx context.Context, p Profile) (Profile, error) {
 		return Profile{}, fmt.Errorf("%w: profile name is not UTF-8", ErrInvalid)
 	}
 	p.UpdatedAt = s.now()
-	rec := &profileRec{Name: p.Name, UpdatedAt: nanos(p.UpdatedAt)}
+	rec := &profileRec{Name: p.Name, RecordSeq: p.RecordSeq, UpdatedAt: nanos(p.UpdatedAt)}
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		return s.putRecord(txn, profileKey(), rec)
 	})
@@ -52,5 +56,5 @@ func (s *Store) Profile(ctx context.Context) (Profile, error) {
 	if err != nil {
 		return Profile{}, err
 	}
-	return Profile{Name: rec.Name, UpdatedAt: fromNanos(rec.UpdatedAt)}, nil
+	return Profile{Name: rec.Name, RecordSeq: rec.RecordSeq, UpdatedAt: fromNanos(rec.UpdatedAt)}, nil
 }

@@ -212,8 +212,11 @@ func (s *Store) loadIdentity() (*protocol.PrivateKey, error) {
 	if err != nil {
 		return nil, corrupt(rowIdentity, err.Error())
 	}
-	if protocol.ID(plain[:protocol.IDSize]) != s.meta.userID || !k.Public().Equal(s.meta.pub) {
+	if protocol.ID(plain[:protocol.IDSize]) != s.meta.userID {
 		return nil, &RowError{Kind: rowIdentity, Err: fmt.Errorf("%w: identity does not match the metadata", ErrTampered)}
+	}
+	if err := s.checkIdentity(k); err != nil {
+		return nil, err
 	}
 	return k, nil
 }
