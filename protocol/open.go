@@ -26,6 +26,9 @@ type Opener struct {
 	// error wrapping ErrUnknownSender, or the caller's own error, when it has
 	// none; Open returns that error wrapped.
 	SenderKey func(user, key ID) (*PublicKey, error)
+	// OldKey, if set, returns a retired identity key of the recipient by
+	// its ID (during the grace period after a key rotation), or nil.
+	OldKey func(id ID) *PrivateKey
 	// Prekey returns the recipient's prekey (current or retired) by ID, or an
 	// error when it has none; nil means the recipient keeps no prekeys.
 	Prekey func(id uint64) (*Prekey, error)
@@ -56,7 +59,11 @@ func (o *Opener) Open(raw []byte) (*Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Recipient != o.UserID || e.RecipientKey != o.Key.ID() {
+	key := o.Key
+	if e.RecipientKey != key.ID() && o.OldKey != nil {
+		key = o.OldKey(e.RecipientKey)
+	}
+	if e.Recipient != o.UserID || key == nil || e.RecipientKey != key.ID() {
 		return nil, fmt.Errorf("%w: addressed to user %s key %s", ErrNotForMe, e.Recipient, e.RecipientKey)
 	}
 	if err := o.checkTime(e.Timestamp); err != nil {
@@ -87,7 +94,7 @@ func (o *Opener) Open(raw []byte) (*Message, error) {
 			return nil, fmt.Errorf("%w: %d", ErrUnknownPrekey, e.PrekeyID)
 		}
 	}
-	secret, err := o.Key.decryptOAEP(e.WrappedKey, oaepLabel(&e.Header))
+	secret, err := key.decryptOAEP(e.WrappedKey, oaepLabel(&e.Header))
 	if err != nil {
 		return nil, err
 	}
