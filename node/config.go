@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -74,6 +76,31 @@ type Config struct {
 	// ConnLow and ConnHigh are the connection manager's watermarks
 	// (64 and 128).
 	ConnLow, ConnHigh int
+	// Metrics, if set, receives libp2p's Prometheus metrics and the
+	// directory's (records stored, lookups served).
+	Metrics prometheus.Registerer
+	// DHTServer runs the DHT as a server from the start (tests and nodes
+	// known to be reachable). Otherwise it runs ModeAutoServer: a server
+	// until AutoNAT says the node is behind NAT (LIBP2P.md §2).
+	DHTServer bool
+	// ManualDHTRefresh turns off the DHT's periodic routing-table refresh
+	// (deterministic tests).
+	ManualDHTRefresh bool
+	// Republish is how often the own directory record is signed and
+	// published again (12 hours; records live RecordLifetime).
+	Republish time.Duration
+	// RecordLifetime is how long a published record is valid (7 days,
+	// the most the validator accepts).
+	RecordLifetime time.Duration
+	// Reprovide is how often the name claim is provided again (22 hours;
+	// provider records live 48 hours).
+	Reprovide time.Duration
+	// FriendRecheck is how often friends' records are looked up for new
+	// devices, prekeys and keys (10 minutes).
+	FriendRecheck time.Duration
+	// KeyGrace is how long an old identity key still opens envelopes
+	// after a rotation (14 days); then it is deleted.
+	KeyGrace time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -132,6 +159,21 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxPendingRequests <= 0 {
 		c.MaxPendingRequests = 200
+	}
+	if c.Republish <= 0 {
+		c.Republish = 12 * time.Hour
+	}
+	if c.RecordLifetime <= 0 || c.RecordLifetime > 7*24*time.Hour {
+		c.RecordLifetime = 7 * 24 * time.Hour
+	}
+	if c.Reprovide <= 0 {
+		c.Reprovide = 22 * time.Hour
+	}
+	if c.FriendRecheck <= 0 {
+		c.FriendRecheck = 10 * time.Minute
+	}
+	if c.KeyGrace <= 0 {
+		c.KeyGrace = 14 * 24 * time.Hour
 	}
 	if c.ConnLow <= 0 {
 		c.ConnLow = 64

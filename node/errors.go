@@ -27,6 +27,10 @@ var (
 	ErrTooLarge = errors.New("node: message too large")
 	// ErrUnavailable is a network operation that could not be done now.
 	ErrUnavailable = errors.New("node: unavailable")
+	// ErrKeyChanged is sending to a friend whose directory record shows a
+	// key that does not follow from the pinned one by a signed rotation;
+	// VerifyFriend accepts the new key.
+	ErrKeyChanged = errors.New("node: friend's key changed")
 	// ErrClosed is a call after Close.
 	ErrClosed = errors.New("node: closed")
 )

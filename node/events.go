@@ -15,14 +15,16 @@ type EventType string
 
 // Events.
 const (
-	EventMessage        EventType = "message"         // Message arrived
-	EventMessageStatus  EventType = "message_status"  // Message's status changed
-	EventFriendRequest  EventType = "friend_request"  // Friend asked to be friends
-	EventFriendAccepted EventType = "friend_accepted" // Friend became accepted
-	EventFriendRemoved  EventType = "friend_removed"  // Friend was removed or blocked
-	EventPeerOnline     EventType = "peer_online"     // a device of User connected
-	EventPeerOffline    EventType = "peer_offline"    // User's last device went away
-	EventOverflow       EventType = "overflow"        // the subscriber lost events
+	EventMessage          EventType = "message"            // Message arrived
+	EventMessageStatus    EventType = "message_status"     // Message's status changed
+	EventFriendRequest    EventType = "friend_request"     // Friend asked to be friends
+	EventFriendAccepted   EventType = "friend_accepted"    // Friend became accepted
+	EventFriendRemoved    EventType = "friend_removed"     // Friend was removed or blocked
+	EventFriendKeyRotated EventType = "friend_key_rotated" // Friend moved to a new key by a signed rotation
+	EventFriendKeyChanged EventType = "friend_key_changed" // Friend's key changed without one: sending is held
+	EventPeerOnline       EventType = "peer_online"        // a device of User connected
+	EventPeerOffline      EventType = "peer_offline"       // User's last device went away
+	EventOverflow         EventType = "overflow"           // the subscriber lost events
 )
 
 // Event is one thing that happened, for the UI. It never leaves the

@@ -62,9 +62,16 @@ func (s *session) view(f store.Friend) Friend {
 	v := Friend{Friend: f}
 	s.mu.Lock()
 	v.Online = s.online[f.UserID]
+	mine := s.genesis
 	s.mu.Unlock()
-	if k, err := protocol.ParsePublicKey(f.PublicKey); err == nil {
-		v.SafetyNumber = protocol.SafetyNumber(s.me, s.key.Public(), f.UserID, k)
+	// Safety numbers are over the genesis keys, whose hashes are the user
+	// IDs: rotations do not change them.
+	g := f.Genesis
+	if len(g) == 0 {
+		g = f.PublicKey
+	}
+	if k, err := protocol.ParsePublicKey(g); err == nil && k.ID() == f.UserID {
+		v.SafetyNumber = protocol.SafetyNumber(s.me, mine, f.UserID, k)
 	}
 	return v
 }
@@ -77,12 +84,27 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 	if err != nil {
 		return Friend{}, err
 	}
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
 	c, err := protocol.ParseCardURI(invite)
 	if err != nil {
 		return Friend{}, fmt.Errorf("%w: invite: %v", ErrInvalid, err)
 	}
+	return s.addContact(ctx, contact{UserID: c.UserID, Name: c.Name, Key: c.Key, Genesis: c.Genesis, Card: c.URI()})
+}
+
+// contact is a user to add, from a verified card or directory record.
+type contact struct {
+	UserID    protocol.ID
+	Name      string
+	Key       *protocol.PublicKey
+	Genesis   *protocol.PublicKey // nil when it is Key
+	Card      string              // the card's link, or ""
+	Record    []byte              // the directory record, or nil
+	RecordSeq uint64
+}
+
+func (s *session) addContact(ctx context.Context, c contact) (Friend, error) {
+	s.friendMu.Lock()
+	defer s.friendMu.Unlock()
 	if c.UserID == s.me {
 		return Friend{}, fmt.Errorf("%w: that is your own invite", ErrInvalid)
 	}
@@ -96,7 +118,16 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 		return Friend{}, fmt.Errorf("%w: this invite carries a different key than the one pinned for %s", ErrInvalid, c.UserID)
 	}
 	prev := f.Status
-	f.Name, f.PublicKey, f.Card = c.Name, c.Key.Bytes(), c.URI()
+	f.Name, f.PublicKey = c.Name, c.Key.Bytes()
+	if c.Card != "" {
+		f.Card = c.Card
+	}
+	if c.Record != nil && c.RecordSeq > f.RecordSeq {
+		f.Record, f.RecordSeq = c.Record, c.RecordSeq
+	}
+	if c.Genesis != nil && !c.Genesis.Equal(c.Key) {
+		f.Genesis = c.Genesis.Bytes()
+	}
 	kind := protocol.KindContactRequest
 	switch prev {
 	case store.FriendPendingIn:
@@ -213,14 +244,21 @@ func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
 	if err != nil {
 		return err
 	}
-	if f.Verified {
+	if f.Verified && f.ChangedKey == nil {
 		return nil
+	}
+	if f.ChangedKey != nil {
+		// The user compared the safety number again and accepts the key
+		// the directory shows now.
+		f.PublicKey, f.ChangedKey = f.ChangedKey, nil
+		s.log.Info("changed key accepted after verification", "friend", id.String())
 	}
 	f.Verified = true
 	if f, err = s.st.PutFriend(ctx, f); err != nil {
 		return fmt.Errorf("node: verify friend: %w", err)
 	}
 	s.cacheFriend(f)
+	s.outbox.rush(id)
 	return nil
 }
 
@@ -273,8 +311,8 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 
 // sendCard queues a contact request or accept carrying the own card.
 func (s *session) sendCard(ctx context.Context, fe *friendEntry, kind protocol.Kind) error {
-	if fe.card == nil {
-		return fmt.Errorf("%w: no card for %s", ErrInvalid, fe.f.UserID)
+	if fe.key == nil {
+		return fmt.Errorf("%w: no key for %s", ErrInvalid, fe.f.UserID)
 	}
 	c, err := s.ownCard()
 	if err != nil {
@@ -317,7 +355,7 @@ func (s *session) announceCard(ctx context.Context) {
 }
 
 func (s *session) sender() protocol.Sender {
-	return protocol.Sender{UserID: s.me, Key: s.key, Device: []byte(s.host.ID())}
+	return protocol.Sender{UserID: s.me, Key: s.identity(), Device: []byte(s.host.ID())}
 }
 
 // mustKey parses a stored key; a key that does not parse equals nothing.

@@ -2,6 +2,8 @@ package node
 
 import (
 	"fmt"
+	"math"
+	"net/netip"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -14,6 +16,8 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/x/rate"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // MsgProtocol is the 1:1 messaging protocol.
@@ -31,11 +35,23 @@ var (
 // userAgent is what identify tells peers.
 const userAgent = "parley/0.1"
 
-// newHost builds the libp2p host: TCP and QUIC, Noise and TLS, a
-// connection manager, and a resource manager with explicit limits for our
-// protocol (LIBP2P.md §1).
-func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
-	cm, err := connmgr.NewConnManager(cfg.ConnLow, cfg.ConnHigh, connmgr.WithGracePeriod(time.Minute))
+// hostSpec is what differs between a user node's host and a relay's.
+type hostSpec struct {
+	key      crypto.PrivKey
+	listen   []string
+	low      int // connection manager watermarks
+	high     int
+	metrics  prometheus.Registerer // nil: libp2p metrics off
+	perIP    bool                  // raise the per-IP limits (relays)
+	extra    []libp2p.Option
+	rcmgrOpt []rcmgr.Option
+}
+
+// newHost builds a libp2p host: TCP and QUIC, Noise and TLS, a connection
+// manager, and a resource manager with explicit limits for our protocol
+// (LIBP2P.md §1).
+func newHost(spec hostSpec) (host.Host, error) {
+	cm, err := connmgr.NewConnManager(spec.low, spec.high, connmgr.WithGracePeriod(time.Minute))
 	if err != nil {
 		return nil, fmt.Errorf("node: connection manager: %w", err)
 	}
@@ -43,13 +59,24 @@ func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 	libp2p.SetDefaultServiceLimits(&lim)
 	lim.AddProtocolLimit(MsgProtocol, msgProtocolLimit, msgProtocolInc)
 	lim.AddProtocolPeerLimit(MsgProtocol, msgPeerLimit, rcmgr.BaseLimitIncrease{})
-	mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(lim.Scale(512<<20, 1024)))
+	ropts := spec.rcmgrOpt
+	if spec.perIP {
+		ropts = append(ropts, relayIPLimits()...)
+	}
+	if spec.metrics != nil {
+		rcmgr.MustRegisterWith(spec.metrics)
+		str, err := rcmgr.NewStatsTraceReporter()
+		if err == nil {
+			ropts = append(ropts, rcmgr.WithTraceReporter(str))
+		}
+	}
+	mgr, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(lim.Scale(512<<20, 1024)), ropts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: resource manager: %w", err)
 	}
-	h, err := libp2p.New(
-		libp2p.Identity(key),
-		libp2p.ListenAddrStrings(cfg.Listen...),
+	opts := []libp2p.Option{
+		libp2p.Identity(spec.key),
+		libp2p.ListenAddrStrings(spec.listen...),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -57,12 +84,57 @@ func newHost(cfg Config, key crypto.PrivKey) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(mgr),
 		libp2p.UserAgent(userAgent),
-		libp2p.DisableMetrics(),
-	)
+	}
+	if spec.metrics != nil {
+		opts = append(opts, libp2p.PrometheusRegisterer(spec.metrics))
+	} else {
+		opts = append(opts, libp2p.DisableMetrics())
+	}
+	h, err := libp2p.New(append(opts, spec.extra...)...)
 	if err != nil {
 		mgr.Close()
 		cm.Close()
 		return nil, fmt.Errorf("node: start libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+// Per-IP limits of a relay. libp2p allows 8 concurrent connections per
+// IPv4 address (/56 for IPv6) and 0.2 new connections a second with a
+// burst of 16, which a relay used by one office or one carrier-grade NAT
+// exhausts at once (LIBP2P.md §1). A relay allows, per IPv4 address or
+// IPv6 /56, RelayConnsPerIP connections and RelayConnRatePerIP new ones a
+// second (burst RelayConnBurstPerIP); an IPv6 /48 gets 8 times as many.
+const (
+	RelayConnsPerIP     = 1024
+	RelayConnRatePerIP  = 20
+	RelayConnBurstPerIP = 256
+)
+
+func relayIPLimits() []rcmgr.Option {
+	v4 := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: RelayConnsPerIP}}
+	v6 := []rcmgr.ConnLimitPerSubnet{
+		{PrefixLength: 56, ConnCount: RelayConnsPerIP},
+		{PrefixLength: 48, ConnCount: 8 * RelayConnsPerIP},
+	}
+	// Loopback stays unlimited, as in libp2p's defaults.
+	unlimited := func(p string) rcmgr.NetworkPrefixLimit {
+		return rcmgr.NetworkPrefixLimit{Network: netip.MustParsePrefix(p), ConnCount: math.MaxInt}
+	}
+	perSecond := rate.Limit{RPS: RelayConnRatePerIP, Burst: RelayConnBurstPerIP}
+	limiter := &rate.Limiter{
+		GlobalLimit: rate.Limit{}, // no global cap: the per-subnet ones apply
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: []rate.SubnetLimit{{PrefixLength: 32, Limit: perSecond}},
+			IPv6SubnetLimits: []rate.SubnetLimit{{PrefixLength: 56, Limit: perSecond}},
+			GracePeriod:      time.Minute,
+		},
+	}
+	return []rcmgr.Option{
+		rcmgr.WithLimitPerSubnet(v4, v6),
+		rcmgr.WithNetworkPrefixLimit(
+			[]rcmgr.NetworkPrefixLimit{unlimited("127.0.0.0/8")},
+			[]rcmgr.NetworkPrefixLimit{unlimited("::1/128")}),
+		rcmgr.WithConnRateLimiters(limiter),
+	}
 }

@@ -28,8 +28,11 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		return store.Message{}, fmt.Errorf("%w: message is not UTF-8", ErrInvalid)
 	}
 	fe := s.friend(to)
-	if fe == nil || fe.f.Status != store.FriendAccepted || fe.card == nil {
+	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
 		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
+	}
+	if fe.f.ChangedKey != nil {
+		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
 	}
 	start := time.Now()
 	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindText, []byte(text), s.cfg.Now())
@@ -149,7 +152,7 @@ func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.Msg
 		return nil
 	}
 	fe := s.friend(with)
-	if fe == nil || fe.f.Status != store.FriendAccepted || fe.card == nil {
+	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil || fe.f.ChangedKey != nil {
 		return nil // nobody to tell
 	}
 	s.mu.Lock()

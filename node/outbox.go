@@ -353,14 +353,15 @@ func (o *outbox) dropFor(ctx context.Context, to protocol.ID, reason string) {
 }
 
 // openStream reaches one of the recipient's devices: a connected one if
-// any, else each device at the addresses on its card.
+// any, else each device at the addresses on its card, or where the DHT
+// says it is.
 func (o *outbox) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
 	s := o.s
 	fe := s.friend(to)
-	if fe == nil || fe.card == nil {
-		return nil, fmt.Errorf("%w: no card for %s", ErrNotFound, to)
+	if fe == nil || len(fe.infos) == 0 {
+		return nil, fmt.Errorf("%w: no known device of %s", ErrNotFound, to)
 	}
-	infos := cardAddrInfo(fe.card)
+	infos := slices.Clone(fe.infos)
 	slices.SortStableFunc(infos, func(a, b peer.AddrInfo) int {
 		ca := s.host.Network().Connectedness(a.ID) == network.Connected
 		cb := s.host.Network().Connectedness(b.ID) == network.Connected

@@ -29,13 +29,16 @@ func (s *session) ensurePrekey(ctx context.Context) error {
 		return fmt.Errorf("node: prekeys: %w", err)
 	}
 	now := s.cfg.Now()
+	owner := s.identity().Public().ID()
 	var cur *protocol.Prekey
 	var stale []uint64
 	for _, r := range recs {
 		if !r.Current() {
 			continue
 		}
-		if cur == nil && now.Sub(r.Prekey.Signed.NotBefore) < s.cfg.PrekeyRotation && now.Before(r.Prekey.Signed.NotAfter) {
+		// A prekey signed by a key before a rotation is replaced too.
+		if cur == nil && now.Sub(r.Prekey.Signed.NotBefore) < s.cfg.PrekeyRotation && now.Before(r.Prekey.Signed.NotAfter) &&
+			r.Prekey.Signed.Owner == owner {
 			cur = r.Prekey
 		} else {
 			stale = append(stale, r.Prekey.ID())
@@ -43,7 +46,7 @@ func (s *session) ensurePrekey(ctx context.Context) error {
 	}
 	rotated := false
 	if cur == nil {
-		pk, err := protocol.GeneratePrekey(s.key, now, s.cfg.PrekeyRotation+prekeySlack)
+		pk, err := protocol.GeneratePrekey(s.identity(), now, s.cfg.PrekeyRotation+prekeySlack)
 		if err != nil {
 			return fmt.Errorf("node: generate prekey: %w", err)
 		}
@@ -75,6 +78,7 @@ func (s *session) ensurePrekey(ctx context.Context) error {
 	if rotated && s.outbox != nil {
 		s.log.Info("prekey rotated", "prekey", cur.ID())
 		s.announceCard(ctx)
+		s.kickPublish()
 	}
 	return nil
 }
@@ -91,6 +95,7 @@ func (s *session) prekeyLoop(ctx context.Context) {
 			if err := s.ensurePrekey(ctx); err != nil && ctx.Err() == nil {
 				s.log.Error("prekey maintenance failed", "err", err)
 			}
+			s.purgeRetired(ctx)
 		}
 	}
 }
@@ -120,7 +125,7 @@ const cardMaxAge = time.Minute
 func (s *session) ownCard() (*protocol.Card, error) {
 	now := s.cfg.Now()
 	s.mu.Lock()
-	c, name, pk := s.card, s.name, s.prekey
+	c, name, pk, key, genesis, chain := s.card, s.name, s.prekey, s.key, s.genesis, s.chain
 	s.mu.Unlock()
 	if c != nil && now.Sub(c.IssuedAt) < cardMaxAge && now.Sub(c.IssuedAt) >= 0 {
 		return c, nil
@@ -129,7 +134,7 @@ func (s *session) ownCard() (*protocol.Card, error) {
 	if pk != nil {
 		signed = &pk.Signed
 	}
-	c, err := protocol.NewCard(s.key, name, [][]byte{[]byte(s.host.ID())}, s.cardAddrs(), signed, now)
+	c, err := protocol.NewChainedCard(key, genesis, chain, name, [][]byte{[]byte(s.host.ID())}, s.cardAddrs(), signed, now)
 	if err != nil {
 		return nil, fmt.Errorf("node: sign own card: %w", err)
 	}

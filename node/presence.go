@@ -64,15 +64,10 @@ func (s *session) anyConnected(ids []peer.ID) bool {
 	return false
 }
 
-// dialKnown connects, once at start, to the bootstrap peers and to every
-// accepted friend's devices, so they learn our (possibly new) addresses
+// dialKnown connects, once at start, to every accepted friend's devices
+// (directoryLoop dials the bootstrap peers), so they learn our (possibly new) addresses
 // and send what they queued for us.
 func (s *session) dialKnown(ctx context.Context) {
-	for _, a := range s.cfg.Bootstrap {
-		if err := s.connect(ctx, a); err != nil {
-			s.log.Warn("bootstrap peer unreachable", "addr", a, "err", err)
-		}
-	}
 	s.mu.Lock()
 	var fes []*friendEntry
 	for _, fe := range s.friends {
@@ -95,13 +90,11 @@ func (s *session) dialFriend(fe *friendEntry) {
 }
 
 func (s *session) dialFriendNow(ctx context.Context, fe *friendEntry) {
-	if fe.card == nil {
-		return
-	}
-	for _, info := range cardAddrInfo(fe.card) {
-		if info.ID == s.host.ID() || len(info.Addrs) == 0 {
+	for _, info := range fe.infos {
+		if info.ID == s.host.ID() || s.host.Network().Connectedness(info.ID) == network.Connected {
 			continue
 		}
+		// Without addresses, the routed host asks the DHT for them.
 		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
 		err := s.host.Connect(dctx, info)
 		cancel()

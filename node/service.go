@@ -240,9 +240,17 @@ func (s *session) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
 	}
 	op := protocol.Opener{
 		UserID: s.me,
-		Key:    s.key,
+		Key:    s.identity(),
+		OldKey: s.oldKey,
 		SenderKey: func(user, keyID protocol.ID) (*protocol.PublicKey, error) {
-			if user != env.Sender || keyID != key.ID() {
+			switch {
+			case user != env.Sender:
+				return nil, protocol.ErrUnknownSender
+			case keyID != key.ID() && s.friend(user) != nil:
+				// A friend signing with another key may have rotated:
+				// look up their record, and have them retry.
+				return nil, s.unknownSenderKey(user)
+			case keyID != key.ID():
 				return nil, protocol.ErrUnknownSender
 			}
 			return key, nil

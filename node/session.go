@@ -6,15 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/routing"
 
+	"github.com/parley-chat/parley/directory"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -29,6 +34,13 @@ type session struct {
 	key  *protocol.PrivateKey
 	me   protocol.ID
 	host host.Host
+	dir  *directory.DHT
+	// hostPriv is the device's host key, which counter-signs the device
+	// in the directory record.
+	hostPriv crypto.PrivKey
+	dirKick  chan struct{}
+	// published is the sequence number of the last record the DHT took.
+	published atomic.Uint64
 
 	// life is the session's lifetime, cancelled by close. libp2p calls
 	// stream handlers and notifiees without a context; they derive theirs
@@ -40,27 +52,38 @@ type session struct {
 	outbox *outbox
 	stats  stats
 
+	// rotateMu serialises key rotations.
+	rotateMu sync.Mutex
+
 	// friendMu serialises changes to friend records (read, change, write),
 	// from the API and from contact envelopes alike.
 	friendMu sync.Mutex
 
-	mu       sync.Mutex
-	name     string
-	prekey   *protocol.Prekey               // the current one
-	card     *protocol.Card                 // own card, rebuilt when stale
-	friends  map[protocol.ID]*friendEntry   // every stored friend
-	devices  map[peer.ID]protocol.ID        // friends' device peer IDs
-	online   map[protocol.ID]bool           // friends shown online (last event sent)
-	receipts map[protocol.ID]protocol.MsgID // last read receipt sent
-	reach    network.Reachability           // as AutoNAT last said
+	mu          sync.Mutex
+	name        string
+	prekey      *protocol.Prekey  // the current one
+	record      *directory.Record // own record, last published
+	recordBytes []byte
+	genesis     *protocol.PublicKey            // own genesis key
+	chain       []*protocol.Rotation           // own rotations, oldest first
+	lookedUp    map[protocol.ID]time.Time      // unknown-key lookups, by friend
+	retired     map[protocol.ID]retiredKey     // old identity keys, by key ID
+	card        *protocol.Card                 // own card, rebuilt when stale
+	friends     map[protocol.ID]*friendEntry   // every stored friend
+	devices     map[peer.ID]protocol.ID        // friends' device peer IDs
+	online      map[protocol.ID]bool           // friends shown online (last event sent)
+	receipts    map[protocol.ID]protocol.MsgID // last read receipt sent
+	reach       network.Reachability           // as AutoNAT last said
 }
 
 // friendEntry caches what sending to and hearing from a friend needs.
 type friendEntry struct {
 	f       store.Friend
-	key     *protocol.PublicKey
-	card    *protocol.Card // nil if the stored card does not parse
+	key     *protocol.PublicKey    // the pinned key; nil if it does not parse
+	card    *protocol.Card         // nil if none, or it does not parse
+	prekey  *protocol.SignedPrekey // from the newer of card and record
 	rcpt    protocol.Recipient
+	infos   []peer.AddrInfo // devices, with the card's addresses if any
 	devices []peer.ID
 }
 
@@ -75,6 +98,9 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 		devices:  make(map[peer.ID]protocol.ID),
 		online:   make(map[protocol.ID]bool),
 		receipts: make(map[protocol.ID]protocol.MsgID),
+		lookedUp: make(map[protocol.ID]time.Time),
+		retired:  make(map[protocol.ID]retiredKey),
+		dirKick:  make(chan struct{}, 1),
 	}
 	p, err := st.Profile(ctx)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
@@ -83,6 +109,10 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 	s.name = p.Name
 	hk, err := s.hostKey(ctx)
 	if err != nil {
+		return nil, err
+	}
+	s.hostPriv = hk
+	if err := s.loadKeys(ctx); err != nil {
 		return nil, err
 	}
 	if err := s.ensurePrekey(ctx); err != nil {
@@ -95,7 +125,34 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 	for _, f := range friends {
 		s.cacheFriend(f)
 	}
-	if s.host, err = newHost(n.cfg, hk); err != nil {
+	boot, err := addrInfos(n.cfg.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	var dm *directory.Metrics
+	if n.cfg.Metrics != nil {
+		dm = directory.NewMetrics(n.cfg.Metrics)
+	}
+	// The DHT is the host's peer routing: dialling a friend's device by
+	// peer ID alone finds its addresses through the DHT.
+	s.host, err = newHost(hostSpec{
+		key: hk, listen: n.cfg.Listen, low: n.cfg.ConnLow, high: n.cfg.ConnHigh, metrics: n.cfg.Metrics,
+		extra: []libp2p.Option{libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
+			d, err := directory.NewDHT(h, directory.Config{
+				Server: n.cfg.DHTServer, Bootstrap: boot, Now: n.cfg.Now, Logger: n.log,
+				Metrics: dm, ManualRefresh: n.cfg.ManualDHTRefresh,
+			})
+			if err != nil {
+				return nil, err
+			}
+			s.dir = d
+			return d.Routing(), nil
+		})},
+	})
+	if err != nil {
+		if s.dir != nil {
+			s.dir.Close()
+		}
 		return nil, err
 	}
 	ns, err := readState(n.cfg.DataDir)
@@ -104,6 +161,7 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 		err = writeState(n.cfg.DataDir, ns)
 	}
 	if err != nil {
+		s.dir.Close()
 		s.host.Close()
 		return nil, err
 	}
@@ -149,6 +207,12 @@ func (s *session) start() {
 	s.track.goFunc(func() { s.outbox.run(s.life) })
 	s.track.goFunc(func() { s.prekeyLoop(s.life) })
 	s.track.goFunc(func() { s.dialKnown(s.life) })
+	directory.ServeRecord(s.host, s.ownRecordBytes)
+	s.track.goFunc(func() { s.directoryLoop(s.life) })
+	s.track.goFunc(func() { s.friendRecheckLoop(s.life) })
+	if sub, err := s.host.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated)); err == nil {
+		s.track.goFunc(func() { s.watchAddrs(s.life, sub) })
+	}
 	if sub, err := s.host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged)); err == nil {
 		s.track.goFunc(func() { s.watchReachability(s.life, sub) })
 	}
@@ -159,11 +223,13 @@ func (s *session) start() {
 func (s *session) close() error {
 	s.cancel()
 	s.host.RemoveStreamHandler(MsgProtocol)
+	s.host.RemoveStreamHandler(directory.RecordProtocol)
 	s.track.stop()
+	derr := s.dir.Close()
 	herr := s.host.Close()
 	s.track.wait()
 	serr := s.st.Close()
-	return errors.Join(herr, serr)
+	return errors.Join(derr, herr, serr)
 }
 
 // watchReachability keeps the host's reachability for Info.
@@ -186,22 +252,33 @@ func (s *session) watchReachability(ctx context.Context, sub event.Subscription)
 	}
 }
 
-// cacheFriend records f (as stored) in the friend cache.
+// cacheFriend records f (as stored) in the friend cache: the pinned key,
+// and the devices and prekey from their card or directory record,
+// whichever is newer and carries the pinned key.
 func (s *session) cacheFriend(f store.Friend) *friendEntry {
-	fe := &friendEntry{f: f}
-	if k, err := protocol.ParsePublicKey(f.PublicKey); err == nil {
-		fe.key = k
+	fe := &friendEntry{f: f, key: mustKey(f.PublicKey)}
+	now := s.cfg.Now()
+	var cardAt time.Time
+	if c, err := protocol.ParseCardURI(f.Card); f.Card != "" && err == nil && c.UserID == f.UserID && c.Key.Equal(fe.key) {
+		fe.card, fe.prekey, cardAt = c, c.Prekey, c.IssuedAt
+		fe.infos = cardAddrInfo(c)
 	}
-	if f.Card != "" {
-		if c, err := protocol.ParseCardURI(f.Card); err == nil && c.UserID == f.UserID {
-			fe.card = c
-			fe.rcpt = c.Recipient(s.cfg.Now())
-			for _, d := range c.Devices {
-				if id, err := peer.IDFromBytes(d); err == nil {
-					fe.devices = append(fe.devices, id)
-				}
+	if rec, err := directory.ParseRecord(f.Record); len(f.Record) > 0 && err == nil && rec.UserID() == f.UserID && rec.Key().Equal(fe.key) {
+		if fe.card == nil || rec.IssuedAt().After(cardAt) {
+			fe.prekey = rec.Prekey()
+		}
+		fe.infos = mergeDevices(fe.infos, rec.DevicePeers())
+	}
+	if fe.key != nil {
+		fe.rcpt, _ = protocol.NewRecipient(f.UserID, fe.key, nil, now)
+		if fe.prekey != nil {
+			if r, err := protocol.NewRecipient(f.UserID, fe.key, fe.prekey, now); err == nil {
+				fe.rcpt = r
 			}
 		}
+	}
+	for _, info := range fe.infos {
+		fe.devices = append(fe.devices, info.ID)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -222,6 +299,17 @@ func (s *session) cacheFriend(f store.Friend) *friendEntry {
 	return fe
 }
 
+// mergeDevices adds the devices in ids that infos lacks, without
+// addresses: peer routing finds them.
+func mergeDevices(infos []peer.AddrInfo, ids []peer.ID) []peer.AddrInfo {
+	for _, id := range ids {
+		if !slices.ContainsFunc(infos, func(i peer.AddrInfo) bool { return i.ID == id }) {
+			infos = append(infos, peer.AddrInfo{ID: id})
+		}
+	}
+	return infos
+}
+
 func (s *session) forgetFriend(id protocol.ID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -236,17 +324,19 @@ func (s *session) forgetFriend(id protocol.ID) {
 }
 
 // recipient is what to seal to fe with now: their cached recipient while
-// its prekey is valid; else the card's recipient at now, which drops an
-// expired prekey (suite 1) until a new card brings a new one.
+// its prekey is valid, else suite 1 (no prekey) until a newer card or
+// record brings a new one.
 func (s *session) recipient(fe *friendEntry) protocol.Recipient {
 	now := s.cfg.Now()
-	if p := fe.rcpt.Prekey; p != nil && !now.Before(p.NotBefore) && now.Before(p.NotAfter) {
+	if p := fe.rcpt.Prekey; p == nil || (!now.Before(p.NotBefore) && now.Before(p.NotAfter)) {
 		return fe.rcpt
 	}
-	if fe.card != nil && fe.card.Prekey != nil {
-		return fe.card.Recipient(now)
-	}
-	return fe.rcpt
+	return protocol.Recipient{UserID: fe.f.UserID, Key: fe.key}
+}
+
+// isContact reports whether fe is a friend or someone we asked.
+func (fe *friendEntry) isContact() bool {
+	return fe.f.Status == store.FriendAccepted || fe.f.Status == store.FriendPendingOut
 }
 
 func (s *session) friend(id protocol.ID) *friendEntry {

@@ -43,24 +43,39 @@ func writeState(dir string, st nodeState) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, stateFile+".*")
-	if err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, stateFile), b, 0o600); err != nil {
 		return fmt.Errorf("node: write %s: %w", stateFile, err)
 	}
+	return nil
+}
+
+// writeFileAtomic replaces path with b: a synced temporary file renamed
+// over it, then the directory synced, so a crash leaves the old file or
+// the new one.
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.Write(b); err != nil {
 		tmp.Close()
-		return fmt.Errorf("node: write %s: %w", stateFile, err)
+		return err
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return fmt.Errorf("node: write %s: %w", stateFile, err)
+		return err
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("node: write %s: %w", stateFile, err)
+		return err
 	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
-		return fmt.Errorf("node: write %s: %w", stateFile, err)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
 	}
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
