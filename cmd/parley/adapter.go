@@ -111,12 +111,12 @@ func (a *nodeAPI) AddFriend(ctx context.Context, invite string) (api.Friend, err
 	return toAPIFriend(f), nil
 }
 
-func (a *nodeAPI) AcceptFriend(ctx context.Context, userID string) (api.Friend, error) {
+func (a *nodeAPI) AddFriendByID(ctx context.Context, userID string) (api.Friend, error) {
 	id, err := parseUserID("user_id", userID)
 	if err != nil {
 		return api.Friend{}, err
 	}
-	f, err := a.n.AcceptFriend(ctx, id)
+	f, err := a.n.AddFriendByID(ctx, id)
 	if err != nil {
 		return api.Friend{}, apiError(err)
 	}
@@ -254,7 +254,8 @@ func toAPIEvent(ev node.Event) api.Event {
 			Path:   string(m.Path),
 			Error:  m.Error,
 		}
-	case node.EventFriendRequest, node.EventFriendAccepted, node.EventFriendRemoved:
+	case node.EventFriendRequest, node.EventFriendAccepted, node.EventFriendRemoved,
+		node.EventFriendKeyRotated, node.EventFriendKeyChanged:
 		e.Data = toAPIFriend(ev.Friend)
 	case node.EventPeerOnline, node.EventPeerOffline:
 		e.Data = api.Presence{UserID: ev.User.String(), PeerID: ev.Peer.String()}
@@ -286,10 +287,14 @@ func toAPIMessage(m store.Message) api.Message {
 }
 
 func toAPIFriend(f node.Friend) api.Friend {
+	status := string(f.Status)
+	if f.ChangedKey != nil {
+		status = "key_changed"
+	}
 	return api.Friend{
 		UserID:       f.UserID.String(),
 		Name:         f.Name,
-		Status:       string(f.Status),
+		Status:       status,
 		Verified:     f.Verified,
 		Online:       f.Online,
 		SafetyNumber: formatSafetyNumber(f.SafetyNumber),
@@ -366,6 +371,8 @@ func apiError(err error) error {
 		code = api.CodeNotFound
 	case errors.Is(err, node.ErrTooLarge):
 		code = api.CodeTooLarge
+	case errors.Is(err, node.ErrKeyChanged):
+		code = api.CodeKeyChanged
 	case errors.Is(err, node.ErrUnavailable):
 		code = api.CodeUnavailable
 	default:

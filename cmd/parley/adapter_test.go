@@ -133,8 +133,10 @@ func TestAdapterBadInput(t *testing.T) {
 	a := newNodeAPI(registeredNode(t, "alice-2048", "Alice"))
 	stranger := fixtureKey(t, "carol-2048").ID().String()
 	for _, bad := range []string{"", "not-an-id", strings.ToUpper(stranger[:51]) + "!", stranger + "a"} {
-		_, err := a.AcceptFriend(ctx, bad)
-		wantCode(t, "AcceptFriend "+bad, err, api.CodeBadRequest)
+		_, err := a.AddFriendByID(ctx, bad)
+		wantCode(t, "AddFriendByID "+bad, err, api.CodeBadRequest)
+		_, err = a.LookupUser(ctx, bad)
+		wantCode(t, "LookupUser "+bad, err, api.CodeBadRequest)
 		wantCode(t, "RemoveFriend "+bad, a.RemoveFriend(ctx, bad), api.CodeBadRequest)
 		wantCode(t, "VerifyFriend "+bad, a.VerifyFriend(ctx, bad), api.CodeBadRequest)
 		_, err = a.Send(ctx, bad, "hi")
@@ -149,8 +151,8 @@ func TestAdapterBadInput(t *testing.T) {
 	wantCode(t, "Messages bad cursor", err, api.CodeBadRequest)
 	_, err = a.Send(ctx, stranger, "hi")
 	wantCode(t, "Send to a stranger", err, api.CodeNotFound)
-	_, err = a.AcceptFriend(ctx, stranger)
-	wantCode(t, "AcceptFriend a stranger", err, api.CodeNotFound)
+	_, err = a.AddFriendByID(ctx, stranger)
+	wantCode(t, "AddFriendByID a stranger without a directory record", err, api.CodeNotFound)
 	wantCode(t, "RemoveFriend a stranger", a.RemoveFriend(ctx, stranger), api.CodeNotFound)
 	_, err = a.AddFriend(ctx, "parley:nonsense")
 	wantCode(t, "AddFriend bad invite", err, api.CodeBadRequest)
@@ -188,7 +190,7 @@ func TestAdapterTwoNodes(t *testing.T) {
 	if rf := req.Data.(api.Friend); rf.UserID != ma.UserID || rf.Status != "pending_in" || rf.Name != "Alice" {
 		t.Errorf("friend_request data = %+v", rf)
 	}
-	f, err = b.AcceptFriend(ctx, ma.UserID)
+	f, err = b.AddFriendByID(ctx, ma.UserID)
 	if err != nil || f.Status != "accepted" {
 		t.Fatalf("AcceptFriend = %+v, %v", f, err)
 	}
@@ -321,7 +323,7 @@ func TestAdapterSubscribeStalledReader(t *testing.T) {
 		fs, _ := b.Friends(ctx)
 		return len(fs) == 1
 	})
-	if _, err := b.AcceptFriend(ctx, ma.UserID); err != nil {
+	if _, err := b.AddFriendByID(ctx, ma.UserID); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "accepted", func() bool {

@@ -53,11 +53,11 @@ func commands() []command {
 	return []command{
 		{name: "init", summary: "create a data directory: RSA identity, host key, encrypted store"},
 		{name: "run", summary: "run a node with the local API and web UI on 127.0.0.1:7733", run: runRun},
-		{name: "relay", summary: "run a relay: DHT server, bootstrap peer, circuit relay, mailbox"},
+		{name: "relay", summary: "run a relay: DHT server, bootstrap peer, circuit relay, AutoNAT, gossipsub", run: runRelay},
 		{name: "id", summary: "print this node's user ID, fingerprint and peer ID", run: runID},
 		{name: "backup", summary: "write the whole node (keys and database) to one encrypted file"},
 		{name: "restore", summary: "restore a node from a backup file"},
-		{name: "rotate-key", summary: "replace the RSA identity key, signed by the old key"},
+		{name: "rotate-key", summary: "replace the RSA identity key, signed by the old key", run: runRotateKey},
 		{name: "bench", summary: "measure this machine's crypto and storage hot paths"},
 		{name: "version", summary: "print the parley and Go versions", run: runVersion},
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/store"
@@ -45,6 +47,7 @@ type runConfig struct {
 	bootstrap      []string
 	passphraseFile string
 	logLevel       slog.Level
+	metrics        string // --metrics address, or ""
 
 	// The API's TLS certificate and key files, both or neither, and the
 	// extra Host names it accepts (api.Options.AllowedHosts, TLS only).
@@ -136,6 +139,8 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	fs.Var(bootstrap, "bootstrap", "a peer `multiaddr` ending in /p2p/<peer ID> to dial at start; repeatable ["+envBootstrap+"]")
 	fs.StringVar(&c.passphraseFile, "passphrase-file", getenv(envPassphraseFile),
 		"unlock the node at start with the passphrase in this `file` (one trailing newline is ignored) ["+envPassphraseFile+"]")
+	fs.StringVar(&c.metrics, "metrics", getenv(envMetrics),
+		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
 	level := fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
 		"log `level`: debug, info, warn or error; logs go to stderr ["+envLogLevel+"]")
 	if err := fs.Parse(args); err != nil {
@@ -240,7 +245,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 	}()
 
 	c.test.warn(log)
-	n, err := node.New(node.Config{
+	cfg := node.Config{
 		DataDir:      c.dataDir,
 		Listen:       c.listen,
 		Bootstrap:    c.bootstrap,
@@ -248,7 +253,18 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 		KDF:          c.test.kdf,
 		KeyBits:      c.test.keyBits,
 		LoginBackoff: c.test.loginBackoff,
-	})
+	}
+	if c.metrics != "" {
+		reg := prometheus.NewRegistry()
+		addr, stopMetrics, err := serveMetrics(ctx, c.metrics, reg, log)
+		if err != nil {
+			return fmt.Errorf("parley run: --metrics: %w", err)
+		}
+		defer stopMetrics()
+		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+		cfg.Metrics = reg
+	}
+	n, err := node.New(cfg)
 	if err != nil {
 		return fmt.Errorf("parley run: %w", err)
 	}

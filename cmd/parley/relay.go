@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/parley-chat/parley/node"
+)
+
+// Environment variables of `parley relay` (besides PARLEY_LISTEN,
+// PARLEY_BOOTSTRAP and PARLEY_LOG_LEVEL, shared with run).
+const (
+	envRelayDataDir = "PARLEY_RELAY_DATA_DIR"
+	envMetrics      = "PARLEY_METRICS"
+)
+
+// relayConfig is what `parley relay` was told.
+type relayConfig struct {
+	dataDir   string
+	listen    []string
+	bootstrap []string
+	metrics   string
+	logLevel  slog.Level
+}
+
+func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) (relayConfig, error) {
+	var c relayConfig
+	fs := flag.NewFlagSet("parley relay", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, "Usage: parley relay [flags]\n\n"+
+			"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
+			"circuit relay for nodes behind NAT, the AutoNAT service and a gossipsub peer. It\n"+
+			"needs no identity and no passphrase. It prints its addresses: give one of them\n"+
+			"to other nodes as --bootstrap.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.dataDir, "data-dir", getenv(envRelayDataDir),
+		"the relay's data `directory`, which keeps its host key (default ~/.parley-relay) ["+envRelayDataDir+"]")
+	listen := &listFlag{values: splitList(getenv(envListen))}
+	fs.Var(listen, "listen", "a libp2p listen `multiaddr` (default "+strings.Join(node.DefaultRelayListen, ", ")+
+		"); repeatable ["+envListen+"]")
+	bootstrap := &listFlag{values: splitList(getenv(envBootstrap))}
+	fs.Var(bootstrap, "bootstrap", "another relay's `multiaddr` ending in /p2p/<peer ID>; repeatable ["+envBootstrap+"]")
+	fs.StringVar(&c.metrics, "metrics", getenv(envMetrics),
+		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
+	level := fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
+		"log `level`: debug, info, warn or error; logs go to stderr ["+envLogLevel+"]")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("parley relay: unexpected arguments %q: %w", fs.Args(), errUsage)
+	}
+	c.listen, c.bootstrap = listen.values, bootstrap.values
+	lvl, err := parseLogLevel(*level)
+	if err != nil {
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
+	}
+	c.logLevel = lvl
+	if c.dataDir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return c, fmt.Errorf("parley relay: no --data-dir and no home directory: %w", err)
+		}
+		c.dataDir = filepath.Join(home, ".parley-relay")
+	}
+	return c, nil
+}
+
+// runRelay is `parley relay`.
+func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := parseRelayConfig(args, os.Getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	var reg *prometheus.Registry
+	if c.metrics != "" {
+		reg = prometheus.NewRegistry()
+		addr, stopMetrics, err := serveMetrics(ctx, c.metrics, reg, log)
+		if err != nil {
+			return fmt.Errorf("parley relay: --metrics: %w", err)
+		}
+		defer stopMetrics()
+		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+	}
+	cfg := node.RelayConfig{DataDir: c.dataDir, Listen: c.listen, Bootstrap: c.bootstrap, Logger: log}
+	if reg != nil {
+		cfg.Metrics = reg
+	}
+	r, err := node.StartRelay(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("parley relay: %w", err)
+	}
+	fmt.Fprintf(stdout, "Parley relay %s is running. Bootstrap addresses:\n", r.ID())
+	for _, a := range r.Addrs() {
+		fmt.Fprintln(stdout, "  "+a)
+	}
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := r.Close(); err != nil {
+		return fmt.Errorf("parley relay: %w", err)
+	}
+	return nil
+}
