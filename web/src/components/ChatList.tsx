@@ -101,7 +101,7 @@ export function ChatList({
 
 export function initials(name: string): string {
   const words = name.trim().split(/\s+/).filter(Boolean);
-  const s = words.length > 1 ? words[0][0] + words[1][0] : (words[0] ?? '?').slice(0, 2);
+  const s = words.length > 1 ? words[0][0] + words[1][0] : (words[0] ?? '?').slice(0, 1);
   return s.toUpperCase();
 }
 

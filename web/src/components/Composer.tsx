@@ -38,7 +38,8 @@ export function Composer({ onSend, disabled }: { onSend: (text: string) => Promi
     <form className="composer" onSubmit={submit}>
       <textarea
         aria-label="Message"
-        placeholder={disabled ? 'You cannot send messages here' : 'Message (Enter sends, Shift+Enter for a new line)'}
+        placeholder={disabled ? 'You cannot send messages here' : 'Write a message'}
+        title="Enter sends; Shift+Enter makes a new line"
         value={text}
         onChange={(e) => setText(e.target.value)}
         onKeyDown={keyDown}

@@ -132,7 +132,7 @@ function FriendRow({ f, dispatch, onChanged }: { f: Friend; dispatch: Dispatch<A
           {f.name}
           {f.verified && <span className="badge verified">✓ Verified</span>}
         </strong>
-        <span className={`small status-text st-${f.status}`}>
+        <span className={`small status-text st-${f.status}`} data-testid="friend-status">
           {friendStatusLabels[f.status] ?? f.status}
           {f.online ? ' · online' : ''}
         </span>

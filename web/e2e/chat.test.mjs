@@ -1,0 +1,246 @@
+// End to end: two real `parley run` nodes on 127.0.0.1, one headless
+// Chromium context each, driven through the UI as a person would.
+// Run by `make e2e` (part of `make test`); PARLEY_SCREENSHOTS=DIR also saves
+// screenshots of the main screens there (`make screenshots`).
+
+import { after, before, test } from 'node:test';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { ParleyNode, cleanup, launchBrowser } from './nodes.mjs';
+import { WAIT, count, gone, hasText, visible } from './wait.mjs';
+
+const shotsDir = process.env.PARLEY_SCREENSHOTS;
+
+let browser;
+const failed = { any: false };
+
+before(async () => {
+  browser = await launchBrowser();
+  if (shotsDir) mkdirSync(shotsDir, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await cleanup({ keepDirs: failed.any && !!process.env.PARLEY_E2E_KEEP });
+});
+
+async function shot(page, name) {
+  if (!shotsDir) return;
+  await page.screenshot({ path: join(shotsDir, `${name}.png`) });
+}
+
+async function newPage(node, opts = {}) {
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light', ...opts });
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(WAIT);
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text());
+  });
+  page.errors = errors;
+  await page.goto(node.url);
+  return page;
+}
+
+async function register(page, name, pass) {
+  await page.getByLabel('Display name').fill(name);
+  await page.getByLabel('Passphrase', { exact: true }).fill(pass);
+  await page.getByLabel('Confirm passphrase').fill(pass);
+  await page.getByRole('button', { name: 'Register', exact: true }).click();
+  await visible(page.getByRole('heading', { name: `Welcome, ${name}` }), WAIT);
+  const invite = (await page.getByTestId('my-invite').textContent()).trim();
+  if (!invite.startsWith('parley:')) throw new Error(`invite link ${invite}`);
+  return invite;
+}
+
+/** A link of the main navigation, whose name may carry a count ("Chats, 2 unread"). */
+function nav(page, name) {
+  return page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: new RegExp(`^${name}`) });
+}
+
+function chatItem(page, name) {
+  return page.getByTestId('chat-item').filter({ hasText: name });
+}
+
+function message(page, text) {
+  return page.getByTestId('message').filter({ hasText: text });
+}
+
+/** Types text into the composer and sends it with Enter; resolves once it shows in the conversation. */
+async function send(page, text) {
+  const box = page.getByRole('textbox', { name: 'Message', exact: true });
+  await box.fill(text);
+  await box.press('Enter');
+  await visible(message(page, text).and(page.locator('[data-direction="out"]')));
+  assert.equal(await box.inputValue(), '');
+}
+
+test('two people register, become friends by invite link and chat through the web UI', async (t) => {
+  const alice = await ParleyNode.create('alice');
+  const bob = await ParleyNode.create('bob');
+  await Promise.all([alice.start(), bob.start()]);
+  const A = await newPage(alice);
+  const B = await newPage(bob);
+  const passA = 'alice passphrase 1';
+  const passB = 'bob passphrase 22';
+  let inviteA, inviteB;
+
+  // Steps run in order; after a failure the rest are skipped, as they build on it.
+  const step = async (name, fn) => {
+    await t.test(name, { skip: failed.any && 'an earlier step failed' }, async () => {
+      try {
+        await fn();
+      } catch (e) {
+        failed.any = true;
+        throw e;
+      }
+    });
+  };
+
+  await step('both register and see their invite link', async () => {
+    await visible(A.getByRole('heading', { name: 'Welcome to Parley' }));
+    await A.getByLabel('Display name').fill('Alice');
+    await shot(A, 'register');
+    [inviteA, inviteB] = await Promise.all([register(A, 'Alice', passA), register(B, 'Bob', passB)]);
+    await visible(A.getByRole('img', { name: 'QR code of your invite link' }));
+    await shot(A, 'invite');
+    await A.getByRole('button', { name: 'Continue to Parley' }).click();
+    await B.getByRole('button', { name: 'Continue to Parley' }).click();
+    await visible(A.getByRole('heading', { name: 'No chats yet' }));
+    await shot(A, 'chats-empty');
+  });
+
+  await step('they add each other by invite link', async () => {
+    await nav(A, 'Friends').click();
+    await A.getByLabel('Invite link', { exact: true }).fill(inviteB);
+    await A.getByRole('button', { name: 'Add friend', exact: true }).click();
+    await visible(A.getByRole('status').filter({ hasText: 'Request sent to Bob' }));
+
+    // Bob sees Alice's request live, with Accept and Decline.
+    await nav(B, 'Friends').click();
+    const req = B.getByRole('listitem', { name: 'Alice' });
+    await visible(req.getByRole('button', { name: 'Accept', exact: true }));
+    await visible(req.getByRole('button', { name: 'Decline', exact: true }));
+    await shot(B, 'friends-request');
+
+    await B.getByLabel('Invite link', { exact: true }).fill(inviteA);
+    await B.getByRole('button', { name: 'Add friend', exact: true }).click();
+    await visible(B.getByRole('status').filter({ hasText: 'You and Alice are friends now' }));
+    await hasText(A.getByRole('listitem', { name: 'Bob' }).getByTestId('friend-status'), /^Friend/);
+    await shot(A, 'friends');
+  });
+
+  await step('Alice writes; Bob sees unread counts that clear when he opens the chat; Alice sees delivered, then read', async () => {
+    await nav(A, 'Chats').click();
+    await chatItem(A, 'Bob').click();
+    await send(A, 'Hello Bob!');
+    const first = message(A, 'Hello Bob!');
+    await hasText(first.getByTestId('msg-status'), /Delivered/);
+
+    await nav(B, 'Chats').click();
+    const item = chatItem(B, 'Alice');
+    await hasText(item.getByTestId('unread'), /^1$/);
+    await send(A, 'Are you there?');
+    await hasText(item.getByTestId('unread'), /^2$/);
+    await hasText(item, 'Are you there?');
+    await hasText(message(A, 'Are you there?').getByTestId('msg-status'), /Delivered/);
+    await shot(B, 'chats-unread');
+
+    await item.click();
+    await visible(message(B, 'Hello Bob!'));
+    await visible(message(B, 'Are you there?'));
+    await gone(item.getByTestId('unread'));
+    await hasText(first.getByTestId('msg-status'), /Read/);
+    await hasText(message(A, 'Are you there?').getByTestId('msg-status'), /Read/);
+  });
+
+  await step('Bob answers on two lines with Shift+Enter; Alice reads it live', async () => {
+    const box = B.getByRole('textbox', { name: 'Message', exact: true });
+    await box.fill('Hi Alice');
+    await box.press('Shift+Enter');
+    await box.pressSequentially('two lines here');
+    assert.equal(await box.inputValue(), 'Hi Alice\ntwo lines here');
+    await B.getByRole('button', { name: 'Send', exact: true }).click();
+    await visible(message(A, 'two lines here').and(A.locator('[data-direction="in"]')));
+    await hasText(message(B, 'two lines here').getByTestId('msg-status'), /Read/);
+    await shot(A, 'conversation');
+  });
+
+  await step('a reload keeps the session and the history', async () => {
+    await A.reload();
+    await visible(message(A, 'Hello Bob!'));
+    await visible(message(A, 'two lines here'));
+    assert.equal(await A.getByRole('button', { name: 'Log in' }).count(), 0);
+    await hasText(message(A, 'Hello Bob!').getByTestId('msg-status'), /Read/);
+  });
+
+  await step('Bob’s node stops and restarts: "reconnecting", a wrong passphrase refused, then nothing lost', async () => {
+    await bob.stop();
+    await visible(B.getByRole('status').filter({ hasText: /Reconnecting/ }));
+    await shot(B, 'reconnecting');
+
+    await send(A, 'Sent while you were away');
+    await hasText(message(A, 'Sent while you were away').getByTestId('msg-status'), /Pending|Sent/);
+
+    await bob.start();
+    // The restarted node is locked and has forgotten the tab's token: log in again.
+    const pass = B.getByLabel('Passphrase', { exact: true });
+    await visible(pass);
+    await pass.fill('not the passphrase');
+    await B.getByRole('button', { name: 'Log in', exact: true }).click();
+    await hasText(B.getByRole('alert'), /Wrong passphrase/);
+    await shot(B, 'login-wrong');
+    await pass.fill(passB);
+    await B.getByRole('button', { name: 'Log in', exact: true }).click();
+
+    for (const text of ['Hello Bob!', 'Are you there?', 'two lines here']) {
+      await visible(message(B, text));
+    }
+    await visible(message(B, 'Sent while you were away'), 60_000);
+    await hasText(message(A, 'Sent while you were away').getByTestId('msg-status'), /Read/, 60_000);
+    await send(B, 'Back again');
+    await visible(message(A, 'Back again'));
+  });
+
+  await step('safety number: Alice marks Bob as verified', async () => {
+    await A.getByRole('link', { name: 'Safety number' }).click();
+    const digits = A.getByRole('list', { name: 'Safety number' }).getByRole('listitem');
+    await count(digits, 12);
+    await shot(A, 'safety-number');
+    await A.getByRole('button', { name: 'Mark as verified' }).click();
+    await visible(A.getByText('You marked Bob as verified'));
+  });
+
+  await step('settings show the node; log out returns to the login screen', async () => {
+    await nav(A, 'Settings').click();
+    await visible(A.getByText('User ID', { exact: true }));
+    await visible(A.getByText('Reachability'));
+    await shot(A, 'settings');
+    await A.getByRole('button', { name: 'Log out' }).click();
+    await visible(A.getByRole('button', { name: 'Log in', exact: true }));
+    await A.getByLabel('Passphrase', { exact: true }).fill(passA);
+    await A.getByRole('button', { name: 'Log in', exact: true }).click();
+    await visible(nav(A, 'Settings'));
+  });
+
+  await step('phone width and dark mode', async () => {
+    if (!shotsDir) return;
+    const P = await newPage(bob, { viewport: { width: 375, height: 740 }, colorScheme: 'dark' });
+    await P.getByLabel('Passphrase', { exact: true }).fill(passB);
+    await P.getByRole('button', { name: 'Log in', exact: true }).click();
+    await visible(chatItem(P, 'Alice'));
+    await shot(P, 'phone-chats-dark');
+    await chatItem(P, 'Alice').click();
+    await visible(message(P, 'Back again'));
+    await shot(P, 'phone-conversation-dark');
+    await P.context().close();
+  });
+
+  await step('no page error and no CSP violation', async () => {
+    for (const p of [A, B]) {
+      if (p.errors.length) throw new Error(`page errors: ${p.errors.join('\n')}`);
+    }
+  });
+});
