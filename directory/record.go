@@ -439,8 +439,14 @@ func (r *Record) HasKey(id protocol.ID) bool {
 	return false
 }
 
-// Devices returns the user's devices.
-func (r *Record) Devices() []Device { return append([]Device(nil), r.devices...) }
+// Devices returns the user's devices (copies).
+func (r *Record) Devices() []Device {
+	ds := make([]Device, len(r.devices))
+	for i, d := range r.devices {
+		ds[i] = Device{Peer: d.Peer, Sig: append([]byte(nil), d.Sig...)}
+	}
+	return ds
+}
 
 // Relays returns the relay multiaddrs, in text form.
 func (r *Record) Relays() []string { return append([]string(nil), r.relays...) }

@@ -28,7 +28,7 @@ import (
 // input).
 
 // fuzzSentinels are the errors a parser or Open may return, wrapped.
-var fuzzSentinels = []error{ErrAuth, ErrMalformed, ErrTooLarge, ErrNotForMe, ErrStale, ErrUnknownPrekey, ErrUnknownSender, ErrKeySize}
+var fuzzSentinels = []error{ErrAuth, ErrMalformed, ErrTooLarge, ErrNotForMe, ErrStale, ErrUnknownPrekey, ErrUnknownSender, ErrKeySize, ErrBadChain}
 
 func fuzzCheckErr(t *testing.T, what string, err error) {
 	t.Helper()
@@ -175,8 +175,16 @@ func FuzzParseCard(f *testing.F) {
 // fuzzCheckCard checks what a successfully parsed card promises.
 func fuzzCheckCard(t *testing.T, c *Card) {
 	t.Helper()
-	if c.Key == nil || c.Key.ID() != c.UserID {
+	if c.Key == nil {
+		t.Fatal("parsed card has no key")
+	}
+	if c.Genesis == nil && (c.Chain != nil || c.Key.ID() != c.UserID) {
 		t.Fatal("parsed card's key does not hash to its user ID")
+	}
+	if c.Genesis != nil {
+		if cur, err := VerifyChain(c.UserID, c.Genesis, c.Chain); err != nil || !cur.Equal(c.Key) || len(c.Chain) == 0 {
+			t.Fatalf("parsed card's chain does not lead to its key: %v", err)
+		}
 	}
 	if err := c.Key.Verify(LabelCard, c.canonical(), c.Signature); err != nil {
 		t.Fatalf("parsed card's signature does not verify: %v", err)
