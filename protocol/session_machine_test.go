@@ -117,6 +117,12 @@ func (m *machine) step() {
 // new one when none is usable.
 func (m *machine) send(from, to *machineUser, payload int) {
 	body := []byte(strconv.Itoa(payload))
+	if m.now.After(to.prekey.Signed.NotAfter.Add(-48 * time.Hour)) {
+		// The recipient's node has rotated its prekey (and its card).
+		to.retired = append(to.retired, to.prekey)
+		to.prekey = advPrekey(m.t, to.key, m.now)
+		m.stats["prekey"]++
+	}
 	if from.ps.NeedsStart(m.now) {
 		env, err := from.ps.Start(testSender(from.key), testRecipient(to.key, to.prekey), KindText, body, m.now)
 		if err != nil {

@@ -15,9 +15,10 @@ var sessT0 = time.Date(2026, time.February, 3, 10, 20, 30, 400_000_000, time.UTC
 // sessSide is one user of a session test: identity, current prekey and
 // the sessions with the other user.
 type sessSide struct {
-	key    *PrivateKey
-	prekey *Prekey
-	ps     *PeerSessions
+	key     *PrivateKey
+	prekey  *Prekey
+	retired []*Prekey // earlier prekeys, still accepted
+	ps      *PeerSessions
 }
 
 func sessPair(tb testing.TB, a, b string) (*sessSide, *sessSide) {
@@ -39,13 +40,15 @@ func (from *sessSide) start(tb testing.TB, to *sessSide, kind Kind, body []byte,
 
 // accept opens a start envelope from peer and accepts it.
 func (to *sessSide) accept(raw []byte, from *sessSide, now time.Time) (*Message, error) {
-	o := testOpener(to.key, []*PrivateKey{from.key}, to.prekey)
+	prekeys := append([]*Prekey{to.prekey}, to.retired...)
+	o := testOpener(to.key, []*PrivateKey{from.key}, prekeys...)
 	o.Now = func() time.Time { return now }
 	m, err := o.Open(raw)
 	if err != nil {
 		return nil, err
 	}
-	return to.ps.Accept(m, to.prekey, to.key, now)
+	pk, _ := o.Prekey(m.PrekeyID)
+	return to.ps.Accept(m, pk, to.key, now)
 }
 
 func (to *sessSide) mustAccept(tb testing.TB, raw []byte, from *sessSide, now time.Time) *Message {
