@@ -22,6 +22,7 @@ export function Login({ onDone, notice }: { onDone: () => void; notice?: string 
     if (!pass || waitLeft > 0) return;
     setBusy(true);
     setError('');
+    setWaitUntil(0);
     try {
       const r = await api.login(pass);
       setToken(r.token);
@@ -62,7 +63,11 @@ export function Login({ onDone, notice }: { onDone: () => void; notice?: string 
         </label>
         {error && (
           <p role="alert" className="error">
-            {waitLeft > 0 ? `Too many wrong passphrases. Try again in ${formatWait(waitLeft)}.` : error}
+            {waitLeft > 0
+              ? `Too many wrong passphrases. Try again in ${formatWait(waitLeft)}.`
+              : waitUntil > 0
+                ? 'You can try again now.'
+                : error}
           </p>
         )}
         <button type="submit" className="primary" disabled={busy || waitLeft > 0}>
