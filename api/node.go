@@ -117,7 +117,7 @@ type Friend struct {
 type DirectoryEntry struct {
 	UserID      string    `json:"user_id"`
 	Name        string    `json:"name"`
-	Fingerprint string    `json:"fingerprint"` // of the record's current key
+	Fingerprint string    `json:"fingerprint"` // of the user ID (the genesis key): unchanged by rotations
 	Devices     []string  `json:"devices"`     // peer IDs of the user's devices
 	Seq         uint64    `json:"seq"`         // the record's sequence number
 	ExpiresAt   time.Time `json:"expires_at"`

@@ -9,7 +9,9 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -136,5 +138,20 @@ func relayIPLimits() []rcmgr.Option {
 			[]rcmgr.NetworkPrefixLimit{unlimited("127.0.0.0/8")},
 			[]rcmgr.NetworkPrefixLimit{unlimited("::1/128")}),
 		rcmgr.WithConnRateLimiters(limiter),
+	}
+}
+
+// natOptions are a user node's means to be reached from behind NAT: the
+// bootstrap relays as static relays for AutoRelay (which starts once
+// AutoNAT finds the node unreachable), and hole punching (DCUtR) to turn
+// a relayed connection into a direct one. Neither can be exercised on
+// loopback (LIBP2P.md §4).
+func natOptions(relays []peer.AddrInfo) []libp2p.Option {
+	if len(relays) == 0 {
+		return nil
+	}
+	return []libp2p.Option{
+		libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithBootDelay(0)),
+		libp2p.EnableHolePunching(),
 	}
 }

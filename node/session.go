@@ -137,7 +137,7 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 	// peer ID alone finds its addresses through the DHT.
 	s.host, err = newHost(hostSpec{
 		key: hk, listen: n.cfg.Listen, low: n.cfg.ConnLow, high: n.cfg.ConnHigh, metrics: n.cfg.Metrics,
-		extra: []libp2p.Option{libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
+		extra: append(natOptions(boot), libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
 			d, err := directory.NewDHT(h, directory.Config{
 				Server: n.cfg.DHTServer, Bootstrap: boot, Now: n.cfg.Now, Logger: n.log,
 				Metrics: dm, ManualRefresh: n.cfg.ManualDHTRefresh,
@@ -147,7 +147,7 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 			}
 			s.dir = d
 			return d.Routing(), nil
-		})},
+		})),
 	})
 	if err != nil {
 		if s.dir != nil {
