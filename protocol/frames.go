@@ -34,7 +34,7 @@ const (
 	AckOK          AckCode = 0 // verified and stored durably
 	AckAuth        AckCode = 1 // signature or decryption failed
 	AckReplay      AckCode = 2 // msg_id seen before
-	AckStale       AckCode = 3 // outside the acceptance window, or its prekey is gone
+	AckStale       AckCode = 3 // outside the acceptance window, or its prekey, session or message key is gone
 	AckNotForMe    AckCode = 4 // addressed to another user or key
 	AckTooLarge    AckCode = 5 // over a size cap
 	AckMalformed   AckCode = 6 // does not parse
@@ -59,7 +59,8 @@ func (c AckCode) Valid() bool { return int(c) < len(ackNames) }
 // Permanent reports whether sending the same envelope again cannot help.
 func (c AckCode) Permanent() bool { return c != AckOK && c != AckUnavailable && c != AckReplay }
 
-// AckCodeFor maps an Opener.Open error to the code a receiver answers.
+// AckCodeFor maps an Opener.Open or session Open error to the code a
+// receiver answers.
 // It returns AckUnavailable for errors that are not the protocol's.
 func AckCodeFor(err error) AckCode {
 	switch {
@@ -73,6 +74,13 @@ func AckCodeFor(err error) AckCode {
 		return AckNotForMe
 	case errors.Is(err, ErrStale), errors.Is(err, ErrUnknownPrekey), errors.Is(err, ErrExpired):
 		return AckStale
+	case errors.Is(err, ErrSessionUnknown), errors.Is(err, ErrMessageKeyGone), errors.Is(err, ErrSkipLimit):
+		// A session message this receiver can never open: the sender
+		// seals it again in a new session (the receiver asks for one with
+		// a session reset).
+		return AckStale
+	case errors.Is(err, ErrSessionKeyMissing):
+		return AckUnavailable // opens once the responder's certificate has arrived
 	case errors.Is(err, ErrUnknownSender):
 		return AckNotAFriend
 	case errors.Is(err, ErrAuth):

@@ -177,13 +177,10 @@ func (p *PeerSessions) with(s *Session, now time.Time) []*Session {
 // most MaxPeerSessions. Sessions it changes are copies.
 func arrange(ss []*Session, now time.Time) []*Session {
 	slices.SortFunc(ss, func(a, b *Session) int {
-		if a.started != b.started {
-			if a.started > b.started {
-				return -1
-			}
-			return 1
+		if sessionBefore(a, b) {
+			return -1
 		}
-		return -bytes.Compare(a.id[:], b.id[:])
+		return 1
 	})
 	out := ss[:0]
 	for i, s := range ss {
@@ -205,6 +202,16 @@ func arrange(ss []*Session, now time.Time) []*Session {
 		out = out[:MaxPeerSessions]
 	}
 	return out
+}
+
+// sessionBefore reports whether a wins over b as the current session: the
+// later start, and between starts of the same millisecond the greater ID.
+// IDs are unique, so the order is total.
+func sessionBefore(a, b *Session) bool {
+	if a.started != b.started {
+		return a.started > b.started
+	}
+	return bytes.Compare(a.id[:], b.id[:]) > 0
 }
 
 func replaced(ss []*Session, i int, s *Session) []*Session {
@@ -248,7 +255,7 @@ func ParsePeerSessions(b []byte, me, peer ID) (*PeerSessions, error) {
 		if s.me != me || s.peer != peer || slices.ContainsFunc(p.sessions, func(o *Session) bool { return o.id == s.id }) {
 			return nil, fmt.Errorf("%w: peer sessions hold a foreign or duplicate session", ErrMalformed)
 		}
-		if (i == 0) != (s.superseded == 0) {
+		if (i == 0) != (s.superseded == 0) || (i > 0 && !sessionBefore(p.sessions[i-1], s)) {
 			return nil, fmt.Errorf("%w: peer sessions order", ErrMalformed)
 		}
 		p.sessions = append(p.sessions, s)

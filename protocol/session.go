@@ -67,6 +67,10 @@ func (s *Session) ID() SessionID { return s.id }
 // Peer returns the other user's ID.
 func (s *Session) Peer() ID { return s.peer }
 
+// Keys returns the RSA key IDs of both users when the session started:
+// after either rotates its identity key, the node starts a new session.
+func (s *Session) Keys() (mine, peers ID) { return s.meKey, s.peerKey }
+
 // Initiator reports whether this side started the session.
 func (s *Session) Initiator() bool { return s.initiator }
 

@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -331,6 +332,19 @@ func TestDeliveryCarriesASessionMessage(t *testing.T) {
 	} {
 		if _, err := ReadDelivery(readerOf(deliveryFrame(t, d))); !errors.Is(err, ErrMalformed) {
 			t.Errorf("ReadDelivery of %s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestAckCodeForSessionErrors(t *testing.T) {
+	for err, want := range map[error]AckCode{
+		ErrSessionUnknown:    AckStale,
+		ErrMessageKeyGone:    AckStale,
+		ErrSkipLimit:         AckStale,
+		ErrSessionKeyMissing: AckUnavailable,
+	} {
+		if got := AckCodeFor(fmt.Errorf("open: %w", err)); got != want {
+			t.Errorf("AckCodeFor(%v) = %s, want %s", err, got, want)
 		}
 	}
 }
