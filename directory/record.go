@@ -366,9 +366,10 @@ func (r *Record) parseChain(m *pb.UserRecord) error {
 
 // Verify checks everything a storing or reading peer must check before
 // trusting r at now: not expired (ErrExpired) and not issued more than
-// MaxFutureSkew ahead (ErrFuture), the current key follows from the user ID
-// (ErrBadChain), the record signature (ErrBadSignature), the prekey
-// signature (ErrBadPrekey) and each device signature (ErrBadDevice). The
+// MaxFutureSkew ahead (ErrFuture), the record signature by the current key
+// (ErrBadSignature), the current key follows from the user ID
+// (ErrBadChain), the prekey signature (ErrBadPrekey) and each device
+// signature (ErrBadDevice). The
 // form checks (size, canonical encoding, key sizes, lifetime) were made by
 // ParseRecord or NewRecord.
 func (r *Record) Verify(now time.Time) error {
@@ -378,10 +379,15 @@ func (r *Record) Verify(now time.Time) error {
 	if r.issuedAt.After(now.Add(MaxFutureSkew)) {
 		return fmt.Errorf("%w: issued at %s", ErrFuture, r.issuedAt.UTC().Format(time.RFC3339))
 	}
-	if err := r.checkKeys(); err != nil {
+	// Cheapest first: a record forged without the current key fails at its
+	// own signature, before the chain's two verifications per link.
+	if r.genesis == nil && r.key.ID() != r.userID {
+		return fmt.Errorf("%w: %w: key %s does not hash to user ID %s", ErrBadChain, protocol.ErrAuth, r.key, r.userID)
+	}
+	if err := r.checkSignature(); err != nil {
 		return err
 	}
-	return r.checkSignature()
+	return r.checkKeys()
 }
 
 // VerifyRecord is ParseRecord followed by Verify.
