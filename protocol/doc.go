@@ -3,7 +3,8 @@
 // It is pure and silent: no network, no disk, no logging, no global state.
 // Callers branch on its sentinel errors (ErrAuth, ErrMalformed, ErrTooLarge,
 // ErrNotForMe, ErrStale, ErrUnknownPrekey, ErrUnknownSender, ErrKeySize,
-// ErrExpired, ErrBadChain).
+// ErrExpired, ErrBadChain; for sessions ErrSessionUnknown,
+// ErrSessionKeyMissing, ErrMessageKeyGone, ErrSkipLimit).
 //
 // # Identities
 //
@@ -74,4 +75,100 @@
 // 2: it is signed by the current key and carries the genesis key and the
 // chain (NewChainedCard); a card of a user who never rotated is unchanged
 // (version 1).
+//
+// # Sessions
+//
+// A session is a Signal-style double ratchet between two users, anchored in
+// their RSA identities; it makes a message cost an Ed25519 signature and
+// AES-GCM instead of an RSA signature and an RSA decryption, and gives
+// forward secrecy per message and post-compromise security after each DH
+// ratchet step. Messages that cannot use one (first contact, a peer whose
+// session is being reset) still go as envelopes.
+//
+// Start. The initiator A seals a suite-2 envelope of kind KindSessionStart
+// (5) to B, RSA-PSS signed as every envelope, whose body (pb.SessionStart)
+// carries: session_id (16 random bytes), A's fresh Ed25519 session signing
+// key, A's first X25519 ratchet key, root_seed (32 random bytes), the ID of
+// the session it replaces (informational), and the first message's kind
+// and body (kind 0: none), so the first message costs one envelope. The
+// envelope's signature certifies A's session key; its encryption (RSA-OAEP
+// and X25519 with B's prekey) keeps root_seed secret:
+//
+//	SK = HKDF-SHA256(ikm = root_seed, salt = session_id,
+//	         info = "parley/v1/sess-root" ‖ SHA-256(canonical start header))
+//
+// B's signed prekey is B's first ratchet key (DR spec, section 3.3):
+//
+//	A:  RK, CKs = KDF_RK(SK, X25519(A ratchet, B prekey))
+//	B:  RK, CKr = KDF_RK(SK, X25519(B prekey, A ratchet)); then at once a
+//	    DH step with a fresh key, so the session state never holds the
+//	    prekey's private half
+//	KDF_RK(rk, dh) = HKDF-SHA256(ikm = dh, salt = rk, info = "parley/v1/sess-ratchet"), 64 bytes → RK ‖ CK
+//	KDF_CK(ck)     = HMAC-SHA256(ck, 0x01) → message key, HMAC-SHA256(ck, 0x02) → next CK
+//
+// B certifies its own Ed25519 session key with its RSA key, once per
+// session (RSA-PSS under "parley/v1/sess-cert" over session_id ‖
+// bytes(A's user ID) ‖ bytes(B's user ID) ‖ bytes(B's key ID) ‖
+// bytes(B's Ed25519 key)), and attaches key and certificate to every
+// message until A's DH step shows that A has it. So every session key is
+// certified by its owner's RSA key, for this session and these two users.
+//
+// Messages (pb.SessionMessage, KindText etc. in clear like an envelope's
+// kind) have the canonical header
+//
+//	u8 version ‖ u8 sig_alg ‖ u16 kind ‖ msg_id ‖ i64 timestamp_ms ‖
+//	session_id (16) ‖ ratchet_key (32) ‖ u32 previous_chain ‖ u32 number ‖
+//	bytes(cert_key) ‖ bytes(cert_signature)
+//
+// and are made with the next message key mk of the sending chain:
+//
+//	key ‖ nonce = HKDF-Expand-SHA256(mk, "parley/v1/sess-key" ‖ msg_id), 32 + 12 bytes
+//	plaintext   = u32 len(body) ‖ body, zero-padded to a multiple of 256 bytes
+//	ciphertext  = AES-256-GCM(key, nonce, plaintext,
+//	                  AAD = "parley/v1/sess-msg" ‖ sender ID ‖ recipient ID ‖ header)
+//	signature   = Ed25519(session key, "parley/v1/sess-sig" ‖ sender ID ‖
+//	                  recipient ID ‖ header ‖ SHA-256(ciphertext))       sig_alg 1
+//	            or RSA-PSS-SHA256(identity key, same bytes under the label
+//	                  "parley/v1/sess-sig")                             sig_alg 2 (strict)
+//
+// (msg_id in the key derivation means that a state restored from an old
+// copy, which derives a used mk again, still never reuses a key and nonce.)
+// The receiver verifies the certificate and the signature before it
+// touches the ratchet. A DH ratchet step (X25519) happens whenever the
+// direction changes; message keys are deleted once used; at most
+// MaxSkippedKeys (1,000) keys of messages not yet arrived are kept (the
+// oldest go first), and a message that would skip more than MaxSkipJump
+// (2,000) is ErrSkipLimit with nothing derived. A session should be
+// replaced by a new start after SessionMaxAge (7 days) or
+// SessionMaxMessages (10,000): NeedsRekey, PeerSessions.NeedsStart.
+//
+// State. Session and PeerSessions marshal to protobuf (pb/session.proto)
+// with their private keys; the caller seals the blob and stores it in the
+// same transaction as the message and its seen msg_id. Every method is
+// transactional: on error nothing changed. Used message keys and old chain
+// keys are not in the stored state.
+//
+// Crossing starts and lost state. PeerSessions keeps, per peer, the current
+// session and those superseded less than SessionGrace (14 days) ago, at
+// most MaxPeerSessions. The current one is the session with the latest
+// start (start envelope timestamp, then session ID): both sides apply the
+// rule to the same starts, so starts that cross settle on the same session,
+// and the other still opens what was sent on it. A receiver without state
+// for a message (ErrSessionUnknown; or ErrMessageKeyGone or ErrSkipLimit for
+// a msg_id it has not seen) sends an RSA-signed envelope of kind
+// KindSessionReset (6) whose body (pb.SessionReset) names the session; the
+// sender drops it (PeerSessions.Reset) and sends again, in a new session,
+// what is not acknowledged.
+//
+// What sessions give: confidentiality and integrity of each message,
+// forward secrecy (a stolen state opens no message whose key was used,
+// nor, after the next DH steps, earlier chains; it does hold the keys of
+// messages skipped and not yet arrived), post-compromise security
+// (a stolen state opens nothing sent after its owner's next DH step), and
+// signatures anchored in the RSA identities. What they do not give:
+// deniability (Ed25519 and RSA signatures are transferable proof of who
+// sent a message), and hiding of metadata (sender, recipient, session,
+// times, sizes to 256 bytes, and message kinds are visible to relays).
+// The start's secrecy is that of its envelope (RSA-OAEP and the prekey),
+// so a start is forward-secret only once B's prekey is deleted.
 package protocol

@@ -55,6 +55,8 @@ func (s Suite) String() string {
 		return "rsa"
 	case SuiteRSAX25519:
 		return "rsa-x25519"
+	case SuiteSession:
+		return "session"
 	}
 	return fmt.Sprintf("suite(%d)", uint8(s))
 }
@@ -69,6 +71,7 @@ const (
 	KindReceipt        Kind = 2 // a delivery or read receipt
 	KindContactRequest Kind = 3 // carries the sender's contact card
 	KindContactAccept  Kind = 4 // carries the sender's contact card
+	// KindSessionStart (5) and KindSessionReset (6): see session_wire.go.
 )
 
 func (k Kind) String() string {
@@ -81,6 +84,10 @@ func (k Kind) String() string {
 		return "contact-request"
 	case KindContactAccept:
 		return "contact-accept"
+	case KindSessionStart:
+		return "session-start"
+	case KindSessionReset:
+		return "session-reset"
 	}
 	return fmt.Sprintf("kind(%d)", uint16(k))
 }
