@@ -81,6 +81,11 @@ func TestDirectoryNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("33 libp2p hosts")
 	}
+	if raceDetector {
+		// Under the race detector 33 hosts take minutes on two cores;
+		// make test runs this test once more without it.
+		t.Skip("33 libp2p hosts: run without -race (make test does)")
+	}
 	const users = 30
 	relays := startRelays(t, 3)
 	keys := generatedKeys(t, users)

@@ -291,6 +291,11 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 	case m.Kind == protocol.KindContactRequest && prev == store.FriendAccepted:
 		reply = true // they lost us (a new device, a restore): accept again
 	}
+	if f.Status == store.FriendAccepted {
+		// Deliver what is queued for them. Asked before the store says
+		// accepted, so that whoever sees that can rely on it (tests).
+		s.outbox.rush(f.UserID)
+	}
 	if f, err = s.st.PutFriend(ctx, f); err != nil {
 		return err
 	}
@@ -302,9 +307,6 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 	}
 	if ev != "" {
 		s.n.events.publish(Event{Type: ev, Friend: s.view(f)})
-	}
-	if f.Status == store.FriendAccepted {
-		s.outbox.rush(fe.f.UserID)
 	}
 	return nil
 }

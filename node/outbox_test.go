@@ -47,6 +47,12 @@ func TestOutboxRetriesKeepOrder(t *testing.T) {
 	bID := meOf(t, b).UserID
 	sa := sessionOf(t, a)
 
+	// befriend's rush (B accepted) must be over before B is held.
+	waitFor(t, 10*time.Second, "the rush for B is consumed", func() bool {
+		sa.outbox.mu.Lock()
+		defer sa.outbox.mu.Unlock()
+		return !sa.outbox.rushed[bID]
+	})
 	// Queue while B is held unreachable, then move the next attempts so
 	// that the later half is due and the earlier half is not, as jittered
 	// backoffs can leave them.
