@@ -40,11 +40,20 @@ type PeerSessions struct {
 // NewPeerSessions returns an empty set of sessions between me and peer.
 func NewPeerSessions(me, peer ID) *PeerSessions { return &PeerSessions{me: me, peer: peer} }
 
+// Clone returns a snapshot of p that no later call on p changes (the
+// sessions are copy-on-write), for a caller that must roll p back when the
+// transaction storing its new state fails.
+func (p *PeerSessions) Clone() *PeerSessions {
+	return &PeerSessions{me: p.me, peer: p.peer, sessions: slices.Clone(p.sessions)}
+}
+
 // Me and Peer return the two users.
 func (p *PeerSessions) Me() ID   { return p.me }
 func (p *PeerSessions) Peer() ID { return p.peer }
 
-// Current returns the session Seal uses, or nil.
+// Current returns the session Seal uses, or nil. It is for reading (ID,
+// NeedsRekey, Keys): seal and open through p, whose methods are
+// transactional and keep Clone's snapshots intact.
 func (p *PeerSessions) Current() *Session {
 	if len(p.sessions) == 0 {
 		return nil

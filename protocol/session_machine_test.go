@@ -132,7 +132,11 @@ func (m *machine) send(from, to *machineUser, payload int) {
 		m.stats["start"]++
 		return
 	}
-	sm, err := from.ps.Seal(KindText, body, m.now, nil)
+	var strict Signer
+	if m.rng.IntN(20) == 0 {
+		strict = from.key // --strict-rsa-signatures
+	}
+	sm, err := from.ps.Seal(KindText, body, m.now, strict)
 	if err != nil {
 		m.t.Fatalf("Seal: %v", err)
 	}

@@ -348,3 +348,21 @@ func TestAckCodeForSessionErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestPeerSessionsClone(t *testing.T) {
+	alice, bob := sessPair(t, "alice-2048", "bob-2048")
+	bob.mustAccept(t, alice.start(t, bob, KindText, []byte("hi"), sessT0), alice, sessT0)
+	snapA, snapB := alice.ps.Clone(), bob.ps.Clone()
+	beforeA, beforeB := snapA.Marshal(), snapB.Marshal()
+	a1 := alice.seal(t, "a1", sessT0)
+	bob.mustOpen(t, a1, alice, "a1", sessT0)
+	alice.mustOpen(t, bob.seal(t, "b1", sessT0), bob, "b1", sessT0)
+	alice.ps.Reset(alice.ps.Current().ID(), sessT0)
+	if !bytes.Equal(snapA.Marshal(), beforeA) || !bytes.Equal(snapB.Marshal(), beforeB) {
+		t.Fatal("a snapshot changed with its original")
+	}
+	// Rolling back: the snapshot opens a1 again, as if the transaction
+	// that stored its opening had failed.
+	bob.ps = snapB
+	bob.mustOpen(t, a1, alice, "a1", sessT0)
+}
