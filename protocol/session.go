@@ -111,6 +111,9 @@ func StartSession(s Sender, r Recipient, replaces SessionID, kind Kind, body []b
 	if kind == 0 && len(body) != 0 {
 		return nil, nil, fmt.Errorf("%w: a body without a kind", ErrMalformed)
 	}
+	if kind != 0 && !sessionKind(kind) {
+		return nil, nil, fmt.Errorf("%w: a first message of kind %s", ErrMalformed, kind)
+	}
 	st := sessionStart{replaces: replaces, kind: kind, body: body}
 	if _, err := rand.Read(st.id[:]); err != nil {
 		return nil, nil, fmt.Errorf("generating session ID: %w", err)
@@ -220,8 +223,8 @@ func AcceptSession(m *Message, prekey *Prekey, me Signer) (*Session, *Message, e
 // the --strict-rsa-signatures mode). Until the initiator is known to have
 // it, a responder's message carries its certificate.
 func (s *Session) Seal(kind Kind, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
-	if kind == 0 {
-		return nil, fmt.Errorf("%w: kind 0", ErrMalformed)
+	if !sessionKind(kind) {
+		return nil, fmt.Errorf("%w: a session message of kind %s", ErrMalformed, kind)
 	}
 	if len(body) > MaxBodySize {
 		return nil, fmt.Errorf("%w: body of %d bytes (max %d)", ErrTooLarge, len(body), MaxBodySize)

@@ -269,8 +269,18 @@ func TestSessionErrorsLeaveStateUnchanged(t *testing.T) {
 
 	// A session message from a stranger or to a stranger.
 	sessUnchanged(t, alice, ErrNotForMe, func() error { _, err := alice.ps.Open(m, alice.key.Public(), now); return err })
-	if _, err := alice.ps.Seal(0, nil, now, nil); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("Seal of kind 0: %v", err)
+	for _, k := range []Kind{0, KindSessionStart, KindSessionReset} {
+		if _, err := alice.ps.Seal(k, nil, now, nil); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("Seal of kind %s: %v", k, err)
+		}
+		if _, _, err := StartSession(testSender(alice.key), testRecipient(bob.key, bob.prekey), SessionID{}, k, []byte("x"), now); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("a start with a first message of kind %s: %v", k, err)
+		}
+		sm, _ := ParseSessionMessage(alice.seal(t, "k", now))
+		sm.Kind = k
+		if _, err := ParseSessionMessage(sm.Marshal()); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("ParseSessionMessage of kind %s: %v", k, err)
+		}
 	}
 	empty := NewPeerSessions(alice.key.ID(), bob.key.ID())
 	if _, err := empty.Seal(KindText, nil, now, nil); !errors.Is(err, ErrSessionUnknown) {

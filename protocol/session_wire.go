@@ -44,6 +44,10 @@ const (
 	KindSessionReset Kind = 6
 )
 
+// sessionKind reports whether a session message may be of kind k: any
+// kind but 0 and the two that manage sessions, which are envelopes.
+func sessionKind(k Kind) bool { return k != 0 && k != KindSessionStart && k != KindSessionReset }
+
 // SuiteSession marks a Message opened from a session message (never an
 // envelope: ParseEnvelope refuses it).
 const SuiteSession Suite = 3
@@ -192,7 +196,7 @@ func ParseSessionMessage(b []byte) (*SessionMessage, error) {
 	if p.GetSigAlg() > 0xff || (alg != SigSession && alg != SigIdentity) {
 		return nil, bad(fmt.Sprintf("signature algorithm %d", p.GetSigAlg()))
 	}
-	if p.GetKind() == 0 || p.GetKind() > 0xffff {
+	if k := p.GetKind(); k > 0xffff || !sessionKind(Kind(k)) {
 		return nil, bad(fmt.Sprintf("kind %d", p.GetKind()))
 	}
 	if len(p.GetMsgId()) != MsgIDSize || len(p.GetSender()) != IDSize || len(p.GetRecipient()) != IDSize ||
@@ -284,6 +288,9 @@ func parseSessionStart(b []byte) (*sessionStart, error) {
 	var p pb.SessionStart
 	if err := unmarshalCanonical(b, &p); err != nil {
 		return nil, fmt.Errorf("session start: %w", err)
+	}
+	if p.GetKind() != 0 && (p.GetKind() > 0xffff || !sessionKind(Kind(p.GetKind()))) {
+		return nil, fmt.Errorf("%w: session start with a first message of kind %d", ErrMalformed, p.GetKind())
 	}
 	if p.GetVersion() != SessionVersion || len(p.GetSessionId()) != SessionIDSize ||
 		len(p.GetSigningKey()) != ed25519.PublicKeySize || len(p.GetRatchetKey()) != X25519KeySize ||
