@@ -67,6 +67,7 @@
 //	'U'                            profile: sealed JSON
 //	'K'                            key chain: sealed(secrets) JSON of rotations
 //	'Q' ‖ key ID(32)               retired identity key: sealed(secrets) JSON
+//	'R' ‖ user ID(32)              a friend's sessions: sealed(secrets) protobuf
 //
 // A message's sort time is its ReceivedAt for incoming messages and its
 // SentAt for outgoing ones: history shows the local order in which the node

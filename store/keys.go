@@ -24,6 +24,7 @@ const (
 	kProfile      byte = 'U'
 	kKeyChain     byte = 'K'
 	kRetired      byte = 'Q'
+	kSessions     byte = 'R'
 )
 
 // Row kind names, for errors.
@@ -41,6 +42,7 @@ const (
 	rowProfile      = "profile"
 	rowKeyChain     = "key chain"
 	rowRetired      = "retired key"
+	rowSessions     = "sessions"
 )
 
 const (
@@ -78,7 +80,8 @@ func hostKeyKey() []byte  { return []byte{kHostKey} }
 func profileKey() []byte  { return []byte{kProfile} }
 func keyChainKey() []byte { return []byte{kKeyChain} }
 
-func retiredKey(id protocol.ID) []byte { return append([]byte{kRetired}, id[:]...) }
+func retiredKey(id protocol.ID) []byte  { return append([]byte{kRetired}, id[:]...) }
+func sessionsKey(id protocol.ID) []byte { return append([]byte{kSessions}, id[:]...) }
 
 func prekeyKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{kPrekey}, id)

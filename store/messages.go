@@ -196,6 +196,14 @@ func (s *Store) putConvs(txn *badger.Txn, convs map[ConversationID]*convRec) err
 // are empty, and returns the message as stored. A message ID that is
 // already seen or stored is ErrDuplicate and changes nothing.
 func (s *Store) StoreReceived(ctx context.Context, m Message) (Message, error) {
+	return s.StoreReceivedWith(ctx, m, nil)
+}
+
+// StoreReceivedWith is StoreReceived that also writes u (when not nil),
+// the sender's session state after opening m, in the same transaction: a
+// crash never leaves the message stored with its ratchet un-advanced, or
+// the reverse. On ErrDuplicate nothing is written, u neither.
+func (s *Store) StoreReceivedWith(ctx context.Context, m Message, u *SessionUpdate) (Message, error) {
 	now := s.now()
 	if err := prepareIncoming(&m, now); err != nil {
 		return Message{}, err
@@ -203,6 +211,9 @@ func (s *Store) StoreReceived(ctx context.Context, m Message) (Message, error) {
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		convs := make(map[ConversationID]*convRec, 1)
 		if err := s.receiveTxn(txn, &m, now, convs); err != nil {
+			return err
+		}
+		if err := s.putSessionsTxn(txn, u); err != nil {
 			return err
 		}
 		return s.putConvs(txn, convs)
@@ -320,6 +331,12 @@ func checkMessageKey(m *Message, key []byte) error {
 // and NextAttempt (now) when they are empty. A message ID already stored
 // is ErrDuplicate.
 func (s *Store) AddOutgoing(ctx context.Context, m Message, e OutboxEntry) (Message, error) {
+	return s.AddOutgoingWith(ctx, m, e, nil)
+}
+
+// AddOutgoingWith is AddOutgoing that also writes u (when not nil), the
+// session state after sealing m, in the same transaction.
+func (s *Store) AddOutgoingWith(ctx context.Context, m Message, e OutboxEntry, u *SessionUpdate) (Message, error) {
 	now := s.now()
 	switch m.Direction {
 	case "":
@@ -362,6 +379,9 @@ func (s *Store) AddOutgoing(ctx context.Context, m Message, e OutboxEntry) (Mess
 			return err
 		}
 		if err := s.putOutbox(txn, &e); err != nil {
+			return err
+		}
+		if err := s.putSessionsTxn(txn, u); err != nil {
 			return err
 		}
 		c, err := s.loadConv(txn, m.Conversation)

@@ -21,6 +21,9 @@ type OutboxEntry struct {
 	// Control marks an envelope with no message row of its own (a contact
 	// request or accept, a receipt): finishing it only removes the entry.
 	Control bool
+	// Session marks an entry whose Envelope holds a session message
+	// (protocol.SessionMessage) rather than an envelope.
+	Session bool
 }
 
 type outboxRec struct {
@@ -30,6 +33,7 @@ type outboxRec struct {
 	Attempts    int    `json:"attempts"`
 	NextAttempt int64  `json:"next_attempt"`
 	Control     bool   `json:"control,omitempty"`
+	Session     bool   `json:"session,omitempty"`
 }
 
 func (e *OutboxEntry) check() error {
@@ -47,7 +51,7 @@ func (e *OutboxEntry) check() error {
 }
 
 func (r *outboxRec) entry() (OutboxEntry, error) {
-	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt), Control: r.Control}
+	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt), Control: r.Control, Session: r.Session}
 	if len(r.MsgID) != MsgIDSize || len(r.Recipient) != protocol.IDSize {
 		return e, corrupt(rowOutbox, "IDs")
 	}
@@ -64,6 +68,7 @@ func (s *Store) putOutbox(txn *badger.Txn, e *OutboxEntry) error {
 		Attempts:    e.Attempts,
 		NextAttempt: nanos(e.NextAttempt),
 		Control:     e.Control,
+		Session:     e.Session,
 	}
 	if err := s.putRecord(txn, outboxKey(e.MsgID), rec); err != nil {
 		return err
@@ -213,6 +218,12 @@ func (s *Store) FinishOutbox(ctx context.Context, id MsgID, st Status, path Path
 // request or accept, a receipt) for delivery. An entry with the same ID is
 // ErrDuplicate.
 func (s *Store) AddControl(ctx context.Context, e OutboxEntry) error {
+	return s.AddControlWith(ctx, e, nil)
+}
+
+// AddControlWith is AddControl that also writes u (when not nil), the
+// session state after sealing e, in the same transaction.
+func (s *Store) AddControlWith(ctx context.Context, e OutboxEntry, u *SessionUpdate) error {
 	e.Control = true
 	if e.NextAttempt.IsZero() {
 		e.NextAttempt = s.now()
@@ -228,6 +239,9 @@ func (s *Store) AddControl(ctx context.Context, e OutboxEntry) error {
 				}
 				return err
 			}
+		}
+		if err := s.putSessionsTxn(txn, u); err != nil {
+			return err
 		}
 		return s.putOutbox(txn, &e)
 	})

@@ -83,6 +83,12 @@ func (s *Store) Seen(ctx context.Context, id MsgID) (bool, error) {
 // without storing a message (receipts, control messages). An ID already
 // seen is ErrDuplicate. StoreReceived marks its messages itself.
 func (s *Store) MarkSeen(ctx context.Context, id MsgID) error {
+	return s.MarkSeenWith(ctx, id, nil)
+}
+
+// MarkSeenWith is MarkSeen that also writes u (when not nil), the session
+// state after opening the message, in the same transaction.
+func (s *Store) MarkSeenWith(ctx context.Context, id MsgID, u *SessionUpdate) error {
 	if id.IsZero() {
 		return fmt.Errorf("%w: zero message ID", ErrInvalid)
 	}
@@ -94,6 +100,9 @@ func (s *Store) MarkSeen(ctx context.Context, id MsgID) error {
 		}
 		if live {
 			return fmt.Errorf("%w: %s", ErrDuplicate, id)
+		}
+		if err := s.putSessionsTxn(txn, u); err != nil {
+			return err
 		}
 		return txn.SetEntry(s.seenEntry(id, now))
 	})
