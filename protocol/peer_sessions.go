@@ -85,6 +85,13 @@ func (p *PeerSessions) NeedsStart(now time.Time) bool {
 // Start starts a new session (see StartSession) that replaces the current
 // one, makes it current, and returns its start envelope.
 func (p *PeerSessions) Start(s Sender, r Recipient, kind Kind, body []byte, now time.Time) (*Envelope, error) {
+	return p.StartWithID(s, r, kind, MsgID{}, body, now)
+}
+
+// StartWithID is Start with the start envelope's msg_id set to id (zero:
+// a random one): a message sealed again in a new session keeps its ID, so
+// the receiver stores it at most once.
+func (p *PeerSessions) StartWithID(s Sender, r Recipient, kind Kind, id MsgID, body []byte, now time.Time) (*Envelope, error) {
 	if s.UserID != p.me || r.UserID != p.peer {
 		return nil, fmt.Errorf("%w: session start from %s to %s", ErrNotForMe, s.UserID, r.UserID)
 	}
@@ -92,7 +99,7 @@ func (p *PeerSessions) Start(s Sender, r Recipient, kind Kind, body []byte, now 
 	if c := p.Current(); c != nil {
 		replaces = c.id
 	}
-	sess, env, err := StartSession(s, r, replaces, kind, body, now)
+	sess, env, err := startSession(s, r, replaces, kind, id, body, now)
 	if err != nil {
 		return nil, err
 	}
@@ -123,12 +130,18 @@ func (p *PeerSessions) Accept(m *Message, prekey *Prekey, me Signer, now time.Ti
 // Seal seals a message in the current session (see Session.Seal);
 // ErrSessionUnknown when there is none.
 func (p *PeerSessions) Seal(kind Kind, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
+	return p.SealWithID(kind, MsgID{}, body, now, strict)
+}
+
+// SealWithID is Seal with the message's msg_id set to id (zero: a random
+// one), for a message sealed again.
+func (p *PeerSessions) SealWithID(kind Kind, id MsgID, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
 	c := p.Current()
 	if c == nil {
 		return nil, fmt.Errorf("%w: no session with %s", ErrSessionUnknown, p.peer)
 	}
 	next := c.clone()
-	m, err := next.Seal(kind, body, now, strict)
+	m, err := next.seal(kind, id, body, now, strict)
 	if err != nil {
 		return nil, err
 	}

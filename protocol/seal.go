@@ -69,6 +69,17 @@ func Seal(s Sender, r Recipient, kind Kind, body []byte, now time.Time) (*Envelo
 	return seal(sealInput{from: s, to: r, kind: kind, body: body, now: now})
 }
 
+// SealWithID is Seal with the envelope's msg_id set to id rather than a
+// random one: a message sealed again (in a new session, after the first
+// could not be opened) keeps its ID, so the receiver can never store it
+// twice. id must not be zero and must not have been sealed to anyone else.
+func SealWithID(s Sender, r Recipient, kind Kind, id MsgID, body []byte, now time.Time) (*Envelope, error) {
+	if id.IsZero() {
+		return nil, fmt.Errorf("%w: zero msg_id", ErrMalformed)
+	}
+	return seal(sealInput{from: s, to: r, kind: kind, body: body, now: now, id: id})
+}
+
 // sealInput carries Seal's arguments, plus overrides that only tests set, to
 // build envelopes that a correct sender would never make.
 type sealInput struct {
@@ -77,6 +88,7 @@ type sealInput struct {
 	kind Kind
 	body []byte
 	now  time.Time
+	id   MsgID // the msg_id to use; zero: a random one
 
 	innerFrom, innerTo *ID // test only: lie in the encrypted part
 }
@@ -105,8 +117,11 @@ func seal(in sealInput) (*Envelope, error) {
 		RecipientKey: in.to.Key.ID(),
 		SenderDevice: in.from.Device,
 	}}
-	if _, err := rand.Read(e.MsgID[:]); err != nil {
-		return nil, fmt.Errorf("generating msg_id: %w", err)
+	e.MsgID = in.id
+	if e.MsgID.IsZero() {
+		if _, err := rand.Read(e.MsgID[:]); err != nil {
+			return nil, fmt.Errorf("generating msg_id: %w", err)
+		}
 	}
 
 	var agreed []byte // suite 2: X25519(ephemeral, prekey)

@@ -99,6 +99,12 @@ func (s *Session) clone() *Session {
 // (kind 0 and an empty body: no first message). replaces names the session
 // this one replaces, if any (the zero ID: none).
 func StartSession(s Sender, r Recipient, replaces SessionID, kind Kind, body []byte, now time.Time) (*Session, *Envelope, error) {
+	return startSession(s, r, replaces, kind, MsgID{}, body, now)
+}
+
+// startSession is StartSession with the start envelope's msg_id (zero: a
+// random one).
+func startSession(s Sender, r Recipient, replaces SessionID, kind Kind, id MsgID, body []byte, now time.Time) (*Session, *Envelope, error) {
 	if r.Prekey == nil {
 		return nil, nil, fmt.Errorf("%w: a session start needs the recipient's prekey", ErrUnknownPrekey)
 	}
@@ -130,7 +136,7 @@ func StartSession(s Sender, r Recipient, replaces SessionID, kind Kind, body []b
 		return nil, nil, fmt.Errorf("generating ratchet key: %w", err)
 	}
 	st.signing, st.ratchet = pub, pubOf(self)
-	env, err := Seal(s, r, KindSessionStart, st.marshal(), now)
+	env, err := seal(sealInput{from: s, to: r, kind: KindSessionStart, body: st.marshal(), now: now, id: id})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -223,6 +229,11 @@ func AcceptSession(m *Message, prekey *Prekey, me Signer) (*Session, *Message, e
 // the --strict-rsa-signatures mode). Until the initiator is known to have
 // it, a responder's message carries its certificate.
 func (s *Session) Seal(kind Kind, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
+	return s.seal(kind, MsgID{}, body, now, strict)
+}
+
+// seal is Seal with the message's msg_id (zero: a random one).
+func (s *Session) seal(kind Kind, id MsgID, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
 	if !sessionKind(kind) {
 		return nil, fmt.Errorf("%w: a session message of kind %s", ErrMalformed, kind)
 	}
@@ -241,8 +252,11 @@ func (s *Session) Seal(kind Kind, body []byte, now time.Time, strict Signer) (*S
 	if strict != nil {
 		m.SigAlg = SigIdentity
 	}
-	if _, err := rand.Read(m.MsgID[:]); err != nil {
-		return nil, fmt.Errorf("generating msg_id: %w", err)
+	m.MsgID = id
+	if id.IsZero() {
+		if _, err := rand.Read(m.MsgID[:]); err != nil {
+			return nil, fmt.Errorf("generating msg_id: %w", err)
+		}
 	}
 	if !s.initiator && !s.confirmed {
 		m.CertKey, m.CertSignature = s.signing.Public().(ed25519.PublicKey), s.certSig
