@@ -65,7 +65,11 @@ func TestSessionStateMachine(t *testing.T) {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			cryptotest.SetGlobalRandom(t, seed)
 			m := newMachine(t, seed)
-			for range *machineSteps {
+			burstAt := *machineSteps/4 + m.rng.IntN(*machineSteps/2+1)
+			for i := range *machineSteps {
+				if i == burstAt {
+					m.burst()
+				}
 				m.step()
 			}
 			m.drain()
@@ -88,7 +92,7 @@ func (m *machine) step() {
 	i := m.rng.IntN(2)
 	from, to := m.users[i], m.users[1-i]
 	switch r := m.rng.IntN(100); {
-	case r < 40:
+	case r < 32:
 		m.send(from, to, m.next)
 		m.next++
 	case r < 80:
@@ -178,7 +182,7 @@ func (m *machine) deliver(to, from *machineUser, n int) {
 			m.t.Fatalf("payload %d opened twice", p)
 		}
 		m.stats["opened"]++
-	case errors.Is(err, ErrSessionUnknown) && !msg.start:
+	case (errors.Is(err, ErrSessionUnknown) || errors.Is(err, ErrSkipLimit)) && !msg.start:
 		// The receiver answers with a reset; the sender drops the session
 		// and sends the message again, in a new session if need be.
 		from.ps.Reset(msg.session, m.now)
@@ -211,6 +215,46 @@ func (m *machine) open(to, from *machineUser, msg *machineMsg) (*Message, error)
 		return first, err
 	}
 	return to.open(msg.raw, from.sessSide, m.now)
+}
+
+// burst has a user seal more than MaxSkipJump messages of which only the
+// last arrives (the network lost the rest): beyond the window, it is
+// ErrSkipLimit (or ErrSessionUnknown, if the receiver lost the session),
+// and the sender sends it again in a new session.
+func (m *machine) burst() {
+	i := m.rng.IntN(2)
+	from, to := m.users[i], m.users[1-i]
+	if from.ps.NeedsStart(m.now) {
+		m.stats["burst skipped"]++
+		return
+	}
+	var last *SessionMessage
+	for range MaxSkipJump + 2 {
+		if last != nil {
+			m.dropped[m.next-1] = true
+		}
+		var err error
+		if last, err = from.ps.Seal(KindText, []byte(strconv.Itoa(m.next)), m.now, nil); err != nil {
+			m.t.Fatalf("Seal: %v", err)
+		}
+		m.next++
+	}
+	msg := &machineMsg{raw: last.Marshal(), payload: m.next - 1, msgID: last.MsgID, session: last.Session}
+	before := to.ps.Marshal()
+	_, err := m.open(to, from, msg)
+	switch {
+	case errors.Is(err, ErrSkipLimit):
+		if string(before) != string(to.ps.Marshal()) {
+			m.t.Fatal("ErrSkipLimit changed the state")
+		}
+		m.stats["skip limit"]++
+	case errors.Is(err, ErrSessionUnknown):
+		m.stats["burst to a lost session"]++
+	default:
+		m.t.Fatalf("a message beyond the skip window: %v", err)
+	}
+	from.ps.Reset(msg.session, m.now)
+	m.send(from, to, msg.payload)
 }
 
 // duplicate delivers again a message that was delivered: it must not open.
