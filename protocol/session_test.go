@@ -376,3 +376,21 @@ func TestPeerSessionsClone(t *testing.T) {
 	bob.ps = snapB
 	bob.mustOpen(t, a1, alice, "a1", sessT0)
 }
+
+func TestSessionSizeCapsAndExpiredPrekey(t *testing.T) {
+	if _, err := ParseSessionMessage(make([]byte, MaxSessionMessageSize+1)); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("ParseSessionMessage over its cap: %v", err)
+	}
+	alice, bob := sessPair(t, "alice-2048", "bob-2048")
+	late := bob.prekey.Signed.NotAfter
+	if _, err := alice.ps.Start(testSender(alice.key), testRecipient(bob.key, bob.prekey), KindText, nil, late); !errors.Is(err, ErrExpired) {
+		t.Fatalf("a start to an expired prekey: %v, want ErrExpired", err)
+	}
+	if alice.ps.Current() != nil {
+		t.Fatal("a failed start left a session")
+	}
+	carol := testKey(t, "carol-2048")
+	if _, err := alice.ps.Start(testSender(alice.key), testRecipient(carol, bob.prekey), KindText, nil, sessT0); !errors.Is(err, ErrNotForMe) {
+		t.Fatalf("a start to a user the sessions are not with: %v", err)
+	}
+}
