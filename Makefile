@@ -25,15 +25,21 @@ PROTOC_GEN_GO         := $(BIN)/protoc-gen-go
 GOFILES = $(shell find . -name '*.go' -not -path './web/node_modules/*' -not -path './.git/*' -not -path './bin/*' \
 	| xargs -r grep -L '^// Code generated .* DO NOT EDIT\.$$')
 
-.PHONY: test bench run build proto fmt fmt-check vet clean
+.PHONY: test go-test bench run build proto fmt fmt-check vet clean ui web-test e2e screenshots chromium
 
 # The end-to-end tests of cmd/parley build the binary with -tags noassets,parleytest
 # themselves; the second vet and test cover the files only that tag compiles (the
 # test-only settings of parley run and their unit tests).
-test: fmt-check
+# make test also runs the web UI's Vitest tests and its end-to-end test in
+# Chromium (web-test, e2e below); go-test alone needs no npm.
+test: go-test web-test e2e
+
+go-test: fmt-check
 	$(GO) vet $(TAGS) ./...
 	$(GO) vet $(TAGS),parleytest ./cmd/parley/
 	$(GO) test $(TAGS) -race -count=1 ./...
+	# The 33-host directory network is too slow under -race on two cores.
+	$(GO) test $(TAGS) -count=1 -run '^TestDirectoryNetwork$$' ./node/
 	$(GO) test $(TAGS),parleytest -race -count=1 -run '^TestTestSettings' ./cmd/parley/
 
 # The network benchmarks (node, cmd/parley) run a fixed number of messages, so
@@ -44,8 +50,64 @@ bench:
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem $(BENCHFLAGS) $$($(GO) list ./... | grep -v -e /node -e /cmd/)
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem -benchtime=$(NETBENCHTIME) $(BENCHFLAGS) ./node/... ./cmd/...
 
-build:
+# A release build embeds the web UI (web/dist), built first when missing or stale.
+build: ui
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/parley ./cmd/parley
+
+# ---- The web UI (web/: React + TypeScript + Vite) ----
+
+NPM      ?= npm
+CHROMIUM ?= /usr/bin/chromium
+# The UI's sources: a change to any of them rebuilds web/dist.
+WEB_SRC   = $(shell find web/src web/public -type f 2>/dev/null) \
+	web/index.html web/vite.config.ts web/tsconfig.json web/package.json web/package-lock.json
+# npm ci runs again when the lock file changes.
+WEB_DEPS := web/node_modules/.parley-npm-ci
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	@command -v $(NPM) >/dev/null 2>&1 || { \
+		echo "make: npm not found; install Node.js 20 or later with npm (apt-get install nodejs npm)" >&2; exit 1; }
+	cd web && $(NPM) ci --no-audit --no-fund
+	@touch $@
+
+web/dist/index.html: $(WEB_DEPS) $(WEB_SRC)
+	cd web && $(NPM) run build
+
+# ui builds web/dist when it is missing or older than a source.
+ui: web/dist/index.html
+
+# web-test runs the Vitest unit tests (and type-checks the app).
+web-test: $(WEB_DEPS)
+	cd web && npx tsc --noEmit -p .
+	cd web && $(NPM) test
+
+# chromium makes sure Chromium is there for the browser tests: as root it
+# installs Debian's package, otherwise it stops with the command to run.
+chromium:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "make: installing Chromium for the browser tests (apt-get install chromium)"; \
+			apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+		else \
+			echo "make: Chromium not found at $(CHROMIUM); install it (sudo apt-get install chromium) or set CHROMIUM=/path/to/chromium" >&2; \
+			exit 1; \
+		fi; \
+	fi
+
+# e2e runs the end-to-end test: two `parley run` nodes on 127.0.0.1, built
+# with the parleytest tag (cheap test keys) and the real UI, driven through
+# headless Chromium by playwright-core.
+E2E_BIN := $(BIN)/parley-e2e
+e2e: ui chromium
+	$(GO) build -tags parleytest -o $(E2E_BIN) ./cmd/parley
+	cd web && PARLEY_BIN=$(E2E_BIN) CHROMIUM=$(CHROMIUM) node --test --test-reporter=spec e2e/
+
+# screenshots runs the end-to-end test and keeps its screenshots of the main
+# screens in docs/screenshots/ (shown in the README).
+screenshots: ui chromium
+	$(GO) build -tags parleytest -o $(E2E_BIN) ./cmd/parley
+	cd web && PARLEY_BIN=$(E2E_BIN) CHROMIUM=$(CHROMIUM) PARLEY_SCREENSHOTS=$(CURDIR)/docs/screenshots \
+		node --test --test-reporter=spec e2e/
 
 # Runs a node on the default data directory (~/.parley) with the API and UI on
 # http://127.0.0.1:7733/ (parley prints the URL) until Ctrl-C.
@@ -79,6 +141,7 @@ vet:
 
 clean:
 	rm -rf bin coverage.out cover.out *.coverprofile
+	find web/dist -mindepth 1 ! -name .keep -delete 2>/dev/null || true
 
 .PHONY: FORCE
 FORCE:

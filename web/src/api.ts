@@ -80,17 +80,33 @@ export interface Presence {
   peer_id: string;
 }
 
-/** A directory entry, as GET /api/v1/directory/... answers (directory issue). */
-export interface DirectoryUser {
+/** One user who claims a searched name (GET /api/v1/directory/search). */
+export interface SearchResult {
   user_id: string;
   name: string;
-  fingerprint?: string;
+  /** Tells apart users who claim the same name. */
+  fingerprint: string;
+  /** Already on the friend list. */
+  friend: boolean;
+}
+
+/** A user's verified directory record (GET /api/v1/directory/{user_id}). */
+export interface DirectoryEntry {
+  user_id: string;
+  name: string;
+  fingerprint: string;
+  devices: string[];
+  seq: number;
+  expires_at: string;
 }
 
 export type ServerEvent =
   | { type: 'message'; data: Message }
   | { type: 'message_status'; data: StatusChange }
-  | { type: 'friend_request' | 'friend_accepted' | 'friend_removed'; data: Friend }
+  | {
+      type: 'friend_request' | 'friend_accepted' | 'friend_removed' | 'friend_key_rotated' | 'friend_key_changed';
+      data: Friend;
+    }
   | { type: 'peer_online' | 'peer_offline'; data: Presence }
   | { type: 'overflow' };
 
@@ -235,9 +251,9 @@ export const api = {
     (await request<{ conversations: Conversation[] }>('GET', '/conversations')).conversations,
   markRead: (withID: string, upTo?: string) =>
     request<void>('POST', '/read', upTo ? { with: withID, up_to: upTo } : { with: withID }),
-  searchDirectory: (name: string) =>
-    request<{ users: DirectoryUser[] }>('GET', `/directory/search?name=${q(name)}`),
-  lookupUser: (userID: string) => request<DirectoryUser>('GET', `/directory/${q(userID)}`),
+  searchDirectory: async (name: string) =>
+    (await request<{ results: SearchResult[] }>('GET', `/directory/search?name=${q(name)}`)).results ?? [],
+  lookupUser: (userID: string) => request<DirectoryEntry>('GET', `/directory/${q(userID)}`),
 };
 
 export type Api = typeof api;

@@ -1,5 +1,5 @@
 import { useState, type Dispatch, type FormEvent } from 'react';
-import { api, errorText, type DirectoryUser, type Friend, type Me } from '../api';
+import { api, errorText, type SearchResult, type Friend, type Me } from '../api';
 import { friendStatusLabels, type Action } from '../state';
 import { initials } from './ChatList';
 import { InviteCard } from './InviteCard';
@@ -189,7 +189,7 @@ function AddFriend({ dispatch, onChanged }: { dispatch: Dispatch<Action>; onChan
   const [invite, setInvite] = useState('');
   const [userID, setUserID] = useState('');
   const [name, setName] = useState('');
-  const [results, setResults] = useState<DirectoryUser[] | null>(null);
+  const [results, setResults] = useState<SearchResult[] | null>(null);
   const [busy, setBusy] = useState(false);
   const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
 
@@ -233,7 +233,7 @@ function AddFriend({ dispatch, onChanged }: { dispatch: Dispatch<Action>; onChan
   };
   const search = (e: FormEvent) => {
     e.preventDefault();
-    void run(async () => setResults((await api.searchDirectory(name.trim())).users ?? []));
+    void run(async () => setResults(await api.searchDirectory(name.trim())));
   };
 
   return (
@@ -287,15 +287,21 @@ function AddFriend({ dispatch, onChanged }: { dispatch: Dispatch<Action>; onChan
                 <li key={u.user_id} className="person" aria-label={u.name}>
                   <span className="person-main">
                     <strong>{u.name}</strong>
-                    <span className="muted small mono">{u.fingerprint ?? u.user_id}</span>
+                    <span className="muted small mono" title={`User ID ${u.user_id}`}>
+                      Fingerprint {u.fingerprint}
+                    </span>
                   </span>
-                  <button
-                    type="button"
-                    disabled={busy}
-                    onClick={() => void run(async () => added(await api.addFriendByID(u.user_id)))}
-                  >
-                    Add {u.name}
-                  </button>
+                  {u.friend ? (
+                    <span className="muted small">Already a friend</span>
+                  ) : (
+                    <button
+                      type="button"
+                      disabled={busy}
+                      onClick={() => void run(async () => added(await api.addFriendByID(u.user_id)))}
+                    >
+                      Add {u.name}
+                    </button>
+                  )}
                 </li>
               ))}
             </ul>

@@ -27,6 +27,9 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
   const [s, dispatch] = useReducer(reducer, initialState);
   const [me, setMe] = useState<Me | null>(null);
   const [loadError, setLoadError] = useState('');
+  const [notice, setNotice] = useState('');
+  const friendsRef = useRef(s.friends);
+  friendsRef.current = s.friends;
   const route = useRoute();
   const openChat = route.name === 'chats' ? route.with : undefined;
   const openChatRef = useRef(openChat);
@@ -75,7 +78,13 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
           break;
         case 'friend_request':
         case 'friend_accepted':
+        case 'friend_key_changed':
           dispatch({ type: 'friend', friend: e.data });
+          void refreshLists();
+          break;
+        case 'friend_key_rotated':
+          dispatch({ type: 'friend', friend: e.data });
+          setNotice(`${e.data.name} moved to a new key, signed by their old one. Nothing to do.`);
           void refreshLists();
           break;
         case 'friend_removed':
@@ -96,11 +105,12 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
       onEvent,
       onState: (live) => dispatch({ type: 'live', live }),
       onUnauthorized: sessionEnded,
-      onReady: (reconnected) => {
-        if (reconnected) {
-          void refreshLists();
-          setReloadKey((k) => k + 1);
-        }
+      // Whatever happened before the socket was ready (the first load, or
+      // while it was down) is fetched again: lists, unread counts, the open
+      // conversation.
+      onReady: () => {
+        void refreshLists();
+        setReloadKey((k) => k + 1);
       },
     });
     sock.start();
@@ -111,7 +121,8 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
     if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
     if (document.visibilityState !== 'hidden') return;
     try {
-      new Notification('New message', { body: text.slice(0, 120), tag: from });
+      const name = friendsRef.current.find((f) => f.user_id === from)?.name ?? 'Parley';
+      new Notification(name, { body: text.slice(0, 120), tag: from });
     } catch {
       // some browsers allow notifications only from a service worker
     }
@@ -155,6 +166,14 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
       {s.live === 'reconnecting' && (
         <p role="status" className="banner reconnecting">
           <span className="spinner" aria-hidden="true" /> Reconnecting to your node…
+        </p>
+      )}
+      {notice && (
+        <p role="status" className="banner">
+          {notice}{' '}
+          <button type="button" className="link" onClick={() => setNotice('')}>
+            Dismiss
+          </button>
         </p>
       )}
       {loadError && (

@@ -35,7 +35,8 @@ export function SafetyNumber({ friend, onChanged }: { friend?: Friend; onChanged
       <h1>Safety number with {friend.name}</h1>
       {friend.status === 'key_changed' && (
         <p role="alert" className="banner danger">
-          {friend.name}&rsquo;s key has changed. Compare the new number before you trust it.
+          {friend.name}&rsquo;s key has changed. Compare the new number with them; marking it verified accepts the new
+          key and sends the messages held for them.
         </p>
       )}
       <p className="muted">
@@ -54,7 +55,7 @@ export function SafetyNumber({ friend, onChanged }: { friend?: Friend; onChanged
         )}
         {friend.safety_number && <QRCode text={friend.safety_number} label="QR code of the safety number" />}
       </div>
-      {friend.verified ? (
+      {friend.verified && friend.status !== 'key_changed' ? (
         <p className="ok">
           <span className="badge verified">✓ Verified</span> You marked {friend.name} as verified.
         </p>
