@@ -184,6 +184,35 @@ func (s *Store) RescheduleOutbox(ctx context.Context, id MsgID, next time.Time) 
 	return e, nil
 }
 
+// ResealOutbox replaces the bytes of message id's entry (a message sealed
+// again, in a new session, after the first copy could not be opened),
+// makes it due at next, and writes u (when not nil) in the same
+// transaction. ErrNotFound if the entry is gone (settled meanwhile).
+func (s *Store) ResealOutbox(ctx context.Context, id MsgID, sealed []byte, session bool, next time.Time, u *SessionUpdate) (OutboxEntry, error) {
+	if len(sealed) == 0 {
+		return OutboxEntry{}, fmt.Errorf("%w: empty envelope", ErrInvalid)
+	}
+	if err := checkTime("next attempt", next); err != nil {
+		return OutboxEntry{}, err
+	}
+	var e OutboxEntry
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		var err error
+		if e, err = s.deleteOutbox(txn, id); err != nil {
+			return err
+		}
+		e.Envelope, e.Session, e.NextAttempt = sealed, session, next
+		if err := s.putSessionsTxn(txn, u); err != nil {
+			return err
+		}
+		return s.putOutbox(txn, &e)
+	})
+	if err != nil {
+		return OutboxEntry{}, err
+	}
+	return e, nil
+}
+
 // RemoveOutbox deletes the entry of message id and its index row
 // (ErrNotFound if there is none).
 func (s *Store) RemoveOutbox(ctx context.Context, id MsgID) error {

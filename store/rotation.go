@@ -165,12 +165,11 @@ func (s *Store) PurgeRetiredKeys(ctx context.Context, now time.Time) (int, error
 	return n, err
 }
 
-// checkIdentity accepts the stored identity key k if it is the genesis key
-// or the end of the stored, valid rotation chain.
+// checkIdentity accepts the stored identity key k if it is the end of the
+// stored, valid rotation chain: the genesis key while there is no chain. A
+// rotated identity rolled back to the genesis key is refused; deleting the
+// chain row as well is not detected (doc.go: deleted rows are not).
 func (s *Store) checkIdentity(k *protocol.PrivateKey) error {
-	if k.Public().Equal(s.meta.pub) {
-		return nil
-	}
 	var chain []*protocol.Rotation
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
