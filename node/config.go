@@ -98,6 +98,12 @@ type Config struct {
 	// FriendRecheck is how often friends' records are looked up for new
 	// devices, prekeys and keys (10 minutes).
 	FriendRecheck time.Duration
+	// StrictRSASignatures signs every session message with the identity
+	// key (RSA-PSS) instead of the session's certified Ed25519 key.
+	StrictRSASignatures bool
+	// DisableSessions sends every message as a single RSA envelope, as
+	// before sessions (benchmarks compare the two).
+	DisableSessions bool
 	// KeyGrace is how long an old identity key still opens envelopes
 	// after a rotation (14 days); then it is deleted.
 	KeyGrace time.Duration

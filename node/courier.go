@@ -196,6 +196,9 @@ func (l *link) send(ctx context.Context, j job) error {
 		return ctx.Err()
 	}
 	d := &protocol.Delivery{Envelope: j.e.Envelope}
+	if j.e.Session {
+		d = &protocol.Delivery{Session: j.e.Envelope}
+	}
 	if j.kind == protocol.KindContactRequest || j.kind == protocol.KindContactAccept {
 		if card, err := l.c.o.s.ownCard(); err == nil {
 			d.SenderCard = card.Marshal()

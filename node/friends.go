@@ -323,18 +323,39 @@ func (s *session) sendCard(ctx context.Context, fe *friendEntry, kind protocol.K
 	return s.queueControl(ctx, fe, kind, c.Marshal())
 }
 
-// queueControl seals a control envelope and queues it for delivery.
+// queueControl seals a control message and queues it for delivery: a
+// receipt in the current session when there is one, anything else as a
+// single envelope.
 func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
-	env, err := protocol.Seal(s.sender(), s.recipient(fe), kind, body, s.cfg.Now())
+	var (
+		ps *peerSess
+		p  *protocol.PeerSessions
+	)
+	if kind == protocol.KindReceipt && !s.cfg.DisableSessions {
+		ps = s.peerSessOf(fe.f.UserID)
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		var err error
+		if p, err = s.state(ctx, ps, fe.f.UserID); err != nil {
+			return err
+		}
+		if !s.usable(p, fe, s.cfg.Now()) {
+			p = nil // a receipt does not start a session
+		}
+	}
+	out, err := s.sealOut(ps, fe, p, kind, protocol.MsgID{}, body)
 	if err != nil {
 		return fmt.Errorf("node: seal %v: %w", kind, err)
 	}
-	e := store.OutboxEntry{MsgID: env.MsgID, Recipient: fe.f.UserID, Envelope: env.Marshal()}
-	if err := s.st.AddControl(ctx, e); err != nil {
+	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
+	if err := s.st.AddControlWith(ctx, e, out.update); err != nil {
 		return fmt.Errorf("node: queue %v: %w", kind, err)
 	}
+	if out.update != nil {
+		ps.blob = out.update.State
+	}
 	e.Control = true
-	s.outbox.add(e, env, nil)
+	s.outbox.add(e, out.kind, out.stamp, nil)
 	return nil
 }
 

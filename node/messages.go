@@ -11,9 +11,11 @@ import (
 	"github.com/parley-chat/parley/store"
 )
 
-// Send seals text to an accepted friend (suite 2 when their card carries
-// a valid prekey, else suite 1) and queues it durably before it returns;
-// delivery happens in the background. The message starts pending.
+// Send seals text to an accepted friend and queues it durably before it
+// returns; delivery happens in the background. The message starts
+// pending. It goes in the current session with the friend, or starts one
+// (an RSA-signed suite-2 envelope) when their prekey is known; without one
+// it is a single envelope (suite 1).
 func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Message, error) {
 	s, err := n.session()
 	if err != nil {
@@ -34,31 +36,52 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if fe.f.ChangedKey != nil {
 		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
 	}
+	ps := s.peerSessOf(to)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.sessionsFor(ctx, ps, fe)
+	if err != nil {
+		return store.Message{}, err
+	}
 	start := time.Now()
-	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindText, []byte(text), s.cfg.Now())
+	out, err := s.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
 	s.stats.sealNanos.Add(int64(time.Since(start)))
 	s.stats.sealed.Add(1)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
-	raw := env.Marshal()
-	// The courier may put the envelope on the wire while the outbox write
-	// is being synced; it settles the delivery only after that write, and
-	// Send returns only after it too. If the write fails, Send reports it,
-	// though the recipient may already have the message.
-	stored := &storeWait{done: make(chan struct{})}
-	s.outbox.add(store.OutboxEntry{MsgID: env.MsgID, Recipient: to, Envelope: raw}, env, stored)
-	m, err := s.st.AddOutgoing(ctx, store.Message{
-		ID:           env.MsgID,
+	e := store.OutboxEntry{Recipient: to, Envelope: out.raw, Session: out.session}
+	msg := store.Message{
+		ID:           out.id,
 		Conversation: store.DirectConversation(to),
 		Direction:    store.Out,
 		From:         s.me,
 		To:           to,
 		Kind:         kindText,
 		Body:         []byte(text),
-		SentAt:       env.Time(),
+		SentAt:       time.UnixMilli(out.stamp),
 		Status:       store.StatusPending,
-	}, store.OutboxEntry{Recipient: to, Envelope: raw})
+	}
+	if out.update != nil {
+		// The session state must be durable before the message leaves:
+		// the state after it is what the next seal starts from.
+		m, err := s.st.AddOutgoingWith(ctx, msg, e, out.update)
+		if err != nil {
+			return store.Message{}, fmt.Errorf("node: queue message: %w", err)
+		}
+		ps.blob = out.update.State
+		e.MsgID = m.ID
+		s.outbox.add(e, out.kind, out.stamp, nil)
+		return m, nil
+	}
+	// A single envelope: the courier may put it on the wire while the
+	// outbox write is being synced; it settles the delivery only after
+	// that write, and Send returns only after it too. If the write fails,
+	// Send reports it, though the recipient may already have the message.
+	stored := &storeWait{done: make(chan struct{})}
+	e.MsgID = out.id
+	s.outbox.add(e, out.kind, out.stamp, stored)
+	m, err := s.st.AddOutgoing(ctx, msg, e)
 	stored.err = err
 	close(stored.done)
 	if err != nil {

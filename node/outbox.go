@@ -91,6 +91,13 @@ func newOutbox(s *session) *outbox {
 }
 
 func newJob(e store.OutboxEntry) (job, error) {
+	if e.Session {
+		m, err := protocol.ParseSessionMessage(e.Envelope)
+		if err != nil {
+			return job{}, err
+		}
+		return job{e: e, kind: m.Kind, stamp: m.Timestamp}, nil
+	}
 	env, err := protocol.ParseEnvelope(e.Envelope)
 	if err != nil {
 		return job{}, err
@@ -105,10 +112,11 @@ func (o *outbox) kick() {
 	}
 }
 
-// add hands a newly queued entry, sealed as env, to its recipient's
-// courier. stored is nil when the entry is already durable.
-func (o *outbox) add(e store.OutboxEntry, env *protocol.Envelope, stored *storeWait) {
-	o.dispatch(e.Recipient, []job{{e: e, kind: env.Kind, stamp: env.Timestamp, stored: stored}}, false)
+// add hands a newly queued entry of kind, sealed at stamp (unix ms), to
+// its recipient's courier. stored is nil when the entry is already
+// durable.
+func (o *outbox) add(e store.OutboxEntry, kind protocol.Kind, stamp int64, stored *storeWait) {
+	o.dispatch(e.Recipient, []job{{e: e, kind: kind, stamp: stamp, stored: stored}}, false)
 }
 
 // rush delivers everything queued for a friend now, due or not: they
@@ -286,6 +294,8 @@ func (o *outbox) settle(ctx context.Context, j job, ack protocol.Ack) {
 	switch {
 	case ack.Code == protocol.AckOK || ack.Code == protocol.AckReplay:
 		m, err = s.st.FinishOutbox(ctx, j.e.MsgID, store.StatusDelivered, store.PathDirect, "")
+	case ack.Code == protocol.AckStale && j.e.Session && o.resealSession(ctx, j):
+		return // sealed again in a new session, and handed back
 	case ack.Code.Permanent():
 		s.log.Warn("delivery refused", "msg", j.e.MsgID.String(), "to", j.e.Recipient.String(), "code", ack.Code.String())
 		m, err = s.st.FinishOutbox(ctx, j.e.MsgID, store.StatusFailed, "", "refused by the recipient: "+ack.Code.String())

@@ -19,6 +19,9 @@ func clockedPair(t *testing.T) (a, b *Node, clk *testClock) {
 		c.Now = clk.Now
 		c.PrekeyRotation = time.Hour
 		c.MaxAge = 2 * time.Hour
+		// These tests are about single envelopes sealed to prekeys (first
+		// contact); in a session only the start uses the prekey.
+		c.DisableSessions = true
 	}
 	a, b = startNode(t, cfgA, "Alice"), startNode(t, cfgB, "Bob")
 	befriend(t, a, b)

@@ -39,6 +39,9 @@ type inbound struct {
 	from  protocol.ID
 	msg   *protocol.Message
 	card  *protocol.Card // a contact request's or accept's card
+	// sm is a session message, checked but not opened: the committer
+	// opens it, in order, under the sender's session lock.
+	sm *protocol.SessionMessage
 }
 
 // rejected is an inbound that was refused before opening.
@@ -212,6 +215,10 @@ func (s *session) pendingIn() int {
 // open checks and decrypts one delivered envelope into in, without
 // storing it.
 func (s *session) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
+	if len(d.Session) > 0 {
+		s.checkSession(ctx, d, in)
+		return
+	}
 	env, err := protocol.ParseEnvelope(d.Envelope)
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
@@ -293,7 +300,7 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 		return nil, fmt.Errorf("%w: stored key does not parse", errNotAFriend)
 	}
 	switch env.Kind {
-	case protocol.KindText, protocol.KindReceipt:
+	case protocol.KindText, protocol.KindReceipt, protocol.KindSessionStart:
 		// From a friend, or from someone we asked whose accept may be
 		// just ahead of this envelope on the stream: commit decides, in
 		// order, once that accept has taken effect.
@@ -301,7 +308,7 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 			return nil, errNotAFriend
 		}
 		return fe.key, nil
-	case protocol.KindContactAccept:
+	case protocol.KindContactAccept, protocol.KindSessionReset:
 		if fe == nil || (fe.f.Status != store.FriendPendingOut && fe.f.Status != store.FriendAccepted) {
 			return nil, errNotAFriend
 		}
@@ -336,7 +343,15 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 // transaction before the ack; control envelopes are idempotent, so their
 // seen ID is marked after they took effect.
 func (s *session) commit(ctx context.Context, in *inbound) {
+	if in.sm != nil {
+		s.commitSession(ctx, in)
+		return
+	}
 	m := in.msg
+	if m.Kind == protocol.KindSessionStart {
+		s.acceptStart(ctx, in)
+		return
+	}
 	if m.Kind == protocol.KindText || m.Kind == protocol.KindReceipt {
 		if fe := s.friend(m.Sender); fe == nil || fe.f.Status != store.FriendAccepted {
 			in.reject(protocol.AckNotAFriend, errNotAFriend)
@@ -369,10 +384,12 @@ func (s *session) commit(ctx context.Context, in *inbound) {
 		err = s.receiveReceipt(ctx, m)
 	case protocol.KindContactRequest, protocol.KindContactAccept:
 		err = s.receiveContact(ctx, m, in.card)
+	case protocol.KindSessionReset:
+		err = s.receiveReset(ctx, m) // marks it seen with the state
 	default:
 		err = fmt.Errorf("%w: kind %d", protocol.ErrMalformed, m.Kind)
 	}
-	if err == nil && m.Kind != protocol.KindText {
+	if err == nil && m.Kind != protocol.KindText && m.Kind != protocol.KindSessionReset {
 		err = s.st.MarkSeen(ctx, m.MsgID)
 	}
 	if err != nil {
@@ -386,3 +403,36 @@ func (s *session) commit(ctx context.Context, in *inbound) {
 
 // kindText is the store's kind for chat messages.
 const kindText = "text"
+
+// checkSession checks a delivered session message as far as it can be
+// checked without its session state (which the committer holds): form,
+// addressing, time, replay, and that the sender may send it.
+func (s *session) checkSession(ctx context.Context, d *protocol.Delivery, in *inbound) {
+	sm, err := protocol.ParseSessionMessage(d.Session)
+	if err != nil {
+		in.reject(protocol.AckCodeFor(err), err)
+		return
+	}
+	in.ack.MsgID, in.from = sm.MsgID, sm.Sender
+	if sm.Recipient != s.me {
+		in.reject(protocol.AckNotForMe, protocol.ErrNotForMe)
+		return
+	}
+	if err := sm.CheckTime(s.cfg.Now(), s.cfg.MaxAge, protocol.DefaultMaxSkew); err != nil {
+		in.reject(protocol.AckCodeFor(err), err)
+		return
+	}
+	if seen, err := s.st.Seen(ctx, sm.MsgID); err != nil {
+		in.reject(protocol.AckUnavailable, err)
+		return
+	} else if seen {
+		in.reject(protocol.AckReplay, errors.New("msg_id seen before"))
+		return
+	}
+	if fe := s.friend(sm.Sender); fe == nil || fe.key == nil ||
+		(fe.f.Status != store.FriendAccepted && fe.f.Status != store.FriendPendingOut) {
+		in.reject(protocol.AckNotAFriend, errNotAFriend)
+		return
+	}
+	in.sm = sm
+}

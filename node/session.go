@@ -68,6 +68,8 @@ type session struct {
 	chain       []*protocol.Rotation           // own rotations, oldest first
 	lookedUp    map[protocol.ID]time.Time      // unknown-key lookups, by friend
 	retired     map[protocol.ID]retiredKey     // old identity keys, by key ID
+	sessions    map[protocol.ID]*peerSess      // friends' double-ratchet sessions
+	resets      map[protocol.ID]time.Time      // session resets asked, by friend
 	card        *protocol.Card                 // own card, rebuilt when stale
 	friends     map[protocol.ID]*friendEntry   // every stored friend
 	devices     map[peer.ID]protocol.ID        // friends' device peer IDs
@@ -100,6 +102,8 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 		receipts: make(map[protocol.ID]protocol.MsgID),
 		lookedUp: make(map[protocol.ID]time.Time),
 		retired:  make(map[protocol.ID]retiredKey),
+		sessions: make(map[protocol.ID]*peerSess),
+		resets:   make(map[protocol.ID]time.Time),
 		dirKick:  make(chan struct{}, 1),
 	}
 	p, err := st.Profile(ctx)

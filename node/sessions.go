@@ -1,0 +1,385 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Sessions (protocol.PeerSessions): chat messages and receipts to a friend
+// go in a double-ratchet session once one exists. The first message to a
+// friend with a valid prekey starts one: an RSA-signed suite-2 envelope
+// that carries the message. Later messages are session messages (Ed25519
+// and AES-GCM, no RSA). Each friend's sessions are one sealed blob in the
+// store, written in the same transaction as the message whose sealing or
+// opening advanced them, under that friend's lock (peerSess.mu), which
+// also orders the seals.
+//
+// A receiver that cannot open a session message for want of state
+// answers AckStale and queues an RSA-signed session reset; the sender, on
+// AckStale for a session message, seals it again, with the same msg_id,
+// in a new session (resealSession). Contact requests and accepts stay
+// single envelopes, and so does everything to a friend without a valid
+// prekey.
+
+// peerSess is one friend's session state: its lock and the stored blob
+// (nil: none yet), loaded on first use.
+type peerSess struct {
+	mu     sync.Mutex
+	loaded bool
+	blob   []byte
+	// last is the timestamp (unix ms) of the last message sealed to the
+	// friend: each next one is later, so that the outbox, which sends in
+	// timestamp order, keeps the order they were sealed in.
+	last int64
+}
+
+// peerSessOf returns friend id's session state holder.
+func (s *session) peerSessOf(id protocol.ID) *peerSess {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := s.sessions[id]
+	if ps == nil {
+		ps = &peerSess{}
+		s.sessions[id] = ps
+	}
+	return ps
+}
+
+// state parses the friend's sessions; ps.mu must be held. A stored blob
+// that does not parse is dropped (logged): the friend's next session
+// message gets a reset, and a new session starts.
+func (s *session) state(ctx context.Context, ps *peerSess, peer protocol.ID) (*protocol.PeerSessions, error) {
+	if !ps.loaded {
+		b, err := s.st.Sessions(ctx, peer)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("node: sessions: %w", err)
+		}
+		ps.blob, ps.loaded = b, true
+	}
+	if ps.blob == nil {
+		return protocol.NewPeerSessions(s.me, peer), nil
+	}
+	p, err := protocol.ParsePeerSessions(ps.blob, s.me, peer)
+	if err != nil {
+		s.log.Error("stored sessions do not parse; starting afresh", "friend", peer.String(), "err", err)
+		return protocol.NewPeerSessions(s.me, peer), nil
+	}
+	return p, nil
+}
+
+// sealed is a message sealed for the outbox.
+type sealed struct {
+	raw     []byte
+	id      protocol.MsgID
+	stamp   int64 // unix ms
+	kind    protocol.Kind
+	session bool                 // raw is a session message
+	update  *store.SessionUpdate // the session state to store with it, or nil
+}
+
+// sealOut seals kind/body (with msg_id id; zero: a new one) for fe: in
+// the current session; or as a new session's start when none is usable
+// and fe has a valid prekey; or as a single envelope. ps (fe's holder)
+// may be nil; its mu must be held when it is not, and when p is not nil;
+// p is then advanced, and the caller stores
+// out.update with the message and, once stored, sets ps.blob.
+func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
+	now := s.cfg.Now()
+	if ps != nil {
+		if ms := now.UnixMilli(); ms <= ps.last {
+			now = time.UnixMilli(ps.last + 1)
+		}
+		ps.last = now.UnixMilli()
+	}
+	out := sealed{kind: kind}
+	if p != nil && s.usable(p, fe, now) {
+		m, err := p.SealWithID(kind, id, body, now, s.strictSigner())
+		if err != nil {
+			return out, err
+		}
+		out.raw, out.id, out.stamp, out.session = m.Marshal(), m.MsgID, m.Timestamp, true
+		out.update = &store.SessionUpdate{Peer: fe.f.UserID, State: p.Marshal()}
+		return out, nil
+	}
+	rcpt := s.recipient(fe)
+	// A first message too big to ride in the start goes as an envelope;
+	// the next one starts the session.
+	if p != nil && rcpt.Prekey != nil && len(body) <= protocol.MaxStartBody {
+		env, err := p.StartWithID(s.sender(), rcpt, kind, id, body, now)
+		if err != nil {
+			return out, err
+		}
+		out.raw, out.id, out.stamp = env.Marshal(), env.MsgID, env.Timestamp
+		out.update = &store.SessionUpdate{Peer: fe.f.UserID, State: p.Marshal()}
+		return out, nil
+	}
+	var env *protocol.Envelope
+	var err error
+	if id.IsZero() {
+		env, err = protocol.Seal(s.sender(), rcpt, kind, body, now)
+	} else {
+		env, err = protocol.SealWithID(s.sender(), rcpt, kind, id, body, now)
+	}
+	if err != nil {
+		return out, err
+	}
+	out.raw, out.id, out.stamp = env.Marshal(), env.MsgID, env.Timestamp
+	return out, nil
+}
+
+// usable reports whether the current session with fe can carry the next
+// message: it exists, is not due for re-keying, and both identity keys
+// are still the ones it started with (after a rotation a new one starts).
+func (s *session) usable(p *protocol.PeerSessions, fe *friendEntry, now time.Time) bool {
+	c := p.Current()
+	if c == nil || p.NeedsStart(now) {
+		return false
+	}
+	mine, theirs := c.Keys()
+	return mine == s.identity().Public().ID() && fe.key != nil && theirs == fe.key.ID()
+}
+
+// strictSigner is the identity key in --strict-rsa-signatures mode, nil
+// otherwise.
+func (s *session) strictSigner() protocol.Signer {
+	if !s.cfg.StrictRSASignatures {
+		return nil
+	}
+	return s.identity()
+}
+
+// sessionsFor returns fe's session state for sealing, or nil when
+// sessions are off.
+func (s *session) sessionsFor(ctx context.Context, ps *peerSess, fe *friendEntry) (*protocol.PeerSessions, error) {
+	if s.cfg.DisableSessions {
+		return nil, nil
+	}
+	return s.state(ctx, ps, fe.f.UserID)
+}
+
+// commitSession opens a session message (in stream order, under the
+// sender's lock) and stores it with the advanced state in one
+// transaction.
+func (s *session) commitSession(ctx context.Context, in *inbound) {
+	sm := in.sm
+	fe := s.friend(sm.Sender)
+	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
+		in.reject(protocol.AckNotAFriend, errNotAFriend)
+		return
+	}
+	ps := s.peerSessOf(sm.Sender)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.state(ctx, ps, sm.Sender)
+	if err != nil {
+		in.reject(protocol.AckUnavailable, err)
+		return
+	}
+	start := time.Now()
+	m, err := p.Open(sm, fe.key, s.cfg.Now())
+	s.stats.openNanos.Add(int64(time.Since(start)))
+	s.stats.opened.Add(1)
+	if err != nil {
+		code := protocol.AckCodeFor(err)
+		if errors.Is(err, protocol.ErrSessionUnknown) || errors.Is(err, protocol.ErrMessageKeyGone) {
+			s.requestReset(ctx, fe, sm.Session)
+		}
+		in.reject(code, err)
+		return
+	}
+	in.msg = m
+	u := &store.SessionUpdate{Peer: sm.Sender, State: p.Marshal()}
+	if s.storeOpened(ctx, in, m, u) {
+		ps.blob = u.State
+	}
+}
+
+// storeOpened stores an opened chat message or receipt with u in one
+// transaction and reports whether u was stored.
+func (s *session) storeOpened(ctx context.Context, in *inbound, m *protocol.Message, u *store.SessionUpdate) bool {
+	var err error
+	switch m.Kind {
+	case protocol.KindText:
+		var stored store.Message
+		stored, err = s.st.StoreReceivedWith(ctx, textMessage(m), u)
+		if err == nil {
+			s.n.events.publish(Event{Type: EventMessage, Message: stored})
+		}
+	case protocol.KindReceipt:
+		if err = s.receiveReceipt(ctx, m); err == nil {
+			err = s.st.MarkSeenWith(ctx, m.MsgID, u)
+		}
+	case 0: // a session start without a first message
+		err = s.st.MarkSeenWith(ctx, m.MsgID, u)
+	default:
+		err = fmt.Errorf("%w: kind %d in a session", protocol.ErrMalformed, m.Kind)
+	}
+	switch {
+	case errors.Is(err, store.ErrDuplicate):
+		in.reject(protocol.AckReplay, err)
+	case errors.Is(err, protocol.ErrMalformed):
+		in.reject(protocol.AckMalformed, err)
+	case err != nil:
+		in.reject(protocol.AckUnavailable, err)
+	}
+	return err == nil
+}
+
+// textMessage is an opened chat message as the store keeps it.
+func textMessage(m *protocol.Message) store.Message {
+	return store.Message{
+		ID:           m.MsgID,
+		Conversation: store.DirectConversation(m.Sender),
+		Direction:    store.In,
+		From:         m.Sender,
+		To:           m.Recipient,
+		Kind:         kindText,
+		Body:         m.Body,
+		SentAt:       m.Time(),
+		Path:         store.PathDirect,
+	}
+}
+
+// acceptStart takes in a session start (an opened KindSessionStart
+// envelope) and stores its first message with the new state.
+func (s *session) acceptStart(ctx context.Context, in *inbound) {
+	env := in.msg
+	fe := s.friend(env.Sender)
+	if fe == nil || fe.f.Status != store.FriendAccepted {
+		in.reject(protocol.AckNotAFriend, errNotAFriend)
+		return
+	}
+	prekey, err := s.prekeyByID(env.PrekeyID)
+	if err != nil {
+		in.reject(protocol.AckStale, err)
+		return
+	}
+	ps := s.peerSessOf(env.Sender)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.state(ctx, ps, env.Sender)
+	if err != nil {
+		in.reject(protocol.AckUnavailable, err)
+		return
+	}
+	first, err := p.Accept(env, prekey, s.identity(), s.cfg.Now())
+	if err != nil {
+		in.reject(protocol.AckCodeFor(err), err)
+		return
+	}
+	if first == nil {
+		first = &protocol.Message{Header: env.Header}
+		first.Kind = 0
+	}
+	u := &store.SessionUpdate{Peer: env.Sender, State: p.Marshal()}
+	if s.storeOpened(ctx, in, first, u) {
+		ps.blob = u.State
+	}
+}
+
+// resetEvery limits the session resets asked of one friend.
+const resetEvery = 5 * time.Second
+
+// requestReset queues an RSA-signed session reset for fe's session id: the
+// sender then starts a new session, and seals again what we could not
+// open.
+func (s *session) requestReset(ctx context.Context, fe *friendEntry, id protocol.SessionID) {
+	s.mu.Lock()
+	last := s.resets[fe.f.UserID]
+	due := s.cfg.Now().Sub(last) >= resetEvery
+	if due {
+		s.resets[fe.f.UserID] = s.cfg.Now()
+	}
+	s.mu.Unlock()
+	if !due {
+		return
+	}
+	s.log.Info("session state missing; asking for a new session", "friend", fe.f.UserID.String(), "session", id.String())
+	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindSessionReset, protocol.MarshalSessionReset(id), s.cfg.Now())
+	if err == nil {
+		e := store.OutboxEntry{MsgID: env.MsgID, Recipient: fe.f.UserID, Envelope: env.Marshal()}
+		if err = s.st.AddControl(ctx, e); err == nil {
+			e.Control = true
+			s.outbox.add(e, env.Kind, env.Timestamp, nil)
+		}
+	}
+	if err != nil {
+		s.log.Warn("session reset not queued", "friend", fe.f.UserID.String(), "err", err)
+	}
+}
+
+// receiveReset drops the session a friend could not open: our next
+// message to them starts a new one.
+func (s *session) receiveReset(ctx context.Context, m *protocol.Message) error {
+	id, err := protocol.ParseSessionReset(m.Body)
+	if err != nil {
+		return err
+	}
+	ps := s.peerSessOf(m.Sender)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.state(ctx, ps, m.Sender)
+	if err != nil {
+		return err
+	}
+	if !p.Reset(id, s.cfg.Now()) {
+		return s.st.MarkSeen(ctx, m.MsgID)
+	}
+	u := store.SessionUpdate{Peer: m.Sender, State: p.Marshal()}
+	if err := s.st.MarkSeenWith(ctx, m.MsgID, &u); err != nil {
+		return err
+	}
+	ps.blob = u.State
+	s.log.Info("friend asked for a new session", "friend", m.Sender.String(), "session", id.String())
+	return nil
+}
+
+// resealSession seals again a queued session message that the recipient
+// could not open (AckStale), in a new session and with the same msg_id,
+// and makes it due now. It reports false when the entry cannot be sealed
+// again (a receipt, whose body is not kept: the next receipt says more).
+func (o *outbox) resealSession(ctx context.Context, j job) bool {
+	s := o.s
+	fe := s.friend(j.e.Recipient)
+	if fe == nil || fe.key == nil || j.e.Control {
+		return false
+	}
+	old, err := protocol.ParseSessionMessage(j.e.Envelope)
+	if err != nil {
+		return false
+	}
+	m, err := s.st.Message(ctx, j.e.MsgID)
+	if err != nil {
+		return false
+	}
+	ps := s.peerSessOf(fe.f.UserID)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.state(ctx, ps, fe.f.UserID)
+	if err != nil {
+		return false
+	}
+	p.Reset(old.Session, s.cfg.Now())
+	out, err := s.sealOut(ps, fe, p, protocol.KindText, j.e.MsgID, m.Body)
+	if err != nil {
+		s.log.Warn("message not sealed again", "msg", j.e.MsgID.String(), "err", err)
+		return false
+	}
+	if _, err := s.st.ResealOutbox(ctx, j.e.MsgID, out.raw, out.session, s.cfg.Now(), out.update); err != nil {
+		return false
+	}
+	if out.update != nil {
+		ps.blob = out.update.State
+	}
+	s.log.Info("message sealed again in a new session", "msg", j.e.MsgID.String(), "to", fe.f.UserID.String())
+	// Due now: the scanner hands it to the courier once settle has
+	// released the old job.
+	o.kick()
+	return true
+}

@@ -1,0 +1,243 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// storedSessions parses n's stored sessions with peer (nil if none).
+func storedSessions(tb testing.TB, n *Node, peer protocol.ID) *protocol.PeerSessions {
+	tb.Helper()
+	s := sessionOf(tb, n)
+	b, err := s.st.Sessions(context.Background(), peer)
+	if isErr(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := protocol.ParsePeerSessions(b, s.me, peer)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// checkReceived checks that to holds exactly texts from sender, in order,
+// and that the sender sees its messages to to delivered.
+func checkReceived(tb testing.TB, sender, to *Node, texts []string) {
+	tb.Helper()
+	sID, toID := meOf(tb, sender).UserID, meOf(tb, to).UserID
+	in := func() []store.Message {
+		var out []store.Message
+		for _, m := range convHistory(tb, to, sID) {
+			if m.Direction == store.In {
+				out = append(out, m)
+			}
+		}
+		return out
+	}
+	waitFor(tb, 30*time.Second, "the messages arrive", func() bool { return len(in()) >= len(texts) })
+	checkExactlyOnce(tb, in(), texts)
+	waitFor(tb, 10*time.Second, "the sender sees them delivered", func() bool {
+		for _, m := range convHistory(tb, sender, toID) {
+			if m.Direction == store.Out && m.Status != store.StatusDelivered && m.Status != store.StatusRead {
+				return false
+			}
+		}
+		return len(queuedFor(tb, sender, toID)) == 0
+	})
+}
+
+// currentSession is the ID of n's current session with peer (zero: none).
+func currentSession(tb testing.TB, n *Node, peer protocol.ID) protocol.SessionID {
+	tb.Helper()
+	p := storedSessions(tb, n, peer)
+	if p == nil || p.Current() == nil {
+		return protocol.SessionID{}
+	}
+	return p.Current().ID()
+}
+
+// TestSessionChat: the first message starts a session (one RSA-signed
+// envelope), everything after goes in it both ways, receipts included,
+// and a restart in the middle of the conversation changes nothing.
+func TestSessionChat(t *testing.T) {
+	ctx := context.Background()
+	cfgB := testConfig(t, "bob-2048")
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, cfgB, "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+
+	sendAll(t, a, bID, []string{"hello"})
+	checkReceived(t, a, b, []string{"hello"})
+	sid := currentSession(t, a, bID)
+	if sid.IsZero() || currentSession(t, b, aID) != sid {
+		t.Fatalf("sessions after the first message: A %s, B %s", sid, currentSession(t, b, aID))
+	}
+	if !storedSessions(t, a, bID).Current().Initiator() || storedSessions(t, b, aID).Current().Initiator() {
+		t.Fatal("A should be the initiator, B the responder")
+	}
+
+	// B answers in the session (its first reply certifies its session key).
+	sendAll(t, b, aID, numbered("from B", 5))
+	checkReceived(t, b, a, numbered("from B", 5))
+	sendAll(t, a, bID, numbered("from A", 20))
+	checkReceived(t, a, b, append([]string{"hello"}, numbered("from A", 20)...))
+	if got := currentSession(t, a, bID); got != sid {
+		t.Fatalf("the session changed without a reason: %s, was %s", got, sid)
+	}
+	// Read receipts travel in the session too.
+	if err := b.MarkRead(ctx, aID, protocol.MsgID{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "A sees read", func() bool {
+		for _, m := range convHistory(t, a, bID) {
+			if m.Direction == store.Out && m.Status != store.StatusRead {
+				return false
+			}
+		}
+		return true
+	})
+
+	// B restarts mid-conversation; both go on in the same session.
+	closeNode(t, b)
+	sendAll(t, a, bID, numbered("while B is down", 5))
+	b = unlockNode(t, cfgB)
+	sendAll(t, b, aID, numbered("B is back", 3))
+	want := append(append([]string{"hello"}, numbered("from A", 20)...), numbered("while B is down", 5)...)
+	checkReceived(t, a, b, want)
+	checkReceived(t, b, a, append(numbered("from B", 5), numbered("B is back", 3)...))
+	if got := currentSession(t, b, aID); got != sid {
+		t.Fatalf("B's session after the restart: %s, want %s", got, sid)
+	}
+}
+
+// TestSessionLostState: B loses its session state (an old backup, say).
+// A's next message cannot be opened; B asks for a reset, A seals it again
+// in a new session with the same msg_id, and it arrives exactly once.
+func TestSessionLostState(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sendAll(t, a, bID, numbered("before", 3))
+	checkReceived(t, a, b, numbered("before", 3))
+	old := currentSession(t, a, bID)
+
+	sb := sessionOf(t, b)
+	if err := sb.st.PutSessions(ctx, store.SessionUpdate{Peer: aID}); err != nil {
+		t.Fatal(err)
+	}
+	sb.mu.Lock()
+	delete(sb.sessions, aID) // forget the cached copy too
+	sb.mu.Unlock()
+
+	sendAll(t, a, bID, numbered("after", 3))
+	checkReceived(t, a, b, append(numbered("before", 3), numbered("after", 3)...))
+	nw := currentSession(t, a, bID)
+	if nw.IsZero() || nw == old || currentSession(t, b, aID) != nw {
+		t.Fatalf("sessions after the reset: A %s (was %s), B %s", nw, old, currentSession(t, b, aID))
+	}
+	// And B's answers go in the new session.
+	sendAll(t, b, aID, []string{"got them"})
+	checkReceived(t, b, a, []string{"got them"})
+}
+
+// TestSessionStrictRSA: with --strict-rsa-signatures every session message
+// is signed with the identity key; the friend verifies it.
+func TestSessionStrictRSA(t *testing.T) {
+	cfgA := testConfig(t, "alice-2048")
+	cfgA.StrictRSASignatures = true
+	a := startNode(t, cfgA, "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sendAll(t, a, bID, numbered("strict", 4))
+	checkReceived(t, a, b, numbered("strict", 4))
+	sendAll(t, b, aID, []string{"relaxed"})
+	checkReceived(t, b, a, []string{"relaxed"})
+	sendAll(t, a, bID, []string{"strict again"})
+	checkReceived(t, a, b, append(numbered("strict", 4), "strict again"))
+}
+
+// TestSessionCrossingStarts: both send their first message while the other
+// is held unreachable, so two starts cross. Both messages arrive, and both
+// sides settle on the same session.
+func TestSessionCrossingStarts(t *testing.T) {
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sa, sb := sessionOf(t, a), sessionOf(t, b)
+	for _, x := range []struct {
+		s    *session
+		peer protocol.ID
+	}{{sa, bID}, {sb, aID}} {
+		waitFor(t, 10*time.Second, "the rush is consumed", func() bool {
+			x.s.outbox.mu.Lock()
+			defer x.s.outbox.mu.Unlock()
+			return !x.s.outbox.rushed[x.peer]
+		})
+		x.s.outbox.mu.Lock()
+		x.s.outbox.unreachable[x.peer] = farFuture
+		x.s.outbox.mu.Unlock()
+	}
+	sendAll(t, a, bID, []string{"hi from A"})
+	sendAll(t, b, aID, []string{"hi from B"})
+	if currentSession(t, a, bID) == currentSession(t, b, aID) {
+		t.Fatal("the two starts are the same session")
+	}
+	sa.outbox.rush(bID)
+	sb.outbox.rush(aID)
+	checkReceived(t, a, b, []string{"hi from A"})
+	checkReceived(t, b, a, []string{"hi from B"})
+	waitFor(t, 10*time.Second, "both settle on one session", func() bool {
+		return currentSession(t, a, bID) == currentSession(t, b, aID)
+	})
+	// The conversation goes on in it, both ways.
+	sendAll(t, a, bID, numbered("then A", 3))
+	sendAll(t, b, aID, numbered("then B", 3))
+	checkReceived(t, a, b, append([]string{"hi from A"}, numbered("then A", 3)...))
+	checkReceived(t, b, a, append([]string{"hi from B"}, numbered("then B", 3)...))
+}
+
+// TestSessionQueuesSessionMessages: after the start, what A queues for B
+// are session messages (no RSA), and with sessions off single envelopes.
+func TestSessionQueuesSessionMessages(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		cfgA := testConfig(t, "alice-2048")
+		cfgA.DisableSessions = off
+		a := startNode(t, cfgA, "Alice")
+		b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+		befriend(t, a, b)
+		bID := meOf(t, b).UserID
+		sendAll(t, a, bID, []string{"start"})
+		checkReceived(t, a, b, []string{"start"})
+		sa := sessionOf(t, a)
+		sa.outbox.mu.Lock()
+		sa.outbox.unreachable[bID] = farFuture
+		sa.outbox.mu.Unlock()
+		sendAll(t, a, bID, numbered("queued", 5))
+		q := queuedFor(t, a, bID)
+		if len(q) != 5 {
+			t.Fatalf("sessions off %v: %d queued", off, len(q))
+		}
+		for _, e := range q {
+			if e.Session == off {
+				t.Errorf("sessions off %v: entry %s is a session message: %v", off, e.MsgID, e.Session)
+			}
+			if _, err := newJob(e); err != nil {
+				t.Errorf("entry %s does not parse: %v", e.MsgID, err)
+			}
+		}
+		sa.outbox.rush(bID)
+		checkReceived(t, a, b, append([]string{"start"}, numbered("queued", 5)...))
+	}
+}
