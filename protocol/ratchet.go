@@ -51,7 +51,9 @@ type skippedKey struct {
 // open leaves the session as it was. The slices are never modified in
 // place either, only replaced, so copies may share them.
 type ratchet struct {
-	dhSelf    *ecdh.PrivateKey // DHs
+	dhSelf    *ecdh.PrivateKey // DHs, or nil after a parse until a DH step needs it
+	dhPriv    key32            // DHs, private
+	dhPub     key32            // DHs, public
 	dhRemote  key32            // DHr
 	root      key32            // RK
 	send      key32            // CKs
@@ -125,6 +127,26 @@ func x25519(priv *ecdh.PrivateKey, pub []byte) ([]byte, error) {
 
 func pubOf(k *ecdh.PrivateKey) key32 { return key32(k.PublicKey().Bytes()) }
 
+// withSelf returns r with its own ratchet key set to k.
+func (r ratchet) withSelf(k *ecdh.PrivateKey) ratchet {
+	r.dhSelf, r.dhPriv, r.dhPub = k, key32(k.Bytes()), pubOf(k)
+	return r
+}
+
+// self returns the own ratchet key as a crypto/ecdh key, made from its
+// stored bytes after a parse (which costs a scalar multiplication, so
+// parsing does not).
+func (r ratchet) self() (*ecdh.PrivateKey, error) {
+	if r.dhSelf != nil {
+		return r.dhSelf, nil
+	}
+	k, err := ecdh.X25519().NewPrivateKey(r.dhPriv[:])
+	if err != nil {
+		return nil, fmt.Errorf("%w: session state ratchet key", ErrMalformed)
+	}
+	return k, nil
+}
+
 // initiatorRatchet is Alice's RatchetInitAlice: DHs = self, DHr = bob's
 // prekey, RK, CKs = KDF_RK(SK, DH(DHs, DHr)).
 func initiatorRatchet(sk key32, self *ecdh.PrivateKey, prekeyPub key32) (ratchet, error) {
@@ -136,21 +158,25 @@ func initiatorRatchet(sk key32, self *ecdh.PrivateKey, prekeyPub key32) (ratchet
 	if err != nil {
 		return ratchet{}, err
 	}
-	return ratchet{dhSelf: self, dhRemote: prekeyPub, root: root, send: send}, nil
+	return ratchet{dhRemote: prekeyPub, root: root, send: send}.withSelf(self), nil
 }
 
 // responderRatchet is Bob's RatchetInitBob with the prekey as DHs,
 // followed at once by the DH ratchet step for alice's first ratchet key,
 // so that the state never holds the prekey's private half.
 func responderRatchet(sk key32, prekey *ecdh.PrivateKey, alice key32) (ratchet, error) {
-	r := ratchet{dhSelf: prekey, root: sk}
+	r := ratchet{root: sk}.withSelf(prekey)
 	return r.dhStep(alice)
 }
 
 // dhStep is DHRatchet: PN = Ns; Ns = Nr = 0; DHr = remote;
 // RK, CKr = KDF_RK(RK, DH(DHs, DHr)); DHs = new; RK, CKs = KDF_RK(RK, DH(DHs, DHr)).
 func (r ratchet) dhStep(remote key32) (ratchet, error) {
-	dh, err := x25519(r.dhSelf, remote[:])
+	me, err := r.self()
+	if err != nil {
+		return r, err
+	}
+	dh, err := x25519(me, remote[:])
 	if err != nil {
 		return r, err
 	}
@@ -171,7 +197,8 @@ func (r ratchet) dhStep(remote key32) (ratchet, error) {
 		return r, err
 	}
 	r.pn, r.ns, r.nr = r.ns, 0, 0
-	r.dhSelf, r.dhRemote = self, remote
+	r = r.withSelf(self)
+	r.dhRemote = remote
 	r.root, r.recv, r.send, r.hasRecv = root, recv, send, true
 	return r, nil
 }

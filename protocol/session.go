@@ -246,7 +246,7 @@ func (s *Session) seal(kind Kind, id MsgID, body []byte, now time.Time, strict S
 	next, mk, n := s.r.sealKey()
 	m := &SessionMessage{SessionHeader: SessionHeader{
 		Version: SessionVersion, SigAlg: SigSession, Kind: kind, Timestamp: now.UnixMilli(),
-		Sender: s.me, Recipient: s.peer, Session: s.id, RatchetKey: pubOf(next.dhSelf),
+		Sender: s.me, Recipient: s.peer, Session: s.id, RatchetKey: next.dhPub,
 		PreviousChain: next.pn, Number: n,
 	}}
 	if strict != nil {

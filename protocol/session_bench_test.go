@@ -96,7 +96,7 @@ func sessBenchSigned(body int) []byte {
 func BenchmarkSessionRatchetStep(b *testing.B) {
 	alice, _ := ecdh.X25519().GenerateKey(rand.Reader)
 	bob, _ := ecdh.X25519().GenerateKey(rand.Reader)
-	r := ratchet{dhSelf: alice}
+	r := ratchet{}.withSelf(alice)
 	remote := pubOf(bob)
 	bobPub := bob.PublicKey()
 	var sink ratchet
@@ -206,4 +206,17 @@ func BenchmarkSessionOpen(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkPeerSessionsStore: what storing a friend's sessions costs per
+// message besides the crypto, Marshal and ParsePeerSessions of a blob in
+// its steady state (no skipped keys), and its size.
+func BenchmarkPeerSessionsStore(b *testing.B) {
+	alice, _ := sessBenchPair(b, 3072)
+	for b.Loop() {
+		if _, err := ParsePeerSessions(alice.ps.Marshal(), alice.ps.me, alice.ps.peer); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(alice.ps.Marshal())), "blob-bytes")
 }

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"crypto/ecdh"
 	"crypto/ed25519"
 	"fmt"
 
@@ -27,10 +26,11 @@ func (s *Session) toPB() *pb.SessionState {
 		StartedMs:     s.started,
 		SupersededMs:  s.superseded,
 		Messages:      s.messages,
-		SigningSeed:   s.signing.Seed(),
+		SigningKey:    s.signing,
 		CertSignature: s.certSig,
 		Confirmed:     s.confirmed,
-		DhPrivate:     s.r.dhSelf.Bytes(),
+		DhPrivate:     s.r.dhPriv[:],
+		DhPublic:      s.r.dhPub[:],
 		DhRemote:      s.r.dhRemote[:],
 		RootKey:       s.r.root[:],
 		SendChain:     s.r.send[:],
@@ -57,7 +57,10 @@ func (s *Session) toPB() *pb.SessionState {
 // before it touches a disk. Used and deleted message keys are not in it.
 func (s *Session) Marshal() []byte { return marshal(s.toPB()) }
 
-// ParseSession decodes what Session.Marshal produced, strictly.
+// ParseSession decodes what Session.Marshal produced, strictly: canonical
+// encoding, field lengths, limits. It does not recompute public halves
+// from private ones (two scalar multiplications per session); the
+// integrity of the state is the store's AEAD seal.
 func ParseSession(b []byte) (*Session, error) {
 	if len(b) > MaxSessionStateSize {
 		return nil, fmt.Errorf("%w: session state of %d bytes", ErrTooLarge, len(b))
@@ -90,8 +93,8 @@ func sessionFromPB(p *pb.SessionState) (*Session, error) {
 	if n := len(p.GetRecvChain()); n != 0 && n != 32 {
 		return nil, bad("receiving chain")
 	}
-	if len(p.GetSigningSeed()) != ed25519.SeedSize {
-		return nil, bad("signing key")
+	if len(p.GetSigningKey()) != ed25519.PrivateKeySize || len(p.GetDhPrivate()) != X25519KeySize || len(p.GetDhPublic()) != X25519KeySize {
+		return nil, bad("own key length")
 	}
 	if n := len(p.GetPeerSigningKey()); n != 0 && n != ed25519.PublicKeySize {
 		return nil, bad("peer signing key")
@@ -112,17 +115,14 @@ func sessionFromPB(p *pb.SessionState) (*Session, error) {
 	if p.GetSupersededMs() < 0 {
 		return nil, bad("superseded time")
 	}
-	dh, err := ecdh.X25519().NewPrivateKey(p.GetDhPrivate())
-	if err != nil {
-		return nil, bad("ratchet key")
-	}
 	s := &Session{
 		id: SessionID(p.GetSessionId()), me: ID(p.GetMe()), meKey: ID(p.GetMeKey()),
 		peer: ID(p.GetPeer()), peerKey: ID(p.GetPeerKey()), initiator: p.GetInitiator(),
 		started: p.GetStartedMs(), superseded: p.GetSupersededMs(), messages: p.GetMessages(),
-		signing: ed25519.NewKeyFromSeed(p.GetSigningSeed()), confirmed: p.GetConfirmed(),
+		signing: ed25519.PrivateKey(p.GetSigningKey()), confirmed: p.GetConfirmed(),
 		r: ratchet{
-			dhSelf: dh, dhRemote: key32(p.GetDhRemote()), root: key32(p.GetRootKey()),
+			dhPriv: key32(p.GetDhPrivate()), dhPub: key32(p.GetDhPublic()),
+			dhRemote: key32(p.GetDhRemote()), root: key32(p.GetRootKey()),
 			send: key32(p.GetSendChain()), ns: p.GetSendN(), nr: p.GetRecvN(), pn: p.GetPreviousN(),
 		},
 	}

@@ -452,11 +452,11 @@ type SessionState struct {
 	StartedMs      int64                  `protobuf:"varint,8,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	SupersededMs   int64                  `protobuf:"varint,9,opt,name=superseded_ms,json=supersededMs,proto3" json:"superseded_ms,omitempty"`
 	Messages       uint64                 `protobuf:"varint,10,opt,name=messages,proto3" json:"messages,omitempty"`
-	SigningSeed    []byte                 `protobuf:"bytes,11,opt,name=signing_seed,json=signingSeed,proto3" json:"signing_seed,omitempty"`
+	SigningKey     []byte                 `protobuf:"bytes,11,opt,name=signing_key,json=signingKey,proto3" json:"signing_key,omitempty"` // Ed25519 private key: seed ‖ public (64)
 	PeerSigningKey []byte                 `protobuf:"bytes,12,opt,name=peer_signing_key,json=peerSigningKey,proto3" json:"peer_signing_key,omitempty"`
 	CertSignature  []byte                 `protobuf:"bytes,13,opt,name=cert_signature,json=certSignature,proto3" json:"cert_signature,omitempty"`
 	Confirmed      bool                   `protobuf:"varint,14,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
-	DhPrivate      []byte                 `protobuf:"bytes,15,opt,name=dh_private,json=dhPrivate,proto3" json:"dh_private,omitempty"`
+	DhPrivate      []byte                 `protobuf:"bytes,15,opt,name=dh_private,json=dhPrivate,proto3" json:"dh_private,omitempty"` // X25519 private ratchet key
 	DhRemote       []byte                 `protobuf:"bytes,16,opt,name=dh_remote,json=dhRemote,proto3" json:"dh_remote,omitempty"`
 	RootKey        []byte                 `protobuf:"bytes,17,opt,name=root_key,json=rootKey,proto3" json:"root_key,omitempty"`
 	SendChain      []byte                 `protobuf:"bytes,18,opt,name=send_chain,json=sendChain,proto3" json:"send_chain,omitempty"`
@@ -466,6 +466,7 @@ type SessionState struct {
 	PreviousN      uint32                 `protobuf:"varint,22,opt,name=previous_n,json=previousN,proto3" json:"previous_n,omitempty"`
 	Skipped        []*SkippedKey          `protobuf:"bytes,23,rep,name=skipped,proto3" json:"skipped,omitempty"`
 	OldRemote      [][]byte               `protobuf:"bytes,24,rep,name=old_remote,json=oldRemote,proto3" json:"old_remote,omitempty"`
+	DhPublic       []byte                 `protobuf:"bytes,25,opt,name=dh_public,json=dhPublic,proto3" json:"dh_public,omitempty"` // its public half, so parsing costs no scalar multiplication
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -570,9 +571,9 @@ func (x *SessionState) GetMessages() uint64 {
 	return 0
 }
 
-func (x *SessionState) GetSigningSeed() []byte {
+func (x *SessionState) GetSigningKey() []byte {
 	if x != nil {
-		return x.SigningSeed
+		return x.SigningKey
 	}
 	return nil
 }
@@ -664,6 +665,13 @@ func (x *SessionState) GetSkipped() []*SkippedKey {
 func (x *SessionState) GetOldRemote() [][]byte {
 	if x != nil {
 		return x.OldRemote
+	}
+	return nil
+}
+
+func (x *SessionState) GetDhPublic() []byte {
+	if x != nil {
+		return x.DhPublic
 	}
 	return nil
 }
@@ -786,7 +794,7 @@ const file_protocol_pb_session_proto_rawDesc = "" +
 	"\vratchet_key\x18\x01 \x01(\fR\n" +
 	"ratchetKey\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\rR\x06number\x12\x10\n" +
-	"\x03key\x18\x03 \x01(\fR\x03key\"\xdf\x05\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\"\xfa\x05\n" +
 	"\fSessionState\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -800,8 +808,9 @@ const file_protocol_pb_session_proto_rawDesc = "" +
 	"started_ms\x18\b \x01(\x03R\tstartedMs\x12#\n" +
 	"\rsuperseded_ms\x18\t \x01(\x03R\fsupersededMs\x12\x1a\n" +
 	"\bmessages\x18\n" +
-	" \x01(\x04R\bmessages\x12!\n" +
-	"\fsigning_seed\x18\v \x01(\fR\vsigningSeed\x12(\n" +
+	" \x01(\x04R\bmessages\x12\x1f\n" +
+	"\vsigning_key\x18\v \x01(\fR\n" +
+	"signingKey\x12(\n" +
 	"\x10peer_signing_key\x18\f \x01(\fR\x0epeerSigningKey\x12%\n" +
 	"\x0ecert_signature\x18\r \x01(\fR\rcertSignature\x12\x1c\n" +
 	"\tconfirmed\x18\x0e \x01(\bR\tconfirmed\x12\x1d\n" +
@@ -819,7 +828,8 @@ const file_protocol_pb_session_proto_rawDesc = "" +
 	"previous_n\x18\x16 \x01(\rR\tpreviousN\x12/\n" +
 	"\askipped\x18\x17 \x03(\v2\x15.parley.v1.SkippedKeyR\askipped\x12\x1d\n" +
 	"\n" +
-	"old_remote\x18\x18 \x03(\fR\toldRemote\"\x86\x01\n" +
+	"old_remote\x18\x18 \x03(\fR\toldRemote\x12\x1b\n" +
+	"\tdh_public\x18\x19 \x01(\fR\bdhPublic\"\x86\x01\n" +
 	"\x11PeerSessionsState\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02me\x18\x02 \x01(\fR\x02me\x12\x12\n" +
