@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useReducer, useRef, useState, type MouseEvent } from 'react';
+import { useCallback, useEffect, useMemo, useReducer, useRef, useState, type MouseEvent } from 'react';
 import { api, EventSocket, sessionEnded, type Me, type ServerEvent } from '../api';
 import { navigate, routePath, useRoute, type Route } from '../router';
 import { initialState, reducer } from '../state';
@@ -137,7 +137,12 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
     onLoggedOut();
   }
 
-  const pending = s.friends.filter((f) => f.status === 'pending_in').length;
+  // While the node is out of reach nobody is known to be online.
+  const friends = useMemo(
+    () => (s.live === 'live' ? s.friends : s.friends.map((f) => (f.online ? { ...f, online: false } : f))),
+    [s.friends, s.live],
+  );
+  const pending = friends.filter((f) => f.status === 'pending_in').length;
   const unread = s.conversations.reduce((n, c) => n + c.unread, 0);
   const section = route.name === 'safety' ? 'friends' : route.name;
 
@@ -184,7 +189,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
       {section === 'chats' && (
         <div className="split">
           <aside className="list-pane" aria-label="Chats">
-            <ChatList conversations={s.conversations} friends={s.friends} openChat={openChat} />
+            <ChatList conversations={s.conversations} friends={friends} openChat={openChat} />
           </aside>
           <section className="chat-pane">
             {openChat && me ? (
@@ -192,7 +197,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
                 key={openChat}
                 me={me}
                 peer={openChat}
-                friend={s.friends.find((f) => f.user_id === openChat)}
+                friend={friends.find((f) => f.user_id === openChat)}
                 conversation={s.conversations.find((c) => c.with === openChat)}
                 thread={s.threads[openChat]}
                 dispatch={dispatch}
@@ -207,10 +212,10 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
         </div>
       )}
       {section === 'friends' && route.name === 'friends' && me && (
-        <Friends me={me} friends={s.friends} dispatch={dispatch} onChanged={refreshLists} />
+        <Friends me={me} friends={friends} dispatch={dispatch} onChanged={refreshLists} />
       )}
       {route.name === 'safety' && me && (
-        <SafetyNumber friend={s.friends.find((f) => f.user_id === route.userID)} onChanged={refreshLists} />
+        <SafetyNumber friend={friends.find((f) => f.user_id === route.userID)} onChanged={refreshLists} />
       )}
       {section === 'settings' && me && <Settings me={me} onLogout={logout} />}
     </div>
