@@ -1,0 +1,81 @@
+import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { api, ApiError, type Friend } from '../api';
+import { Conversation } from './Conversation';
+import { Friends } from './Friends';
+
+afterEach(cleanup);
+
+const me = { user_id: 'me', name: 'Me', peer_id: 'p', addrs: [], invite: 'parley:card/x', fingerprint: 'f' };
+const bob: Friend = { user_id: 'bob', name: 'Bob', status: 'accepted', verified: false, online: true, safety_number: '1' };
+
+describe('name search', () => {
+  it('lists everyone who claims the name with their fingerprint, and adds one', async () => {
+    vi.spyOn(api, 'searchDirectory').mockResolvedValue([
+      { user_id: 'b1', name: 'Bob', fingerprint: 'aaaa bbbb', friend: false },
+      { user_id: 'b2', name: 'bob', fingerprint: 'cccc dddd', friend: true },
+    ]);
+    const add = vi.spyOn(api, 'addFriendByID').mockResolvedValue({ ...bob, user_id: 'b1', status: 'pending_out' });
+    render(<Friends me={me} friends={[]} dispatch={vi.fn()} onChanged={vi.fn().mockResolvedValue(undefined)} />);
+    fireEvent.change(screen.getByLabelText('Search by name'), { target: { value: 'bob' } });
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Search' }));
+    });
+    expect(screen.getByText('Fingerprint aaaa bbbb')).toBeTruthy();
+    expect(screen.getByText('Already a friend')).toBeTruthy();
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Add Bob' }));
+    });
+    expect(add).toHaveBeenCalledWith('b1');
+    expect(screen.getByText(/Request sent to Bob/).getAttribute('role')).toBe('status');
+  });
+});
+
+describe('Conversation', () => {
+  it('shows messages from the API and warns clearly when a send is held for a changed key', async () => {
+    vi.spyOn(api, 'messages').mockResolvedValue({
+      messages: [
+        {
+          msg_id: 'm1', from: 'bob', to: 'me', text: 'hi there', sent_at: new Date().toISOString(),
+          received_at: new Date().toISOString(), status: 'delivered', direction: 'in', path: 'direct',
+        },
+      ],
+      next: null,
+    });
+    vi.spyOn(api, 'send').mockRejectedValue(new ApiError(409, 'key_changed', "Bob's key changed: verify it first"));
+    const dispatch = vi.fn();
+    await act(async () => {
+      render(<Conversation me={me} peer="bob" friend={bob} dispatch={dispatch} reloadKey={0} />);
+    });
+    expect(dispatch).toHaveBeenCalledWith(expect.objectContaining({ type: 'page', with: 'bob' }));
+    const box = screen.getByRole('textbox', { name: 'Message' }) as HTMLTextAreaElement;
+    fireEvent.change(box, { target: { value: 'still there?' } });
+    await act(async () => {
+      fireEvent.keyDown(box, { key: 'Enter' });
+    });
+    const alerts = screen.getAllByRole('alert').map((a) => a.textContent);
+    expect(alerts.some((t) => /key has changed/.test(t ?? ''))).toBe(true);
+    expect(alerts).toContain("Bob's key changed: verify it first");
+    expect(box.value).toBe('still there?');
+  });
+
+  it('marks the conversation read while it is visible and has unread messages', async () => {
+    vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
+    const markRead = vi.spyOn(api, 'markRead').mockResolvedValue(undefined);
+    const dispatch = vi.fn();
+    await act(async () => {
+      render(
+        <Conversation
+          me={me}
+          peer="bob"
+          friend={bob}
+          conversation={{ with: 'bob', name: 'Bob', unread: 2, last_message: null }}
+          dispatch={dispatch}
+          reloadKey={0}
+        />,
+      );
+    });
+    expect(markRead).toHaveBeenCalledWith('bob');
+    expect(dispatch).toHaveBeenCalledWith({ type: 'read', with: 'bob' });
+  });
+});
