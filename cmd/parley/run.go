@@ -34,6 +34,7 @@ const (
 	envBootstrap      = "PARLEY_BOOTSTRAP"
 	envPassphraseFile = "PARLEY_PASSPHRASE_FILE"
 	envLogLevel       = "PARLEY_LOG_LEVEL"
+	envStrictRSA      = "PARLEY_STRICT_RSA_SIGNATURES"
 )
 
 // maxPassphraseFile bounds the size of a passphrase file.
@@ -48,6 +49,7 @@ type runConfig struct {
 	passphraseFile string
 	logLevel       slog.Level
 	metrics        string // --metrics address, or ""
+	strictRSA      bool   // --strict-rsa-signatures
 
 	// The API's TLS certificate and key files, both or neither, and the
 	// extra Host names it accepts (api.Options.AllowedHosts, TLS only).
@@ -139,6 +141,9 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	fs.Var(bootstrap, "bootstrap", "a peer `multiaddr` ending in /p2p/<peer ID> to dial at start; repeatable ["+envBootstrap+"]")
 	fs.StringVar(&c.passphraseFile, "passphrase-file", getenv(envPassphraseFile),
 		"unlock the node at start with the passphrase in this `file` (one trailing newline is ignored) ["+envPassphraseFile+"]")
+	fs.BoolVar(&c.strictRSA, "strict-rsa-signatures", getenv(envStrictRSA) == "1" || getenv(envStrictRSA) == "true",
+		"sign every session message with the RSA identity key (RSA-PSS) instead of the session's Ed25519 key "+
+			"certified by it; slower, the original per-message RSA signature ["+envStrictRSA+"=1]")
 	fs.StringVar(&c.metrics, "metrics", getenv(envMetrics),
 		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
 	level := fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
@@ -246,13 +251,14 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 
 	c.test.warn(log)
 	cfg := node.Config{
-		DataDir:      c.dataDir,
-		Listen:       c.listen,
-		Bootstrap:    c.bootstrap,
-		Logger:       log,
-		KDF:          c.test.kdf,
-		KeyBits:      c.test.keyBits,
-		LoginBackoff: c.test.loginBackoff,
+		DataDir:             c.dataDir,
+		Listen:              c.listen,
+		Bootstrap:           c.bootstrap,
+		Logger:              log,
+		KDF:                 c.test.kdf,
+		KeyBits:             c.test.keyBits,
+		LoginBackoff:        c.test.loginBackoff,
+		StrictRSASignatures: c.strictRSA,
 	}
 	if c.metrics != "" {
 		reg := prometheus.NewRegistry()

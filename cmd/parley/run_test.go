@@ -50,6 +50,8 @@ func TestParseRunConfigEnv(t *testing.T) {
 		envBootstrap:      "/ip4/10.0.0.1/tcp/7734/p2p/12D3KooWA",
 		envPassphraseFile: "/run/secrets/parley",
 		envLogLevel:       "DEBUG",
+		envMetrics:        "127.0.0.1:9100",
+		envStrictRSA:      "1",
 	}
 	c, err := parseRunConfig(nil, envMap(env), io.Discard)
 	if err != nil {
@@ -65,6 +67,8 @@ func TestParseRunConfigEnv(t *testing.T) {
 		apiTLSCert:     "/etc/parley/cert.pem",
 		apiTLSKey:      "/etc/parley/key.pem",
 		apiHosts:       []string{"chat.example.org", "chat.example.org:8443"},
+		metrics:        "127.0.0.1:9100",
+		strictRSA:      true,
 	}
 	if !equalConfig(c, want) {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -83,6 +87,8 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		envAPITLSCert:     "/env/cert.pem",
 		envAPITLSKey:      "/env/key.pem",
 		envAPIHost:        "env.example.org",
+		envStrictRSA:      "true",
+		envMetrics:        "127.0.0.1:9100",
 	}
 	args := []string{
 		"--data-dir", "/flag/dir",
@@ -95,6 +101,8 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		"--api-tls-key=/flag/key.pem",
 		"--api-host", "flag.example.org",
 		"--api-host", "flag.example.org:8443",
+		"--strict-rsa-signatures=false",
+		"--metrics", "127.0.0.1:9200",
 	}
 	c, err := parseRunConfig(args, envMap(env), io.Discard)
 	if err != nil {
@@ -111,6 +119,8 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		apiTLSCert:     "/flag/cert.pem",
 		apiTLSKey:      "/flag/key.pem",
 		apiHosts:       []string{"flag.example.org", "flag.example.org:8443"},
+		metrics:        "127.0.0.1:9200",
+		strictRSA:      false,
 	}
 	if !equalConfig(c, want) {
 		t.Errorf("config = %+v, want %+v", c, want)
@@ -171,7 +181,8 @@ func equalConfig(a, b runConfig) bool {
 	return a.dataDir == b.dataDir && a.apiAddr == b.apiAddr && slices.Equal(a.listen, b.listen) &&
 		slices.Equal(a.bootstrap, b.bootstrap) && a.passphraseFile == b.passphraseFile &&
 		a.logLevel == b.logLevel && a.apiTLSCert == b.apiTLSCert && a.apiTLSKey == b.apiTLSKey &&
-		slices.Equal(a.apiHosts, b.apiHosts) && a.test == b.test
+		slices.Equal(a.apiHosts, b.apiHosts) && a.test == b.test &&
+		a.metrics == b.metrics && a.strictRSA == b.strictRSA
 }
 
 func TestReadPassphraseFile(t *testing.T) {
