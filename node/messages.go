@@ -62,30 +62,25 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		SentAt:       time.UnixMilli(out.stamp),
 		Status:       store.StatusPending,
 	}
-	if out.update != nil {
-		// The session state must be durable before the message leaves:
-		// the state after it is what the next seal starts from.
-		m, err := s.st.AddOutgoingWith(ctx, msg, e, out.update)
-		if err != nil {
-			return store.Message{}, fmt.Errorf("node: queue message: %w", err)
-		}
-		ps.blob = out.update.State
-		e.MsgID = m.ID
-		s.outbox.add(e, out.kind, out.stamp, nil)
-		return m, nil
-	}
-	// A single envelope: the courier may put it on the wire while the
-	// outbox write is being synced; it settles the delivery only after
-	// that write, and Send returns only after it too. If the write fails,
-	// Send reports it, though the recipient may already have the message.
+	// The courier may put the message on the wire while its outbox write
+	// (with the advanced session state) is being synced; it settles the
+	// delivery only after that write, and Send returns only after it too,
+	// still holding the friend's lock, so states are stored in seal order.
+	// If the write fails, Send reports it, though the recipient may have
+	// the message; the state stays where it was, and a message sealed from
+	// it later that the recipient cannot open is sealed again in a new
+	// session.
 	stored := &storeWait{done: make(chan struct{})}
 	e.MsgID = out.id
 	s.outbox.add(e, out.kind, out.stamp, stored)
-	m, err := s.st.AddOutgoing(ctx, msg, e)
+	m, err := s.st.AddOutgoingWith(ctx, msg, e, out.update)
 	stored.err = err
 	close(stored.done)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
+	}
+	if out.update != nil {
+		ps.blob = out.update.State
 	}
 	return m, nil
 }
