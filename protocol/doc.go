@@ -156,9 +156,11 @@
 // and the other still opens what was sent on it. A receiver without state
 // for a message (ErrSessionUnknown; or ErrMessageKeyGone or ErrSkipLimit for
 // a msg_id it has not seen) sends an RSA-signed envelope of kind
-// KindSessionReset (6) whose body (pb.SessionReset) names the session; the
-// sender drops it (PeerSessions.Reset) and sends again, in a new session,
-// what is not acknowledged.
+// KindSessionReset (6) whose body (pb.SessionReset) names the session, and
+// refuses that session from then on (PeerSessions.Refuse: a late start or
+// message of it never opens, so nothing opens twice); the sender drops it
+// (PeerSessions.Reset) and sends again, in a new session, what is not
+// acknowledged. A session past its grace never becomes current again.
 //
 // What sessions give: confidentiality and integrity of each message,
 // forward secrecy (a stolen state opens no message whose key was used,

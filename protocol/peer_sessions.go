@@ -18,7 +18,16 @@ const (
 	// MaxPeerSessions caps the sessions kept with one peer (the current one
 	// and those in their grace period); beyond it the oldest are dropped.
 	MaxPeerSessions = 4
+	// MaxRefusedSessions caps the refused session IDs kept with one peer
+	// (see Refuse); each is kept for SessionGrace.
+	MaxRefusedSessions = 32
 )
+
+// refusedSession is a session ID this side sent a reset for, and when.
+type refusedSession struct {
+	id SessionID
+	at int64 // unix ms
+}
 
 // PeerSessions is every session one user has with one peer, stored as one
 // blob (Marshal, ParsePeerSessions). The current session — the one Seal
@@ -34,7 +43,8 @@ const (
 // A PeerSessions is not safe for concurrent use.
 type PeerSessions struct {
 	me, peer ID
-	sessions []*Session // current first, then by start, newest first
+	sessions []*Session       // current first, then by start, newest first
+	refused  []refusedSession // oldest first
 }
 
 // NewPeerSessions returns an empty set of sessions between me and peer.
@@ -44,7 +54,7 @@ func NewPeerSessions(me, peer ID) *PeerSessions { return &PeerSessions{me: me, p
 // sessions are copy-on-write), for a caller that must roll p back when the
 // transaction storing its new state fails.
 func (p *PeerSessions) Clone() *PeerSessions {
-	return &PeerSessions{me: p.me, peer: p.peer, sessions: slices.Clone(p.sessions)}
+	return &PeerSessions{me: p.me, peer: p.peer, sessions: slices.Clone(p.sessions), refused: slices.Clone(p.refused)}
 }
 
 // Me and Peer return the two users.
@@ -118,6 +128,9 @@ func (p *PeerSessions) Accept(m *Message, prekey *Prekey, me Signer, now time.Ti
 	if err != nil {
 		return nil, err
 	}
+	if p.isRefused(sess.id, now) {
+		return nil, fmt.Errorf("%w: session %s was refused (reset)", ErrSessionUnknown, sess.id)
+	}
 	for _, s := range p.sessions {
 		if s.id == sess.id {
 			return nil, fmt.Errorf("%w: session %s started twice", ErrMessageKeyGone, s.id)
@@ -184,9 +197,41 @@ func (p *PeerSessions) Reset(id SessionID, now time.Time) bool {
 	return true
 }
 
-// Expire drops the sessions past their grace period.
+// Refuse records that this side asked the peer to reset session id (it
+// could not open a message of it): the session is dropped if it is here,
+// and for SessionGrace neither its start nor its messages are taken any
+// more, so that a message refused once, which the peer sends again in a
+// new session, can never open a second time (say, its start arrives late).
+// The caller stores p with the reset it sends.
+func (p *PeerSessions) Refuse(id SessionID, now time.Time) {
+	rest := slices.DeleteFunc(slices.Clone(p.sessions), func(s *Session) bool { return s.id == id })
+	p.sessions = arrange(rest, now)
+	if !p.isRefused(id, now) {
+		at := now.UnixMilli()
+		if n := len(p.refused); n > 0 {
+			at = max(at, p.refused[n-1].at) // kept in order, whatever the clock does
+		}
+		p.refused = appendCapped(p.liveRefused(now), refusedSession{id: id, at: at}, MaxRefusedSessions)
+	}
+}
+
+func (p *PeerSessions) isRefused(id SessionID, now time.Time) bool {
+	return slices.ContainsFunc(p.liveRefused(now), func(r refusedSession) bool { return r.id == id })
+}
+
+// liveRefused returns the refused IDs inside their SessionGrace.
+func (p *PeerSessions) liveRefused(now time.Time) []refusedSession {
+	i := 0
+	for i < len(p.refused) && now.UnixMilli() >= p.refused[i].at+SessionGrace.Milliseconds() {
+		i++
+	}
+	return p.refused[i:]
+}
+
+// Expire drops the sessions past their grace period, and refusals as old.
 func (p *PeerSessions) Expire(now time.Time) {
 	p.sessions = arrange(slices.Clone(p.sessions), now)
+	p.refused = slices.Clone(p.liveRefused(now))
 }
 
 // with returns the sessions with s added, arranged.
@@ -194,10 +239,15 @@ func (p *PeerSessions) with(s *Session, now time.Time) []*Session {
 	return arrange(append(slices.Clone(p.sessions), s), now)
 }
 
-// arrange orders sessions, current first, marks the others superseded
-// at now if they were not, drops those past their grace, and keeps at
-// most MaxPeerSessions. Sessions it changes are copies.
+// arrange drops the sessions past their grace, orders the others,
+// current first, marks them superseded at now if they were not, and keeps
+// at most MaxPeerSessions. A session past its grace is never current
+// again: a message refused as ErrSessionUnknown has been sent again in
+// another session, and must not open later. Sessions it changes are copies.
 func arrange(ss []*Session, now time.Time) []*Session {
+	ss = slices.DeleteFunc(ss, func(s *Session) bool {
+		return s.superseded != 0 && now.UnixMilli() >= s.superseded+SessionGrace.Milliseconds()
+	})
 	slices.SortFunc(ss, func(a, b *Session) int {
 		if sessionBefore(a, b) {
 			return -1
@@ -215,8 +265,6 @@ func arrange(ss []*Session, now time.Time) []*Session {
 			c := s.clone()
 			c.superseded = now.UnixMilli()
 			s = c
-		case i > 0 && now.UnixMilli() >= s.superseded+SessionGrace.Milliseconds():
-			continue
 		}
 		out = append(out, s)
 	}
@@ -248,6 +296,9 @@ func (p *PeerSessions) Marshal() []byte {
 	m := &pb.PeerSessionsState{Version: SessionVersion, Me: p.me[:], Peer: p.peer[:]}
 	for _, s := range p.sessions {
 		m.Sessions = append(m.Sessions, s.toPB())
+	}
+	for _, r := range p.refused {
+		m.Refused = append(m.Refused, &pb.RefusedSession{SessionId: r.id[:], AtMs: r.at})
 	}
 	return marshal(m)
 }
@@ -281,6 +332,15 @@ func ParsePeerSessions(b []byte, me, peer ID) (*PeerSessions, error) {
 			return nil, fmt.Errorf("%w: peer sessions order", ErrMalformed)
 		}
 		p.sessions = append(p.sessions, s)
+	}
+	if len(m.GetRefused()) > MaxRefusedSessions {
+		return nil, fmt.Errorf("%w: too many refused sessions", ErrMalformed)
+	}
+	for i, r := range m.GetRefused() {
+		if len(r.GetSessionId()) != SessionIDSize || r.GetAtMs() <= 0 || (i > 0 && r.GetAtMs() < m.GetRefused()[i-1].GetAtMs()) {
+			return nil, fmt.Errorf("%w: refused session", ErrMalformed)
+		}
+		p.refused = append(p.refused, refusedSession{id: SessionID(r.GetSessionId()), at: r.GetAtMs()})
 	}
 	return p, nil
 }

@@ -379,3 +379,56 @@ func TestSessionReset(t *testing.T) {
 }
 
 func marshalResetRaw(id []byte) []byte { return append([]byte{0x0a, byte(len(id))}, id...) }
+
+// TestSessionRefusedAndExpiredStayGone: a session refused with a reset, or
+// past its grace, never opens a message again, even when its start comes
+// late or the current session is reset: the message was sent again in
+// another session and must not open twice.
+func TestSessionRefusedAndExpiredStayGone(t *testing.T) {
+	alice, bob := sessPair(t, "alice-2048", "bob-2048")
+	now := sessT0
+	start := alice.start(t, bob, KindText, []byte("late start"), now)
+	a1 := alice.seal(t, "a1", now)
+	// a1 overtakes the start: bob refuses its session and says so.
+	if _, err := bob.open(a1, alice, now); !errors.Is(err, ErrSessionUnknown) {
+		t.Fatalf("a message before its start: %v", err)
+	}
+	m, _ := ParseSessionMessage(a1)
+	bob.ps.Refuse(m.Session, now)
+	bob.restart(t)
+	sessUnchanged(t, bob, ErrSessionUnknown, func() error { _, err := bob.accept(start, alice, now); return err })
+	sessUnchanged(t, bob, ErrSessionUnknown, func() error { _, err := bob.open(a1, alice, now); return err })
+	alice.ps.Reset(m.Session, now)
+	bob.mustAccept(t, alice.start(t, bob, KindText, []byte("a1 again"), now), alice, now)
+	// The refusal lasts SessionGrace, and at most MaxRefusedSessions are kept.
+	for i := range MaxRefusedSessions + 3 {
+		bob.ps.Refuse(SessionID{byte(i), 1}, now.Add(-time.Duration(i)*time.Second)) // a clock going back
+	}
+	bob.restart(t)
+	if n := len(bob.ps.refused); n != MaxRefusedSessions || bob.ps.isRefused(m.Session, now) {
+		t.Fatalf("%d refusals kept, the first still there: %v", n, bob.ps.isRefused(m.Session, now))
+	}
+	later := now.Add(SessionGrace)
+	bob.ps.Expire(later)
+	if len(bob.ps.refused) != 0 || len(bob.ps.sessions) != 1 {
+		t.Fatalf("after the grace: %d refusals, %d sessions", len(bob.ps.refused), len(bob.ps.sessions))
+	}
+
+	// A session past its grace does not come back when the current one is reset.
+	alice, bob = sessPair(t, "alice-2048", "bob-2048")
+	bob.mustAccept(t, alice.start(t, bob, KindText, []byte("s1"), now), alice, now)
+	old := alice.seal(t, "on s1", now)
+	t2 := now.Add(time.Minute)
+	bob.mustAccept(t, alice.start(t, bob, KindText, []byte("s2"), t2), alice, t2)
+	late := t2.Add(SessionGrace)
+	if _, err := bob.open(old, alice, late); !errors.Is(err, ErrSessionUnknown) {
+		t.Fatalf("a message of a session past its grace: %v", err)
+	}
+	bob.ps.Reset(bob.ps.Current().ID(), late)
+	if bob.ps.Current() != nil {
+		t.Fatal("a session past its grace became current again")
+	}
+	if _, err := bob.open(old, alice, late); !errors.Is(err, ErrSessionUnknown) {
+		t.Fatalf("after a reset, a message of a session past its grace: %v", err)
+	}
+}

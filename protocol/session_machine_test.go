@@ -185,6 +185,7 @@ func (m *machine) deliver(to, from *machineUser, n int) {
 	case (errors.Is(err, ErrSessionUnknown) || errors.Is(err, ErrSkipLimit)) && !msg.start:
 		// The receiver answers with a reset; the sender drops the session
 		// and sends the message again, in a new session if need be.
+		to.ps.Refuse(msg.session, m.now)
 		from.ps.Reset(msg.session, m.now)
 		m.send(from, to, msg.payload)
 		m.stats["reset"]++
@@ -253,6 +254,7 @@ func (m *machine) burst() {
 	default:
 		m.t.Fatalf("a message beyond the skip window: %v", err)
 	}
+	to.ps.Refuse(msg.session, m.now)
 	from.ps.Reset(msg.session, m.now)
 	m.send(from, to, msg.payload)
 }

@@ -11,7 +11,7 @@ import (
 // take most of it), and MaxPeerSessionsSize a PeerSessions blob.
 const (
 	MaxSessionStateSize = 512 + MaxSkippedKeys*80 + maxOldRemote*34
-	MaxPeerSessionsSize = 64 + MaxPeerSessions*(MaxSessionStateSize+8)
+	MaxPeerSessionsSize = 64 + MaxPeerSessions*(MaxSessionStateSize+8) + MaxRefusedSessions*32
 )
 
 func (s *Session) toPB() *pb.SessionState {

@@ -683,6 +683,7 @@ type PeerSessionsState struct {
 	Me            []byte                 `protobuf:"bytes,2,opt,name=me,proto3" json:"me,omitempty"`
 	Peer          []byte                 `protobuf:"bytes,3,opt,name=peer,proto3" json:"peer,omitempty"`
 	Sessions      []*SessionState        `protobuf:"bytes,4,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	Refused       []*RefusedSession      `protobuf:"bytes,5,rep,name=refused,proto3" json:"refused,omitempty"` // oldest first
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -743,6 +744,67 @@ func (x *PeerSessionsState) GetSessions() []*SessionState {
 		return x.Sessions
 	}
 	return nil
+}
+
+func (x *PeerSessionsState) GetRefused() []*RefusedSession {
+	if x != nil {
+		return x.Refused
+	}
+	return nil
+}
+
+// RefusedSession is a session this side asked the peer to reset: it is
+// never accepted or opened again.
+type RefusedSession struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     []byte                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	AtMs          int64                  `protobuf:"varint,2,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"` // unix ms when the reset was sent
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefusedSession) Reset() {
+	*x = RefusedSession{}
+	mi := &file_protocol_pb_session_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefusedSession) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefusedSession) ProtoMessage() {}
+
+func (x *RefusedSession) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_session_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefusedSession.ProtoReflect.Descriptor instead.
+func (*RefusedSession) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_session_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RefusedSession) GetSessionId() []byte {
+	if x != nil {
+		return x.SessionId
+	}
+	return nil
+}
+
+func (x *RefusedSession) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
 }
 
 var File_protocol_pb_session_proto protoreflect.FileDescriptor
@@ -829,12 +891,17 @@ const file_protocol_pb_session_proto_rawDesc = "" +
 	"\askipped\x18\x17 \x03(\v2\x15.parley.v1.SkippedKeyR\askipped\x12\x1d\n" +
 	"\n" +
 	"old_remote\x18\x18 \x03(\fR\toldRemote\x12\x1b\n" +
-	"\tdh_public\x18\x19 \x01(\fR\bdhPublic\"\x86\x01\n" +
+	"\tdh_public\x18\x19 \x01(\fR\bdhPublic\"\xbb\x01\n" +
 	"\x11PeerSessionsState\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x0e\n" +
 	"\x02me\x18\x02 \x01(\fR\x02me\x12\x12\n" +
 	"\x04peer\x18\x03 \x01(\fR\x04peer\x123\n" +
-	"\bsessions\x18\x04 \x03(\v2\x17.parley.v1.SessionStateR\bsessionsB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
+	"\bsessions\x18\x04 \x03(\v2\x17.parley.v1.SessionStateR\bsessions\x123\n" +
+	"\arefused\x18\x05 \x03(\v2\x19.parley.v1.RefusedSessionR\arefused\"D\n" +
+	"\x0eRefusedSession\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\fR\tsessionId\x12\x13\n" +
+	"\x05at_ms\x18\x02 \x01(\x03R\x04atMsB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
 
 var (
 	file_protocol_pb_session_proto_rawDescOnce sync.Once
@@ -848,7 +915,7 @@ func file_protocol_pb_session_proto_rawDescGZIP() []byte {
 	return file_protocol_pb_session_proto_rawDescData
 }
 
-var file_protocol_pb_session_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_protocol_pb_session_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_protocol_pb_session_proto_goTypes = []any{
 	(*SessionStart)(nil),      // 0: parley.v1.SessionStart
 	(*SessionReset)(nil),      // 1: parley.v1.SessionReset
@@ -857,16 +924,18 @@ var file_protocol_pb_session_proto_goTypes = []any{
 	(*SkippedKey)(nil),        // 4: parley.v1.SkippedKey
 	(*SessionState)(nil),      // 5: parley.v1.SessionState
 	(*PeerSessionsState)(nil), // 6: parley.v1.PeerSessionsState
+	(*RefusedSession)(nil),    // 7: parley.v1.RefusedSession
 }
 var file_protocol_pb_session_proto_depIdxs = []int32{
 	2, // 0: parley.v1.SessionMessage.cert:type_name -> parley.v1.SessionCert
 	4, // 1: parley.v1.SessionState.skipped:type_name -> parley.v1.SkippedKey
 	5, // 2: parley.v1.PeerSessionsState.sessions:type_name -> parley.v1.SessionState
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	7, // 3: parley.v1.PeerSessionsState.refused:type_name -> parley.v1.RefusedSession
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_protocol_pb_session_proto_init() }
@@ -880,7 +949,7 @@ func file_protocol_pb_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pb_session_proto_rawDesc), len(file_protocol_pb_session_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
