@@ -22,7 +22,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await cleanup({ keepDirs: failed.any && !!process.env.PARLEY_E2E_KEEP });
+  await cleanup({ keepDirs: failed.any && !!process.env.PARLEY_E2E_KEEP, showLogs: failed.any });
 });
 
 async function shot(page, name) {
@@ -235,6 +235,9 @@ test('two people register, become friends by invite link and chat through the we
     await chatItem(P, 'Alice').click();
     await visible(message(P, 'Back again'));
     await shot(P, 'phone-conversation-dark');
+    await nav(P, 'Friends').click();
+    await visible(P.getByRole('listitem', { name: 'Alice' }));
+    await shot(P, 'phone-friends-dark');
     await P.context().close();
   });
 

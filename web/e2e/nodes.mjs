@@ -2,7 +2,7 @@
 // and a headless Chromium driven by playwright-core.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, createWriteStream, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -138,9 +138,20 @@ function stopProcess(p) {
   });
 }
 
-/** Stops every node still running and removes the temporary directories. */
-export async function cleanup({ keepDirs = false } = {}) {
+/**
+ * Stops every node still running and removes the temporary directories.
+ * After a failure (showLogs) it first prints the end of each node's log.
+ */
+export async function cleanup({ keepDirs = false, showLogs = false } = {}) {
   await Promise.all([...running].map(stopProcess));
+  if (showLogs) {
+    for (const d of tempDirs) {
+      for (const f of readdirSync(d).filter((n) => n.endsWith('.log'))) {
+        const lines = readFileSync(join(d, f), 'utf8').trimEnd().split('\n');
+        console.error(`--- ${join(d, f)} (last 40 lines) ---\n${lines.slice(-40).join('\n')}`);
+      }
+    }
+  }
   if (keepDirs) {
     console.error(`e2e: kept ${tempDirs.join(' ')}`);
     return;
