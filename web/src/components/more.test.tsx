@@ -78,4 +78,28 @@ describe('Conversation', () => {
     expect(markRead).toHaveBeenCalledWith('bob');
     expect(dispatch).toHaveBeenCalledWith({ type: 'read', with: 'bob' });
   });
+
+  it('loads older messages when scrolled to the top', async () => {
+    const messages = vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
+    const dispatch = vi.fn();
+    const thread = {
+      loaded: true,
+      next: 'cursor-1',
+      messages: [
+        {
+          msg_id: 'm2', from: 'bob', to: 'me', text: 'newer', sent_at: new Date().toISOString(),
+          received_at: null, status: 'delivered' as const, direction: 'in' as const, path: 'direct' as const,
+        },
+      ],
+    };
+    await act(async () => {
+      render(<Conversation me={me} peer="bob" friend={bob} thread={thread} dispatch={dispatch} reloadKey={0} />);
+    });
+    await act(async () => {
+      fireEvent.scroll(screen.getByRole('log'));
+    });
+    expect(messages).toHaveBeenCalledWith('bob', 'cursor-1');
+    expect(dispatch).toHaveBeenCalledWith({ type: 'page', with: 'bob', messages: [], next: null, older: true });
+    expect(screen.getByRole('button', { name: 'Load older messages' })).toBeTruthy();
+  });
 });
