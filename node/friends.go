@@ -352,7 +352,7 @@ func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protoc
 		return fmt.Errorf("node: queue %v: %w", kind, err)
 	}
 	if out.update != nil {
-		ps.blob = out.update.State
+		ps.stored(out.update)
 	}
 	e.Control = true
 	s.outbox.add(e, out.kind, out.stamp, nil)

@@ -38,7 +38,12 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	}
 	ps := s.peerSessOf(to)
 	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	locked := true
+	defer func() {
+		if locked {
+			ps.mu.Unlock()
+		}
+	}()
 	p, err := s.sessionsFor(ctx, ps, fe)
 	if err != nil {
 		return store.Message{}, err
@@ -50,7 +55,7 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
-	e := store.OutboxEntry{Recipient: to, Envelope: out.raw, Session: out.session}
+	e := store.OutboxEntry{MsgID: out.id, Recipient: to, Envelope: out.raw, Session: out.session}
 	msg := store.Message{
 		ID:           out.id,
 		Conversation: store.DirectConversation(to),
@@ -62,25 +67,25 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		SentAt:       time.UnixMilli(out.stamp),
 		Status:       store.StatusPending,
 	}
-	// The courier may put the message on the wire while its outbox write
-	// (with the advanced session state) is being synced; it settles the
-	// delivery only after that write, and Send returns only after it too,
-	// still holding the friend's lock, so states are stored in seal order.
-	// If the write fails, Send reports it, though the recipient may have
-	// the message; the state stays where it was, and a message sealed from
-	// it later that the recipient cannot open is sealed again in a new
-	// session.
+	// The next seal starts from this state at once; the store keeps the
+	// newest of the versions that reach it (store.SessionUpdate), so the
+	// friend's lock need not be held while the write syncs, and concurrent
+	// sends share their syncs. The courier may put the message on the wire
+	// while its write is being synced; it settles the delivery only after
+	// that write, and Send returns only after it too. If the write fails,
+	// Send reports it, though the recipient may have the message.
+	if out.update != nil {
+		ps.stored(out.update)
+	}
 	stored := &storeWait{done: make(chan struct{})}
-	e.MsgID = out.id
 	s.outbox.add(e, out.kind, out.stamp, stored)
+	ps.mu.Unlock()
+	locked = false
 	m, err := s.st.AddOutgoingWith(ctx, msg, e, out.update)
 	stored.err = err
 	close(stored.done)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
-	}
-	if out.update != nil {
-		ps.blob = out.update.State
 	}
 	return m, nil
 }

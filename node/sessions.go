@@ -33,11 +33,23 @@ type peerSess struct {
 	mu     sync.Mutex
 	loaded bool
 	blob   []byte
+	// version counts the states: a stored state carries its version, so
+	// that writes which commit out of order never store an older state
+	// over a newer one (store.SessionUpdate).
+	version uint64
 	// last is the timestamp (unix ms) of the last message sealed to the
 	// friend: each next one is later, so that the outbox, which sends in
 	// timestamp order, keeps the order they were sealed in.
 	last int64
 }
+
+// next is the update that stores p as the friend's next state.
+func (ps *peerSess) next(peer protocol.ID, p *protocol.PeerSessions) *store.SessionUpdate {
+	return &store.SessionUpdate{Peer: peer, State: p.Marshal(), Version: ps.version + 1}
+}
+
+// stored records u as the friend's current state.
+func (ps *peerSess) stored(u *store.SessionUpdate) { ps.blob, ps.version = u.State, u.Version }
 
 // peerSessOf returns friend id's session state holder.
 func (s *session) peerSessOf(id protocol.ID) *peerSess {
@@ -56,11 +68,11 @@ func (s *session) peerSessOf(id protocol.ID) *peerSess {
 // message gets a reset, and a new session starts.
 func (s *session) state(ctx context.Context, ps *peerSess, peer protocol.ID) (*protocol.PeerSessions, error) {
 	if !ps.loaded {
-		b, err := s.st.Sessions(ctx, peer)
+		b, ver, err := s.st.SessionsVersion(ctx, peer)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("node: sessions: %w", err)
 		}
-		ps.blob, ps.loaded = b, true
+		ps.blob, ps.version, ps.loaded = b, ver, true
 	}
 	if ps.blob == nil {
 		return protocol.NewPeerSessions(s.me, peer), nil
@@ -87,8 +99,8 @@ type sealed struct {
 // the current session; or as a new session's start when none is usable
 // and fe has a valid prekey; or as a single envelope. ps (fe's holder)
 // may be nil; its mu must be held when it is not, and when p is not nil;
-// p is then advanced, and the caller stores
-// out.update with the message and, once stored, sets ps.blob.
+// p is then advanced, and the caller stores out.update with the message
+// and records it (ps.stored).
 func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
 	now := s.cfg.Now()
 	if ps != nil {
@@ -104,7 +116,7 @@ func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSession
 			return out, err
 		}
 		out.raw, out.id, out.stamp, out.session = m.Marshal(), m.MsgID, m.Timestamp, true
-		out.update = &store.SessionUpdate{Peer: fe.f.UserID, State: p.Marshal()}
+		out.update = ps.next(fe.f.UserID, p)
 		return out, nil
 	}
 	rcpt := s.recipient(fe)
@@ -116,7 +128,7 @@ func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSession
 			return out, err
 		}
 		out.raw, out.id, out.stamp = env.Marshal(), env.MsgID, env.Timestamp
-		out.update = &store.SessionUpdate{Peer: fe.f.UserID, State: p.Marshal()}
+		out.update = ps.next(fe.f.UserID, p)
 		return out, nil
 	}
 	var env *protocol.Envelope
@@ -194,9 +206,9 @@ func (s *session) commitSession(ctx context.Context, in *inbound) {
 		return
 	}
 	in.msg = m
-	u := &store.SessionUpdate{Peer: sm.Sender, State: p.Marshal()}
+	u := ps.next(sm.Sender, p)
 	if s.storeOpened(ctx, in, m, u) {
-		ps.blob = u.State
+		ps.stored(u)
 	}
 }
 
@@ -277,9 +289,9 @@ func (s *session) acceptStart(ctx context.Context, in *inbound) {
 		first = &protocol.Message{Header: env.Header}
 		first.Kind = 0
 	}
-	u := &store.SessionUpdate{Peer: env.Sender, State: p.Marshal()}
+	u := ps.next(env.Sender, p)
 	if s.storeOpened(ctx, in, first, u) {
-		ps.blob = u.State
+		ps.stored(u)
 	}
 }
 
@@ -331,11 +343,11 @@ func (s *session) receiveReset(ctx context.Context, m *protocol.Message) error {
 	if !p.Reset(id, s.cfg.Now()) {
 		return s.st.MarkSeen(ctx, m.MsgID)
 	}
-	u := store.SessionUpdate{Peer: m.Sender, State: p.Marshal()}
-	if err := s.st.MarkSeenWith(ctx, m.MsgID, &u); err != nil {
+	u := ps.next(m.Sender, p)
+	if err := s.st.MarkSeenWith(ctx, m.MsgID, u); err != nil {
 		return err
 	}
-	ps.blob = u.State
+	ps.stored(u)
 	s.log.Info("friend asked for a new session", "friend", m.Sender.String(), "session", id.String())
 	return nil
 }
@@ -375,7 +387,7 @@ func (o *outbox) resealSession(ctx context.Context, j job) bool {
 		return false
 	}
 	if out.update != nil {
-		ps.blob = out.update.State
+		ps.stored(out.update)
 	}
 	s.log.Info("message sealed again in a new session", "msg", j.e.MsgID.String(), "to", fe.f.UserID.String())
 	// Due now: the scanner hands it to the courier once settle has

@@ -271,7 +271,7 @@ func TestPutSessions(t *testing.T) {
 	wantSessions(t, s, a, []byte{}, "empty state")
 
 	sa, sb := randBytes(300), randBytes(5000)
-	for _, u := range []SessionUpdate{{a, []byte("first")}, {a, sa}, {b, sb}} {
+	for _, u := range []SessionUpdate{{Peer: a, State: []byte("first")}, {Peer: a, State: sa}, {Peer: b, State: sb}} {
 		if err := s.PutSessions(ctx, u); err != nil {
 			t.Fatal(err)
 		}
@@ -335,7 +335,7 @@ func TestSessionsSealed(t *testing.T) {
 			t.Fatal("raw session row holds the state in clear")
 		}
 	}
-	if plain, err := s.secrets.open(rowSessions, ka, va); err != nil || !bytes.Equal(plain, stateA) {
+	if plain, err := s.secrets.open(rowSessions, ka, va); err != nil || len(plain) < 8 || !bytes.Equal(plain[8:], stateA) {
 		t.Fatalf("row does not open with the secrets key: %v", err)
 	}
 	if _, err := s.rows.open(rowSessions, ka, va); err == nil {
@@ -434,4 +434,38 @@ func TestOutboxSessionFlag(t *testing.T) {
 	check("after RescheduleOutbox")
 	s = reopen(t, s, c)
 	check("after reopen")
+}
+
+// Versioned updates: a state sealed earlier but committed later never
+// overwrites a newer one.
+func TestSessionsVersionOrder(t *testing.T) {
+	t.Parallel()
+	s, _, _ := newTestStore(t)
+	ctx := t.Context()
+	a := randUser()
+	put := func(state string, v uint64) {
+		t.Helper()
+		if err := s.PutSessions(ctx, SessionUpdate{Peer: a, State: []byte(state), Version: v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put("v2", 2)
+	put("v1", 1) // late: skipped
+	got, ver, err := s.SessionsVersion(ctx, a)
+	if err != nil || string(got) != "v2" || ver != 2 {
+		t.Fatalf("after a late older write: %q v%d, %v", got, ver, err)
+	}
+	put("v3", 3)
+	if _, err := s.StoreReceivedWith(ctx, incoming(a, "hi"), &SessionUpdate{Peer: a, State: []byte("v2 again"), Version: 2}); err != nil {
+		t.Fatal(err) // the message is stored even when its state is older
+	}
+	got, ver, _ = s.SessionsVersion(ctx, a)
+	if string(got) != "v3" || ver != 3 {
+		t.Fatalf("after an older state with a message: %q v%d", got, ver)
+	}
+	put("unconditional", 0)
+	got, ver, _ = s.SessionsVersion(ctx, a)
+	if string(got) != "unconditional" || ver != 0 {
+		t.Fatalf("version 0 writes unconditionally: %q v%d", got, ver)
+	}
 }
