@@ -128,11 +128,21 @@ func (m *machine) send(from, to *machineUser, payload int) {
 		m.stats["prekey"]++
 	}
 	if from.ps.NeedsStart(m.now) {
+		had := map[SessionID]bool{}
+		for _, s := range from.ps.sessions {
+			had[s.id] = true
+		}
 		env, err := from.ps.Start(testSender(from.key), testRecipient(to.key, to.prekey), KindText, body, m.now)
 		if err != nil {
 			m.t.Fatalf("Start: %v", err)
 		}
-		to.in = append(to.in, &machineMsg{raw: env.Marshal(), start: true, payload: payload, msgID: env.MsgID})
+		msg := &machineMsg{raw: env.Marshal(), start: true, payload: payload, msgID: env.MsgID}
+		for _, s := range from.ps.sessions {
+			if !had[s.id] {
+				msg.session = s.id
+			}
+		}
+		to.in = append(to.in, msg)
 		m.stats["start"]++
 		return
 	}
@@ -182,9 +192,11 @@ func (m *machine) deliver(to, from *machineUser, n int) {
 			m.t.Fatalf("payload %d opened twice", p)
 		}
 		m.stats["opened"]++
-	case (errors.Is(err, ErrSessionUnknown) || errors.Is(err, ErrSkipLimit)) && !msg.start:
+	case errors.Is(err, ErrSessionUnknown) || errors.Is(err, ErrSkipLimit) && !msg.start:
 		// The receiver answers with a reset; the sender drops the session
-		// and sends the message again, in a new session if need be.
+		// and sends the message again, in a new session if need be. (A
+		// start is refused when its session was refused already: the
+		// burst below delivers a message ahead of its start.)
 		to.ps.Refuse(msg.session, m.now)
 		from.ps.Reset(msg.session, m.now)
 		m.send(from, to, msg.payload)
