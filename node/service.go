@@ -142,18 +142,49 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 func (s *session) commitLoop(ctx context.Context, str network.Stream, remote peer.ID, queue <-chan *inbound) {
 	bw := bufio.NewWriter(str)
 	rejects := 0
-	for in := range queue {
+	var pending *inbound // read from the queue but not committed yet
+	for {
+		in := pending
+		pending = nil
+		if in == nil {
+			var ok bool
+			if in, ok = <-queue; !ok {
+				break
+			}
+		}
 		<-in.ready
-		if in.ack.Code == protocol.AckOK {
+		batch := []*inbound{in}
+		// Chat messages of one session that are already here are stored
+		// in one transaction: one synced write for a burst.
+		if batchable(in) {
+			for len(batch) < maxCommitBatch && len(queue) > 0 {
+				next := <-queue
+				<-next.ready
+				if !batchable(next) || next.sm.Sender != in.sm.Sender {
+					pending = next
+					break
+				}
+				batch = append(batch, next)
+			}
+		}
+		switch {
+		case len(batch) > 1:
+			s.commitSessionBatch(ctx, batch)
+		case in.ack.Code == protocol.AckOK:
 			s.commit(ctx, in)
 		}
-		if in.ack.Code != protocol.AckOK {
-			s.audit(remote, in.from, in.ack.Code, in.err)
-			rejects++
+		var err error
+		for _, in := range batch {
+			if in.ack.Code != protocol.AckOK {
+				s.audit(remote, in.from, in.ack.Code, in.err)
+				rejects++
+			}
+			str.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
+			if err = protocol.WriteAck(bw, &in.ack); err != nil {
+				break
+			}
 		}
-		str.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
-		err := protocol.WriteAck(bw, &in.ack)
-		if err == nil && (len(queue) == 0 || rejects >= maxRejects) {
+		if err == nil && ((len(queue) == 0 && pending == nil) || rejects >= maxRejects) {
 			err = bw.Flush() // batch the acks of a burst
 		}
 		if err != nil || rejects >= maxRejects {
@@ -163,12 +194,25 @@ func (s *session) commitLoop(ctx context.Context, str network.Stream, remote pee
 				str.CloseWrite() // the sender sees the end after the last ack
 				str.CloseRead()  // and the reader stops
 			}
+			if pending != nil {
+				<-pending.ready
+			}
 			drain(queue)
 			return
 		}
 	}
 	str.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
 	bw.Flush()
+}
+
+// maxCommitBatch caps the session messages stored in one transaction.
+const maxCommitBatch = 64
+
+// batchable reports whether in is a chat message in a session, checked
+// and waiting to be opened: such messages from one sender are committed
+// together.
+func batchable(in *inbound) bool {
+	return in.ack.Code == protocol.AckOK && in.sm != nil && in.sm.Kind == protocol.KindText
 }
 
 // drain waits out the envelopes still in the pipeline of a stream that is

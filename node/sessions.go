@@ -212,6 +212,71 @@ func (s *session) commitSession(ctx context.Context, in *inbound) {
 	}
 }
 
+// commitSessionBatch opens several chat messages of one sender, in order,
+// and stores them with the final state in one transaction.
+func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
+	sender := batch[0].sm.Sender
+	fe := s.friend(sender)
+	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
+		for _, in := range batch {
+			in.reject(protocol.AckNotAFriend, errNotAFriend)
+		}
+		return
+	}
+	ps := s.peerSessOf(sender)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.state(ctx, ps, sender)
+	if err != nil {
+		for _, in := range batch {
+			in.reject(protocol.AckUnavailable, err)
+		}
+		return
+	}
+	var (
+		msgs   []store.Message
+		opened []*inbound
+	)
+	for _, in := range batch {
+		start := time.Now()
+		m, err := p.Open(in.sm, fe.key, s.cfg.Now())
+		s.stats.openNanos.Add(int64(time.Since(start)))
+		s.stats.opened.Add(1)
+		if err != nil {
+			if errors.Is(err, protocol.ErrSessionUnknown) || errors.Is(err, protocol.ErrMessageKeyGone) {
+				s.requestReset(ctx, fe, in.sm.Session)
+			}
+			in.reject(protocol.AckCodeFor(err), err)
+			continue
+		}
+		in.msg = m
+		msgs = append(msgs, textMessage(m))
+		opened = append(opened, in)
+	}
+	if len(opened) == 0 {
+		return
+	}
+	u := ps.next(sender, p)
+	results, err := s.st.StoreReceivedBatchWith(ctx, msgs, u)
+	if err != nil {
+		for _, in := range opened {
+			in.reject(protocol.AckUnavailable, err)
+		}
+		return
+	}
+	ps.stored(u)
+	for i, in := range opened {
+		switch err := results[i]; {
+		case err == nil:
+			s.n.events.publish(Event{Type: EventMessage, Message: msgs[i]})
+		case errors.Is(err, store.ErrDuplicate):
+			in.reject(protocol.AckReplay, err)
+		default:
+			in.reject(protocol.AckMalformed, err)
+		}
+	}
+}
+
 // storeOpened stores an opened chat message or receipt with u in one
 // transaction and reports whether u was stored.
 func (s *session) storeOpened(ctx context.Context, in *inbound, m *protocol.Message, u *store.SessionUpdate) bool {

@@ -231,23 +231,36 @@ func (s *Store) StoreReceivedWith(ctx context.Context, m Message, u *SessionUpda
 // whole (nothing was stored). A batch too big for one badger transaction
 // is split in halves, each whole message staying in one transaction.
 func (s *Store) StoreReceivedBatch(ctx context.Context, msgs []Message) ([]error, error) {
+	return s.StoreReceivedBatchWith(ctx, msgs, nil)
+}
+
+// StoreReceivedBatchWith is StoreReceivedBatch that also writes u (when
+// not nil), the sender's session state after opening all of msgs, with
+// them: in the same transaction, or in the last one when the batch is
+// split, so the stored state is never ahead of the stored messages.
+func (s *Store) StoreReceivedBatchWith(ctx context.Context, msgs []Message, u *SessionUpdate) ([]error, error) {
 	now := s.now()
 	results := make([]error, len(msgs))
 	var valid []int
 	for i := range msgs {
-		if results[i] = prepareIncoming(&msgs[i], now); results[i] == nil {
+		// A nanosecond apart, so that the conversation keeps them in the
+		// order they came (history sorts by receive time, then by ID).
+		if results[i] = prepareIncoming(&msgs[i], now.Add(time.Duration(i))); results[i] == nil {
 			valid = append(valid, i)
 		}
 	}
-	if err := s.receiveBatch(ctx, msgs, valid, now, results); err != nil {
+	if err := s.receiveBatch(ctx, msgs, valid, now, results, u); err != nil {
 		return nil, err
 	}
 	return results, nil
 }
 
-func (s *Store) receiveBatch(ctx context.Context, msgs []Message, idx []int, now time.Time, results []error) error {
+func (s *Store) receiveBatch(ctx context.Context, msgs []Message, idx []int, now time.Time, results []error, u *SessionUpdate) error {
 	if len(idx) == 0 {
-		return nil
+		if u == nil {
+			return nil
+		}
+		return s.update(ctx, func(txn *badger.Txn) error { return s.putSessionsTxn(txn, u) })
 	}
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		convs := make(map[ConversationID]*convRec)
@@ -258,14 +271,17 @@ func (s *Store) receiveBatch(ctx context.Context, msgs []Message, idx []int, now
 			}
 			results[i] = err
 		}
+		if err := s.putSessionsTxn(txn, u); err != nil {
+			return err
+		}
 		return s.putConvs(txn, convs)
 	})
 	if errors.Is(err, badger.ErrTxnTooBig) && len(idx) > 1 {
 		half := len(idx) / 2
-		if err := s.receiveBatch(ctx, msgs, idx[:half], now, results); err != nil {
+		if err := s.receiveBatch(ctx, msgs, idx[:half], now, results, nil); err != nil {
 			return err
 		}
-		return s.receiveBatch(ctx, msgs, idx[half:], now, results)
+		return s.receiveBatch(ctx, msgs, idx[half:], now, results, u)
 	}
 	return err
 }
