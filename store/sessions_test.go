@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -467,5 +468,51 @@ func TestSessionsVersionOrder(t *testing.T) {
 	got, ver, _ = s.SessionsVersion(ctx, a)
 	if string(got) != "unconditional" || ver != 0 {
 		t.Fatalf("version 0 writes unconditionally: %q v%d", got, ver)
+	}
+}
+
+// A batch of received messages is stored with the final session state in
+// one transaction, keeps its order in the conversation, and on a
+// duplicate stores the rest (and the state).
+func TestStoreReceivedBatchWith(t *testing.T) {
+	t.Parallel()
+	s, _, _ := newTestStore(t)
+	ctx := t.Context()
+	a := randUser()
+	first := incoming(a, "m0")
+	if _, err := s.StoreReceived(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	var batch []Message
+	for i := range 40 {
+		batch = append(batch, incoming(a, fmt.Sprintf("m%02d", i+1)))
+	}
+	batch[7] = first // a repeat inside the batch
+	batch[7].ReceivedAt = time.Time{}
+	results, err := s.StoreReceivedBatchWith(ctx, batch, &SessionUpdate{Peer: a, State: []byte("after the batch"), Version: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range results {
+		if i == 7 && !errors.Is(r, ErrDuplicate) || i != 7 && r != nil {
+			t.Fatalf("result %d = %v", i, r)
+		}
+	}
+	got, ver, err := s.SessionsVersion(ctx, a)
+	if err != nil || string(got) != "after the batch" || ver != 9 {
+		t.Fatalf("state after the batch: %q v%d, %v", got, ver, err)
+	}
+	ms, _, err := s.Messages(ctx, DirectConversation(a), "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 40 {
+		t.Fatalf("%d messages, want 40", len(ms))
+	}
+	// Newest first: m40 ... m01 (m08 was the repeat), then m0.
+	for i := 1; i < len(ms); i++ {
+		if string(ms[i-1].Body) < string(ms[i].Body) {
+			t.Fatalf("out of order: %q before %q", ms[i-1].Body, ms[i].Body)
+		}
 	}
 }
