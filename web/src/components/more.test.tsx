@@ -103,3 +103,28 @@ describe('Conversation', () => {
     expect(screen.getByRole('button', { name: 'Load older messages' })).toBeTruthy();
   });
 });
+
+describe('Register', () => {
+  it('checks the passphrase, shows progress while the node makes the keys, then the invite', async () => {
+    const { Register } = await import('./Register');
+    let finish: (v: { user_id: string; peer_id: string; token: string }) => void = () => {};
+    vi.spyOn(api, 'register').mockReturnValue(new Promise((r) => (finish = r)));
+    vi.spyOn(api, 'me').mockResolvedValue(me);
+    render(<Register onDone={() => {}} />);
+    fireEvent.change(screen.getByLabelText('Display name'), { target: { value: 'Me' } });
+    fireEvent.change(screen.getByLabelText('Passphrase'), { target: { value: 'long enough pass' } });
+    fireEvent.change(screen.getByLabelText('Confirm passphrase'), { target: { value: 'long enough pasS' } });
+    expect(screen.getByText('The passphrases differ.')).toBeTruthy();
+    fireEvent.click(screen.getByRole('button', { name: 'Register' }));
+    expect(screen.getByRole('alert').textContent).toBe('The two passphrases differ.');
+    fireEvent.change(screen.getByLabelText('Confirm passphrase'), { target: { value: 'long enough pass' } });
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Register' }));
+    });
+    expect(screen.getByRole('status').textContent).toMatch(/Generating your keys/);
+    await act(async () => finish({ user_id: 'me', peer_id: 'p', token: 't' }));
+    expect(screen.getByRole('heading', { name: 'Welcome, Me' })).toBeTruthy();
+    expect(screen.getByRole('img', { name: 'QR code of your invite link' })).toBeTruthy();
+    expect(screen.getByRole('button', { name: 'Copy invite link' })).toBeTruthy();
+  });
+});
