@@ -258,3 +258,65 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 		checkReceived(t, a, b, append([]string{"start"}, numbered("queued", 5)...))
 	}
 }
+
+// TestSessionStoredStateSecrecy inspects B's sealed session state through
+// the store: once a message is opened its key is gone (the stored state
+// cannot open it again), and a copy of the state taken before the next DH
+// ratchet step cannot open what A sends after it.
+func TestSessionStoredStateSecrecy(t *testing.T) {
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sa := sessionOf(t, a)
+	aKey := fixtureKey(t, "alice-2048").Public()
+	sendAll(t, a, bID, []string{"start"})
+	checkReceived(t, a, b, []string{"start"})
+
+	// held queues one message while B is unreachable and returns it as
+	// it goes on the wire.
+	held := func(text string) *protocol.SessionMessage {
+		t.Helper()
+		sa.outbox.mu.Lock()
+		sa.outbox.unreachable[bID] = farFuture
+		sa.outbox.mu.Unlock()
+		sendAll(t, a, bID, []string{text})
+		q := queuedFor(t, a, bID)
+		if len(q) != 1 || !q[0].Session {
+			t.Fatalf("queued %d entries", len(q))
+		}
+		sm, err := protocol.ParseSessionMessage(q[0].Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sa.outbox.rush(bID)
+		return sm
+	}
+	m1 := held("one")
+	checkReceived(t, a, b, []string{"start", "one"})
+	after1 := storedSessions(t, b, aID)
+	if _, err := after1.Open(m1, aKey, time.Now()); !isErr(err, protocol.ErrMessageKeyGone) {
+		t.Fatalf("B's stored state opens a message it already opened: %v", err)
+	}
+
+	// A copy of B's state, stolen now. The conversation goes on: B's
+	// next DH ratchet step comes when A's next ratchet key arrives
+	// ("two"); what A sends once it has B's key from that step ("three")
+	// the stolen copy cannot open.
+	stolen := storedSessions(t, b, aID)
+	sendAll(t, b, aID, []string{"reply"})
+	checkReceived(t, b, a, []string{"reply"})
+	held("two")
+	checkReceived(t, a, b, []string{"start", "one", "two"})
+	sendAll(t, b, aID, []string{"reply 2"})
+	checkReceived(t, b, a, []string{"reply", "reply 2"})
+	m3 := held("three")
+	checkReceived(t, a, b, []string{"start", "one", "two", "three"})
+	if _, err := stolen.Open(m3, aKey, time.Now()); err == nil {
+		t.Fatal("a copy of B's state from before its DH ratchet step opened a message sent after it")
+	}
+	// B's own state opened it, once.
+	if _, err := storedSessions(t, b, aID).Open(m3, aKey, time.Now()); !isErr(err, protocol.ErrMessageKeyGone) {
+		t.Fatalf("B's state after opening three: %v", err)
+	}
+}
