@@ -276,7 +276,11 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 		f = store.Friend{UserID: m.Sender, Status: store.FriendPendingIn}
 	}
 	prev := f.Status
+	rotated := known && !c.Key.Equal(mustKey(f.PublicKey))
 	f.Name, f.PublicKey, f.Card = c.Name, c.Key.Bytes(), c.URI()
+	if c.Genesis != nil && !c.Genesis.Equal(c.Key) {
+		f.Genesis = c.Genesis.Bytes()
+	}
 	var ev EventType
 	reply := false
 	switch {
@@ -307,6 +311,11 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 	}
 	if ev != "" {
 		s.n.events.publish(Event{Type: ev, Friend: s.view(f)})
+	}
+	if rotated {
+		// The card's chain led from the pinned key (rotatedKey).
+		s.log.Info("friend rotated their key", "friend", f.UserID.String(), "key", c.Key.ID().String())
+		s.n.events.publish(Event{Type: EventFriendKeyRotated, Friend: s.view(f)})
 	}
 	return nil
 }

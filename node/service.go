@@ -356,13 +356,13 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 		if fe == nil || (fe.f.Status != store.FriendPendingOut && fe.f.Status != store.FriendAccepted) {
 			return nil, errNotAFriend
 		}
-		return fe.key, nil
+		return rotatedKey(fe, env, cardBytes), nil
 	case protocol.KindContactRequest:
 		if fe != nil {
 			if fe.f.Status == store.FriendBlocked {
 				return nil, fmt.Errorf("%w: blocked", errNotAFriend)
 			}
-			return fe.key, nil
+			return rotatedKey(fe, env, cardBytes), nil
 		}
 		if len(cardBytes) == 0 {
 			return nil, fmt.Errorf("%w: unknown sender without a card", errNotAFriend)
@@ -479,4 +479,37 @@ func (s *session) checkSession(ctx context.Context, d *protocol.Delivery, in *in
 		return
 	}
 	in.sm = sm
+}
+
+// rotatedKey is the key a friend's contact envelope must be signed with:
+// the pinned one, or, when the envelope names another key and carries a
+// card whose rotation chain leads from the pinned key to it, the card's
+// key (the friend rotated; receiveContact then pins it). A card that does
+// not prove that leaves the pinned key, which then fails to verify.
+func rotatedKey(fe *friendEntry, env *protocol.Envelope, cardBytes []byte) *protocol.PublicKey {
+	if fe.key == nil || env.SenderKey == fe.key.ID() || len(cardBytes) == 0 {
+		return fe.key
+	}
+	c, err := protocol.ParseCard(cardBytes)
+	if err != nil || c.UserID != env.Sender || c.Key.ID() != env.SenderKey || !cardLeadsFrom(c, fe.key) {
+		return fe.key
+	}
+	return c.Key
+}
+
+// cardLeadsFrom reports whether c's (verified) rotation chain passes
+// through key: its genesis key or one of the keys it rotated to.
+func cardLeadsFrom(c *protocol.Card, key *protocol.PublicKey) bool {
+	if len(c.Chain) == 0 || c.Genesis == nil {
+		return false
+	}
+	if c.Genesis.Equal(key) {
+		return true
+	}
+	for _, r := range c.Chain {
+		if r.NewKey.Equal(key) {
+			return true
+		}
+	}
+	return false
 }

@@ -199,8 +199,8 @@ func (s *session) commitSession(ctx context.Context, in *inbound) {
 	s.stats.opened.Add(1)
 	if err != nil {
 		code := protocol.AckCodeFor(err)
-		if errors.Is(err, protocol.ErrSessionUnknown) || errors.Is(err, protocol.ErrMessageKeyGone) {
-			s.requestReset(ctx, fe, sm.Session)
+		if wantsReset(err) {
+			s.requestReset(ctx, fe, ps, p, sm.Session)
 		}
 		in.reject(code, err)
 		return
@@ -243,8 +243,8 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 		s.stats.openNanos.Add(int64(time.Since(start)))
 		s.stats.opened.Add(1)
 		if err != nil {
-			if errors.Is(err, protocol.ErrSessionUnknown) || errors.Is(err, protocol.ErrMessageKeyGone) {
-				s.requestReset(ctx, fe, in.sm.Session)
+			if wantsReset(err) {
+				s.requestReset(ctx, fe, ps, p, in.sm.Session)
 			}
 			in.reject(protocol.AckCodeFor(err), err)
 			continue
@@ -365,8 +365,11 @@ const resetEvery = 5 * time.Second
 
 // requestReset queues an RSA-signed session reset for fe's session id: the
 // sender then starts a new session, and seals again what we could not
-// open.
-func (s *session) requestReset(ctx context.Context, fe *friendEntry, id protocol.SessionID) {
+// open. The session is refused from now on (a late start or message of
+// it is never accepted), in the same transaction. ps.mu must be held; p
+// is fe's state, which the refusal changes (a batch stores it again with
+// what follows).
+func (s *session) requestReset(ctx context.Context, fe *friendEntry, ps *peerSess, p *protocol.PeerSessions, id protocol.SessionID) {
 	s.mu.Lock()
 	last := s.resets[fe.f.UserID]
 	due := s.cfg.Now().Sub(last) >= resetEvery
@@ -378,10 +381,13 @@ func (s *session) requestReset(ctx context.Context, fe *friendEntry, id protocol
 		return
 	}
 	s.log.Info("session state missing; asking for a new session", "friend", fe.f.UserID.String(), "session", id.String())
+	p.Refuse(id, s.cfg.Now())
+	u := ps.next(fe.f.UserID, p)
 	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindSessionReset, protocol.MarshalSessionReset(id), s.cfg.Now())
 	if err == nil {
 		e := store.OutboxEntry{MsgID: env.MsgID, Recipient: fe.f.UserID, Envelope: env.Marshal()}
-		if err = s.st.AddControl(ctx, e); err == nil {
+		if err = s.st.AddControlWith(ctx, e, u); err == nil {
+			ps.stored(u)
 			e.Control = true
 			s.outbox.add(e, env.Kind, env.Timestamp, nil)
 		}
@@ -389,6 +395,13 @@ func (s *session) requestReset(ctx context.Context, fe *friendEntry, id protocol
 	if err != nil {
 		s.log.Warn("session reset not queued", "friend", fe.f.UserID.String(), "err", err)
 	}
+}
+
+// wantsReset reports an error after which the session cannot go on: the
+// receiver asks for a new one.
+func wantsReset(err error) bool {
+	return errors.Is(err, protocol.ErrSessionUnknown) || errors.Is(err, protocol.ErrMessageKeyGone) ||
+		errors.Is(err, protocol.ErrSkipLimit)
 }
 
 // receiveReset drops the session a friend could not open: our next

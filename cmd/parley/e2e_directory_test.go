@@ -123,3 +123,49 @@ func TestThreeProcessDirectory(t *testing.T) {
 		}
 	}
 }
+
+// TestE2ERotateKey: Alice stops her node, rotates her key with `parley
+// rotate-key`, and starts again. Bob's node moves to her new key (the card
+// she sends proves the rotation; no directory here), they chat both ways,
+// and the safety numbers are what they were.
+func TestE2ERotateKey(t *testing.T) {
+	a, b := startPair(t)
+	safety := func(p *proc, id string) string {
+		for _, f := range p.friends() {
+			if f.UserID == id {
+				return f.SafetyNumber
+			}
+		}
+		return ""
+	}
+	sa, sb := safety(a, b.userID), safety(b, a.userID)
+	if sa == "" || sa != sb {
+		t.Fatalf("safety numbers %q / %q", sa, sb)
+	}
+	a.send(b.userID, "before the rotation")
+	a.stop()
+	out, err := exec.Command(parleyBinary(t), "rotate-key", "--data-dir", a.dataDir, "--passphrase-file", a.passFile).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rotate-key: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "Rotated the identity key of "+a.userID) {
+		t.Fatalf("rotate-key printed %q", out)
+	}
+	a = a.restart(true)
+	var me api.Me
+	a.must("GET", "/api/v1/me", nil, http.StatusOK, &me)
+	if me.UserID != a.userID {
+		t.Fatalf("user ID after the rotation: %s, was %s", me.UserID, a.userID)
+	}
+	a.send(b.userID, "after the rotation")
+	b.send(a.userID, "to the new key")
+	waitFor(t, waitTimeout, "both messages arrive", func() bool {
+		return len(split(b.messages(a.userID), "in")) == 2 && len(split(a.messages(b.userID), "in")) == 1
+	})
+	if got := safety(b, a.userID); got != sb {
+		t.Errorf("Bob's safety number for Alice changed: %q, was %q", got, sb)
+	}
+	if got := safety(a, b.userID); got != sa {
+		t.Errorf("Alice's safety number for Bob changed: %q, was %q", got, sa)
+	}
+}
