@@ -406,17 +406,7 @@ func (s *session) commit(ctx context.Context, in *inbound) {
 	switch m.Kind {
 	case protocol.KindText:
 		var stored store.Message
-		stored, err = s.st.StoreReceived(ctx, store.Message{
-			ID:           m.MsgID,
-			Conversation: store.DirectConversation(m.Sender),
-			Direction:    store.In,
-			From:         m.Sender,
-			To:           m.Recipient,
-			Kind:         kindText,
-			Body:         m.Body,
-			SentAt:       m.Time(),
-			Path:         store.PathDirect,
-		})
+		stored, err = s.st.StoreReceived(ctx, textMessage(m))
 		if errors.Is(err, store.ErrDuplicate) {
 			in.reject(protocol.AckReplay, err)
 			return

@@ -20,6 +20,16 @@ func marshal(m proto.Message) []byte {
 	return b
 }
 
+// MarshalCanonical encodes m, a message of Parley's schema (bytes,
+// strings, integers and messages of them), in its one canonical form: the
+// deterministic encoding. Other packages that sign protobuf records
+// (directory) use it and UnmarshalCanonical.
+func MarshalCanonical(m proto.Message) []byte { return marshal(m) }
+
+// UnmarshalCanonical decodes b into m and accepts only m's canonical
+// encoding (see unmarshalCanonical); failures wrap ErrMalformed.
+func UnmarshalCanonical(b []byte, m proto.Message) error { return unmarshalCanonical(b, m) }
+
 // unmarshalCanonical decodes b into m and accepts it only if it is the one
 // canonical encoding of m: no unknown fields (at any depth), and b equals
 // the deterministic re-encoding (fields in order, no explicit defaults, no
