@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,4 +37,28 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 		stopped()
 		srv.Close()
 	}, nil
+}
+
+// metricsAndLogFlags adds the --metrics and --log-level flags that run and
+// relay share; it returns the log level's flag value.
+func metricsAndLogFlags(fs *flag.FlagSet, getenv func(string) string, metrics *string) *string {
+	fs.StringVar(metrics, "metrics", getenv(envMetrics),
+		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
+	return fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
+		"log `level`: debug, info, warn or error; logs go to stderr ["+envLogLevel+"]")
+}
+
+// parseFlags parses args with fs, which takes no positional arguments. A
+// -h answers flag.ErrHelp; anything else wrong wraps errUsage.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%s: unexpected arguments %q: %w", fs.Name(), fs.Args(), errUsage)
+	}
+	return nil
 }

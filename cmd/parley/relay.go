@@ -51,18 +51,9 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 		"); repeatable ["+envListen+"]")
 	bootstrap := &listFlag{values: splitList(getenv(envBootstrap))}
 	fs.Var(bootstrap, "bootstrap", "another relay's `multiaddr` ending in /p2p/<peer ID>; repeatable ["+envBootstrap+"]")
-	fs.StringVar(&c.metrics, "metrics", getenv(envMetrics),
-		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
-	level := fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
-		"log `level`: debug, info, warn or error; logs go to stderr ["+envLogLevel+"]")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("parley relay: unexpected arguments %q: %w", fs.Args(), errUsage)
+	level := metricsAndLogFlags(fs, getenv, &c.metrics)
+	if err := parseFlags(fs, args); err != nil {
+		return c, err
 	}
 	c.listen, c.bootstrap = listen.values, bootstrap.values
 	lvl, err := parseLogLevel(*level)

@@ -29,14 +29,11 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	dataDir := fs.String("data-dir", os.Getenv(envDataDir), "the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
 	passFile := fs.String("passphrase-file", os.Getenv(envPassphraseFile),
 		"the `file` holding the passphrase (one trailing newline is ignored) ["+envPassphraseFile+"]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return fmt.Errorf("parley rotate-key: %v: %w", err, errUsage)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("parley rotate-key: unexpected arguments %q: %w", fs.Args(), errUsage)
+		return err
 	}
 	if *passFile == "" {
 		return fmt.Errorf("parley rotate-key: --passphrase-file is required: %w", errUsage)

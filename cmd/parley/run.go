@@ -144,18 +144,9 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	fs.BoolVar(&c.strictRSA, "strict-rsa-signatures", getenv(envStrictRSA) == "1" || getenv(envStrictRSA) == "true",
 		"sign every session message with the RSA identity key (RSA-PSS) instead of the session's Ed25519 key "+
 			"certified by it; slower, the original per-message RSA signature ["+envStrictRSA+"=1]")
-	fs.StringVar(&c.metrics, "metrics", getenv(envMetrics),
-		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
-	level := fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
-		"log `level`: debug, info, warn or error; logs go to stderr ["+envLogLevel+"]")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return c, err
-		}
-		return c, fmt.Errorf("parley run: %v: %w", err, errUsage)
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("parley run: unexpected arguments %q: %w", fs.Args(), errUsage)
+	level := metricsAndLogFlags(fs, getenv, &c.metrics)
+	if err := parseFlags(fs, args); err != nil {
+		return c, err
 	}
 	c.listen, c.bootstrap, c.apiHosts = listen.values, bootstrap.values, apiHosts.values
 	if (c.apiTLSCert == "") != (c.apiTLSKey == "") {
