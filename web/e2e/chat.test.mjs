@@ -77,6 +77,23 @@ async function send(page, text) {
   assert.equal(await box.inputValue(), '');
 }
 
+/** Prints what each node's API says of its conversations, for a failed step. */
+async function diagnose(pages) {
+  for (const [name, page] of Object.entries(pages)) {
+    const state = await page
+      .evaluate(async () => {
+        const token = sessionStorage.getItem('parley.token');
+        const get = async (p) => (await fetch(`/api/v1/${p}`, { headers: { Authorization: `Bearer ${token}` } })).json();
+        const convs = await get('conversations');
+        const threads = {};
+        for (const c of convs.conversations ?? []) threads[c.name] = await get(`get_messages?with=${c.with}&limit=10`);
+        return { url: location.pathname, token: !!token, convs, friends: await get('friends'), threads };
+      })
+      .catch((e) => `unavailable: ${e.message}`);
+    console.error(`--- ${name}'s node, through the API ---\n${JSON.stringify(state, null, 1)}`);
+  }
+}
+
 test('two people register, become friends by invite link and chat through the web UI', async (t) => {
   const alice = await ParleyNode.create('alice');
   const bob = await ParleyNode.create('bob');
@@ -94,6 +111,7 @@ test('two people register, become friends by invite link and chat through the we
         await fn();
       } catch (e) {
         failed.any = true;
+        await diagnose({ Alice: A, Bob: B });
         throw e;
       }
     });

@@ -111,6 +111,19 @@ describe('reducer', () => {
     expect(s.early).toEqual({});
   });
 
+  it('keeps a message that arrives before its thread is loaded, when a first page without it comes after', () => {
+    let s = reducer(base, { type: 'message', message: msg('late', '2026-01-01T12:00:00Z', { direction: 'in' }), peer: 'bob' });
+    expect(s.threads.bob.loaded).toBe(false);
+    s = reducer(s, { type: 'page', with: 'bob', messages: [msg('old', '2026-01-01T09:00:00Z')], next: 'c', older: false });
+    expect(s.threads.bob.messages.map((m) => m.msg_id)).toEqual(['old', 'late']);
+    expect(s.threads.bob).toMatchObject({ loaded: true, next: 'c' });
+  });
+
+  it('a read covers the unread it was made for, not what arrived meanwhile', () => {
+    const s = reducer({ ...base, conversations: [conv('bob', '2026-01-01T10:00:00Z', 3)] }, { type: 'read', with: 'bob', count: 2 });
+    expect(s.conversations[0].unread).toBe(1);
+  });
+
   it('keeps the older-page cursor when the newest page is fetched again', () => {
     let s = reducer(base, { type: 'page', with: 'bob', messages: [msg('b', '2026-01-01T10:00:00Z')], next: 'c1', older: false });
     s = reducer(s, { type: 'page', with: 'bob', messages: [msg('a', '2026-01-01T09:00:00Z')], next: null, older: true });

@@ -47,7 +47,8 @@ export type Action =
   | { type: 'message'; message: Message; peer: string }
   | { type: 'status'; change: StatusChange }
   | { type: 'presence'; presence: Presence; online: boolean }
-  | { type: 'read'; with: string }
+  /** The conversation was marked read; count: how many unread that covered (all when absent). */
+  | { type: 'read'; with: string; count?: number }
   | { type: 'live'; live: LiveState };
 
 const statusRank: Record<MessageStatus, number> = {
@@ -124,10 +125,10 @@ export function reducer(s: ChatState, a: Action): ChatState {
     }
     case 'message': {
       const m = withEarly(s, a.message);
-      const old = s.threads[a.peer];
-      const threads = old
-        ? { ...s.threads, [a.peer]: { ...old, messages: mergeMessages(old.messages, [m]) } }
-        : s.threads;
+      // A thread not loaded yet keeps the message too: its first page may
+      // have been read before the message was stored.
+      const old = s.threads[a.peer] ?? { messages: [], next: null, loaded: false };
+      const threads = { ...s.threads, [a.peer]: { ...old, messages: mergeMessages(old.messages, [m]) } };
       let found = false;
       const conversations = s.conversations.map((c) => {
         if (c.with !== a.peer) return c;
@@ -173,7 +174,12 @@ export function reducer(s: ChatState, a: Action): ChatState {
         friends: s.friends.map((f) => (f.user_id === a.presence.user_id ? { ...f, online: a.online } : f)),
       };
     case 'read':
-      return { ...s, conversations: s.conversations.map((c) => (c.with === a.with ? { ...c, unread: 0 } : c)) };
+      return {
+        ...s,
+        conversations: s.conversations.map((c) =>
+          c.with === a.with ? { ...c, unread: a.count === undefined ? 0 : Math.max(0, c.unread - a.count) } : c,
+        ),
+      };
     case 'live':
       return { ...s, live: a.live };
   }

@@ -87,18 +87,25 @@ export function Conversation({
     document.addEventListener('visibilitychange', f);
     return () => document.removeEventListener('visibilitychange', f);
   }, []);
-  const marking = useRef(false);
+  // One call at a time; what arrives during a call is left unread, so
+  // that the next call (when the count changes) covers it.
+  // A failed call is tried again when the count changes, not in a loop.
+  const [marking, setMarking] = useState(false);
+  const failedAt = useRef(-1);
   useEffect(() => {
-    if (!visible || unread === 0 || marking.current) return;
-    marking.current = true;
+    if (!visible || unread === 0 || marking || failedAt.current === unread) return;
+    setMarking(true);
     api
       .markRead(peer)
-      .then(() => dispatch({ type: 'read', with: peer }))
-      .catch(() => {})
-      .finally(() => {
-        marking.current = false;
-      });
-  }, [visible, unread, peer, dispatch]);
+      .then(() => {
+        failedAt.current = -1;
+        dispatch({ type: 'read', with: peer, count: unread });
+      })
+      .catch(() => {
+        failedAt.current = unread;
+      })
+      .finally(() => setMarking(false));
+  }, [visible, unread, marking, peer, dispatch]);
 
   async function send(text: string): Promise<boolean> {
     setSendError('');

@@ -36,35 +36,42 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
   openChatRef.current = openChat;
   const [reloadKey, setReloadKey] = useState(0);
 
-  const refresh = useCallback(async () => {
-    try {
-      const [m, friends, conversations] = await Promise.all([api.me(), api.friends(), api.conversations()]);
-      setMe(m);
-      dispatch({ type: 'friends', friends });
-      dispatch({ type: 'conversations', conversations });
-      setLoadError('');
-    } catch (e) {
-      setLoadError((e as Error).message);
+  // Counts the live events that change the lists. A list fetched while
+  // one arrived may predate it (the socket can overtake the answer), so it
+  // is fetched again rather than put over the newer state.
+  const eventSeq = useRef(0);
+  const fetchLists = useCallback(async () => {
+    for (let i = 0; ; i++) {
+      const start = eventSeq.current;
+      const [friends, conversations] = await Promise.all([api.friends(), api.conversations()]);
+      if (eventSeq.current === start || i === 4) return { friends, conversations };
     }
   }, []);
 
   const refreshLists = useCallback(async () => {
     try {
-      const [friends, conversations] = await Promise.all([api.friends(), api.conversations()]);
+      const { friends, conversations } = await fetchLists();
       dispatch({ type: 'friends', friends });
       dispatch({ type: 'conversations', conversations });
-    } catch {
+      setLoadError('');
+    } catch (e) {
       // the next event or reconnect tries again
+      setLoadError((e as Error).message);
     }
-  }, []);
+  }, [fetchLists]);
 
   useEffect(() => {
-    void refresh();
-  }, [refresh]);
+    api
+      .me()
+      .then(setMe)
+      .catch((e) => setLoadError((e as Error).message));
+    void refreshLists();
+  }, [refreshLists]);
 
   // Live events.
   useEffect(() => {
     const onEvent = (e: ServerEvent) => {
+      eventSeq.current++;
       switch (e.type) {
         case 'message': {
           const m = e.data;

@@ -1,8 +1,10 @@
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
+import { useReducer } from 'react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { api, ApiError, type Friend } from '../api';
 import { Conversation } from './Conversation';
 import { Friends } from './Friends';
+import { initialState, reducer, type ChatState } from '../state';
 
 afterEach(cleanup);
 
@@ -62,21 +64,23 @@ describe('Conversation', () => {
   it('marks the conversation read while it is visible and has unread messages', async () => {
     vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
     const markRead = vi.spyOn(api, 'markRead').mockResolvedValue(undefined);
-    const dispatch = vi.fn();
-    await act(async () => {
-      render(
-        <Conversation
-          me={me}
-          peer="bob"
-          friend={bob}
-          conversation={{ with: 'bob', name: 'Bob', unread: 2, last_message: null }}
-          dispatch={dispatch}
-          reloadKey={0}
-        />,
+    let state: ChatState = {
+      ...initialState,
+      conversations: [{ with: 'bob', name: 'Bob', unread: 2, last_message: null }],
+    };
+    function Harness() {
+      const [s, dispatch] = useReducer(reducer, state);
+      state = s;
+      return (
+        <Conversation me={me} peer="bob" friend={bob} conversation={s.conversations[0]} dispatch={dispatch} reloadKey={0} />
       );
+    }
+    await act(async () => {
+      render(<Harness />);
     });
+    expect(markRead).toHaveBeenCalledOnce();
     expect(markRead).toHaveBeenCalledWith('bob');
-    expect(dispatch).toHaveBeenCalledWith({ type: 'read', with: 'bob' });
+    expect(state.conversations[0].unread).toBe(0);
   });
 
   it('loads older messages when scrolled to the top', async () => {
