@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
@@ -143,7 +144,11 @@ func (s *session) directoryLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("directory record not published", "err", err, "retry", retry)
+			level := slog.LevelWarn
+			if len(s.cfg.Bootstrap) == 0 && errors.Is(err, directory.ErrNoPeers) {
+				level = slog.LevelDebug // a node on its own: nobody to publish to yet
+			}
+			s.log.Log(ctx, level, "directory record not published", "err", err, "retry", retry)
 			next, retry = retry, min(2*retry, publishRetryMax)
 		} else {
 			retry = publishRetryMin
