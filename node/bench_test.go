@@ -153,6 +153,9 @@ func benchThroughput(b *testing.B, sessions bool) {
 	b.StopTimer()
 	rate := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(rate, "msgs/s")
+	// The same number of frames of a session message's size over a raw
+	// stream: the transport's own ceiling on this machine.
+	b.ReportMetric(rawRate(b, 512, max(b.N, 1000)), "raw-msgs/s")
 	if !sessions {
 		bound := float64(time.Second) / float64(open)
 		b.ReportMetric(bound, "crypto-bound-msgs/s")
@@ -226,6 +229,42 @@ func rawRoundTrip(b *testing.B, size, rounds int) time.Duration {
 		lat = append(lat, time.Since(start))
 	}
 	return percentile(lat, 50)
+}
+
+// rawRate measures how many frames of size bytes a raw libp2p stream
+// carries a second between two other hosts on loopback TCP, each echoed
+// back as its acknowledgement, with up to window in flight as the courier
+// keeps them.
+func rawRate(b *testing.B, size, n int) float64 {
+	b.Helper()
+	client, server := rawHosts(b)
+	s, err := client.NewStream(context.Background(), server.ID(), rawEcho)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	msg := make([]byte, size)
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() {
+		back := make([]byte, size)
+		for range n {
+			if _, err := io.ReadFull(s, back); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for range n {
+		if _, err := s.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return float64(n) / time.Since(start).Seconds()
 }
 
 func percentile(d []time.Duration, p int) time.Duration {
