@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { ParleyNode, cleanup, launchBrowser } from './nodes.mjs';
-import { WAIT, count, gone, hasText, visible } from './wait.mjs';
+import { chatItem, diagnose, message, nav, newPage, register, send } from './ui.mjs';
+import { count, gone, hasText, visible } from './wait.mjs';
 
 const shotsDir = process.env.PARLEY_SCREENSHOTS;
 
@@ -30,76 +31,12 @@ async function shot(page, name) {
   await page.screenshot({ path: join(shotsDir, `${name}.png`) });
 }
 
-async function newPage(node, opts = {}) {
-  const ctx = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light', ...opts });
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(WAIT);
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('console', (m) => {
-    if (m.type() === 'error' && /Content Security Policy/i.test(m.text())) errors.push(m.text());
-  });
-  page.errors = errors;
-  await page.goto(node.url);
-  return page;
-}
-
-async function register(page, name, pass) {
-  await page.getByLabel('Display name').fill(name);
-  await page.getByLabel('Passphrase', { exact: true }).fill(pass);
-  await page.getByLabel('Confirm passphrase').fill(pass);
-  await page.getByRole('button', { name: 'Register', exact: true }).click();
-  await visible(page.getByRole('heading', { name: `Welcome, ${name}` }), WAIT);
-  const invite = (await page.getByTestId('my-invite').textContent()).trim();
-  if (!invite.startsWith('parley:')) throw new Error(`invite link ${invite}`);
-  return invite;
-}
-
-/** A link of the main navigation, whose name may carry a count ("Chats, 2 unread"). */
-function nav(page, name) {
-  return page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: new RegExp(`^${name}`) });
-}
-
-function chatItem(page, name) {
-  return page.getByTestId('chat-item').filter({ hasText: name });
-}
-
-function message(page, text) {
-  return page.getByTestId('message').filter({ hasText: text });
-}
-
-/** Types text into the composer and sends it with Enter; resolves once it shows in the conversation. */
-async function send(page, text) {
-  const box = page.getByRole('textbox', { name: 'Message', exact: true });
-  await box.fill(text);
-  await box.press('Enter');
-  await visible(message(page, text).and(page.locator('[data-direction="out"]')));
-  assert.equal(await box.inputValue(), '');
-}
-
-/** Prints what each node's API says of its conversations, for a failed step. */
-async function diagnose(pages) {
-  for (const [name, page] of Object.entries(pages)) {
-    const state = await page
-      .evaluate(async () => {
-        const token = sessionStorage.getItem('parley.token');
-        const get = async (p) => (await fetch(`/api/v1/${p}`, { headers: { Authorization: `Bearer ${token}` } })).json();
-        const convs = await get('conversations');
-        const threads = {};
-        for (const c of convs.conversations ?? []) threads[c.name] = await get(`get_messages?with=${c.with}&limit=10`);
-        return { url: location.pathname, token: !!token, convs, friends: await get('friends'), threads };
-      })
-      .catch((e) => `unavailable: ${e.message}`);
-    console.error(`--- ${name}'s node, through the API ---\n${JSON.stringify(state, null, 1)}`);
-  }
-}
-
 test('two people register, become friends by invite link and chat through the web UI', async (t) => {
   const alice = await ParleyNode.create('alice');
   const bob = await ParleyNode.create('bob');
   await Promise.all([alice.start(), bob.start()]);
-  const A = await newPage(alice);
-  const B = await newPage(bob);
+  const A = await newPage(browser, alice);
+  const B = await newPage(browser, bob);
   const passA = 'alice passphrase 1';
   const passB = 'bob passphrase 22';
   let inviteA, inviteB;
@@ -246,7 +183,7 @@ test('two people register, become friends by invite link and chat through the we
 
   await step('phone width and dark mode', async () => {
     if (!shotsDir) return;
-    const P = await newPage(bob, { viewport: { width: 375, height: 740 }, colorScheme: 'dark' });
+    const P = await newPage(browser, bob, { viewport: { width: 375, height: 740 }, colorScheme: 'dark' });
     await P.getByLabel('Passphrase', { exact: true }).fill(passB);
     await P.getByRole('button', { name: 'Log in', exact: true }).click();
     await visible(chatItem(P, 'Alice'));

@@ -1,4 +1,4 @@
-// Helpers of the end-to-end test: real `parley run` processes on 127.0.0.1
+// Helpers of the end-to-end tests: real `parley run` (and `parley relay`) processes on 127.0.0.1
 // and a headless Chromium driven by playwright-core.
 
 import { spawn } from 'node:child_process';
@@ -64,39 +64,36 @@ const running = new Set();
  * keeps its address, and the browser's origin) with cheap test-only keys.
  */
 export class ParleyNode {
-  constructor(name, dataDir, apiPort, p2pPort, logDir) {
+  constructor(name, dataDir, apiPort, p2pPort, logDir, bootstrap = []) {
     this.name = name;
     this.dataDir = dataDir;
     this.apiPort = apiPort;
     this.p2pPort = p2pPort;
     this.logDir = logDir;
+    this.bootstrap = bootstrap;
     this.url = `http://127.0.0.1:${apiPort}/`;
     this.proc = null;
     this.starts = 0;
   }
 
-  static async create(name) {
+  /** A node to start; bootstrap lists peer multiaddrs (a relay's) for --bootstrap. */
+  static async create(name, { bootstrap = [] } = {}) {
     const root = tempDir(`parley-e2e-${name}-`);
-    return new ParleyNode(name, join(root, 'data'), await freePort(), await freePort(), root);
+    return new ParleyNode(name, join(root, 'data'), await freePort(), await freePort(), root, bootstrap);
   }
 
   /** Starts the node and resolves once it prints its URL line. */
   start(timeoutMs = 30_000) {
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PARLEY_')));
-    Object.assign(env, { PARLEY_TEST_KDF: 'cheap', PARLEY_TEST_KEY_BITS: '2048', PARLEY_LOG_LEVEL: 'debug' });
     const args = [
       'run',
       '--data-dir', this.dataDir,
       '--api', `127.0.0.1:${this.apiPort}`,
       '--listen', `/ip4/127.0.0.1/tcp/${this.p2pPort}`,
+      ...this.bootstrap.flatMap((a) => ['--bootstrap', a]),
     ];
     this.starts++;
-    const log = createWriteStream(join(this.logDir, `stderr-${this.starts}.log`));
-    const p = spawn(parleyBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawnParley(args, join(this.logDir, `stderr-${this.starts}.log`));
     this.proc = p;
-    running.add(p);
-    p.stderr.pipe(log);
-    p.on('exit', () => running.delete(p));
     return new Promise((resolve, reject) => {
       let out = '';
       const timer = setTimeout(() => {
@@ -124,6 +121,73 @@ export class ParleyNode {
     this.proc = null;
     return stopProcess(p);
   }
+}
+
+/**
+ * A `parley relay` child process: the DHT server and bootstrap peer of a
+ * private network on 127.0.0.1, on a port the system picks.
+ */
+export class ParleyRelay {
+  constructor(dataDir, logDir) {
+    this.name = 'relay';
+    this.dataDir = dataDir;
+    this.logDir = logDir;
+    this.proc = null;
+    /** The first address the relay printed, /ip4/127.0.0.1/tcp/PORT/p2p/ID: give it to --bootstrap. */
+    this.addr = '';
+  }
+
+  static create() {
+    const root = tempDir('parley-e2e-relay-');
+    return new ParleyRelay(join(root, 'data'), root);
+  }
+
+  /** Starts the relay and resolves once it prints its first bootstrap address. */
+  start(timeoutMs = 30_000) {
+    const args = ['relay', '--data-dir', this.dataDir, '--listen', '/ip4/127.0.0.1/tcp/0'];
+    const p = spawnParley(args, join(this.logDir, 'stderr-1.log'));
+    this.proc = p;
+    return new Promise((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => {
+        reject(new Error(`relay: no address line within ${timeoutMs} ms; stdout: ${out}`));
+      }, timeoutMs);
+      p.stdout.on('data', (b) => {
+        out += b.toString();
+        const m = out.match(/^ {2}(\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/\w+)$/m);
+        if (m && !this.addr) {
+          clearTimeout(timer);
+          this.addr = m[1];
+          resolve(this);
+        }
+      });
+      p.on('exit', (code, sig) => {
+        clearTimeout(timer);
+        reject(new Error(`relay: parley relay exited (${code ?? sig}) before its address; see ${this.logDir}`));
+      });
+    });
+  }
+
+  stop() {
+    const p = this.proc;
+    this.proc = null;
+    return stopProcess(p);
+  }
+}
+
+/**
+ * Spawns the parley binary with args and the test-only environment (cheap
+ * keys, debug logs), its stderr into logFile; cleanup() stops it.
+ */
+function spawnParley(args, logFile) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PARLEY_')));
+  Object.assign(env, { PARLEY_TEST_KDF: 'cheap', PARLEY_TEST_KEY_BITS: '2048', PARLEY_LOG_LEVEL: 'debug' });
+  const log = createWriteStream(logFile);
+  const p = spawn(parleyBin, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(p);
+  p.stderr.pipe(log);
+  p.on('exit', () => running.delete(p));
+  return p;
 }
 
 function stopProcess(p) {
