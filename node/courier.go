@@ -192,7 +192,7 @@ func (l *link) send(ctx context.Context, j job) error {
 		l.c.requeue([]job{j})
 		return fmt.Errorf("%w: stream closed", ErrUnavailable)
 	case <-ctx.Done():
-		l.c.o.release(j.e.Recipient, j.e.MsgID)
+		l.c.o.release(j)
 		return ctx.Err()
 	}
 	d := &protocol.Delivery{Envelope: j.e.Envelope}

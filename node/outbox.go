@@ -62,6 +62,11 @@ type job struct {
 	// outbox write is still being synced (Send overlaps the two); the
 	// job is settled only once that write is done.
 	stored *storeWait
+	// owner is the courier that holds the job (dispatch sets it): only
+	// it forgets the job when it settles. A courier that gave up is
+	// replaced at once, and must not release the new one's jobs, or the
+	// scanner hands those out twice.
+	owner *courier
 }
 
 // storeWait is an outbox write in progress.
@@ -250,6 +255,7 @@ func (o *outbox) dispatch(to protocol.ID, jobs []job, rushed bool) {
 			continue
 		}
 		c.held[j.e.MsgID] = true
+		j.owner = c
 		i, _ := slices.BinarySearchFunc(c.pending, j, compareJobs)
 		c.pending = slices.Insert(c.pending, i, j)
 		added = true
@@ -269,19 +275,19 @@ func compareJobs(a, b job) int {
 	return slices.Compare(a.e.MsgID[:], b.e.MsgID[:])
 }
 
-// release forgets a settled job.
-func (o *outbox) release(to protocol.ID, id protocol.MsgID) {
+// release forgets a settled job in the courier that held it.
+func (o *outbox) release(j job) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if c := o.couriers[to]; c != nil {
-		delete(c.held, id)
+	if j.owner != nil {
+		delete(j.owner.held, j.e.MsgID)
 	}
 }
 
 // settle records the outcome of one delivery attempt.
 func (o *outbox) settle(ctx context.Context, j job, ack protocol.Ack) {
 	s := o.s
-	defer o.release(j.e.Recipient, j.e.MsgID)
+	defer o.release(j)
 	if !j.durable() {
 		// Send failed to store it and said so; the recipient may have it.
 		s.log.Warn("a message went out whose local copy failed to store", "msg", j.e.MsgID.String(), "code", ack.Code.String())
@@ -320,7 +326,7 @@ func (o *outbox) settle(ctx context.Context, j job, ack protocol.Ack) {
 // reschedule counts a failed attempt and sets the next one after the
 // backoff.
 func (o *outbox) reschedule(ctx context.Context, j job) {
-	defer o.release(j.e.Recipient, j.e.MsgID)
+	defer o.release(j)
 	if !j.durable() {
 		return // Send failed to store it and said so
 	}
