@@ -198,11 +198,16 @@ func (s *session) commitSession(ctx context.Context, in *inbound) {
 	s.stats.openNanos.Add(int64(time.Since(start)))
 	s.stats.opened.Add(1)
 	if err != nil {
-		code := protocol.AckCodeFor(err)
+		if s.seenNow(ctx, sm.MsgID) {
+			// A copy of a message committed since the workers checked
+			// (a resend racing its first copy): not lost state.
+			in.reject(protocol.AckReplay, err)
+			return
+		}
 		if wantsReset(err) {
 			s.requestReset(ctx, fe, ps, p, sm.Session)
 		}
-		in.reject(code, err)
+		in.reject(protocol.AckCodeFor(err), err)
 		return
 	}
 	in.msg = m
@@ -236,6 +241,7 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 	var (
 		msgs   []store.Message
 		opened []*inbound
+		inThis = make(map[protocol.MsgID]bool, len(batch))
 	)
 	for _, in := range batch {
 		start := time.Now()
@@ -243,6 +249,13 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 		s.stats.openNanos.Add(int64(time.Since(start)))
 		s.stats.opened.Add(1)
 		if err != nil {
+			// A copy of one opened earlier in this batch, or committed
+			// since the workers checked (see commitSession): a replay,
+			// not lost state.
+			if inThis[in.sm.MsgID] || s.seenNow(ctx, in.sm.MsgID) {
+				in.reject(protocol.AckReplay, err)
+				continue
+			}
 			if wantsReset(err) {
 				s.requestReset(ctx, fe, ps, p, in.sm.Session)
 			}
@@ -250,6 +263,7 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 			continue
 		}
 		in.msg = m
+		inThis[m.MsgID] = true
 		msgs = append(msgs, textMessage(m))
 		opened = append(opened, in)
 	}
@@ -395,6 +409,14 @@ func (s *session) requestReset(ctx context.Context, fe *friendEntry, ps *peerSes
 	if err != nil {
 		s.log.Warn("session reset not queued", "friend", fe.f.UserID.String(), "err", err)
 	}
+}
+
+// seenNow reports whether id was stored (or marked seen) by now. The
+// workers check seen IDs before the committer opens a message; a resend
+// can pass that check while its first copy is being committed.
+func (s *session) seenNow(ctx context.Context, id protocol.MsgID) bool {
+	seen, err := s.st.Seen(ctx, id)
+	return err == nil && seen
 }
 
 // wantsReset reports an error after which the session cannot go on: the
