@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"strings"
@@ -318,5 +319,78 @@ func TestSessionStoredStateSecrecy(t *testing.T) {
 	// B's own state opened it, once.
 	if _, err := storedSessions(t, b, aID).Open(m3, aKey, time.Now()); !isErr(err, protocol.ErrMessageKeyGone) {
 		t.Fatalf("B's state after opening three: %v", err)
+	}
+}
+
+// deliverSession writes one Delivery frame carrying a session message.
+func (hs *hostileStream) deliverSession(raw []byte) {
+	hs.tb.Helper()
+	var buf bytes.Buffer
+	if err := protocol.WriteDelivery(&buf, &protocol.Delivery{Session: raw}); err != nil {
+		hs.tb.Fatalf("WriteDelivery: %v", err)
+	}
+	hs.write(buf.Bytes())
+}
+
+// TestSessionDuplicatesAndTampering pushes A's session messages at B by
+// hand, back to back on one stream (so that they are committed as one
+// batch): a copy of a message is a replay, never lost state (no reset,
+// the session goes on); a tampered copy is refused with auth; and nothing
+// is stored twice or stored from a refused frame.
+func TestSessionDuplicatesAndTampering(t *testing.T) {
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sendAll(t, a, bID, []string{"start"})
+	checkReceived(t, a, b, []string{"start"})
+	sid := currentSession(t, b, aID)
+
+	// Seal three without delivering them.
+	sa := sessionOf(t, a)
+	sa.outbox.mu.Lock()
+	sa.outbox.unreachable[bID] = farFuture
+	sa.outbox.mu.Unlock()
+	sendAll(t, a, bID, numbered("pushed", 3))
+	q := queuedFor(t, a, bID)
+	if len(q) != 3 {
+		t.Fatalf("%d queued", len(q))
+	}
+	var msgs []*protocol.SessionMessage
+	for _, e := range q {
+		m, err := protocol.ParseSessionMessage(e.Envelope)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m)
+	}
+	slices.SortFunc(msgs, func(x, y *protocol.SessionMessage) int { return int(x.Number) - int(y.Number) })
+	tampered := slices.Clone(msgs[2].Marshal())
+	tampered[len(tampered)-70] ^= 0x01 // inside the ciphertext or signature
+
+	hs := newAttacker(t, b).open(t)
+	hs.deliverSession(msgs[0].Marshal())
+	hs.deliverSession(msgs[0].Marshal()) // the same, at once
+	hs.deliverSession(msgs[1].Marshal())
+	hs.deliverSession(tampered)
+	hs.deliverSession(msgs[1].Marshal()) // again, after
+	hs.expectAck(msgs[0].MsgID, protocol.AckOK)
+	hs.expectAck(msgs[0].MsgID, protocol.AckReplay)
+	hs.expectAck(msgs[1].MsgID, protocol.AckOK)
+	if a := hs.ack(); a.Code != protocol.AckAuth && a.Code != protocol.AckMalformed {
+		t.Fatalf("tampered session message: ack %s, want auth (or malformed)", a.Code)
+	}
+	hs.expectAck(msgs[1].MsgID, protocol.AckReplay)
+	// The untampered third still opens: the refused copy changed nothing.
+	hs.deliverSession(msgs[2].Marshal())
+	hs.expectAck(msgs[2].MsgID, protocol.AckOK)
+	hs.finish()
+
+	checkExactlyOnce(t, convHistory(t, b, aID), append([]string{"start"}, numbered("pushed", 3)...))
+	if got := currentSession(t, b, aID); got != sid {
+		t.Fatalf("B's session changed (a reset?): %s, was %s", got, sid)
+	}
+	if n := len(queuedFor(t, b, aID)); n != 0 {
+		t.Fatalf("B queued %d entries for A (a reset request?)", n)
 	}
 }
