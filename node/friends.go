@@ -23,7 +23,11 @@ func (n *Node) Friends(ctx context.Context) ([]Friend, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Under friendMu, as every change is: a friend shown accepted is
+	// accepted in the cache that Send reads too.
+	s.friendMu.Lock()
 	fs, err := s.st.Friends(ctx)
+	s.friendMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("node: friends: %w", err)
 	}
@@ -40,7 +44,9 @@ func (n *Node) Friend(ctx context.Context, id protocol.ID) (Friend, error) {
 	if err != nil {
 		return Friend{}, err
 	}
+	s.friendMu.Lock() // see Friends
 	f, err := s.getFriend(ctx, id)
+	s.friendMu.Unlock()
 	if err != nil {
 		return Friend{}, err
 	}
