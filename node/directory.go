@@ -193,7 +193,6 @@ func (s *session) publish(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.record = rec
-	s.recordBytes = rec.Marshal()
 	s.mu.Unlock()
 	pctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -252,11 +251,15 @@ func (s *session) displayName() string {
 	return s.name
 }
 
-// ownRecordBytes is what RecordProtocol serves.
+// ownRecordBytes is what RecordProtocol serves: the last record signed,
+// nil before the first.
 func (s *session) ownRecordBytes() []byte {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.recordBytes
+	if s.record == nil {
+		return nil
+	}
+	return s.record.Marshal()
 }
 
 // watchAddrs republishes the record when the host's addresses change.

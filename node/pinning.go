@@ -144,14 +144,7 @@ func (n *Node) RefreshFriend(ctx context.Context, id protocol.ID) error {
 // looked up in the background (they may have rotated), and the sender is
 // told to retry (AckUnavailable) rather than to give up.
 func (s *session) unknownSenderKey(user protocol.ID) error {
-	s.mu.Lock()
-	last := s.lookedUp[user]
-	due := s.cfg.Now().Sub(last) >= keyLookupEvery
-	if due {
-		s.lookedUp[user] = s.cfg.Now()
-	}
-	s.mu.Unlock()
-	if due {
+	if s.due(s.lookedUp, user, keyLookupEvery) {
 		s.track.goFunc(func() { s.refreshFriend(s.life, user) })
 	}
 	return fmt.Errorf("%w: signed by a key not pinned for %s; looking up their record", errRetryLater, user)
@@ -190,4 +183,18 @@ func (s *session) friendRecheckLoop(ctx context.Context) {
 			s.refreshFriend(ctx, id)
 		}
 	}
+}
+
+// due rate-limits something done for a friend: it reports whether the
+// time recorded in last (under s.mu) is at least every ago, and if so
+// records now.
+func (s *session) due(last map[protocol.ID]time.Time, id protocol.ID, every time.Duration) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.cfg.Now()
+	if now.Sub(last[id]) < every {
+		return false
+	}
+	last[id] = now
+	return true
 }

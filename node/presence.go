@@ -161,22 +161,10 @@ func (n *Node) Me(ctx context.Context) (Me, error) {
 		UserID:      s.me,
 		Name:        name,
 		PeerID:      s.host.ID(),
-		Addrs:       s.fullAddrs(),
+		Addrs:       p2pAddrs(s.host),
 		Invite:      c.URI(),
 		Fingerprint: s.me.Fingerprint(),
 	}, nil
-}
-
-func (s *session) fullAddrs() []string {
-	p2p, err := ma.NewComponent("p2p", s.host.ID().String())
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, a := range s.host.Addrs() {
-		out = append(out, a.Encapsulate(p2p.Multiaddr()).String())
-	}
-	return out
 }
 
 // Info describes the libp2p side of a running node.
@@ -199,7 +187,7 @@ func (n *Node) Info(ctx context.Context) (Info, error) {
 	s.mu.Unlock()
 	return Info{
 		PeerID:         s.host.ID(),
-		Addrs:          s.fullAddrs(),
+		Addrs:          p2pAddrs(s.host),
 		ConnectedPeers: s.host.Network().Peers(),
 		Reachability:   reach,
 	}, nil

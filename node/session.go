@@ -59,23 +59,22 @@ type session struct {
 	// from the API and from contact envelopes alike.
 	friendMu sync.Mutex
 
-	mu          sync.Mutex
-	name        string
-	prekey      *protocol.Prekey  // the current one
-	record      *directory.Record // own record, last published
-	recordBytes []byte
-	genesis     *protocol.PublicKey            // own genesis key
-	chain       []*protocol.Rotation           // own rotations, oldest first
-	lookedUp    map[protocol.ID]time.Time      // unknown-key lookups, by friend
-	retired     map[protocol.ID]retiredKey     // old identity keys, by key ID
-	sessions    map[protocol.ID]*peerSess      // friends' double-ratchet sessions
-	resets      map[protocol.ID]time.Time      // session resets asked, by friend
-	card        *protocol.Card                 // own card, rebuilt when stale
-	friends     map[protocol.ID]*friendEntry   // every stored friend
-	devices     map[peer.ID]protocol.ID        // friends' device peer IDs
-	online      map[protocol.ID]bool           // friends shown online (last event sent)
-	receipts    map[protocol.ID]protocol.MsgID // last read receipt sent
-	reach       network.Reachability           // as AutoNAT last said
+	mu       sync.Mutex
+	name     string
+	prekey   *protocol.Prekey               // the current one
+	record   *directory.Record              // own record, last published
+	genesis  *protocol.PublicKey            // own genesis key
+	chain    []*protocol.Rotation           // own rotations, oldest first
+	lookedUp map[protocol.ID]time.Time      // unknown-key lookups, by friend
+	retired  map[protocol.ID]retiredKey     // old identity keys, by key ID
+	sessions map[protocol.ID]*peerSess      // friends' double-ratchet sessions
+	resets   map[protocol.ID]time.Time      // session resets asked, by friend
+	card     *protocol.Card                 // own card, rebuilt when stale
+	friends  map[protocol.ID]*friendEntry   // every stored friend
+	devices  map[peer.ID]protocol.ID        // friends' device peer IDs
+	online   map[protocol.ID]bool           // friends shown online (last event sent)
+	receipts map[protocol.ID]protocol.MsgID // last read receipt sent
+	reach    network.Reachability           // as AutoNAT last said
 }
 
 // friendEntry caches what sending to and hearing from a friend needs.

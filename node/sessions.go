@@ -384,14 +384,7 @@ const resetEvery = 5 * time.Second
 // is fe's state, which the refusal changes (a batch stores it again with
 // what follows).
 func (s *session) requestReset(ctx context.Context, fe *friendEntry, ps *peerSess, p *protocol.PeerSessions, id protocol.SessionID) {
-	s.mu.Lock()
-	last := s.resets[fe.f.UserID]
-	due := s.cfg.Now().Sub(last) >= resetEvery
-	if due {
-		s.resets[fe.f.UserID] = s.cfg.Now()
-	}
-	s.mu.Unlock()
-	if !due {
+	if !s.due(s.resets, fe.f.UserID, resetEvery) {
 		return
 	}
 	s.log.Info("session state missing; asking for a new session", "friend", fe.f.UserID.String(), "session", id.String())
