@@ -425,13 +425,7 @@ func (r *Record) Genesis() *protocol.PublicKey {
 func (r *Record) Chain() []*protocol.Rotation { return append([]*protocol.Rotation(nil), r.chain...) }
 
 // Keys returns the user's keys in order, Genesis first and Key last.
-func (r *Record) Keys() []*protocol.PublicKey {
-	ks := []*protocol.PublicKey{r.Genesis()}
-	for _, l := range r.chain {
-		ks = append(ks, l.NewKey)
-	}
-	return ks
-}
+func (r *Record) Keys() []*protocol.PublicKey { return protocol.ChainKeys(r.Genesis(), r.chain) }
 
 // HasKey reports whether the key with ID id is one of Keys: for a verified
 // record, whether a key pinned earlier leads to the current key through
@@ -452,6 +446,25 @@ func (r *Record) Devices() []Device {
 		ds[i] = Device{Peer: d.Peer, Sig: append([]byte(nil), d.Sig...)}
 	}
 	return ds
+}
+
+// HasDevice reports whether p is one of the record's devices.
+func (r *Record) HasDevice(p peer.ID) bool {
+	for _, d := range r.devices {
+		if d.Peer == p {
+			return true
+		}
+	}
+	return false
+}
+
+// DevicePeers returns the peer IDs of the record's devices.
+func (r *Record) DevicePeers() []peer.ID {
+	out := make([]peer.ID, len(r.devices))
+	for i, d := range r.devices {
+		out[i] = d.Peer
+	}
+	return out
 }
 
 // Relays returns the relay multiaddrs, in text form.

@@ -124,22 +124,3 @@ func (d *DHT) Search(ctx context.Context, name string) ([]*Record, error) {
 	}
 	return out, nil
 }
-
-// HasDevice reports whether p is one of the record's devices.
-func (r *Record) HasDevice(p peer.ID) bool {
-	for _, d := range r.devices {
-		if d.Peer == p {
-			return true
-		}
-	}
-	return false
-}
-
-// DevicePeers returns the peer IDs of the record's devices.
-func (r *Record) DevicePeers() []peer.ID {
-	out := make([]peer.ID, len(r.devices))
-	for i, d := range r.devices {
-		out[i] = d.Peer
-	}
-	return out
-}

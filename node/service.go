@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -493,13 +494,5 @@ func cardLeadsFrom(c *protocol.Card, key *protocol.PublicKey) bool {
 	if len(c.Chain) == 0 || c.Genesis == nil {
 		return false
 	}
-	if c.Genesis.Equal(key) {
-		return true
-	}
-	for _, r := range c.Chain {
-		if r.NewKey.Equal(key) {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(protocol.ChainKeys(c.Genesis, c.Chain), key.Equal)
 }

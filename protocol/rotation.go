@@ -217,3 +217,14 @@ func ParseRotation(b []byte) (*Rotation, error) {
 	}
 	return rotationFromPB(&m)
 }
+
+// ChainKeys returns the keys of a verified chain in order: genesis first,
+// then each key it rotated to. A key pinned earlier that is among them
+// leads to the chain's current key through signed rotations.
+func ChainKeys(genesis *PublicKey, chain []*Rotation) []*PublicKey {
+	ks := []*PublicKey{genesis}
+	for _, r := range chain {
+		ks = append(ks, r.NewKey)
+	}
+	return ks
+}
