@@ -36,27 +36,11 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if fe.f.ChangedKey != nil {
 		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
 	}
-	ps := s.peerSessOf(to)
-	ps.mu.Lock()
-	locked := true
-	defer func() {
-		if locked {
-			ps.mu.Unlock()
-		}
-	}()
-	p, err := s.sessionsFor(ctx, ps, fe)
+	out, e, stored, err := s.sealText(ctx, fe, text)
 	if err != nil {
 		return store.Message{}, err
 	}
-	start := time.Now()
-	out, err := s.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
-	s.stats.sealNanos.Add(int64(time.Since(start)))
-	s.stats.sealed.Add(1)
-	if err != nil {
-		return store.Message{}, fmt.Errorf("node: seal: %w", err)
-	}
-	e := store.OutboxEntry{MsgID: out.id, Recipient: to, Envelope: out.raw, Session: out.session}
-	msg := store.Message{
+	m, err := s.st.AddOutgoingWith(ctx, store.Message{
 		ID:           out.id,
 		Conversation: store.DirectConversation(to),
 		Direction:    store.Out,
@@ -66,28 +50,46 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		Body:         []byte(text),
 		SentAt:       time.UnixMilli(out.stamp),
 		Status:       store.StatusPending,
-	}
-	// The next seal starts from this state at once; the store keeps the
-	// newest of the versions that reach it (store.SessionUpdate), so the
-	// friend's lock need not be held while the write syncs, and concurrent
-	// sends share their syncs. The courier may put the message on the wire
-	// while its write is being synced; it settles the delivery only after
-	// that write, and Send returns only after it too. If the write fails,
-	// Send reports it, though the recipient may have the message.
-	if out.update != nil {
-		ps.stored(out.update)
-	}
-	stored := &storeWait{done: make(chan struct{})}
-	s.outbox.add(e, out.kind, out.stamp, stored)
-	ps.mu.Unlock()
-	locked = false
-	m, err := s.st.AddOutgoingWith(ctx, msg, e, out.update)
+	}, e, out.update)
 	stored.err = err
 	close(stored.done)
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
 	}
 	return m, nil
+}
+
+// sealText seals text for fe under the friend's lock and hands it to the
+// courier at once. The next seal starts from the new session state at
+// once; the store keeps the newest of the versions that reach it
+// (store.SessionUpdate), so the lock is released before Send's write
+// syncs, and concurrent sends share their syncs. The courier may put the
+// message on the wire while that write is being synced; it settles the
+// delivery only after the write (stored), and Send returns only after it
+// too. If the write fails, Send reports it, though the recipient may have
+// the message.
+func (s *session) sealText(ctx context.Context, fe *friendEntry, text string) (sealed, store.OutboxEntry, *storeWait, error) {
+	ps := s.peerSessOf(fe.f.UserID)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.sessionsFor(ctx, ps, fe)
+	if err != nil {
+		return sealed{}, store.OutboxEntry{}, nil, err
+	}
+	start := time.Now()
+	out, err := s.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
+	s.stats.sealNanos.Add(int64(time.Since(start)))
+	s.stats.sealed.Add(1)
+	if err != nil {
+		return sealed{}, store.OutboxEntry{}, nil, fmt.Errorf("node: seal: %w", err)
+	}
+	if out.update != nil {
+		ps.stored(out.update)
+	}
+	stored := &storeWait{done: make(chan struct{})}
+	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
+	s.outbox.add(e, out.kind, out.stamp, stored)
+	return out, e, stored, nil
 }
 
 // Messages returns a page of the conversation with a friend, newest first,
