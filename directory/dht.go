@@ -123,9 +123,6 @@ func (d *DHT) Refresh(ctx context.Context) error {
 	}
 }
 
-// Peers is the size of the routing table.
-func (d *DHT) Peers() int { return d.dht.RoutingTable().Size() }
-
 // Publish stores rec under its key on the closest DHT servers (and
 // locally). kad-dht reports nil even when no peer took it; Publish
 // returns ErrNoPeers when the routing table is empty, after the local

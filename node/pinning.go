@@ -121,24 +121,6 @@ func (s *session) refreshFriend(ctx context.Context, id protocol.ID) {
 	s.applyRecord(ctx, rec)
 }
 
-// RefreshFriend looks up a friend's directory record now and applies it
-// (new devices, prekey, a rotated key).
-func (n *Node) RefreshFriend(ctx context.Context, id protocol.ID) error {
-	s, err := n.session()
-	if err != nil {
-		return err
-	}
-	if s.friend(id) == nil {
-		return fmt.Errorf("%w: friend %s", ErrNotFound, id)
-	}
-	rec, err := s.lookup(ctx, id)
-	if err != nil {
-		return err
-	}
-	s.applyRecord(ctx, rec)
-	return nil
-}
-
 // unknownSenderKey is the resolver's answer for an envelope signed by a
 // key of a friend that is not the pinned one: the friend's record is
 // looked up in the background (they may have rotated), and the sender is
