@@ -62,6 +62,9 @@
 //	'X' ‖ msg ID(16)               message index: sealed conv ‖ time
 //	'O' ‖ msg ID(16)               outbox entry: sealed JSON
 //	'D' ‖ due time ‖ msg ID(16)    outbox due index: sealed empty value
+//	'T' ‖ recipient(32) ‖ seq u64 ‖ msg ID(16)
+//	                               outbox queue: sealed empty value; seq is
+//	                               the write order (see OutboxQueue)
 //	'S' ‖ msg ID(16)               seen ID: expiry (8 bytes, not sealed),
 //	                               with badger's ExpiresAt set as well
 //	'U'                            profile: sealed JSON
@@ -80,6 +83,11 @@
 // badger runs with SyncWrites, so every write method returns only after
 // its transaction is on disk. StoreReceived writes the message, its seen
 // ID and the conversation update in one transaction; a node acknowledges
-// an envelope only after it returns. Transactions that meet a badger
-// ErrConflict are retried.
+// an envelope only after it returns.
+//
+// Every write goes through one commit queue (commit.go), the database's
+// only writer: the writes waiting at a moment are run in queue order in
+// one transaction and synced once (group commit), so concurrent writers
+// share their syncs and never conflict with each other. A write that
+// fails leaves nothing behind; the others in its group are unaffected.
 package store

@@ -20,6 +20,7 @@ const (
 	kMessageIndex byte = 'X'
 	kOutbox       byte = 'O'
 	kOutboxDue    byte = 'D'
+	kOutboxQueue  byte = 'T'
 	kSeen         byte = 'S'
 	kProfile      byte = 'U'
 	kKeyChain     byte = 'K'
@@ -38,6 +39,7 @@ const (
 	rowMessageIndex = "message index"
 	rowOutbox       = "outbox"
 	rowOutboxDue    = "outbox due index"
+	rowOutboxQueue  = "outbox queue index"
 	rowSeen         = "seen"
 	rowProfile      = "profile"
 	rowKeyChain     = "key chain"
@@ -109,6 +111,14 @@ func messageKey(c ConversationID, sk []byte) []byte {
 func messageIndexKey(id MsgID) []byte { return append([]byte{kMessageIndex}, id[:]...) }
 func outboxKey(id MsgID) []byte       { return append([]byte{kOutbox}, id[:]...) }
 func seenKey(id MsgID) []byte         { return append([]byte{kSeen}, id[:]...) }
+
+// outboxQueueKey is an entry's place in its recipient's queue.
+func outboxQueueKey(to protocol.ID, seq uint64, id MsgID) []byte {
+	k := make([]byte, 0, 1+protocol.IDSize+8+MsgIDSize)
+	k = append(append(k, kOutboxQueue), to[:]...)
+	k = binary.BigEndian.AppendUint64(k, seq)
+	return append(k, id[:]...)
+}
 
 func outboxDueKey(due time.Time, id MsgID) []byte {
 	b := make([]byte, 1+timeSize+MsgIDSize)

@@ -353,13 +353,29 @@ func (s *Store) AddOutgoing(ctx context.Context, m Message, e OutboxEntry) (Mess
 // AddOutgoingWith is AddOutgoing that also writes u (when not nil), the
 // session state after sealing m, in the same transaction.
 func (s *Store) AddOutgoingWith(ctx context.Context, m Message, e OutboxEntry, u *SessionUpdate) (Message, error) {
+	m, p, err := s.QueueOutgoing(ctx, m, e, u)
+	if err != nil {
+		return Message{}, err
+	}
+	if err := p.Wait(); err != nil {
+		return Message{}, err
+	}
+	return m, nil
+}
+
+// QueueOutgoing is AddOutgoingWith that returns as soon as the write is
+// in the commit queue: writes queued one after another are committed in
+// that order, so a caller that queues under its own lock orders its
+// writes by that lock and waits for them outside it. It returns the
+// message as it will be stored; Pending.Wait says whether it was.
+func (s *Store) QueueOutgoing(ctx context.Context, m Message, e OutboxEntry, u *SessionUpdate) (Message, *Pending, error) {
 	now := s.now()
 	switch m.Direction {
 	case "":
 		m.Direction = Out
 	case Out:
 	default:
-		return Message{}, fmt.Errorf("%w: outgoing message with direction %q", ErrInvalid, m.Direction)
+		return Message{}, nil, fmt.Errorf("%w: outgoing message with direction %q", ErrInvalid, m.Direction)
 	}
 	if m.SentAt.IsZero() {
 		m.SentAt = now
@@ -374,15 +390,15 @@ func (s *Store) AddOutgoingWith(ctx context.Context, m Message, e OutboxEntry, u
 		e.NextAttempt = now
 	}
 	if err := m.check(); err != nil {
-		return Message{}, err
+		return Message{}, nil, err
 	}
 	if e.MsgID != m.ID {
-		return Message{}, fmt.Errorf("%w: outbox entry for another message", ErrInvalid)
+		return Message{}, nil, fmt.Errorf("%w: outbox entry for another message", ErrInvalid)
 	}
 	if err := e.check(); err != nil {
-		return Message{}, err
+		return Message{}, nil, err
 	}
-	err := s.update(ctx, func(txn *badger.Txn) error {
+	done, err := s.queue(ctx, func(txn *badger.Txn) error {
 		for _, k := range [][]byte{messageIndexKey(m.ID), outboxKey(m.ID)} {
 			if ok, err := exists(txn, k); err != nil || ok {
 				if err == nil {
@@ -408,9 +424,9 @@ func (s *Store) AddOutgoingWith(ctx context.Context, m Message, e OutboxEntry, u
 		return s.putRecord(txn, conversationKey(m.Conversation), c)
 	})
 	if err != nil {
-		return Message{}, err
+		return Message{}, nil, err
 	}
-	return m, nil
+	return m, &Pending{done: done}, nil
 }
 
 // UpdateStatus sets a message's status, and its path when path is not

@@ -1,9 +1,13 @@
 package store
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -24,6 +28,12 @@ type OutboxEntry struct {
 	// Session marks an entry whose Envelope holds a session message
 	// (protocol.SessionMessage) rather than an envelope.
 	Session bool
+	// Seq is the entry's place in its recipient's queue: the store gives
+	// each new entry the next number when the write is committed, so
+	// entries to one recipient are in the order they were written
+	// (OutboxQueue). It stays the same when the entry is rescheduled or
+	// sealed again.
+	Seq uint64
 }
 
 type outboxRec struct {
@@ -34,6 +44,7 @@ type outboxRec struct {
 	NextAttempt int64  `json:"next_attempt"`
 	Control     bool   `json:"control,omitempty"`
 	Session     bool   `json:"session,omitempty"`
+	Seq         uint64 `json:"seq,omitempty"`
 }
 
 func (e *OutboxEntry) check() error {
@@ -51,7 +62,7 @@ func (e *OutboxEntry) check() error {
 }
 
 func (r *outboxRec) entry() (OutboxEntry, error) {
-	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt), Control: r.Control, Session: r.Session}
+	e := OutboxEntry{Envelope: r.Envelope, Attempts: r.Attempts, NextAttempt: fromNanos(r.NextAttempt), Control: r.Control, Session: r.Session, Seq: r.Seq}
 	if len(r.MsgID) != MsgIDSize || len(r.Recipient) != protocol.IDSize {
 		return e, corrupt(rowOutbox, "IDs")
 	}
@@ -59,9 +70,18 @@ func (r *outboxRec) entry() (OutboxEntry, error) {
 	return e, nil
 }
 
-// putOutbox writes an entry and its due-index row.
+// putOutbox writes an entry, its due-index row and its queue row. A new
+// entry (Seq 0) gets the next sequence number.
 func (s *Store) putOutbox(txn *badger.Txn, e *OutboxEntry) error {
+	if e.Seq == 0 {
+		e.Seq = s.outboxSeq.Add(1)
+	}
+	qk := outboxQueueKey(e.Recipient, e.Seq, e.MsgID)
+	if err := txn.Set(qk, s.rows.seal(qk, nil)); err != nil {
+		return err
+	}
 	rec := &outboxRec{
+		Seq:         e.Seq,
 		MsgID:       e.MsgID[:],
 		Recipient:   e.Recipient[:],
 		Envelope:    e.Envelope,
@@ -100,6 +120,9 @@ func (s *Store) deleteOutbox(txn *badger.Txn, id MsgID) (OutboxEntry, error) {
 		return e, err
 	}
 	if err := txn.Delete(outboxDueKey(e.NextAttempt, id)); err != nil {
+		return e, err
+	}
+	if err := txn.Delete(outboxQueueKey(e.Recipient, e.Seq, id)); err != nil {
 		return e, err
 	}
 	return e, txn.Delete(outboxKey(id))
@@ -174,7 +197,7 @@ func (s *Store) RescheduleOutbox(ctx context.Context, id MsgID, next time.Time) 
 		if e, err = s.deleteOutbox(txn, id); err != nil {
 			return err
 		}
-		e.Attempts++
+		e.Attempts++ // e keeps its Seq
 		e.NextAttempt = next
 		return s.putOutbox(txn, &e)
 	})
@@ -274,4 +297,166 @@ func (s *Store) AddControlWith(ctx context.Context, e OutboxEntry, u *SessionUpd
 		}
 		return s.putOutbox(txn, &e)
 	})
+}
+
+// OutboxQueue returns up to limit entries queued for recipient to whose
+// Seq is above after, in queue (write) order. A courier reads its queue
+// with it, from the last entry it put on the wire.
+func (s *Store) OutboxQueue(ctx context.Context, to protocol.ID, after uint64, limit int) ([]OutboxEntry, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("%w: limit %d", ErrInvalid, limit)
+	}
+	prefix := append([]byte{kOutboxQueue}, to[:]...)
+	var out []OutboxEntry
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(binary.BigEndian.AppendUint64(slices.Clip(prefix), after+1)); it.Valid() && len(out) < limit; it.Next() {
+			item := it.Item()
+			key := item.Key()
+			if len(key) != len(prefix)+8+MsgIDSize {
+				return corrupt(rowOutboxQueue, "key size")
+			}
+			if _, err := openItem(item, s.rows, rowOutboxQueue); err != nil {
+				return err
+			}
+			seq := getUint64(key[len(prefix):])
+			e, err := s.getOutbox(txn, MsgID(key[len(prefix)+8:]))
+			if errors.Is(err, ErrNotFound) {
+				return corrupt(rowOutboxQueue, "points to no entry")
+			}
+			if err != nil {
+				return err
+			}
+			if e.Seq != seq || e.Recipient != to {
+				return corrupt(rowOutboxQueue, "does not match the entry")
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// OutboxRecipients lists the recipients that have entries queued.
+func (s *Store) OutboxRecipients(ctx context.Context) ([]protocol.ID, error) {
+	var out []protocol.ID
+	err := s.view(ctx, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kOutboxQueue}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); {
+			key := it.Item().Key()
+			if len(key) < 1+protocol.IDSize {
+				return corrupt(rowOutboxQueue, "key size")
+			}
+			to := protocol.ID(key[1 : 1+protocol.IDSize])
+			out = append(out, to)
+			// Skip the rest of this recipient's queue.
+			it.Seek(binary.BigEndian.AppendUint64(append([]byte{kOutboxQueue}, to[:]...), math.MaxUint64))
+			if it.Valid() && bytes.HasPrefix(it.Item().Key(), append([]byte{kOutboxQueue}, to[:]...)) {
+				it.Next()
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Settle is the outcome of one delivery, for FinishOutboxes.
+type Settle struct {
+	MsgID  MsgID
+	Status Status
+	Path   Path
+	Error  string
+}
+
+// FinishOutboxes finishes many entries (as FinishOutbox does one) in one
+// write. It returns, per entry, the message as stored (the zero Message
+// for a control entry, or one already finished) and ErrNotFound for an
+// entry that was gone already.
+func (s *Store) FinishOutboxes(ctx context.Context, settles []Settle) ([]Message, []error, error) {
+	for _, x := range settles {
+		if !x.Status.Valid() || !x.Path.Valid() {
+			return nil, nil, fmt.Errorf("%w: status %q path %q", ErrInvalid, x.Status, x.Path)
+		}
+	}
+	msgs := make([]Message, len(settles))
+	errs := make([]error, len(settles))
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		for i, x := range settles {
+			msgs[i], errs[i] = Message{}, nil
+			e, err := s.deleteOutbox(txn, x.MsgID)
+			if errors.Is(err, ErrNotFound) {
+				errs[i] = err
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if e.Control {
+				continue
+			}
+			if msgs[i], err = s.setStatus(txn, x.MsgID, x.Status, x.Path, x.Error); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return msgs, errs, nil
+}
+
+// initOutboxSeq sets the sequence counter past every queued entry, and
+// gives entries written before queues existed (Seq 0) their place, in
+// due order.
+func (s *Store) initOutboxSeq() error {
+	var max uint64
+	var old []OutboxEntry
+	err := s.db.View(func(txn *badger.Txn) error {
+		return s.scanRecords(txn, s.rows, rowOutbox, []byte{kOutbox}, func() any { return new(outboxRec) },
+			func(_ []byte, rec any) error {
+				e, err := rec.(*outboxRec).entry()
+				if err != nil {
+					return err
+				}
+				if e.Seq == 0 {
+					old = append(old, e)
+				}
+				max = maxU(max, e.Seq)
+				return nil
+			})
+	})
+	if err != nil {
+		return err
+	}
+	s.outboxSeq.Store(max)
+	if len(old) == 0 {
+		return nil
+	}
+	slices.SortFunc(old, func(a, b OutboxEntry) int {
+		if c := a.NextAttempt.Compare(b.NextAttempt); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.MsgID[:], b.MsgID[:])
+	})
+	return s.db.Update(func(txn *badger.Txn) error {
+		for i := range old {
+			if err := s.putOutbox(txn, &old[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func maxU(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
 }

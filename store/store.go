@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -22,11 +23,7 @@ import (
 // valueLogFileSize caps badger's value log files. Rows are far below
 // badger's value threshold, so the value log stays nearly empty; the cap
 // keeps its preallocated (sparse) files small.
-const valueLogFileSize = 64 << 20
-
-// maxConflictRetries bounds how often a transaction that lost a write
-// conflict is run again.
-const maxConflictRetries = 100
+const valueLogFileSize = 16 << 20
 
 // Store is an unlocked store. Its methods are safe for concurrent use.
 type Store struct {
@@ -37,6 +34,9 @@ type Store struct {
 	rows    *sealer // ordinary rows
 	secrets *sealer // identity, prekeys, host key
 	id      *protocol.PrivateKey
+	commits *committer // the one writer (commit.go)
+	// outboxSeq is the last outbox sequence number given (outbox.go).
+	outboxSeq atomic.Uint64
 
 	mu     sync.RWMutex // held for reading by every call, for writing by Close
 	closed bool
@@ -96,6 +96,7 @@ func Create(dir string, passphrase []byte, id *protocol.PrivateKey, opts Options
 		return nil, err
 	}
 	fail := func(err error) (*Store, error) {
+		s.commits.close()
 		s.db.Close()
 		os.Remove(filepath.Join(dir, MetaFile))
 		os.RemoveAll(dbDir)
@@ -148,6 +149,7 @@ func Open(dir string, passphrase []byte, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.id, err = s.loadIdentity(); err != nil {
+		s.commits.close()
 		s.db.Close()
 		return nil, err
 	}
@@ -174,6 +176,8 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(2).
+		WithNumCompactors(2).
 		WithValueLogFileSize(valueLogFileSize)
 	// badger refuses a value threshold above its batch size (15% of the
 	// memtable); small memtables get a smaller threshold.
@@ -186,7 +190,13 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		}
 		return nil, fmt.Errorf("store: opening database: %w", err)
 	}
-	return &Store{dir: dir, opts: o, meta: m, db: db, rows: rows, secrets: secrets}, nil
+	s := &Store{dir: dir, opts: o, meta: m, db: db, rows: rows, secrets: secrets}
+	if err := s.initOutboxSeq(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: outbox queue: %w", err)
+	}
+	s.commits = newCommitter(db)
+	return s, nil
 }
 
 // loadIdentity reads the sealed identity and checks it against the
@@ -231,6 +241,7 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.id = nil
+	s.commits.close() // commits what is queued
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: closing database: %w", err)
 	}
@@ -270,26 +281,6 @@ func (s *Store) acquire() error {
 
 func (s *Store) release() { s.mu.RUnlock() }
 
-// update runs fn in a read-write transaction, committed and synced before
-// it returns, and runs it again when it loses a write conflict; fn must
-// therefore depend on nothing but the transaction.
-func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
-	if err := s.acquire(); err != nil {
-		return err
-	}
-	defer s.release()
-	for attempt := 0; ; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		err := s.db.Update(fn)
-		if errors.Is(err, badger.ErrConflict) && attempt < maxConflictRetries {
-			continue
-		}
-		return dbErr(err)
-	}
-}
-
 // view runs fn in a read-only transaction.
 func (s *Store) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	if err := s.acquire(); err != nil {
@@ -309,8 +300,6 @@ func dbErr(err error) error {
 		return nil
 	case errors.Is(err, badger.ErrDBClosed):
 		return ErrClosed
-	case errors.Is(err, badger.ErrConflict):
-		return fmt.Errorf("store: transaction kept conflicting: %w", err)
 	}
 	return err
 }

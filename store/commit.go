@@ -1,0 +1,224 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// maxGroup caps the writes gathered into one transaction.
+const maxGroup = 256
+
+// write is one write waiting in the commit queue: fn runs inside the
+// group's transaction; done receives its outcome once the group is
+// committed and synced (or fn failed, and nothing of it was written).
+type write struct {
+	fn   func(txn *badger.Txn) error
+	done chan error
+}
+
+// committer is the store's commit queue, the one writer of the database:
+// it gathers the writes waiting at the moment into one badger transaction
+// and one sync (group commit). Writes run in the order they were queued,
+// each one seeing the effect of those before it, so writes never conflict
+// with each other and are never retried against each other.
+//
+// A write whose fn fails is reported to its caller and leaves no trace:
+// the group's transaction is dropped and run again without it (the writes
+// before it see the same state as before, so they do the same again). A
+// group that grows too big for one badger transaction is committed up to
+// the write that overflowed it, which starts the next one.
+type committer struct {
+	db    *badger.DB
+	queue chan *write
+	stop  chan struct{}
+	done  chan struct{}
+
+	mu     sync.RWMutex // held for reading while queueing, for writing by close
+	closed bool
+
+	stats commitStats
+}
+
+// commitStats counts the committer's work, for tests and benchmarks.
+type commitStats struct {
+	mu      sync.Mutex
+	commits int // transactions committed
+	writes  int // writes committed in them
+}
+
+func newCommitter(db *badger.DB) *committer {
+	c := &committer{db: db, queue: make(chan *write, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+	go c.run()
+	return c
+}
+
+// submit queues fn; the returned channel receives its outcome.
+func (c *committer) submit(fn func(txn *badger.Txn) error) (<-chan error, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	w := &write{fn: fn, done: make(chan error, 1)}
+	c.queue <- w
+	return w.done, nil
+}
+
+// close stops taking writes, commits those already queued and waits for
+// the writer to end.
+func (c *committer) close() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		<-c.done
+		return
+	}
+	c.closed = true
+	close(c.stop)
+	c.mu.Unlock()
+	<-c.done
+}
+
+func (c *committer) run() {
+	defer close(c.done)
+	group := make([]*write, 0, maxGroup)
+	for {
+		var w *write
+		select {
+		case w = <-c.queue:
+		case <-c.stop:
+			// submit no longer queues: commit what is left.
+			for {
+				select {
+				case w := <-c.queue:
+					group = append(group, w)
+					if len(group) == maxGroup {
+						c.commit(group)
+						group = group[:0]
+					}
+				default:
+					if len(group) > 0 {
+						c.commit(group)
+					}
+					return
+				}
+			}
+		}
+		group = append(group[:0], w)
+	gather:
+		for len(group) < maxGroup {
+			select {
+			case w := <-c.queue:
+				group = append(group, w)
+			default:
+				break gather
+			}
+		}
+		c.commit(group)
+		clear(group)
+		group = group[:0]
+	}
+}
+
+// commit writes a group, reporting to every write in it.
+func (c *committer) commit(group []*write) {
+	group = append([]*write(nil), group...) // commit drops failed writes from its copy
+	for len(group) > 0 {
+		txn := c.db.NewTransaction(true)
+		failed, err := -1, error(nil)
+		for i, w := range group {
+			if err = w.fn(txn); err != nil {
+				failed = i
+				break
+			}
+		}
+		if failed < 0 {
+			err := txn.Commit()
+			c.finish(group, err)
+			return
+		}
+		txn.Discard()
+		switch {
+		case errors.Is(err, badger.ErrTxnTooBig) && failed > 0:
+			// Commit the writes that fit; the one that overflowed starts
+			// the next transaction.
+			c.commit(group[:failed])
+			group = group[failed:]
+		default:
+			group[failed].done <- err
+			group = append(group[:failed], group[failed+1:]...)
+		}
+	}
+}
+
+// finish reports a committed (or failed) group.
+func (c *committer) finish(group []*write, err error) {
+	if err == nil {
+		c.stats.mu.Lock()
+		c.stats.commits++
+		c.stats.writes += len(group)
+		c.stats.mu.Unlock()
+	} else {
+		err = fmt.Errorf("store: commit: %w", err)
+	}
+	for _, w := range group {
+		w.done <- err
+	}
+}
+
+// update runs fn in the commit queue and returns once its write is
+// committed and synced, or failed and left nothing behind. fn must depend
+// on nothing but the transaction (it may run more than once; only its last
+// run counts). A caller that gives up (ctx) does not take back a write
+// that is already queued: it may still be committed.
+func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	done, err := s.queue(ctx, fn)
+	if err != nil {
+		return err
+	}
+	select {
+	case err := <-done:
+		return dbErr(err)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// queue puts fn in the commit queue and returns where its outcome will
+// be reported. The order of queue calls is the order of the writes.
+func (s *Store) queue(ctx context.Context, fn func(txn *badger.Txn) error) (<-chan error, error) {
+	if err := s.acquire(); err != nil {
+		return nil, err
+	}
+	defer s.release()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.commits.submit(fn)
+}
+
+// Pending is a write queued in the commit queue.
+type Pending struct {
+	done <-chan error
+	once sync.Once
+	err  error
+}
+
+// Wait returns once the write is committed and synced (nil), or failed
+// and left nothing behind (its error). It may be called many times.
+func (p *Pending) Wait() error {
+	p.once.Do(func() { p.err = dbErr(<-p.done) })
+	return p.err
+}
+
+// CommitStats reports how many transactions the commit queue committed
+// and how many writes they held.
+func (s *Store) CommitStats() (commits, writes int) {
+	s.commits.stats.mu.Lock()
+	defer s.commits.stats.mu.Unlock()
+	return s.commits.stats.commits, s.commits.stats.writes
+}
