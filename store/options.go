@@ -46,11 +46,14 @@ func (p KDFParams) Validate() error {
 // to be forgotten is also too old to be accepted.
 const DefaultSeenTTL = 15 * 24 * time.Hour
 
-// Default badger sizes.
+// Default badger sizes, for a chat history rather than a database server
+// (badger's own defaults: 64 MiB memtables, five of them, a 256 MiB block
+// cache): a node idles in tens of MiB, and a burst of messages fills a
+// memtable of a few MiB in thousands of messages.
 const (
-	DefaultBlockCacheSize = 64 << 20
-	DefaultIndexCacheSize = 32 << 20
-	DefaultMemTableSize   = 64 << 20
+	DefaultBlockCacheSize = 8 << 20
+	DefaultIndexCacheSize = 4 << 20
+	DefaultMemTableSize   = 8 << 20
 )
 
 // Options tune a store. The zero value is the production setting.
