@@ -23,6 +23,7 @@ const (
 	DefaultRetryMax    = 5 * time.Minute
 	DefaultPrekeyLife  = 7 * 24 * time.Hour // rotation period
 	DefaultDialTimeout = 10 * time.Second
+	DefaultAckTimeout  = 10 * time.Second
 	// DefaultLoginBackoff is the wait after the first throttled wrong
 	// passphrase; it doubles with each further one.
 	DefaultLoginBackoff = 2 * time.Second
@@ -65,6 +66,10 @@ type Config struct {
 	MaxAge time.Duration
 	// DialTimeout bounds one attempt to reach a device (10 s).
 	DialTimeout time.Duration
+	// AckTimeout is how long a stream may owe an acknowledgement before
+	// the sender takes it for dead and sends what is unacknowledged again
+	// on a new one (10 s).
+	AckTimeout time.Duration
 	// LoginBackoff is the first wait once wrong passphrases are throttled
 	// (DefaultLoginBackoff); each further wrong one doubles it, up to 15
 	// minutes.
@@ -153,6 +158,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxAge <= 0 {
 		c.MaxAge = protocol.DefaultMaxAge
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = DefaultAckTimeout
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout

@@ -210,7 +210,7 @@ func (n *Node) RemoveFriend(ctx context.Context, id protocol.ID) error {
 		return fmt.Errorf("node: remove friend: %w", err)
 	}
 	s.forgetFriend(id)
-	s.outbox.dropFor(ctx, id, "friend removed")
+	s.dropQueued(ctx, id, "friend removed")
 	s.n.events.publish(Event{Type: EventFriendRemoved, Friend: Friend{Friend: f}})
 	return nil
 }
@@ -233,7 +233,7 @@ func (n *Node) BlockFriend(ctx context.Context, id protocol.ID) (Friend, error) 
 		return Friend{}, fmt.Errorf("node: block friend: %w", err)
 	}
 	s.cacheFriend(f)
-	s.outbox.dropFor(ctx, id, "friend blocked")
+	s.dropQueued(ctx, id, "friend blocked")
 	s.n.events.publish(Event{Type: EventFriendRemoved, Friend: s.view(f)})
 	return s.view(f), nil
 }
@@ -264,7 +264,7 @@ func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
 		return fmt.Errorf("node: verify friend: %w", err)
 	}
 	s.cacheFriend(f)
-	s.outbox.rush(id)
+	s.outbox.Rush(id)
 	return nil
 }
 
@@ -304,7 +304,7 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 	if f.Status == store.FriendAccepted {
 		// Deliver what is queued for them. Asked before the store says
 		// accepted, so that whoever sees that can rely on it (tests).
-		s.outbox.rush(f.UserID)
+		s.outbox.Rush(f.UserID)
 	}
 	if f, err = s.st.PutFriend(ctx, f); err != nil {
 		return err
@@ -369,8 +369,7 @@ func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protoc
 	if out.update != nil {
 		ps.stored(out.update)
 	}
-	e.Control = true
-	s.outbox.add(e, out.kind, out.stamp, nil)
+	s.outbox.Notify(fe.f.UserID)
 	return nil
 }
 
@@ -403,4 +402,12 @@ func mustKey(b []byte) *protocol.PublicKey {
 		return nil
 	}
 	return k
+}
+
+// dropQueued fails everything still queued for a friend who was removed
+// or blocked.
+func (s *session) dropQueued(ctx context.Context, id protocol.ID, reason string) {
+	if err := s.outbox.Drop(ctx, id, reason); err != nil {
+		s.log.Error("queued messages not dropped", "friend", id.String(), "err", err)
+	}
 }

@@ -345,11 +345,10 @@ func TestFriendRequestsCapped(t *testing.T) {
 	if _, err := c.AddFriend(ctx, mb.Invite); err != nil {
 		t.Fatal(err)
 	}
-	// Carol's request is refused as unavailable and rescheduled: it stays
-	// in her outbox, with at least one failed attempt, and Bob has no record.
+	// Carol's request is refused as unavailable: it stays in her outbox,
+	// her courier backs off, and Bob has no record.
 	waitFor(t, 10*time.Second, "carol's request deferred", func() bool {
-		q := queuedFor(t, c, mb.UserID)
-		return len(q) == 1 && q[0].Attempts > 0
+		return len(queuedFor(t, c, mb.UserID)) == 1 && sessionOf(t, c).outbox.Held(mb.UserID)
 	})
 	if got := friendStatus(b, mc.UserID); got != "" {
 		t.Fatalf("bob stored carol's deferred request as %q", got)

@@ -110,9 +110,9 @@ func convHistory(tb testing.TB, n *Node, with protocol.ID) []store.Message {
 // user.
 func queuedFor(tb testing.TB, n *Node, user protocol.ID) []store.OutboxEntry {
 	tb.Helper()
-	es, err := sessionOf(tb, n).st.DueOutbox(context.Background(), farFuture, rushLimit)
+	es, err := sessionOf(tb, n).st.OutboxQueue(context.Background(), user, 0, 1<<20)
 	if err != nil {
-		tb.Fatalf("DueOutbox: %v", err)
+		tb.Fatalf("OutboxQueue: %v", err)
 	}
 	var out []store.OutboxEntry
 	for _, e := range es {

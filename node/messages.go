@@ -36,11 +36,42 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if fe.f.ChangedKey != nil {
 		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
 	}
-	out, e, stored, err := s.sealText(ctx, fe, text)
+	m, pending, err := s.sealText(ctx, fe, text)
 	if err != nil {
 		return store.Message{}, err
 	}
-	m, err := s.st.AddOutgoingWith(ctx, store.Message{
+	// Only a durable message goes on the wire: the courier reads it from
+	// the store once this write is committed.
+	if err := pending.Wait(); err != nil {
+		return store.Message{}, fmt.Errorf("node: queue message (not sent): %w", err)
+	}
+	s.outbox.Notify(to)
+	return m, nil
+}
+
+// sealText seals text for fe and queues its write (message, outbox entry
+// and session state in one transaction) under the friend's lock, so that
+// the writes, which the commit queue keeps in order, are in the order the
+// messages were sealed. The next seal starts from the new session state
+// at once; Send waits for the write outside the lock, so concurrent sends
+// share their syncs.
+func (s *session) sealText(ctx context.Context, fe *friendEntry, text string) (store.Message, *store.Pending, error) {
+	ps := s.peerSessOf(fe.f.UserID)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	p, err := s.sessionsFor(ctx, ps, fe)
+	if err != nil {
+		return store.Message{}, nil, err
+	}
+	start := time.Now()
+	out, err := s.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
+	s.stats.sealNanos.Add(int64(time.Since(start)))
+	s.stats.sealed.Add(1)
+	if err != nil {
+		return store.Message{}, nil, fmt.Errorf("node: seal: %w", err)
+	}
+	to := fe.f.UserID
+	m, pending, err := s.st.QueueOutgoing(ctx, store.Message{
 		ID:           out.id,
 		Conversation: store.DirectConversation(to),
 		Direction:    store.Out,
@@ -50,46 +81,18 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		Body:         []byte(text),
 		SentAt:       time.UnixMilli(out.stamp),
 		Status:       store.StatusPending,
-	}, e, out.update)
-	stored.err = err
-	close(stored.done)
+	}, store.OutboxEntry{MsgID: out.id, Recipient: to, Envelope: out.raw, Session: out.session}, out.update)
 	if err != nil {
-		return store.Message{}, fmt.Errorf("node: queue message: %w", err)
-	}
-	return m, nil
-}
-
-// sealText seals text for fe under the friend's lock and hands it to the
-// courier at once. The next seal starts from the new session state at
-// once; the store keeps the newest of the versions that reach it
-// (store.SessionUpdate), so the lock is released before Send's write
-// syncs, and concurrent sends share their syncs. The courier may put the
-// message on the wire while that write is being synced; it settles the
-// delivery only after the write (stored), and Send returns only after it
-// too. If the write fails, Send reports it, though the recipient may have
-// the message.
-func (s *session) sealText(ctx context.Context, fe *friendEntry, text string) (sealed, store.OutboxEntry, *storeWait, error) {
-	ps := s.peerSessOf(fe.f.UserID)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	p, err := s.sessionsFor(ctx, ps, fe)
-	if err != nil {
-		return sealed{}, store.OutboxEntry{}, nil, err
-	}
-	start := time.Now()
-	out, err := s.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
-	s.stats.sealNanos.Add(int64(time.Since(start)))
-	s.stats.sealed.Add(1)
-	if err != nil {
-		return sealed{}, store.OutboxEntry{}, nil, fmt.Errorf("node: seal: %w", err)
+		return store.Message{}, nil, fmt.Errorf("node: queue message (not sent): %w", err)
 	}
 	if out.update != nil {
+		// The next seal goes on from this state; the store keeps the
+		// newest version written (store.SessionUpdate), and if this write
+		// fails, the state is still ahead of what the friend will see,
+		// which a ratchet tolerates (a skipped message key).
 		ps.stored(out.update)
 	}
-	stored := &storeWait{done: make(chan struct{})}
-	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
-	s.outbox.add(e, out.kind, out.stamp, stored)
-	return out, e, stored, nil
+	return m, pending, nil
 }
 
 // Messages returns a page of the conversation with a friend, newest first,

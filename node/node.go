@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -37,6 +38,7 @@ type Node struct {
 	state  State
 	sess   *session // non-nil while unlocked
 	closed bool
+	lock   *os.File // the data directory's lock, held until Close
 }
 
 // New prepares a node on cfg.DataDir. It opens nothing: the node starts
@@ -49,7 +51,15 @@ func New(cfg Config) (*Node, error) {
 	if err := prepareDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, events: newBus(), state: StateNew}
+	lock, err := lockDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkListen(cfg.Listen); err != nil {
+		lock.Close()
+		return nil, err
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, events: newBus(), state: StateNew, lock: lock}
 	if store.Exists(cfg.DataDir) {
 		n.state = StateLocked
 	}
@@ -188,10 +198,11 @@ func (n *Node) Close() error {
 	s := n.sess
 	n.sess = nil
 	n.mu.Unlock()
-	if s == nil {
-		return nil
+	var err error
+	if s != nil {
+		err = s.close()
 	}
-	return s.close()
+	return errors.Join(err, n.lock.Close())
 }
 
 func (n *Node) isClosed() bool {

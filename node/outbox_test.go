@@ -22,7 +22,7 @@ func TestOutboxDropsUnreadableEntry(t *testing.T) {
 	if err := sa.st.AddControl(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	sa.outbox.kick()
+	sa.outbox.Notify(bID)
 	waitFor(t, 10*time.Second, "the unreadable entry is dropped", func() bool {
 		_, err := sa.st.OutboxEntry(ctx, bad.MsgID)
 		return isErr(err, store.ErrNotFound)
@@ -46,19 +46,10 @@ func TestOutboxRetriesKeepOrder(t *testing.T) {
 	befriend(t, a, b)
 	bID := meOf(t, b).UserID
 	sa := sessionOf(t, a)
-
-	// befriend's rush (B accepted) must be over before B is held.
-	waitFor(t, 10*time.Second, "the rush for B is consumed", func() bool {
-		sa.outbox.mu.Lock()
-		defer sa.outbox.mu.Unlock()
-		return !sa.outbox.rushed[bID]
-	})
 	// Queue while B is held unreachable, then move the next attempts so
 	// that the later half is due and the earlier half is not, as jittered
 	// backoffs can leave them.
-	sa.outbox.mu.Lock()
-	sa.outbox.unreachable[bID] = farFuture
-	sa.outbox.mu.Unlock()
+	sa.outbox.Hold(bID)
 	texts := numbered("spread", 10)
 	sendAll(t, a, bID, texts)
 	q := queuedFor(t, a, bID)
@@ -79,9 +70,6 @@ func TestOutboxRetriesKeepOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	sa.outbox.mu.Lock()
-	delete(sa.outbox.unreachable, bID)
-	sa.outbox.mu.Unlock()
-	sa.outbox.kick()
+	sa.outbox.Rush(bID)
 	checkArrived(t, a, b, texts)
 }

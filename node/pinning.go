@@ -104,7 +104,7 @@ func (s *session) applyRecord(ctx context.Context, rec *directory.Record) bool {
 		s.n.events.publish(Event{Type: ev, Friend: s.view(f)})
 	}
 	if f.Status == store.FriendAccepted && f.ChangedKey == nil {
-		s.outbox.rush(f.UserID)
+		s.outbox.Rush(f.UserID)
 	}
 	return true
 }

@@ -60,9 +60,7 @@ func storedPrekeyID(n *Node, friend protocol.ID) uint64 {
 func held(t *testing.T, a *Node, to protocol.ID, text string) *protocol.Envelope {
 	t.Helper()
 	sa := sessionOf(t, a)
-	sa.outbox.mu.Lock()
-	sa.outbox.unreachable[to] = farFuture
-	sa.outbox.mu.Unlock()
+	sa.outbox.Hold(to)
 	m, err := a.Send(context.Background(), to, text)
 	if err != nil {
 		t.Fatalf("Send: %v", err)
@@ -75,7 +73,7 @@ func held(t *testing.T, a *Node, to protocol.ID, text string) *protocol.Envelope
 	if err != nil {
 		t.Fatal(err)
 	}
-	sa.outbox.rush(to)
+	sa.outbox.Rush(to)
 	return env
 }
 

@@ -29,7 +29,7 @@ func (s *session) peerConnected(p peer.ID) {
 	if first {
 		s.n.events.publish(Event{Type: EventPeerOnline, User: user, Peer: p})
 	}
-	s.outbox.rush(user)
+	s.outbox.Rush(user)
 }
 
 // peerDisconnected is the host's notification of a closed connection: the

@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 
 	"github.com/parley-chat/parley/directory"
+	"github.com/parley-chat/parley/node/outbox"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -49,7 +50,7 @@ type session struct {
 	cancel context.CancelFunc
 	track  tracker
 
-	outbox *outbox
+	outbox *outbox.Outbox
 	stats  stats
 
 	// rotateMu serialises key rotations.
@@ -169,7 +170,11 @@ func newSession(ctx context.Context, n *Node, st *store.Store) (*session, error)
 		return nil, err
 	}
 	s.life, s.cancel = context.WithCancel(context.Background())
-	s.outbox = newOutbox(s)
+	if s.outbox, err = s.newOutbox(); err != nil {
+		s.dir.Close()
+		s.host.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -207,7 +212,7 @@ func (s *session) start() {
 		ConnectedF:    func(_ network.Network, c network.Conn) { s.peerConnected(c.RemotePeer()) },
 		DisconnectedF: func(_ network.Network, c network.Conn) { s.peerDisconnected(c.RemotePeer()) },
 	})
-	s.track.goFunc(func() { s.outbox.run(s.life) })
+	s.track.goFunc(func() { s.outbox.Serve(s.life) })
 	s.track.goFunc(func() { s.prekeyLoop(s.life) })
 	s.track.goFunc(func() { s.dialKnown(s.life) })
 	directory.ServeRecord(s.host, s.ownRecordBytes)

@@ -395,8 +395,7 @@ func (s *session) requestReset(ctx context.Context, fe *friendEntry, ps *peerSes
 		e := store.OutboxEntry{MsgID: env.MsgID, Recipient: fe.f.UserID, Envelope: env.Marshal()}
 		if err = s.st.AddControlWith(ctx, e, u); err == nil {
 			ps.stored(u)
-			e.Control = true
-			s.outbox.add(e, env.Kind, env.Timestamp, nil)
+			s.outbox.Notify(fe.f.UserID)
 		}
 	}
 	if err != nil {
@@ -447,19 +446,19 @@ func (s *session) receiveReset(ctx context.Context, m *protocol.Message) error {
 
 // resealSession seals again a queued session message that the recipient
 // could not open (AckStale), in a new session and with the same msg_id,
-// and makes it due now. It reports false when the entry cannot be sealed
-// again (a receipt, whose body is not kept: the next receipt says more).
-func (o *outbox) resealSession(ctx context.Context, j job) bool {
-	s := o.s
-	fe := s.friend(j.e.Recipient)
-	if fe == nil || fe.key == nil || j.e.Control {
+// keeping its place in the queue. It reports false when the entry cannot
+// be sealed again (a receipt, whose body is not kept: the next receipt
+// says more).
+func (s *session) resealSession(ctx context.Context, e store.OutboxEntry) bool {
+	fe := s.friend(e.Recipient)
+	if fe == nil || fe.key == nil || e.Control {
 		return false
 	}
-	old, err := protocol.ParseSessionMessage(j.e.Envelope)
+	old, err := protocol.ParseSessionMessage(e.Envelope)
 	if err != nil {
 		return false
 	}
-	m, err := s.st.Message(ctx, j.e.MsgID)
+	m, err := s.st.Message(ctx, e.MsgID)
 	if err != nil {
 		return false
 	}
@@ -471,20 +470,17 @@ func (o *outbox) resealSession(ctx context.Context, j job) bool {
 		return false
 	}
 	p.Reset(old.Session, s.cfg.Now())
-	out, err := s.sealOut(ps, fe, p, protocol.KindText, j.e.MsgID, m.Body)
+	out, err := s.sealOut(ps, fe, p, protocol.KindText, e.MsgID, m.Body)
 	if err != nil {
-		s.log.Warn("message not sealed again", "msg", j.e.MsgID.String(), "err", err)
+		s.log.Warn("message not sealed again", "msg", e.MsgID.String(), "err", err)
 		return false
 	}
-	if _, err := s.st.ResealOutbox(ctx, j.e.MsgID, out.raw, out.session, s.cfg.Now(), out.update); err != nil {
+	if _, err := s.st.ResealOutbox(ctx, e.MsgID, out.raw, out.session, s.cfg.Now(), out.update); err != nil {
 		return false
 	}
 	if out.update != nil {
 		ps.stored(out.update)
 	}
-	s.log.Info("message sealed again in a new session", "msg", j.e.MsgID.String(), "to", fe.f.UserID.String())
-	// Due now: the scanner hands it to the courier once settle has
-	// released the old job.
-	o.kick()
+	s.log.Info("message sealed again in a new session", "msg", e.MsgID.String(), "to", fe.f.UserID.String())
 	return true
 }

@@ -198,22 +198,15 @@ func TestSessionCrossingStarts(t *testing.T) {
 		s    *session
 		peer protocol.ID
 	}{{sa, bID}, {sb, aID}} {
-		waitFor(t, 10*time.Second, "the rush is consumed", func() bool {
-			x.s.outbox.mu.Lock()
-			defer x.s.outbox.mu.Unlock()
-			return !x.s.outbox.rushed[x.peer]
-		})
-		x.s.outbox.mu.Lock()
-		x.s.outbox.unreachable[x.peer] = farFuture
-		x.s.outbox.mu.Unlock()
+		x.s.outbox.Hold(x.peer)
 	}
 	sendAll(t, a, bID, []string{"hi from A"})
 	sendAll(t, b, aID, []string{"hi from B"})
 	if currentSession(t, a, bID) == currentSession(t, b, aID) {
 		t.Fatal("the two starts are the same session")
 	}
-	sa.outbox.rush(bID)
-	sb.outbox.rush(aID)
+	sa.outbox.Rush(bID)
+	sb.outbox.Rush(aID)
 	checkReceived(t, a, b, []string{"hi from A"})
 	checkReceived(t, b, a, []string{"hi from B"})
 	waitFor(t, 10*time.Second, "both settle on one session", func() bool {
@@ -239,9 +232,7 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 		sendAll(t, a, bID, []string{"start"})
 		checkReceived(t, a, b, []string{"start"})
 		sa := sessionOf(t, a)
-		sa.outbox.mu.Lock()
-		sa.outbox.unreachable[bID] = farFuture
-		sa.outbox.mu.Unlock()
+		sa.outbox.Hold(bID)
 		sendAll(t, a, bID, numbered("queued", 5))
 		q := queuedFor(t, a, bID)
 		if len(q) != 5 {
@@ -251,11 +242,11 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 			if e.Session == off {
 				t.Errorf("sessions off %v: entry %s is a session message: %v", off, e.MsgID, e.Session)
 			}
-			if _, err := newJob(e); err != nil {
+			if _, err := sa.frame(e); err != nil {
 				t.Errorf("entry %s does not parse: %v", e.MsgID, err)
 			}
 		}
-		sa.outbox.rush(bID)
+		sa.outbox.Rush(bID)
 		checkReceived(t, a, b, append([]string{"start"}, numbered("queued", 5)...))
 	}
 }
@@ -278,9 +269,7 @@ func TestSessionStoredStateSecrecy(t *testing.T) {
 	// it goes on the wire.
 	held := func(text string) *protocol.SessionMessage {
 		t.Helper()
-		sa.outbox.mu.Lock()
-		sa.outbox.unreachable[bID] = farFuture
-		sa.outbox.mu.Unlock()
+		sa.outbox.Hold(bID)
 		sendAll(t, a, bID, []string{text})
 		q := queuedFor(t, a, bID)
 		if len(q) != 1 || !q[0].Session {
@@ -290,7 +279,7 @@ func TestSessionStoredStateSecrecy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sa.outbox.rush(bID)
+		sa.outbox.Rush(bID)
 		return sm
 	}
 	m1 := held("one")
@@ -348,9 +337,7 @@ func TestSessionDuplicatesAndTampering(t *testing.T) {
 
 	// Seal three without delivering them.
 	sa := sessionOf(t, a)
-	sa.outbox.mu.Lock()
-	sa.outbox.unreachable[bID] = farFuture
-	sa.outbox.mu.Unlock()
+	sa.outbox.Hold(bID)
 	sendAll(t, a, bID, numbered("pushed", 3))
 	q := queuedFor(t, a, bID)
 	if len(q) != 3 {

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
@@ -147,7 +149,9 @@ func TestLoginThrottle(t *testing.T) {
 		t.Fatalf("RetryAfter a second later = %v, want %v", got, wait-time.Second)
 	}
 
-	// The throttle is on disk: a new Node on the directory is held too.
+	// The throttle is on disk: a new Node on the directory (after this
+	// one stopped: a running node holds the directory) is held too.
+	n.Close()
 	n2, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -247,5 +251,38 @@ func TestRegisterOutlivesItsCaller(t *testing.T) {
 	}
 	if me, err := n.Me(context.Background()); err != nil || me.Name != "Alice" {
 		t.Fatalf("Me = %+v, %v", me, err)
+	}
+}
+
+// A second node on a data directory in use fails at once, with ErrInUse,
+// and so does a node whose fixed listen port is taken; once the first
+// node is closed, the directory is free again.
+func TestDataDirInUse(t *testing.T) {
+	cfg := testConfig(t, "alice-2048")
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(cfg); !isErr(err, ErrInUse) {
+		t.Fatalf("second New on the same directory: %v, want ErrInUse", err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n, err = New(cfg)
+	if err != nil {
+		t.Fatalf("New after Close: %v", err)
+	}
+	n.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cfg2 := testConfig(t, "bob-2048")
+	cfg2.Listen = []string{"/ip4/127.0.0.1/tcp/" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)}
+	if _, err := New(cfg2); !isErr(err, ErrInUse) {
+		t.Fatalf("New with a busy listen port: %v, want ErrInUse", err)
 	}
 }

@@ -1,0 +1,439 @@
+package outbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// courier delivers to one recipient. Its cursor and link belong to its
+// goroutine (run); rushed and its presence in Outbox.couriers are guarded
+// by Outbox.mu.
+type courier struct {
+	o      *Outbox
+	to     protocol.ID
+	signal chan struct{} // something to do; capacity 1
+	rushed bool          // a Rush since the last dial (Outbox.mu)
+
+	cursor   uint64 // the last Seq put on the current stream, or settled
+	failures int    // dials and streams that failed in a row
+	sentMax  uint64 // the highest Seq ever written, to count resends
+}
+
+// run delivers until the courier has nothing queued and has been idle for
+// Idle, or ctx ends.
+func (c *courier) run(ctx context.Context) {
+	var l *link
+	defer func() {
+		if l != nil {
+			l.close(ctx)
+		}
+	}()
+	idle := time.NewTimer(c.o.cfg.Idle)
+	defer idle.Stop()
+	for ctx.Err() == nil {
+		if l != nil && l.progressed() {
+			c.succeeded()
+		}
+		if l != nil && (l.broken() || (c.takeRush() && l.str.Conn().IsClosed())) {
+			c.rewind(l)
+			l.close(ctx)
+			l = nil
+		}
+		if wait := c.heldFor(); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-c.signal:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		free := c.o.cfg.Window
+		if l != nil {
+			free -= l.inflight()
+		}
+		var es []store.OutboxEntry
+		if free > 0 {
+			var err error
+			if es, err = c.o.cfg.Store.OutboxQueue(ctx, c.to, c.cursor, free); err != nil {
+				if ctx.Err() == nil {
+					c.o.cfg.Logger.Error("outbox read failed", "to", c.to.String(), "err", err)
+					c.fail()
+				}
+				continue
+			}
+		}
+		if len(es) == 0 {
+			var done <-chan struct{}
+			if l != nil {
+				done = l.done
+			}
+			if free > 0 && (l == nil || l.inflight() == 0) {
+				idle.Reset(c.o.cfg.Idle)
+			}
+			select {
+			case <-ctx.Done():
+			case <-c.signal:
+			case <-done:
+			case <-l.progressChan():
+			case <-idle.C:
+				if (l == nil || l.inflight() == 0) && c.retire() {
+					return
+				}
+			}
+			continue
+		}
+		if l == nil {
+			c.takeRush()
+			str, err := c.o.cfg.Open(ctx, c.to)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.o.cfg.Logger.Debug("recipient unreachable", "to", c.to.String(), "err", err)
+					c.fail()
+				}
+				continue
+			}
+			c.o.stats.mu.Lock()
+			c.o.stats.Streams++
+			c.o.stats.mu.Unlock()
+			l = newLink(c, str)
+		}
+		if err := c.sendAll(ctx, l, es); err != nil && ctx.Err() == nil {
+			c.o.cfg.Logger.Debug("stream to recipient broke", "to", c.to.String(), "err", err)
+		}
+	}
+}
+
+// sendAll writes es on l and flushes.
+func (c *courier) sendAll(ctx context.Context, l *link, es []store.OutboxEntry) error {
+	for _, e := range es {
+		d, err := c.o.cfg.Frame(e)
+		if err != nil {
+			c.o.cfg.Logger.Error("outbox entry does not parse; dropping it", "msg", e.MsgID.String(), "err", err)
+			if err := c.o.finish(ctx, []store.Settle{{MsgID: e.MsgID, Status: store.StatusFailed, Error: "unreadable outbox entry"}}); err != nil {
+				return err
+			}
+			c.cursor = e.Seq
+			continue
+		}
+		if err := l.write(e, d); err != nil {
+			l.kill()
+			return err
+		}
+		c.o.stats.mu.Lock()
+		c.o.stats.Sent++
+		if e.Seq <= c.sentMax {
+			c.o.stats.Resent++
+		}
+		c.o.stats.mu.Unlock()
+		c.sentMax = max(c.sentMax, e.Seq)
+		c.cursor = e.Seq
+	}
+	if err := l.flush(); err != nil {
+		l.kill()
+		return err
+	}
+	return nil
+}
+
+// rewind moves the cursor back before the first entry that was in flight
+// on a stream that broke, so those go again on the next one, in order.
+func (c *courier) rewind(l *link) {
+	if seq, ok := l.firstUnacked(); ok {
+		c.cursor = min(c.cursor, seq-1)
+	}
+	if !l.progressed() {
+		c.fail()
+	}
+}
+
+// fail counts a failure and holds the courier for the backoff.
+func (c *courier) fail() {
+	c.failures++
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	c.o.held[c.to] = c.o.cfg.Now().Add(c.o.backoff(c.failures - 1))
+}
+
+// succeeded resets the failure count (an ack arrived).
+func (c *courier) succeeded() { c.failures = 0 }
+
+// heldFor is how long the courier must still wait before dialing.
+func (c *courier) heldFor() time.Duration {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	until, ok := c.o.held[c.to]
+	if !ok {
+		return 0
+	}
+	d := until.Sub(c.o.cfg.Now())
+	if d <= 0 {
+		delete(c.o.held, c.to)
+		return 0
+	}
+	return d
+}
+
+// takeRush reports and clears a Rush.
+func (c *courier) takeRush() bool {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	r := c.rushed
+	c.rushed = false
+	return r
+}
+
+// retire removes an idle courier, unless it was signalled meanwhile.
+func (c *courier) retire() bool {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	if len(c.signal) > 0 {
+		return false
+	}
+	if c.o.couriers[c.to] == c {
+		delete(c.o.couriers, c.to)
+	}
+	return true
+}
+
+// link is one open stream to the recipient: the courier writes frames,
+// a reader goroutine matches acknowledgements to the entries in flight,
+// in order, and settles them in batches.
+type link struct {
+	c    *courier
+	str  network.Stream
+	bw   *bufio.Writer
+	done chan struct{} // closed when the reader ends
+
+	mu       sync.Mutex
+	flight   []store.OutboxEntry // written, not acknowledged, in order
+	dead     bool
+	acked    int           // acknowledgements read
+	progress chan struct{} // signalled when acks free the window; capacity 1
+}
+
+func newLink(c *courier, str network.Stream) *link {
+	l := &link{c: c, str: str, bw: bufio.NewWriter(str), done: make(chan struct{}), progress: make(chan struct{}, 1)}
+	go l.readAcks()
+	return l
+}
+
+// progressChan is nil for a nil link (a select case that never fires).
+func (l *link) progressChan() <-chan struct{} {
+	if l == nil {
+		return nil
+	}
+	return l.progress
+}
+
+func (l *link) broken() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dead
+}
+
+func (l *link) inflight() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.flight)
+}
+
+func (l *link) progressed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.acked > 0
+}
+
+func (l *link) firstUnacked() (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.flight) == 0 {
+		return 0, false
+	}
+	return l.flight[0].Seq, true
+}
+
+// write buffers one frame and puts e in flight.
+func (l *link) write(e store.OutboxEntry, d *protocol.Delivery) error {
+	l.mu.Lock()
+	if l.dead {
+		l.mu.Unlock()
+		return fmt.Errorf("outbox: stream closed")
+	}
+	if len(l.flight) == 0 {
+		// The reader may be waiting with no deadline: from now on an
+		// acknowledgement is owed.
+		l.str.SetReadDeadline(time.Now().Add(l.c.o.cfg.AckTimeout))
+	}
+	l.flight = append(l.flight, e)
+	l.mu.Unlock()
+	l.str.SetWriteDeadline(time.Now().Add(l.c.o.cfg.AckTimeout))
+	return protocol.WriteDelivery(l.bw, d)
+}
+
+func (l *link) flush() error {
+	l.str.SetWriteDeadline(time.Now().Add(l.c.o.cfg.AckTimeout))
+	return l.bw.Flush()
+}
+
+// kill marks the link dead and resets its stream; the courier rewinds to
+// the first entry still in flight.
+func (l *link) kill() {
+	l.mu.Lock()
+	l.dead = true
+	l.mu.Unlock()
+	l.str.Reset()
+	l.signal()
+}
+
+func (l *link) signal() {
+	select {
+	case l.progress <- struct{}{}:
+	default:
+	}
+}
+
+// readAcks reads acknowledgements, settling those that have arrived
+// together in one store write, until the stream ends or fails.
+func (l *link) readAcks() {
+	defer close(l.done)
+	defer l.signal()
+	o := l.c.o
+	br := bufio.NewReaderSize(l.str, 4096)
+	for {
+		ack, err := protocol.ReadAck(br)
+		if err != nil {
+			l.kill()
+			return
+		}
+		var settles []store.Settle
+		var stale *store.OutboxEntry
+		l.mu.Lock()
+		for {
+			if len(l.flight) == 0 || (ack.MsgID != l.flight[0].MsgID && !ack.MsgID.IsZero()) {
+				l.mu.Unlock()
+				o.cfg.Logger.Warn("acknowledgement for an envelope not in flight", "to", l.c.to.String())
+				l.kill()
+				l.settle(settles)
+				return
+			}
+			e := l.flight[0]
+			if s, ok := l.outcome(e, ack); ok {
+				settles = append(settles, s)
+			} else if ack.Code == protocol.AckStale && e.Session && o.cfg.Reseal != nil {
+				stale = &e
+				break
+			} else {
+				// The recipient could not take it now: this stream ends
+				// and the entry goes again after a backoff.
+				l.acked = 0 // no progress: back off
+				l.dead = true
+				l.mu.Unlock()
+				o.cfg.Logger.Debug("recipient deferred a delivery", "to", l.c.to.String(), "code", ack.Code.String())
+				l.settle(settles)
+				l.kill()
+				return
+			}
+			l.flight = l.flight[1:]
+			l.acked++
+			if br.Buffered() == 0 || len(l.flight) == 0 {
+				break
+			}
+			if ack, err = protocol.ReadAck(br); err != nil {
+				l.mu.Unlock()
+				l.settle(settles)
+				l.kill()
+				return
+			}
+		}
+		if len(l.flight) > 0 {
+			l.str.SetReadDeadline(time.Now().Add(o.cfg.AckTimeout))
+		} else {
+			l.str.SetReadDeadline(time.Time{})
+		}
+		l.mu.Unlock()
+		l.settle(settles)
+		if stale != nil {
+			// Seal it again in a new session, in its place, and send it
+			// and what followed it on a new stream.
+			if !o.cfg.Reseal(o.ctxOrBackground(), *stale) {
+				l.settle([]store.Settle{{MsgID: stale.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}})
+				l.mu.Lock()
+				l.flight = l.flight[1:]
+				l.mu.Unlock()
+			}
+			l.kill()
+			return
+		}
+		l.signal()
+	}
+}
+
+// outcome is how an acknowledgement settles e: delivered, or failed for
+// good; false when it does not settle e (try again).
+func (l *link) outcome(e store.OutboxEntry, ack *protocol.Ack) (store.Settle, bool) {
+	switch {
+	case ack.Code == protocol.AckOK || ack.Code == protocol.AckReplay:
+		return store.Settle{MsgID: e.MsgID, Status: store.StatusDelivered, Path: store.PathDirect}, true
+	case ack.Code == protocol.AckStale && e.Session && l.c.o.cfg.Reseal != nil:
+		return store.Settle{}, false
+	case ack.Code.Permanent():
+		l.c.o.cfg.Logger.Warn("delivery refused", "msg", e.MsgID.String(), "to", e.Recipient.String(), "code", ack.Code.String())
+		return store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}, true
+	}
+	return store.Settle{}, false
+}
+
+// settle finishes acknowledged entries. A failed write leaves them
+// queued: they go again, and the receiver answers replay.
+func (l *link) settle(settles []store.Settle) {
+	if len(settles) == 0 {
+		return
+	}
+	o := l.c.o
+	o.stats.mu.Lock()
+	o.stats.Acked += len(settles)
+	o.stats.mu.Unlock()
+	if err := o.finish(o.ctxOrBackground(), settles); err != nil && !errors.Is(err, store.ErrClosed) {
+		o.cfg.Logger.Error("outbox settle failed", "to", l.c.to.String(), "err", err)
+	}
+}
+
+// close ends the stream: gracefully (the receiver sees EOF after the last
+// frame, the acks owed are read) unless ctx has ended, then at once; what
+// is unacknowledged stays queued.
+func (l *link) close(ctx context.Context) {
+	if ctx.Err() != nil {
+		l.str.Reset()
+		<-l.done
+		return
+	}
+	l.str.CloseWrite()
+	t := time.NewTimer(l.c.o.cfg.AckTimeout)
+	defer t.Stop()
+	select {
+	case <-l.done:
+	case <-t.C:
+		l.str.Reset()
+		<-l.done
+	case <-ctx.Done():
+		l.str.Reset()
+		<-l.done
+	}
+	l.str.Close()
+}
+
+// ctxOrBackground is a context for settling: settling what the receiver
+// has acknowledged must not be cut short by a closing node (the store
+// closes after the outbox has stopped).
+func (o *Outbox) ctxOrBackground() context.Context { return context.Background() }

@@ -1,0 +1,286 @@
+// Package outbox delivers what a node's store has queued for its friends.
+//
+// It owns the couriers: one per recipient, each the only thing that puts
+// that recipient's envelopes on the wire. A courier reads its recipient's
+// queue from the store (store.OutboxQueue) in write order, from the last
+// entry it sent, and pipelines the entries on one stream; the receiver
+// acknowledges each after storing it, in order. Acknowledged entries are
+// settled in batches (one store write for the acks read together). So:
+//
+//   - only what the store holds durably reaches the wire (an entry is
+//     read from the store, after its write was committed);
+//   - per recipient, envelopes leave in the order they were written,
+//     across new sends, retries, reconnects and restarts: there is one
+//     path to the wire, and it reads the queue in order;
+//   - nothing acknowledged is sent again, except by a restart between
+//     the ack and its settling; after a broken stream, only what was
+//     unacknowledged on it is sent again.
+//
+// Notify (something was queued), Rush (the recipient came online) and
+// the periodic scan only tell a courier to go; none of them hands it
+// work. The outbox's state is guarded by Outbox.mu; a courier's cursor
+// and stream belong to its goroutine, and a link's in-flight list to
+// link.mu (taken after Outbox.mu when both are held, never the reverse).
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Store is what the outbox needs of the store.
+type Store interface {
+	OutboxQueue(ctx context.Context, to protocol.ID, after uint64, limit int) ([]store.OutboxEntry, error)
+	OutboxRecipients(ctx context.Context) ([]protocol.ID, error)
+	FinishOutboxes(ctx context.Context, settles []store.Settle) ([]store.Message, []error, error)
+}
+
+// Config is what an outbox is built from. Store, Open and Frame are
+// required.
+type Config struct {
+	Store Store
+	// Open opens a message stream to one of to's devices.
+	Open func(ctx context.Context, to protocol.ID) (network.Stream, error)
+	// Frame makes the frame that carries e; an error means e can never
+	// be sent (it does not parse), and it is settled as failed.
+	Frame func(e store.OutboxEntry) (*protocol.Delivery, error)
+	// Reseal seals e again after the recipient answered AckStale (its
+	// session is gone) and reports whether it did; the entry, kept in its
+	// place in the queue, then goes again. Nil: never.
+	Reseal func(ctx context.Context, e store.OutboxEntry) bool
+	// Settled is told of each message whose delivery ended (delivered or
+	// failed), as stored. Nil: nobody.
+	Settled func(m store.Message)
+
+	Now      func() time.Time // nil: time.Now
+	Logger   *slog.Logger     // nil: discard
+	RetryMin time.Duration    // first backoff after a failure (1 s)
+	RetryMax time.Duration    // longest backoff (5 min); also the scan period
+	// Window is how many envelopes may be unacknowledged on a stream (32).
+	Window int
+	// AckTimeout is how long a stream may owe an acknowledgement before
+	// it is taken for dead (10 s).
+	AckTimeout time.Duration
+	// Idle is how long a courier keeps its stream with nothing to send
+	// (30 s).
+	Idle time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Store == nil || c.Open == nil || c.Frame == nil {
+		return c, errors.New("outbox: Store, Open and Frame are required")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = time.Second
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(c.RetryMin, 5*time.Minute)
+	}
+	if c.Window <= 0 {
+		c.Window = 32
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = 10 * time.Second
+	}
+	if c.Idle <= 0 {
+		c.Idle = 30 * time.Second
+	}
+	return c, nil
+}
+
+// Outbox runs the couriers. Its methods are safe for concurrent use.
+type Outbox struct {
+	cfg Config
+
+	mu       sync.Mutex
+	ctx      context.Context // Serve's, nil before it runs and after it ends
+	couriers map[protocol.ID]*courier
+	held     map[protocol.ID]time.Time // no dialing before then (backoff), until a Rush
+	wg       sync.WaitGroup            // couriers
+
+	stats Stats
+}
+
+// Stats count what the outbox did.
+type Stats struct {
+	mu      sync.Mutex
+	Sent    int // frames written
+	Resent  int // frames written again after their stream broke
+	Acked   int // acknowledgements settled
+	Streams int // streams opened
+}
+
+// New makes an outbox; it delivers once Serve runs.
+func New(cfg Config) (*Outbox, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Outbox{cfg: cfg, couriers: make(map[protocol.ID]*courier), held: make(map[protocol.ID]time.Time)}, nil
+}
+
+// Serve starts a courier for every recipient with queued entries, scans
+// again every RetryMax (a safety net: Notify and Rush start couriers), and
+// returns when ctx ends, after every courier has stopped.
+func (o *Outbox) Serve(ctx context.Context) error {
+	o.mu.Lock()
+	o.ctx = ctx
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.ctx = nil
+		o.mu.Unlock()
+		o.wg.Wait()
+	}()
+	t := time.NewTicker(o.cfg.RetryMax)
+	defer t.Stop()
+	for {
+		o.scan(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (o *Outbox) scan(ctx context.Context) {
+	tos, err := o.cfg.Store.OutboxRecipients(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			o.cfg.Logger.Error("outbox scan failed", "err", err)
+		}
+		return
+	}
+	for _, to := range tos {
+		o.Notify(to)
+	}
+}
+
+// Notify tells to's courier that its queue has grown, starting one if
+// needed. It does not dial a recipient that is backing off.
+func (o *Outbox) Notify(to protocol.ID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.poke(to)
+}
+
+// Rush tells to's courier to go now, backing off or not: the recipient
+// came online, or became a friend.
+func (o *Outbox) Rush(to protocol.ID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.held, to)
+	if c := o.poke(to); c != nil {
+		c.rushed = true
+	}
+}
+
+// Hold keeps to's courier from dialing until a Rush (for tests that need
+// a message to wait in the queue).
+func (o *Outbox) Hold(to protocol.ID) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.held[to] = time.Unix(1<<40, 0)
+}
+
+// Held reports whether to's courier is waiting out a backoff or a Hold.
+func (o *Outbox) Held(to protocol.ID) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	until, ok := o.held[to]
+	return ok && until.After(o.cfg.Now())
+}
+
+// Stats returns a copy of the counters.
+func (o *Outbox) Stats() (sent, resent, acked, streams int) {
+	o.stats.mu.Lock()
+	defer o.stats.mu.Unlock()
+	return o.stats.Sent, o.stats.Resent, o.stats.Acked, o.stats.Streams
+}
+
+// poke signals to's courier, starting it when there is none; o.mu held.
+func (o *Outbox) poke(to protocol.ID) *courier {
+	if o.ctx == nil || o.ctx.Err() != nil {
+		return nil // not serving: the scan at start finds the queue
+	}
+	c := o.couriers[to]
+	if c == nil {
+		c = &courier{o: o, to: to, signal: make(chan struct{}, 1)}
+		o.couriers[to] = c
+		o.wg.Add(1)
+		ctx := o.ctx
+		go func() {
+			defer o.wg.Done()
+			c.run(ctx)
+		}()
+	}
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+	return c
+}
+
+// Drop settles everything queued for to as failed with reason (a friend
+// removed or blocked).
+func (o *Outbox) Drop(ctx context.Context, to protocol.ID, reason string) error {
+	for {
+		es, err := o.cfg.Store.OutboxQueue(ctx, to, 0, 256)
+		if err != nil || len(es) == 0 {
+			return err
+		}
+		settles := make([]store.Settle, len(es))
+		for i, e := range es {
+			settles[i] = store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: reason}
+		}
+		if err := o.finish(ctx, settles); err != nil {
+			return err
+		}
+	}
+}
+
+// finish settles entries in one write and reports their messages.
+func (o *Outbox) finish(ctx context.Context, settles []store.Settle) error {
+	msgs, _, err := o.cfg.Store.FinishOutboxes(ctx, settles)
+	if err != nil {
+		return fmt.Errorf("outbox: settle: %w", err)
+	}
+	if o.cfg.Settled != nil {
+		for _, m := range msgs {
+			if !m.ID.IsZero() {
+				o.cfg.Settled(m)
+			}
+		}
+	}
+	return nil
+}
+
+// backoff is the wait after the given number of failures in a row:
+// RetryMin doubled per failure up to RetryMax, with jitter over the
+// upper half (so that many recipients' retries spread out).
+func (o *Outbox) backoff(failures int) time.Duration {
+	d := o.cfg.RetryMax
+	if failures < 30 {
+		if b := o.cfg.RetryMin << failures; b > 0 && b < d {
+			d = b
+		}
+	}
+	return d/2 + rand.N(d/2+1)
+}
