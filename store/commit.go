@@ -180,12 +180,7 @@ func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) erro
 	if err != nil {
 		return err
 	}
-	select {
-	case err := <-done:
-		return dbErr(err)
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return dbErr(<-done)
 }
 
 // queue puts fn in the commit queue and returns where its outcome will

@@ -389,6 +389,7 @@ func (s *Store) QueueOutgoing(ctx context.Context, m Message, e OutboxEntry, u *
 	if e.NextAttempt.IsZero() {
 		e.NextAttempt = now
 	}
+	e.Seq = 0 // the store gives the next one
 	if err := m.check(); err != nil {
 		return Message{}, nil, err
 	}

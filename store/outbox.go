@@ -277,6 +277,7 @@ func (s *Store) AddControl(ctx context.Context, e OutboxEntry) error {
 // session state after sealing e, in the same transaction.
 func (s *Store) AddControlWith(ctx context.Context, e OutboxEntry, u *SessionUpdate) error {
 	e.Control = true
+	e.Seq = 0 // the store gives the next one
 	if e.NextAttempt.IsZero() {
 		e.NextAttempt = s.now()
 	}
@@ -444,14 +445,30 @@ func (s *Store) initOutboxSeq() error {
 		}
 		return bytes.Compare(a.MsgID[:], b.MsgID[:])
 	})
-	return s.db.Update(func(txn *badger.Txn) error {
-		for i := range old {
-			if err := s.putOutbox(txn, &old[i]); err != nil {
-				return err
+	// In batches, so that a large outbox fits badger's transactions.
+	n := 128
+	for len(old) > 0 {
+		n = min(n, len(old))
+		batch := old[:n]
+		err := s.db.Update(func(txn *badger.Txn) error {
+			for i := range batch {
+				e := batch[i] // a failed try must not keep the seqs it gave
+				if err := s.putOutbox(txn, &e); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if errors.Is(err, badger.ErrTxnTooBig) && n > 1 {
+			n /= 2
+			continue
 		}
-		return nil
-	})
+		if err != nil {
+			return err
+		}
+		old = old[n:]
+	}
+	return nil
 }
 
 func maxU(a, b uint64) uint64 {
