@@ -37,9 +37,6 @@ type committer struct {
 	stop  chan struct{}
 	done  chan struct{}
 
-	mu     sync.RWMutex // held for reading while queueing, for writing by close
-	closed bool
-
 	stats commitStats
 }
 
@@ -56,30 +53,19 @@ func newCommitter(db *badger.DB) *committer {
 	return c
 }
 
-// submit queues fn; the returned channel receives its outcome.
-func (c *committer) submit(fn func(txn *badger.Txn) error) (<-chan error, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
-		return nil, ErrClosed
-	}
+// submit queues fn; the returned channel receives its outcome. The
+// store's lock keeps submit and close apart (Store.queue holds it for
+// reading, Store.Close for writing).
+func (c *committer) submit(fn func(txn *badger.Txn) error) <-chan error {
 	w := &write{fn: fn, done: make(chan error, 1)}
 	c.queue <- w
-	return w.done, nil
+	return w.done
 }
 
-// close stops taking writes, commits those already queued and waits for
-// the writer to end.
+// close commits the writes already queued and waits for the writer to
+// end; it is called once, when no submit can run.
 func (c *committer) close() {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		<-c.done
-		return
-	}
-	c.closed = true
 	close(c.stop)
-	c.mu.Unlock()
 	<-c.done
 }
 
@@ -91,7 +77,7 @@ func (c *committer) run() {
 		select {
 		case w = <-c.queue:
 		case <-c.stop:
-			// submit no longer queues: commit what is left.
+			// Nothing is submitted any more: commit what is left.
 			for {
 				select {
 				case w := <-c.queue:
@@ -193,7 +179,7 @@ func (s *Store) queue(ctx context.Context, fn func(txn *badger.Txn) error) (<-ch
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.commits.submit(fn)
+	return s.commits.submit(fn), nil
 }
 
 // Pending is a write queued in the commit queue.

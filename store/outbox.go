@@ -416,7 +416,7 @@ func (s *Store) FinishOutboxes(ctx context.Context, settles []Settle) ([]Message
 // gives entries written before queues existed (Seq 0) their place, in
 // due order.
 func (s *Store) initOutboxSeq() error {
-	var max uint64
+	var last uint64
 	var old []OutboxEntry
 	err := s.db.View(func(txn *badger.Txn) error {
 		return s.scanRecords(txn, s.rows, rowOutbox, []byte{kOutbox}, func() any { return new(outboxRec) },
@@ -428,14 +428,14 @@ func (s *Store) initOutboxSeq() error {
 				if e.Seq == 0 {
 					old = append(old, e)
 				}
-				max = maxU(max, e.Seq)
+				last = max(last, e.Seq)
 				return nil
 			})
 	})
 	if err != nil {
 		return err
 	}
-	s.outboxSeq.Store(max)
+	s.outboxSeq.Store(last)
 	if len(old) == 0 {
 		return nil
 	}
@@ -469,11 +469,4 @@ func (s *Store) initOutboxSeq() error {
 		old = old[n:]
 	}
 	return nil
-}
-
-func maxU(a, b uint64) uint64 {
-	if a > b {
-		return a
-	}
-	return b
 }

@@ -168,20 +168,7 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		return nil, err
 	}
 	// badger keeps the slice it is given, so it gets its own copy.
-	bk := append([]byte(nil), keys.badger...)
-	bo := badger.DefaultOptions(filepath.Join(dir, DBDir)).
-		WithEncryptionKey(bk).
-		WithSyncWrites(true).
-		WithLogger(badgerLogger{o.Logger}).
-		WithBlockCacheSize(o.BlockCacheSize).
-		WithIndexCacheSize(o.IndexCacheSize).
-		WithMemTableSize(o.MemTableSize).
-		WithNumMemtables(2).
-		WithNumCompactors(2).
-		WithValueLogFileSize(valueLogFileSize)
-	// badger refuses a value threshold above its batch size (15% of the
-	// memtable); small memtables get a smaller threshold.
-	bo = bo.WithValueThreshold(min(bo.ValueThreshold, o.MemTableSize*15/100-1))
+	bo := badgerOptions(filepath.Join(dir, DBDir), append([]byte(nil), keys.badger...), o).WithSyncWrites(true)
 	db, err := badger.Open(bo)
 	if err != nil {
 		// badger formats its lock error with %+v, not %w.
@@ -197,6 +184,23 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 	}
 	s.commits = newCommitter(db)
 	return s, nil
+}
+
+// badgerOptions are the store's badger settings for the database in dir,
+// encrypted with key: sized for a chat history (see Options).
+func badgerOptions(dir string, key []byte, o Options) badger.Options {
+	bo := badger.DefaultOptions(dir).
+		WithEncryptionKey(key).
+		WithLogger(badgerLogger{o.Logger}).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(2).
+		WithNumCompactors(2).
+		WithValueLogFileSize(valueLogFileSize)
+	// badger refuses a value threshold above its batch size (15% of the
+	// memtable); small memtables get a smaller threshold.
+	return bo.WithValueThreshold(min(bo.ValueThreshold, o.MemTableSize*15/100-1))
 }
 
 // loadIdentity reads the sealed identity and checks it against the

@@ -59,17 +59,7 @@ func openRawBadger(b *testing.B, syncWrites bool) *badger.DB {
 	if err != nil {
 		b.Fatal(err)
 	}
-	bo := badger.DefaultOptions(filepath.Join(b.TempDir(), DBDir)).
-		WithEncryptionKey(randBytes(32)).
-		WithSyncWrites(syncWrites).
-		WithLogger(badgerLogger{o.Logger}).
-		WithBlockCacheSize(o.BlockCacheSize).
-		WithIndexCacheSize(o.IndexCacheSize).
-		WithMemTableSize(o.MemTableSize).
-		WithNumMemtables(2).
-		WithNumCompactors(2).
-		WithValueLogFileSize(valueLogFileSize)
-	bo = bo.WithValueThreshold(min(bo.ValueThreshold, o.MemTableSize*15/100-1))
+	bo := badgerOptions(filepath.Join(b.TempDir(), DBDir), randBytes(32), o).WithSyncWrites(syncWrites)
 	db, err := badger.Open(bo)
 	if err != nil {
 		b.Fatal(err)

@@ -25,7 +25,6 @@ type courier struct {
 
 	cursor   uint64 // the last Seq put on the current stream, or settled
 	failures int    // dials and streams that failed in a row
-	sentMax  uint64 // the highest Seq ever written, to count resends
 }
 
 // run delivers until the courier has nothing queued and has been idle for
@@ -103,9 +102,6 @@ func (c *courier) run(ctx context.Context) {
 				}
 				continue
 			}
-			c.o.stats.mu.Lock()
-			c.o.stats.Streams++
-			c.o.stats.mu.Unlock()
 			l = newLink(c, str)
 		}
 		if err := c.sendAll(ctx, l, es); err != nil && ctx.Err() == nil {
@@ -130,13 +126,6 @@ func (c *courier) sendAll(ctx context.Context, l *link, es []store.OutboxEntry) 
 			l.kill()
 			return err
 		}
-		c.o.stats.mu.Lock()
-		c.o.stats.Sent++
-		if e.Seq <= c.sentMax {
-			c.o.stats.Resent++
-		}
-		c.o.stats.mu.Unlock()
-		c.sentMax = max(c.sentMax, e.Seq)
 		c.cursor = e.Seq
 	}
 	if err := l.flush(); err != nil {
@@ -366,7 +355,7 @@ func (l *link) readAcks() {
 		if stale != nil {
 			// Seal it again in a new session, in its place, and send it
 			// and what followed it on a new stream.
-			if !o.cfg.Reseal(o.ctxOrBackground(), *stale) {
+			if !o.cfg.Reseal(context.Background(), *stale) {
 				l.settle([]store.Settle{{MsgID: stale.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}})
 				l.mu.Lock()
 				l.flight = l.flight[1:]
@@ -401,10 +390,9 @@ func (l *link) settle(settles []store.Settle) {
 		return
 	}
 	o := l.c.o
-	o.stats.mu.Lock()
-	o.stats.Acked += len(settles)
-	o.stats.mu.Unlock()
-	if err := o.finish(o.ctxOrBackground(), settles); err != nil && !errors.Is(err, store.ErrClosed) {
+	// Settling what the receiver acknowledged is not cut short by a
+	// closing node: the store closes after the outbox has stopped.
+	if err := o.finish(context.Background(), settles); err != nil && !errors.Is(err, store.ErrClosed) {
 		o.cfg.Logger.Error("outbox settle failed", "to", l.c.to.String(), "err", err)
 	}
 }
@@ -432,8 +420,3 @@ func (l *link) close(ctx context.Context) {
 	}
 	l.str.Close()
 }
-
-// ctxOrBackground is a context for settling: settling what the receiver
-// has acknowledged must not be cut short by a closing node (the store
-// closes after the outbox has stopped).
-func (o *Outbox) ctxOrBackground() context.Context { return context.Background() }

@@ -113,17 +113,6 @@ type Outbox struct {
 	couriers map[protocol.ID]*courier
 	held     map[protocol.ID]time.Time // no dialing before then (backoff), until a Rush
 	wg       sync.WaitGroup            // couriers
-
-	stats Stats
-}
-
-// Stats count what the outbox did.
-type Stats struct {
-	mu      sync.Mutex
-	Sent    int // frames written
-	Resent  int // frames written again after their stream broke
-	Acked   int // acknowledgements settled
-	Streams int // streams opened
 }
 
 // New makes an outbox; it delivers once Serve runs.
@@ -206,13 +195,6 @@ func (o *Outbox) Held(to protocol.ID) bool {
 	defer o.mu.Unlock()
 	until, ok := o.held[to]
 	return ok && until.After(o.cfg.Now())
-}
-
-// Stats returns a copy of the counters.
-func (o *Outbox) Stats() (sent, resent, acked, streams int) {
-	o.stats.mu.Lock()
-	defer o.stats.mu.Unlock()
-	return o.stats.Sent, o.stats.Resent, o.stats.Acked, o.stats.Streams
 }
 
 // poke signals to's courier, starting it when there is none; o.mu held.
