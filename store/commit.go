@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -12,12 +13,26 @@ import (
 // maxGroup caps the writes gathered into one transaction.
 const maxGroup = 256
 
+const (
+	// lazyWait is how long a lazy write waits for an urgent one to ride
+	// with before it is committed on its own.
+	lazyWait = 2 * time.Millisecond
+	// lingerGap and lingerMax bound how long a group waits for more
+	// writes when writers are concurrent (see run).
+	lingerGap = 150 * time.Microsecond
+	lingerMax = time.Millisecond
+)
+
 // write is one write waiting in the commit queue: fn runs inside the
 // group's transaction; done receives its outcome once the group is
 // committed and synced (or fn failed, and nothing of it was written).
 type write struct {
 	fn   func(txn *badger.Txn) error
 	done chan error
+	// lazy marks a write nobody waits on urgently (settling acks): it
+	// never starts a commit of its own, but rides with the next urgent
+	// write's group, or is committed after lazyWait when none comes.
+	lazy bool
 }
 
 // committer is the store's commit queue, the one writer of the database:
@@ -38,6 +53,11 @@ type committer struct {
 	done  chan struct{}
 
 	stats commitStats
+
+	// Owned by run: the urgent writes in the last group and how long it
+	// took to commit, which decide whether the next group lingers.
+	lastGroup  int
+	lastCommit time.Duration
 }
 
 // commitStats counts the committer's work, for tests and benchmarks.
@@ -56,8 +76,8 @@ func newCommitter(db *badger.DB) *committer {
 // submit queues fn; the returned channel receives its outcome. The
 // store's lock keeps submit and close apart (Store.queue holds it for
 // reading, Store.Close for writing).
-func (c *committer) submit(fn func(txn *badger.Txn) error) <-chan error {
-	w := &write{fn: fn, done: make(chan error, 1)}
+func (c *committer) submit(fn func(txn *badger.Txn) error, lazy bool) <-chan error {
+	w := &write{fn: fn, done: make(chan error, 1), lazy: lazy}
 	c.queue <- w
 	return w.done
 }
@@ -95,6 +115,9 @@ func (c *committer) run() {
 			}
 		}
 		group = append(group[:0], w)
+		if w.lazy {
+			c.await(&group, lazyWait, lazyWait, true)
+		}
 	gather:
 		for len(group) < maxGroup {
 			select {
@@ -104,9 +127,50 @@ func (c *committer) run() {
 				break gather
 			}
 		}
+		// Concurrent writers (the last group had several urgent writes):
+		// those the last commit released are sealing their next write
+		// now. Wait for them while they keep coming, each within gap of
+		// the last, up to half a commit in all, so that they share this
+		// sync instead of taking turns in two alternating halves. Only
+		// worth it when a commit (its sync) costs much more than the wait.
+		if gap := min(lingerGap, c.lastCommit/8); gap > 0 && c.lastGroup > 1 {
+			c.await(&group, gap, min(lingerMax, c.lastCommit/2), false)
+		}
+		c.lastGroup = 0
+		for _, w := range group {
+			if !w.lazy {
+				c.lastGroup++
+			}
+		}
+		start := time.Now()
 		c.commit(group)
+		c.lastCommit = time.Since(start)
 		clear(group)
 		group = group[:0]
+	}
+}
+
+// await adds writes to the group while each comes within gap of the
+// last, for at most total in all; with untilUrgent, it stops at the first
+// urgent write.
+func (c *committer) await(group *[]*write, gap, total time.Duration, untilUrgent bool) {
+	deadline := time.Now().Add(total)
+	t := time.NewTimer(gap)
+	defer t.Stop()
+	for len(*group) < maxGroup {
+		select {
+		case w := <-c.queue:
+			*group = append(*group, w)
+			d := min(gap, time.Until(deadline))
+			if (untilUrgent && !w.lazy) || d <= 0 {
+				return
+			}
+			t.Reset(d) // since Go 1.23, Reset drops a stale tick
+		case <-t.C:
+			return
+		case <-c.stop:
+			return
+		}
 	}
 }
 
@@ -172,6 +236,21 @@ func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) erro
 // queue puts fn in the commit queue and returns where its outcome will
 // be reported. The order of queue calls is the order of the writes.
 func (s *Store) queue(ctx context.Context, fn func(txn *badger.Txn) error) (<-chan error, error) {
+	return s.enqueue(ctx, fn, false)
+}
+
+// updateLazy is update for a write that may wait for company (see
+// write.lazy): it returns once committed and synced, within lazyWait
+// plus a commit.
+func (s *Store) updateLazy(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	done, err := s.enqueue(ctx, fn, true)
+	if err != nil {
+		return err
+	}
+	return dbErr(<-done)
+}
+
+func (s *Store) enqueue(ctx context.Context, fn func(txn *badger.Txn) error, lazy bool) (<-chan error, error) {
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
@@ -179,7 +258,7 @@ func (s *Store) queue(ctx context.Context, fn func(txn *badger.Txn) error) (<-ch
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return s.commits.submit(fn), nil
+	return s.commits.submit(fn, lazy), nil
 }
 
 // Pending is a write queued in the commit queue.

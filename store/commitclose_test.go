@@ -74,8 +74,8 @@ func TestCommitQueueCloseCommitsQueued(t *testing.T) {
 	if err := s.AddControl(ctx, OutboxEntry{MsgID: randMsgID(), Recipient: friend, Envelope: []byte("x")}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("AddControl after Close: %v", err)
 	}
-	if _, err := s.RescheduleOutbox(ctx, ws[0].m.ID, c.Now()); !errors.Is(err, ErrClosed) {
-		t.Fatalf("RescheduleOutbox after Close: %v", err)
+	if _, err := s.ResealOutbox(ctx, ws[0].m.ID, []byte("x"), false, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("ResealOutbox after Close: %v", err)
 	}
 	if _, _, err := s.FinishOutboxes(ctx, []Settle{{MsgID: ws[0].m.ID, Status: StatusSent}}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("FinishOutboxes after Close: %v", err)

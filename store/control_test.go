@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -23,11 +24,11 @@ func TestControlEntries(t *testing.T) {
 	}
 	got, err := s.OutboxEntry(ctx, ctl.MsgID)
 	if err != nil || !got.Control || got.Recipient != friend || string(got.Envelope) != "receipt envelope" ||
-		!got.NextAttempt.Equal(c.Now()) || got.Attempts != 0 {
-		t.Fatalf("control entry = %+v, %v", got, err)
+		got.Seq <= entrySeq(t, s, msg.ID) {
+		t.Fatalf("control entry = %+v, %v; want it queued after the message", got, err)
 	}
-	if due, err := s.DueOutbox(ctx, c.Now(), 10); err != nil || len(due) != 2 {
-		t.Fatalf("DueOutbox = %d entries, %v; want the message and the control entry", len(due), err)
+	if ids, _ := queueIDs(t, s, friend, 0, 10); !slices.Equal(ids, []MsgID{msg.ID, ctl.MsgID}) {
+		t.Fatalf("queue = %v; want the message, then the control entry", ids)
 	}
 	if _, err := s.Message(ctx, ctl.MsgID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a control entry has a message row: %v", err)
@@ -41,40 +42,40 @@ func TestControlEntries(t *testing.T) {
 		t.Fatalf("AddControl with a message's ID: %v, want ErrDuplicate", err)
 	}
 	for name, e := range map[string]OutboxEntry{
-		"zero ID":        {Recipient: friend, Envelope: []byte("x")},
-		"no recipient":   {MsgID: randMsgID(), Envelope: []byte("x")},
-		"no envelope":    {MsgID: randMsgID(), Recipient: friend},
-		"negative tries": {MsgID: randMsgID(), Recipient: friend, Envelope: []byte("x"), Attempts: -1},
+		"zero ID":      {Recipient: friend, Envelope: []byte("x")},
+		"no recipient": {MsgID: randMsgID(), Envelope: []byte("x")},
+		"no envelope":  {MsgID: randMsgID(), Recipient: friend},
 	} {
 		if err := s.AddControl(ctx, e); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("AddControl %s: %v, want ErrInvalid", name, err)
 		}
 	}
 
-	// Rescheduling keeps it a control entry.
-	if e, err := s.RescheduleOutbox(ctx, ctl.MsgID, c.Now().Add(time.Minute)); err != nil || !e.Control || e.Attempts != 1 {
-		t.Fatalf("RescheduleOutbox = %+v, %v", e, err)
+	// Sealing it again keeps it a control entry, in its place.
+	if e, err := s.ResealOutbox(ctx, ctl.MsgID, []byte("receipt sealed again"), true, nil); err != nil ||
+		!e.Control || e.Seq != got.Seq {
+		t.Fatalf("ResealOutbox = %+v, %v", e, err)
 	}
-	if e, err := s.OutboxEntry(ctx, ctl.MsgID); err != nil || !e.Control {
-		t.Fatalf("after reschedule = %+v, %v", e, err)
+	if e, err := s.OutboxEntry(ctx, ctl.MsgID); err != nil || !e.Control || e.Seq != got.Seq || string(e.Envelope) != "receipt sealed again" {
+		t.Fatalf("after reseal = %+v, %v", e, err)
 	}
 
 	// Finishing it removes the entry and returns the zero Message.
-	m, err := s.FinishOutbox(ctx, ctl.MsgID, StatusDelivered, PathDirect, "")
+	m, err := finishOne(t, s, Settle{MsgID: ctl.MsgID, Status: StatusDelivered, Path: PathDirect})
 	if err != nil {
-		t.Fatalf("FinishOutbox of a control entry: %v", err)
+		t.Fatalf("finishing a control entry: %v", err)
 	}
 	if !m.ID.IsZero() || m.Status != "" {
-		t.Fatalf("FinishOutbox of a control entry returned %+v, want the zero Message", m)
+		t.Fatalf("finishing a control entry returned %+v, want the zero Message", m)
 	}
 	if _, err := s.OutboxEntry(ctx, ctl.MsgID); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("control entry after FinishOutbox: %v", err)
+		t.Fatalf("control entry after finishing it: %v", err)
 	}
-	if _, err := s.FinishOutbox(ctx, ctl.MsgID, StatusDelivered, PathDirect, ""); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second FinishOutbox: %v, want ErrNotFound", err)
+	if _, err := finishOne(t, s, Settle{MsgID: ctl.MsgID, Status: StatusDelivered, Path: PathDirect}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("finishing it again: %v, want ErrNotFound", err)
 	}
-	if due, err := s.DueOutbox(ctx, ctlFarFuture(), 10); err != nil || len(due) != 1 || due[0].MsgID != msg.ID {
-		t.Fatalf("outbox after finishing the control entry: %+v, %v; want only the message", due, err)
+	if ids, _ := queueIDs(t, s, friend, 0, 10); !slices.Equal(ids, []MsgID{msg.ID}) {
+		t.Fatalf("queue after finishing the control entry: %v; want only the message", ids)
 	}
 	stored, err := s.Message(ctx, msg.ID)
 	if err != nil || stored.Status != StatusPending || stored.Path != "" {
@@ -90,7 +91,7 @@ func TestControlEntries(t *testing.T) {
 	if err := s.AddControl(ctx, ctl2); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.FinishOutbox(ctx, ctl2.MsgID, StatusFailed, "", "refused"); err != nil {
+	if _, err := finishOne(t, s, Settle{MsgID: ctl2.MsgID, Status: StatusFailed, Error: "refused"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.OutboxEntry(ctx, ctl2.MsgID); !errors.Is(err, ErrNotFound) {
@@ -107,8 +108,6 @@ func TestControlEntries(t *testing.T) {
 		t.Fatalf("control entry after reopen = %+v, %v", e, err)
 	}
 }
-
-func ctlFarFuture() time.Time { return time.Now().Add(100 * 365 * 24 * time.Hour) }
 
 func TestProfile(t *testing.T) {
 	t.Parallel()

@@ -61,16 +61,20 @@
 //	'M' ‖ conv(32) ‖ time ‖ msg(16)  message: sealed JSON
 //	'X' ‖ msg ID(16)               message index: sealed conv ‖ time
 //	'O' ‖ msg ID(16)               outbox entry: sealed JSON
-//	'D' ‖ due time ‖ msg ID(16)    outbox due index: sealed empty value
 //	'T' ‖ recipient(32) ‖ seq u64 ‖ msg ID(16)
 //	                               outbox queue: sealed empty value; seq is
-//	                               the write order (see OutboxQueue)
+//	                               the write order (see OutboxQueue), the
+//	                               outbox's only order
 //	'S' ‖ msg ID(16)               seen ID: expiry (8 bytes, not sealed),
 //	                               with badger's ExpiresAt set as well
 //	'U'                            profile: sealed JSON
 //	'K'                            key chain: sealed(secrets) JSON of rotations
 //	'Q' ‖ key ID(32)               retired identity key: sealed(secrets) JSON
 //	'R' ‖ user ID(32)              a friend's sessions: sealed(secrets) protobuf
+//
+// 'D' is retired: older versions kept an outbox due index there ('D' ‖
+// due time ‖ msg ID). Open deletes any such rows left on disk, and gives
+// entries older still (without a seq) their queue place in due order.
 //
 // A message's sort time is its ReceivedAt for incoming messages and its
 // SentAt for outgoing ones: history shows the local order in which the node

@@ -19,7 +19,7 @@ const (
 	kMessage      byte = 'M'
 	kMessageIndex byte = 'X'
 	kOutbox       byte = 'O'
-	kOutboxDue    byte = 'D'
+	kOutboxDue    byte = 'D' // retired (the old due index); Open deletes any left
 	kOutboxQueue  byte = 'T'
 	kSeen         byte = 'S'
 	kProfile      byte = 'U'
@@ -38,7 +38,6 @@ const (
 	rowMessage      = "message"
 	rowMessageIndex = "message index"
 	rowOutbox       = "outbox"
-	rowOutboxDue    = "outbox due index"
 	rowOutboxQueue  = "outbox queue index"
 	rowSeen         = "seen"
 	rowProfile      = "profile"
@@ -118,14 +117,6 @@ func outboxQueueKey(to protocol.ID, seq uint64, id MsgID) []byte {
 	k = append(append(k, kOutboxQueue), to[:]...)
 	k = binary.BigEndian.AppendUint64(k, seq)
 	return append(k, id[:]...)
-}
-
-func outboxDueKey(due time.Time, id MsgID) []byte {
-	b := make([]byte, 1+timeSize+MsgIDSize)
-	b[0] = kOutboxDue
-	putTime(b[1:], due)
-	copy(b[1+timeSize:], id[:])
-	return b
 }
 
 // nanos and fromNanos encode times in rows; the zero time is 0.

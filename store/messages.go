@@ -343,9 +343,9 @@ func checkMessageKey(m *Message, key []byte) error {
 
 // AddOutgoing stores an outgoing message and its outbox entry, and updates
 // the conversation, in one synced transaction. It fills in Direction
-// (Out), SentAt (the store's clock), Status (pending), the entry's MsgID
-// and NextAttempt (now) when they are empty. A message ID already stored
-// is ErrDuplicate.
+// (Out), SentAt (the store's clock), Status (pending) and the entry's
+// MsgID when they are empty; the entry goes at the end of its
+// recipient's queue. A message ID already stored is ErrDuplicate.
 func (s *Store) AddOutgoing(ctx context.Context, m Message, e OutboxEntry) (Message, error) {
 	return s.AddOutgoingWith(ctx, m, e, nil)
 }
@@ -385,9 +385,6 @@ func (s *Store) QueueOutgoing(ctx context.Context, m Message, e OutboxEntry, u *
 	}
 	if e.MsgID.IsZero() {
 		e.MsgID = m.ID
-	}
-	if e.NextAttempt.IsZero() {
-		e.NextAttempt = now
 	}
 	e.Seq = 0 // the store gives the next one
 	if err := m.check(); err != nil {

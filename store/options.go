@@ -49,11 +49,15 @@ const DefaultSeenTTL = 15 * 24 * time.Hour
 // Default badger sizes, for a chat history rather than a database server
 // (badger's own defaults: 64 MiB memtables, five of them, a 256 MiB block
 // cache): a node idles in tens of MiB, and a burst of messages fills a
-// memtable of a few MiB in thousands of messages.
+// memtable of a few MiB in thousands of messages. Each memtable is an
+// arena of its full size on the Go heap, and each flush an L0 table of
+// that size mapped in memory: 4 MiB keeps an idle node with two friends
+// near 40 MiB RSS and a 5,000-message burst under 80 MiB, while a page of
+// 50 from 100,000 messages still reads in under 1 ms (BenchmarkMessagesPage).
 const (
 	DefaultBlockCacheSize = 8 << 20
 	DefaultIndexCacheSize = 4 << 20
-	DefaultMemTableSize   = 8 << 20
+	DefaultMemTableSize   = 4 << 20
 )
 
 // Options tune a store. The zero value is the production setting.

@@ -4,68 +4,38 @@ import (
 	"errors"
 	"slices"
 	"testing"
-	"time"
 )
 
+// TestOutbox: entries are queued per recipient in the order they were
+// added, whatever their message IDs; RemoveOutbox and FinishOutboxes
+// take one out of its queue and leave the others in order.
 func TestOutbox(t *testing.T) {
 	t.Parallel()
-	s, _, c := newTestStore(t)
+	s, _, _ := newTestStore(t)
 	ctx := t.Context()
-	t0 := c.Now()
 	friend := randUser()
 	conv := DirectConversation(friend)
-	offsets := []time.Duration{3, 1, 2, 1, 5}
-	ids := make([]MsgID, len(offsets))
-	for i, off := range offsets {
+	ids := make([]MsgID, 5)
+	for i := range ids {
 		ids[i] = randMsgID()
 		m := Message{ID: ids[i], Conversation: conv, From: testKey.ID(), To: friend, Body: []byte("m")}
-		e := OutboxEntry{Recipient: friend, Envelope: []byte{byte(i)}, NextAttempt: t0.Add(off * time.Second)}
+		e := OutboxEntry{Recipient: friend, Envelope: []byte{byte(i)}}
 		if _, err := s.AddOutgoing(ctx, m, e); err != nil {
 			t.Fatal(err)
 		}
 	}
-	due := func(at time.Duration, limit int) []MsgID {
+	queue := func() []MsgID {
 		t.Helper()
-		es, err := s.DueOutbox(ctx, t0.Add(at*time.Second), limit)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out []MsgID
+		got, es := queueIDs(t, s, friend, 0, 10)
 		for _, e := range es {
-			if e.Recipient != friend || len(e.Envelope) != 1 {
+			if len(e.Envelope) != 1 || e.MsgID != ids[e.Envelope[0]] {
 				t.Fatalf("entry %+v", e)
 			}
-			out = append(out, e.MsgID)
 		}
-		return out
+		return got
 	}
-	// ids[1] and ids[3] are due at the same time: message ID order.
-	first, second := ids[1], ids[3]
-	if string(first[:]) > string(second[:]) {
-		first, second = second, first
-	}
-	if got := due(0, 10); len(got) != 0 {
-		t.Fatalf("due at t0: %v", got)
-	}
-	if got, want := due(2, 10), []MsgID{first, second, ids[2]}; !slices.Equal(got, want) {
-		t.Fatalf("due at t0+2s: %v, want %v", got, want)
-	}
-	if got, want := due(100, 2), []MsgID{first, second}; !slices.Equal(got, want) {
-		t.Fatalf("due with limit 2: %v, want %v", got, want)
-	}
-
-	e, err := s.RescheduleOutbox(ctx, first, t0.Add(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.Attempts != 1 || !e.NextAttempt.Equal(t0.Add(10*time.Second)) {
-		t.Fatalf("rescheduled entry: %+v", e)
-	}
-	if got, want := due(2, 10), []MsgID{second, ids[2]}; !slices.Equal(got, want) {
-		t.Fatalf("due after reschedule: %v, want %v", got, want)
-	}
-	if e, err = s.RescheduleOutbox(ctx, first, t0.Add(11*time.Second)); err != nil || e.Attempts != 2 {
-		t.Fatalf("second reschedule: %+v, %v", e, err)
+	if got := queue(); !slices.Equal(got, ids) {
+		t.Fatalf("queue %v, want %v", got, ids)
 	}
 
 	if err := s.RemoveOutbox(ctx, ids[2]); err != nil {
@@ -77,26 +47,43 @@ func TestOutbox(t *testing.T) {
 	if _, err := s.OutboxEntry(ctx, ids[2]); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("OutboxEntry after remove: %v", err)
 	}
-	if got, want := due(100, 10), []MsgID{second, ids[0], ids[4], first}; !slices.Equal(got, want) {
-		t.Fatalf("due after remove: %v, want %v", got, want)
+	if got, want := queue(), []MsgID{ids[0], ids[1], ids[3], ids[4]}; !slices.Equal(got, want) {
+		t.Fatalf("queue after remove: %v, want %v", got, want)
+	}
+	if m, err := s.Message(ctx, ids[2]); err != nil || m.Status != StatusPending {
+		t.Fatalf("message of a removed entry: %+v, %v; want it kept, pending", m, err)
 	}
 
-	m, err := s.FinishOutbox(ctx, ids[0], StatusSent, PathDirect, "")
+	m, err := finishOne(t, s, Settle{MsgID: ids[0], Status: StatusSent, Path: PathDirect})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if m.Status != StatusSent || m.Path != PathDirect {
-		t.Fatalf("FinishOutbox message: %+v", m)
+		t.Fatalf("finished message: %+v", m)
 	}
 	if _, err := s.OutboxEntry(ctx, ids[0]); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("entry after FinishOutbox: %v", err)
+		t.Fatalf("entry after finishing it: %v", err)
 	}
-	if _, err := s.FinishOutbox(ctx, ids[0], StatusSent, PathDirect, ""); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("second FinishOutbox: %v", err)
+	if _, err := finishOne(t, s, Settle{MsgID: ids[0], Status: StatusSent, Path: PathDirect}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("finishing it again: %v", err)
 	}
-	if got, want := due(100, 10), []MsgID{second, ids[4], first}; !slices.Equal(got, want) {
-		t.Fatalf("due after finish: %v, want %v", got, want)
+	if got, want := queue(), []MsgID{ids[1], ids[3], ids[4]}; !slices.Equal(got, want) {
+		t.Fatalf("queue after finish: %v, want %v", got, want)
 	}
+}
+
+// finishOne settles one entry with FinishOutboxes and returns its
+// message and outcome.
+func finishOne(t *testing.T, s *Store, x Settle) (Message, error) {
+	t.Helper()
+	msgs, errs, err := s.FinishOutboxes(t.Context(), []Settle{x})
+	if err != nil {
+		return Message{}, err
+	}
+	if len(msgs) != 1 || len(errs) != 1 {
+		t.Fatalf("FinishOutboxes of one entry: %d messages, %d errors", len(msgs), len(errs))
+	}
+	return msgs[0], errs[0]
 }
 
 func TestAddOutgoingRejects(t *testing.T) {
@@ -126,7 +113,7 @@ func TestAddOutgoingRejects(t *testing.T) {
 	if _, err := s.AddOutgoing(ctx, in, e); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("incoming direction: %v", err)
 	}
-	if _, err := s.DueOutbox(ctx, time.Now(), 0); !errors.Is(err, ErrInvalid) {
+	if _, err := s.OutboxQueue(ctx, friend, 0, 0); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("zero limit: %v", err)
 	}
 	if got := mustPage(t, s, m.Conversation); len(got) != 1 {

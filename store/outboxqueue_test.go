@@ -1,14 +1,10 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"slices"
 	"testing"
-	"time"
-
-	"github.com/dgraph-io/badger/v4"
 
 	"github.com/parley-chat/parley/protocol"
 )
@@ -16,11 +12,10 @@ import (
 // TestOutboxQueueOrder covers the outbox queues: Seq follows the order of
 // the writes, OutboxQueue reads one recipient's queue in that order from
 // a Seq on, OutboxRecipients lists each recipient once, FinishOutboxes
-// settles many entries, and rescheduling or resealing keeps an entry's
-// place.
+// settles many entries, and resealing keeps an entry's place.
 func TestOutboxQueueOrder(t *testing.T) {
 	t.Parallel()
-	s, _, c := newTestStore(t)
+	s, _, _ := newTestStore(t)
 	ctx := t.Context()
 	a, b, ctlOnly := randUser(), randUser(), randUser()
 
@@ -109,37 +104,26 @@ func TestOutboxQueueOrder(t *testing.T) {
 	}
 	wantRecipients(a, b, ctlOnly)
 
-	// Rescheduling and resealing keep the entry's Seq and place.
-	far := c.Now().Add(time.Hour)
-	e1, err := s.RescheduleOutbox(ctx, as[1].m.ID, far)
+	// Resealing keeps the entry's Seq and place.
+	e2, err := s.ResealOutbox(ctx, as[2].m.ID, []byte("sealed again"), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e1.Seq != esA[1].Seq || e1.Attempts != 1 || !e1.NextAttempt.Equal(far) {
-		t.Fatalf("rescheduled entry %+v, want Seq %d", e1, esA[1].Seq)
-	}
-	e2, err := s.ResealOutbox(ctx, as[2].m.ID, []byte("sealed again"), true, far, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e2.Seq != esA[2].Seq {
-		t.Fatalf("resealed entry has Seq %d, want %d", e2.Seq, esA[2].Seq)
+	if e2.Seq != esA[2].Seq || string(e2.Envelope) != "sealed again" || !e2.Session {
+		t.Fatalf("resealed entry %+v, want Seq %d", e2, esA[2].Seq)
 	}
 	idsA, esA2 := queueIDs(t, s, a, 0, 100)
 	if !slices.Equal(idsA, wantA) {
-		t.Fatalf("a's queue after reschedule and reseal: %v, want %v", idsA, wantA)
+		t.Fatalf("a's queue after reseal: %v, want %v", idsA, wantA)
 	}
-	if esA2[1].Attempts != 1 || !esA2[1].NextAttempt.Equal(far) || string(esA2[2].Envelope) != "sealed again" || !esA2[2].Session {
-		t.Fatalf("queue does not show the updated entries: %+v / %+v", esA2[1], esA2[2])
+	if string(esA2[2].Envelope) != "sealed again" || !esA2[2].Session || esA2[1].Session || string(esA2[1].Envelope) != "envelope of a1" {
+		t.Fatalf("queue does not show the resealed entry: %+v / %+v", esA2[1], esA2[2])
 	}
-	due, err := s.DueOutbox(ctx, c.Now(), 100)
-	if err != nil {
-		t.Fatal(err)
+	if _, err := s.ResealOutbox(ctx, randMsgID(), []byte("x"), false, nil); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ResealOutbox of no entry: %v, want ErrNotFound", err)
 	}
-	for _, e := range due {
-		if e.MsgID == as[1].m.ID || e.MsgID == as[2].m.ID {
-			t.Fatalf("entry moved to the future is due: %+v", e)
-		}
+	if _, err := s.ResealOutbox(ctx, as[2].m.ID, nil, false, nil); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("ResealOutbox with no envelope: %v, want ErrInvalid", err)
 	}
 
 	// FinishOutboxes: a message entry, a control entry, the same entry
@@ -328,139 +312,5 @@ func TestOutboxSeqAfterReopen(t *testing.T) {
 	}
 	if seq := entrySeq(t, s, m.ID); seq <= entrySeq(t, s, ctl.MsgID) {
 		t.Fatalf("entry written after the second reopen has Seq %d, not above %d", seq, entrySeq(t, s, ctl.MsgID))
-	}
-}
-
-// putOldOutbox writes an outbox entry as versions before the queues did:
-// no Seq, no queue row.
-func putOldOutbox(t *testing.T, s *Store, es ...OutboxEntry) {
-	t.Helper()
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for _, e := range es {
-			rec := &outboxRec{MsgID: e.MsgID[:], Recipient: e.Recipient[:], Envelope: e.Envelope, NextAttempt: nanos(e.NextAttempt), Control: e.Control}
-			if err := s.putRecord(txn, outboxKey(e.MsgID), rec); err != nil {
-				return err
-			}
-			dk := outboxDueKey(e.NextAttempt, e.MsgID)
-			if err := txn.Set(dk, s.rows.seal(dk, nil)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// TestOutboxSeqMigration opens a store holding entries without Seq: they
-// get Seqs above the existing ones, in due order, once.
-func TestOutboxSeqMigration(t *testing.T) {
-	t.Parallel()
-	s, _, c := newTestStore(t)
-	ctx := t.Context()
-	a, b := randUser(), randUser()
-	m, e := outgoingMsg(a, "new format")
-	if _, err := s.AddOutgoing(ctx, m, e); err != nil {
-		t.Fatal(err)
-	}
-	newSeq := entrySeq(t, s, m.ID)
-	t0 := c.Now()
-	old := []OutboxEntry{
-		{MsgID: randMsgID(), Recipient: a, Envelope: []byte("old 3"), NextAttempt: t0.Add(3 * time.Second), Control: true},
-		{MsgID: randMsgID(), Recipient: a, Envelope: []byte("old 1"), NextAttempt: t0.Add(1 * time.Second), Control: true},
-		{MsgID: randMsgID(), Recipient: b, Envelope: []byte("old 2"), NextAttempt: t0.Add(2 * time.Second), Control: true},
-		{MsgID: randMsgID(), Recipient: a, Envelope: []byte("old 2 too"), NextAttempt: t0.Add(2 * time.Second), Control: true},
-	}
-	putOldOutbox(t, s, old...)
-	if e, err := s.OutboxEntry(ctx, old[0].MsgID); err != nil || e.Seq != 0 {
-		t.Fatalf("old entry before reopen: %+v, %v", e, err)
-	}
-
-	s = reopen(t, s, c)
-	// Due order: old[1] (1s), then old[2] and old[3] (2s, by message ID),
-	// then old[0] (3s).
-	mid := []OutboxEntry{old[2], old[3]}
-	if bytes.Compare(mid[0].MsgID[:], mid[1].MsgID[:]) > 0 {
-		mid[0], mid[1] = mid[1], mid[0]
-	}
-	order := []OutboxEntry{old[1], mid[0], mid[1], old[0]}
-	last := newSeq
-	seqs := map[MsgID]uint64{}
-	for _, o := range order {
-		seq := entrySeq(t, s, o.MsgID)
-		if seq <= last {
-			t.Fatalf("migrated entries out of due order, or not above the existing ones: Seq %d after %d", seq, last)
-		}
-		last, seqs[o.MsgID] = seq, seq
-	}
-	want := []MsgID{m.ID}
-	for _, o := range order {
-		if o.Recipient == a {
-			want = append(want, o.MsgID)
-		}
-	}
-	if ids, _ := queueIDs(t, s, a, 0, 100); !slices.Equal(ids, want) {
-		t.Fatalf("a's queue after migration: %v, want %v", ids, want)
-	}
-	if ids, _ := queueIDs(t, s, b, 0, 100); !slices.Equal(ids, []MsgID{old[2].MsgID}) {
-		t.Fatalf("b's queue after migration: %v", ids)
-	}
-	if got, err := s.DueOutbox(ctx, t0.Add(time.Hour), 100); err != nil || len(got) != 5 {
-		t.Fatalf("due entries after migration: %d, %v", len(got), err)
-	}
-
-	// The migration is done once: another reopen keeps the Seqs.
-	s = reopen(t, s, c)
-	for id, seq := range seqs {
-		if got := entrySeq(t, s, id); got != seq {
-			t.Fatalf("entry %s: Seq %d after the second reopen, was %d", id, got, seq)
-		}
-	}
-	m2, e2 := outgoingMsg(a, "after migration")
-	if _, err := s.AddOutgoing(ctx, m2, e2); err != nil {
-		t.Fatal(err)
-	}
-	if seq := entrySeq(t, s, m2.ID); seq <= last {
-		t.Fatalf("new entry has Seq %d, not above the migrated %d", seq, last)
-	}
-	if _, errs, err := s.FinishOutboxes(ctx, []Settle{{MsgID: old[0].MsgID, Status: StatusSent}}); err != nil || errs[0] != nil {
-		t.Fatalf("finishing a migrated entry: %v, %v", errs, err)
-	}
-}
-
-// TestOutboxSeqMigrationLarge migrates more old entries than one badger
-// transaction of a small memtable holds.
-//
-// Known bug: initOutboxSeq (outbox.go) gives every old entry its Seq in
-// one badger transaction, so Open fails with ErrTxnTooBig (every time,
-// the store cannot be opened) once the old entries pass badger's batch
-// size (15% of the memtable: about 800 entries of 1 KiB with the default
-// 8 MiB memtable, about 100 here). Skipped until that is fixed; set
-// PARLEY_TEST_KNOWN_BUGS=1 to run it.
-func TestOutboxSeqMigrationLarge(t *testing.T) {
-	t.Parallel()
-	s := newSmallStore(t)
-	dir, o := s.Dir(), s.opts
-	to := randUser()
-	env := bytes.Repeat([]byte("e"), 1024)
-	const n, chunk = 400, 40
-	for i := 0; i < n; i += chunk {
-		var es []OutboxEntry
-		for range chunk {
-			es = append(es, OutboxEntry{MsgID: randMsgID(), Recipient: to, Envelope: env, NextAttempt: time.Now(), Control: true})
-		}
-		putOldOutbox(t, s, es...)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err := Open(dir, testPass, o)
-	if err != nil {
-		t.Fatalf("Open with %d entries to migrate: %v", n, err)
-	}
-	defer s.Close()
-	if ids, _ := queueIDs(t, s, to, 0, 2*n); len(ids) != n {
-		t.Fatalf("%d entries queued after migration, want %d", len(ids), n)
 	}
 }

@@ -373,7 +373,7 @@ func TestSessionsSealed(t *testing.T) {
 }
 
 // TestOutboxSessionFlag: OutboxEntry.Session is kept through the outbox
-// calls and a reopen.
+// calls and a reopen, and ResealOutbox sets it (keeping Control).
 func TestOutboxSessionFlag(t *testing.T) {
 	t.Parallel()
 	s, _, c := newTestStore(t)
@@ -405,17 +405,14 @@ func TestOutboxSessionFlag(t *testing.T) {
 
 	check := func(what string) {
 		t.Helper()
-		due, err := s.DueOutbox(ctx, c.Now().Add(time.Hour), 100)
-		if err != nil {
-			t.Fatal(err)
+		_, queued := queueIDs(t, s, peer, 0, 100)
+		if len(queued) != len(wants) {
+			t.Fatalf("%s: %d queued entries, want %d", what, len(queued), len(wants))
 		}
-		if len(due) != len(wants) {
-			t.Fatalf("%s: %d due entries, want %d", what, len(due), len(wants))
-		}
-		for _, e := range due {
+		for _, e := range queued {
 			w, ok := wants[e.MsgID]
 			if !ok || e.Session != w.session || e.Control != w.control {
-				t.Fatalf("%s: DueOutbox entry %s: Session %v Control %v, want %+v", what, e.MsgID, e.Session, e.Control, w)
+				t.Fatalf("%s: OutboxQueue entry %s: Session %v Control %v, want %+v", what, e.MsgID, e.Session, e.Control, w)
 			}
 			one, err := s.OutboxEntry(ctx, e.MsgID)
 			if err != nil {
@@ -427,12 +424,14 @@ func TestOutboxSessionFlag(t *testing.T) {
 		}
 	}
 	check("as added")
-	for id := range wants {
-		if _, err := s.RescheduleOutbox(ctx, id, c.Now().Add(time.Minute)); err != nil {
+	for id, w := range wants {
+		w.session = !w.session
+		if _, err := s.ResealOutbox(ctx, id, []byte("sealed again"), w.session, nil); err != nil {
 			t.Fatal(err)
 		}
+		wants[id] = w
 	}
-	check("after RescheduleOutbox")
+	check("after ResealOutbox")
 	s = reopen(t, s, c)
 	check("after reopen")
 }

@@ -178,9 +178,9 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		return nil, fmt.Errorf("store: opening database: %w", err)
 	}
 	s := &Store{dir: dir, opts: o, meta: m, db: db, rows: rows, secrets: secrets}
-	if err := s.initOutboxSeq(); err != nil {
+	if err := s.migrate(); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("store: outbox queue: %w", err)
+		return nil, err
 	}
 	s.commits = newCommitter(db)
 	return s, nil

@@ -347,7 +347,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 		Friends  []Friend
 		Convs    []Conversation
 		Page     []Message
-		Due      []OutboxEntry
+		Queue    []OutboxEntry
 		Prekeys  [][]byte
 		HostKey  []byte
 		Identity []byte
@@ -364,7 +364,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 		st.Page = mustPage(t, s, conv)
-		if st.Due, err = s.DueOutbox(ctx, c.Now(), 10); err != nil {
+		if st.Queue, err = s.OutboxQueue(ctx, friend, 0, 10); err != nil {
 			t.Fatal(err)
 		}
 		pks, err := s.Prekeys(ctx)
@@ -388,7 +388,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 		return st
 	}
 	before := read(s)
-	if len(before.Friends) != 1 || len(before.Convs) != 1 || len(before.Page) != 2 || len(before.Due) != 1 ||
+	if len(before.Friends) != 1 || len(before.Convs) != 1 || len(before.Page) != 2 || len(before.Queue) != 1 ||
 		len(before.Prekeys) != 1 || !before.Seen || before.Convs[0].Unread != 1 {
 		t.Fatalf("unexpected state before reopen: %+v", before)
 	}

@@ -172,6 +172,15 @@ func TestTamperedOtherRows(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	queued, err := s.OutboxEntry(ctx, out.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readQueue := func() error {
+		_, err := s.OutboxQueue(ctx, friend, 0, 10)
+		return err
+	}
+
 	check := func(name string, key []byte, kind string, read func() error) {
 		t.Helper()
 		v := rawGet(t, s, key)
@@ -182,14 +191,12 @@ func TestTamperedOtherRows(t *testing.T) {
 			t.Fatalf("%s after restore: %v", name, err)
 		}
 	}
-	check("outbox", outboxKey(out.ID), rowOutbox, func() error {
-		_, err := s.DueOutbox(ctx, c.Now(), 10)
+	check("outbox", outboxKey(out.ID), rowOutbox, readQueue)
+	check("outbox entry", outboxKey(out.ID), rowOutbox, func() error {
+		_, err := s.OutboxEntry(ctx, out.ID)
 		return err
 	})
-	check("outbox due index", outboxDueKey(c.Now(), out.ID), rowOutboxDue, func() error {
-		_, err := s.DueOutbox(ctx, c.Now(), 10)
-		return err
-	})
+	check("outbox queue index", outboxQueueKey(friend, queued.Seq, out.ID), rowOutboxQueue, readQueue)
 	check("conversation", conversationKey(out.Conversation), rowConversation, func() error {
 		_, err := s.Conversations(ctx)
 		return err
@@ -203,12 +210,26 @@ func TestTamperedOtherRows(t *testing.T) {
 		return err
 	})
 
-	// A forged due-index entry (no valid seal).
-	forged := outboxDueKey(c.Now().Add(-time.Hour), randMsgID())
+	// A forged queue entry (no valid seal).
+	forged := outboxQueueKey(friend, queued.Seq+1, randMsgID())
 	rawSet(t, s, forged, make([]byte, sealOverhead))
-	_, err = s.DueOutbox(ctx, c.Now(), 10)
-	wantTampered(t, "forged due entry", err, rowOutboxDue)
+	wantTampered(t, "forged queue entry", readQueue(), rowOutboxQueue)
 	rawDelete(t, s, forged)
+	// Queue rows that open (written with the key: a bug, not an
+	// attacker) but point to no entry, or to an entry with another Seq,
+	// are corrupt, not served.
+	for name, id := range map[string]MsgID{"queue row without an entry": randMsgID(), "queue row with the wrong Seq": out.ID} {
+		k := outboxQueueKey(friend, queued.Seq+1, id)
+		rawSet(t, s, k, s.rows.seal(k, nil))
+		var re *RowError
+		if err := readQueue(); !errors.Is(err, ErrCorrupt) || !errors.As(err, &re) || re.Kind != rowOutboxQueue {
+			t.Fatalf("%s: %v, want ErrCorrupt on an %s row", name, err, rowOutboxQueue)
+		}
+		rawDelete(t, s, k)
+	}
+	if err := readQueue(); err != nil {
+		t.Fatalf("queue after the forgeries are gone: %v", err)
+	}
 
 	// A host key sealed under the rows key instead of the secrets key.
 	rawSet(t, s, hostKeyKey(), s.rows.seal(hostKeyKey(), []byte("host key")))
