@@ -25,6 +25,7 @@ type courier struct {
 
 	cursor   uint64 // the last Seq put on the current stream, or settled
 	failures int    // dials and streams that failed in a row
+	sentMax  uint64 // the highest Seq ever written, to count resends (kept in Outbox.sentMax across couriers)
 }
 
 // run delivers until the courier has nothing queued and has been idle for
@@ -126,6 +127,8 @@ func (c *courier) sendAll(ctx context.Context, l *link, es []store.OutboxEntry) 
 			l.kill()
 			return err
 		}
+		c.o.stats.wrote(e.Seq <= c.sentMax)
+		c.sentMax = max(c.sentMax, e.Seq)
 		c.cursor = e.Seq
 	}
 	if err := l.flush(); err != nil {
@@ -138,9 +141,11 @@ func (c *courier) sendAll(ctx context.Context, l *link, es []store.OutboxEntry) 
 // rewind moves the cursor back before the first entry that was in flight
 // on a stream that broke, so those go again on the next one, in order.
 func (c *courier) rewind(l *link) {
-	if seq, ok := l.firstUnacked(); ok {
+	seq, inflight := l.firstUnacked()
+	if inflight > 0 {
 		c.cursor = min(c.cursor, seq-1)
 	}
+	c.o.stats.broke(inflight)
 	if !l.progressed() {
 		c.fail()
 	}
@@ -192,6 +197,7 @@ func (c *courier) retire() bool {
 	if c.o.couriers[c.to] == c {
 		delete(c.o.couriers, c.to)
 	}
+	c.o.sentMax[c.to] = max(c.o.sentMax[c.to], c.sentMax)
 	return true
 }
 
@@ -243,13 +249,15 @@ func (l *link) progressed() bool {
 	return l.acked > 0
 }
 
-func (l *link) firstUnacked() (uint64, bool) {
+// firstUnacked returns the Seq of the first entry in flight and how many
+// are.
+func (l *link) firstUnacked() (seq uint64, inflight int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.flight) == 0 {
-		return 0, false
+		return 0, 0
 	}
-	return l.flight[0].Seq, true
+	return l.flight[0].Seq, len(l.flight)
 }
 
 // write buffers one frame and puts e in flight.

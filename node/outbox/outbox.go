@@ -14,7 +14,9 @@
 //     path to the wire, and it reads the queue in order;
 //   - nothing acknowledged is sent again, except by a restart between
 //     the ack and its settling; after a broken stream, only what was
-//     unacknowledged on it is sent again.
+//     unacknowledged on it is sent again (Stats counts what is sent
+//     again and what was unacknowledged when streams broke; so do the
+//     Prometheus counters of Config.Metrics).
 //
 // Notify (something was queued), Rush (the recipient came online) and
 // the periodic scan only tell a courier to go; none of them hands it
@@ -33,6 +35,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -74,6 +77,10 @@ type Config struct {
 	// Idle is how long a courier keeps its stream with nothing to send
 	// (30 s).
 	Idle time.Duration
+	// Metrics, if set, receives the counters of Stats (frames sent and
+	// sent again, broken streams and what was in flight on them) as
+	// parley_outbox_* counters. Nil: Stats only.
+	Metrics prometheus.Registerer
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -112,7 +119,10 @@ type Outbox struct {
 	ctx      context.Context // Serve's, nil before it runs and after it ends
 	couriers map[protocol.ID]*courier
 	held     map[protocol.ID]time.Time // no dialing before then (backoff), until a Rush
+	sentMax  map[protocol.ID]uint64    // a retired courier's sentMax, for the next one
 	wg       sync.WaitGroup            // couriers
+
+	stats *counters
 }
 
 // New makes an outbox; it delivers once Serve runs.
@@ -121,7 +131,13 @@ func New(cfg Config) (*Outbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Outbox{cfg: cfg, couriers: make(map[protocol.ID]*courier), held: make(map[protocol.ID]time.Time)}, nil
+	return &Outbox{
+		cfg:      cfg,
+		couriers: make(map[protocol.ID]*courier),
+		held:     make(map[protocol.ID]time.Time),
+		sentMax:  make(map[protocol.ID]uint64),
+		stats:    newCounters(cfg.Metrics),
+	}, nil
 }
 
 // Serve starts a courier for every recipient with queued entries, scans
@@ -204,7 +220,7 @@ func (o *Outbox) poke(to protocol.ID) *courier {
 	}
 	c := o.couriers[to]
 	if c == nil {
-		c = &courier{o: o, to: to, signal: make(chan struct{}, 1)}
+		c = &courier{o: o, to: to, signal: make(chan struct{}, 1), sentMax: o.sentMax[to]}
 		o.couriers[to] = c
 		o.wg.Add(1)
 		ctx := o.ctx

@@ -1,0 +1,99 @@
+package outbox
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats count what an outbox put on the wire since New.
+type Stats struct {
+	// Sent is the frames written on a stream (buffered without error).
+	Sent uint64
+	// Resent is the frames among Sent for an entry that had been written
+	// on a stream before: sent again after a broken stream (a rewind),
+	// a deferral or a reseal.
+	Resent uint64
+	// Breaks is the streams given up as broken, each followed by a
+	// rewind to its first unacknowledged entry.
+	Breaks uint64
+	// UnackedAtBreak is, summed over Breaks, the frames in flight
+	// (written, not acknowledged) when the stream was given up: what the
+	// rewind may send again. Resent never exceeds it, unless the store
+	// failed to settle acknowledged entries (they stay queued and go
+	// again with a later courier).
+	UnackedAtBreak uint64
+}
+
+// counters are an outbox's Stats, and the Prometheus counters they also
+// feed when Config.Metrics is set (shared with an earlier outbox of the
+// same registry: a node that unlocks again in the same process).
+type counters struct {
+	sent, resent, breaks, unacked atomic.Uint64
+
+	promSent, promResent, promBreaks, promUnacked prometheus.Counter // nil without a registry
+}
+
+func newCounters(reg prometheus.Registerer) *counters {
+	c := &counters{}
+	if reg == nil {
+		return c
+	}
+	counter := func(name, help string) prometheus.Counter {
+		return register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "outbox", Name: name, Help: help,
+		}))
+	}
+	c.promSent = counter("frames_sent_total", "Delivery frames written on a stream to a recipient.")
+	c.promResent = counter("frames_resent_total",
+		"Delivery frames written again for an entry already written on a stream before (after a broken stream, a deferral or a reseal).")
+	c.promBreaks = counter("stream_breaks_total", "Delivery streams given up as broken, each followed by a rewind to the first unacknowledged entry.")
+	c.promUnacked = counter("unacked_at_break_total",
+		"Delivery frames in flight (written, not acknowledged) on streams when they broke, summed: what the rewinds may send again.")
+	return c
+}
+
+// register registers c with reg, or returns the counter already
+// registered under its name.
+func register(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(prometheus.Counter); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
+// wrote counts one frame written; again when its entry was written before.
+func (c *counters) wrote(again bool) {
+	c.sent.Add(1)
+	if c.promSent != nil {
+		c.promSent.Inc()
+	}
+	if again {
+		c.resent.Add(1)
+		if c.promResent != nil {
+			c.promResent.Inc()
+		}
+	}
+}
+
+// broke counts a stream given up with inflight frames unacknowledged.
+func (c *counters) broke(inflight int) {
+	c.breaks.Add(1)
+	c.unacked.Add(uint64(inflight))
+	if c.promBreaks != nil {
+		c.promBreaks.Inc()
+		c.promUnacked.Add(float64(inflight))
+	}
+}
+
+// Stats returns the outbox's counters (cheap: a few atomic loads).
+func (o *Outbox) Stats() Stats {
+	c := o.stats
+	return Stats{Sent: c.sent.Load(), Resent: c.resent.Load(), Breaks: c.breaks.Load(), UnackedAtBreak: c.unacked.Load()}
+}
