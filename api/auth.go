@@ -21,8 +21,8 @@ type tokenHash [sha256.Size]byte
 
 func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 
-// session is the server side of one token.
-type session struct {
+// login is the server side of one token.
+type login struct {
 	hash     tokenHash
 	lastUsed time.Time
 	// done is closed when the token is logged out or found expired; a
@@ -30,18 +30,18 @@ type session struct {
 	done chan struct{}
 }
 
-// tokenStore holds the sessions, keyed by token hash. A token expires
+// tokenStore holds the logins, keyed by token hash. A token expires
 // after idle time without use.
 type tokenStore struct {
 	now  func() time.Time
 	idle time.Duration
 
-	mu       sync.Mutex
-	sessions map[tokenHash]*session
+	mu     sync.Mutex
+	logins map[tokenHash]*login
 }
 
 func newTokenStore(now func() time.Time, idle time.Duration) *tokenStore {
-	return &tokenStore{now: now, idle: idle, sessions: make(map[tokenHash]*session)}
+	return &tokenStore{now: now, idle: idle, logins: make(map[tokenHash]*login)}
 }
 
 // issue creates a token: 256 random bits, base64url without padding (43
@@ -57,16 +57,16 @@ func (ts *tokenStore) issue() (string, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.sweepLocked()
-	ts.sessions[h] = &session{hash: h, lastUsed: ts.now(), done: make(chan struct{})}
+	ts.logins[h] = &login{hash: h, lastUsed: ts.now(), done: make(chan struct{})}
 	return token, nil
 }
 
 // use looks a token up and, when it is live, marks it used now.
-func (ts *tokenStore) use(token string) (*session, bool) {
+func (ts *tokenStore) use(token string) (*login, bool) {
 	h := hashToken(token)
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	s, ok := ts.sessions[h]
+	s, ok := ts.logins[h]
 	if !ok {
 		return nil, false
 	}
@@ -79,13 +79,13 @@ func (ts *tokenStore) use(token string) (*session, bool) {
 	return s, true
 }
 
-// alive reports whether a session is still live, without marking it used
+// alive reports whether a login is still live, without marking it used
 // (an open WebSocket does not keep its token alive), and ends it when it
 // has expired.
-func (ts *tokenStore) alive(s *session) bool {
+func (ts *tokenStore) alive(s *login) bool {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if _, ok := ts.sessions[s.hash]; !ok {
+	if _, ok := ts.logins[s.hash]; !ok {
 		return false
 	}
 	if ts.expiredLocked(s, ts.now()) {
@@ -95,35 +95,35 @@ func (ts *tokenStore) alive(s *session) bool {
 	return true
 }
 
-// revoke ends a session (logout).
-func (ts *tokenStore) revoke(s *session) {
+// revoke ends a login (logout).
+func (ts *tokenStore) revoke(s *login) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if _, ok := ts.sessions[s.hash]; ok {
+	if _, ok := ts.logins[s.hash]; ok {
 		ts.endLocked(s)
 	}
 }
 
-// count returns the number of sessions held, live or not yet swept.
+// count returns the number of logins held, live or not yet swept.
 func (ts *tokenStore) count() int {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	return len(ts.sessions)
+	return len(ts.logins)
 }
 
-func (ts *tokenStore) expiredLocked(s *session, now time.Time) bool {
+func (ts *tokenStore) expiredLocked(s *login, now time.Time) bool {
 	return now.Sub(s.lastUsed) >= ts.idle
 }
 
-func (ts *tokenStore) endLocked(s *session) {
-	delete(ts.sessions, s.hash)
+func (ts *tokenStore) endLocked(s *login) {
+	delete(ts.logins, s.hash)
 	close(s.done)
 }
 
-// sweepLocked ends every expired session, so that the map stays small.
+// sweepLocked ends every expired login, so that the map stays small.
 func (ts *tokenStore) sweepLocked() {
 	now := ts.now()
-	for _, s := range ts.sessions {
+	for _, s := range ts.logins {
 		if ts.expiredLocked(s, now) {
 			ts.endLocked(s)
 		}
@@ -148,7 +148,7 @@ func bearerToken(r *http.Request) (token string, present bool) {
 }
 
 // authenticate checks a request's bearer token.
-func (s *Server) authenticate(r *http.Request) (*session, error) {
+func (s *Server) authenticate(r *http.Request) (*login, error) {
 	token, present := bearerToken(r)
 	if !present {
 		return nil, apiError(CodeUnauthorized, "missing bearer token")
@@ -156,9 +156,9 @@ func (s *Server) authenticate(r *http.Request) (*session, error) {
 	if token == "" {
 		return nil, apiError(CodeUnauthorized, "malformed Authorization header")
 	}
-	sess, ok := s.tokens.use(token)
+	lg, ok := s.tokens.use(token)
 	if !ok {
 		return nil, apiError(CodeUnauthorized, "invalid or expired token")
 	}
-	return sess, nil
+	return lg, nil
 }

@@ -52,10 +52,10 @@ func (s *Server) events(q *request) error {
 	if !isWebSocketUpgrade(r) {
 		return apiError(CodeBadRequest, "expected a WebSocket upgrade")
 	}
-	var sess *session
+	var lg *login
 	if _, present := bearerToken(r); present {
 		var err error
-		if sess, err = s.authenticate(r); err != nil {
+		if lg, err = s.authenticate(r); err != nil {
 			return err
 		}
 	}
@@ -76,10 +76,10 @@ func (s *Server) events(q *request) error {
 	sock := newSocketReader(c)
 	defer sock.stop()
 
-	if sess == nil {
+	if lg == nil {
 		var code websocket.StatusCode
-		sess, code = s.socketAuth(q.h, sock)
-		if sess == nil {
+		lg, code = s.socketAuth(q.h, sock)
+		if lg == nil {
 			if code != 0 {
 				c.Close(code, closeReason(code))
 			}
@@ -93,7 +93,7 @@ func (s *Server) events(q *request) error {
 	if err := writeWithTimeout(ctx, c, readyMessage); err != nil {
 		return nil
 	}
-	s.streamEvents(ctx, q.h, sock, sess)
+	s.streamEvents(ctx, q.h, sock, lg)
 	return nil
 }
 
@@ -169,10 +169,10 @@ func headerHasToken(h http.Header, key, token string) bool {
 }
 
 // socketAuth waits for the first message, which must be a text auth
-// message with a live token, for the auth timeout. It returns the session,
+// message with a live token, for the auth timeout. It returns the login,
 // or nil and the code to close the socket with (0 when it is closed
 // already).
-func (s *Server) socketAuth(h *handler, sock *socketReader) (*session, websocket.StatusCode) {
+func (s *Server) socketAuth(h *handler, sock *socketReader) (*login, websocket.StatusCode) {
 	timer := time.NewTimer(s.wsAuthTimeout)
 	defer timer.Stop()
 	var m socketMessage
@@ -193,16 +193,16 @@ func (s *Server) socketAuth(h *handler, sock *socketReader) (*session, websocket
 	if err := json.Unmarshal(m.b, &am); err != nil || am.Type != "auth" || am.Token == "" {
 		return nil, CloseUnauthorized
 	}
-	sess, ok := s.tokens.use(am.Token)
+	lg, ok := s.tokens.use(am.Token)
 	if !ok {
 		return nil, CloseUnauthorized
 	}
-	return sess, 0
+	return lg, 0
 }
 
 // streamEvents forwards the node's events to the socket until the client
 // goes, the token ends, the subscription ends or the server shuts down.
-func (s *Server) streamEvents(ctx context.Context, h *handler, sock *socketReader, sess *session) {
+func (s *Server) streamEvents(ctx context.Context, h *handler, sock *socketReader, lg *login) {
 	c := sock.c
 	events, unsubscribe := s.node.Subscribe(ctx)
 	defer unsubscribe()
@@ -229,7 +229,7 @@ func (s *Server) streamEvents(ctx context.Context, h *handler, sock *socketReade
 				return
 			}
 		case <-ticker.C:
-			if !s.tokens.alive(sess) {
+			if !s.tokens.alive(lg) {
 				c.Close(CloseUnauthorized, "token expired")
 				return
 			}
@@ -247,7 +247,7 @@ func (s *Server) streamEvents(ctx context.Context, h *handler, sock *socketReade
 				s.log.Debug("api: events: client did not answer a ping", "err", err)
 				return
 			}
-		case <-sess.done:
+		case <-lg.done:
 			c.Close(CloseUnauthorized, "logged out")
 			return
 		case <-h.stop:

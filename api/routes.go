@@ -55,7 +55,7 @@ type request struct {
 	r      *http.Request
 	h      *handler
 	params map[string]string
-	sess   *session // nil on public routes
+	login  *login // nil on public routes
 }
 
 // routeTable is the API. The OpenAPI document lists exactly these
@@ -173,12 +173,12 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	req := &request{w: w, r: r, h: h, params: params}
 	if rt.auth == authBearer {
-		sess, err := s.authenticate(r)
+		lg, err := s.authenticate(r)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		req.sess = sess
+		req.login = lg
 	}
 	if rt.body == bodyEmpty {
 		if err := requireEmptyBody(w, r); err != nil {
@@ -284,7 +284,7 @@ func (s *Server) login(q *request) error {
 }
 
 func (s *Server) logout(q *request) error {
-	s.tokens.revoke(q.sess)
+	s.tokens.revoke(q.login)
 	q.w.WriteHeader(http.StatusNoContent)
 	return nil
 }

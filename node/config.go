@@ -81,8 +81,9 @@ type Config struct {
 	// ConnLow and ConnHigh are the connection manager's watermarks
 	// (64 and 128).
 	ConnLow, ConnHigh int
-	// Metrics, if set, receives libp2p's Prometheus metrics and the
-	// directory's (records stored, lookups served).
+	// Metrics, if set, receives libp2p's Prometheus metrics, the
+	// directory's (records stored, lookups served) and the outbox's
+	// (frames sent, frames sent again after a broken stream).
 	Metrics prometheus.Registerer
 	// DHTServer runs the DHT as a server from the start (tests and nodes
 	// known to be reachable). Otherwise it runs ModeAutoServer: a server
@@ -112,6 +113,10 @@ type Config struct {
 	// KeyGrace is how long an old identity key still opens envelopes
 	// after a rotation (14 days); then it is deleted.
 	KeyGrace time.Duration
+
+	// extraParts run beside the node's own parts (tests: a part that
+	// fails).
+	extraParts []part
 }
 
 func (c Config) withDefaults() (Config, error) {

@@ -15,28 +15,29 @@ import (
 	"github.com/parley-chat/parley/store"
 )
 
-// newOutbox builds the delivery part (package outbox) on the session's
-// store, host and friends.
-func (s *session) newOutbox() (*outbox.Outbox, error) {
+// newOutbox builds the delivery part (package outbox) on the store and
+// the messenger's client side.
+func (u *unlocked) newOutbox(events *bus) (*outbox.Outbox, error) {
 	return outbox.New(outbox.Config{
-		Store:  s.st,
-		Open:   s.openStream,
-		Frame:  s.frame,
-		Reseal: s.resealSession,
+		Store:  u.st,
+		Open:   u.msgs.openStream,
+		Frame:  u.msgs.frame,
+		Reseal: u.msgs.resealSession,
 		Settled: func(m store.Message) {
-			s.n.events.publish(Event{Type: EventMessageStatus, Message: m})
+			events.publish(Event{Type: EventMessageStatus, Message: m})
 		},
-		Now:        s.cfg.Now,
-		Logger:     s.log,
-		RetryMin:   s.cfg.RetryMin,
-		RetryMax:   s.cfg.RetryMax,
-		AckTimeout: s.cfg.AckTimeout,
+		Now:        u.cfg.Now,
+		Logger:     u.log,
+		RetryMin:   u.cfg.RetryMin,
+		RetryMax:   u.cfg.RetryMax,
+		AckTimeout: u.cfg.AckTimeout,
+		Metrics:    u.cfg.Metrics,
 	})
 }
 
 // frame is the delivery frame of an outbox entry: a session message, or
 // an envelope (with the own card when it is a contact request or accept).
-func (s *session) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
+func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 	if e.Session {
 		return &protocol.Delivery{Session: e.Envelope}, nil
 	}
@@ -46,7 +47,7 @@ func (s *session) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 	}
 	d := &protocol.Delivery{Envelope: e.Envelope}
 	if env.Kind == protocol.KindContactRequest || env.Kind == protocol.KindContactAccept {
-		if card, err := s.ownCard(); err == nil {
+		if card, err := ms.keys.ownCard(); err == nil {
 			d.SenderCard = card.Marshal()
 		}
 	}
@@ -56,15 +57,15 @@ func (s *session) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 // openStream reaches one of the recipient's devices: a connected one if
 // any, else each device at the addresses on its card, or where the DHT
 // says it is.
-func (s *session) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
-	fe := s.friend(to)
+func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
+	fe := ms.friends.friend(to)
 	if fe == nil || len(fe.infos) == 0 {
 		return nil, fmt.Errorf("%w: no known device of %s", ErrNotFound, to)
 	}
 	infos := slices.Clone(fe.infos)
 	slices.SortStableFunc(infos, func(a, b peer.AddrInfo) int {
-		ca := s.host.Network().Connectedness(a.ID) == network.Connected
-		cb := s.host.Network().Connectedness(b.ID) == network.Connected
+		ca := ms.host.Network().Connectedness(a.ID) == network.Connected
+		cb := ms.host.Network().Connectedness(b.ID) == network.Connected
 		switch {
 		case ca && !cb:
 			return -1
@@ -75,12 +76,12 @@ func (s *session) openStream(ctx context.Context, to protocol.ID) (network.Strea
 	})
 	var errs []error
 	for _, info := range infos {
-		if info.ID == s.host.ID() {
+		if info.ID == ms.host.ID() {
 			continue
 		}
-		s.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
-		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-		str, err := s.host.NewStream(dctx, info.ID, MsgProtocol)
+		ms.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
+		dctx, cancel := context.WithTimeout(ctx, ms.cfg.DialTimeout)
+		str, err := ms.host.NewStream(dctx, info.ID, MsgProtocol)
 		cancel()
 		if err == nil {
 			return str, nil

@@ -69,8 +69,8 @@ func dirConfig(tb testing.TB, key *protocol.PrivateKey, boot ...string) Config {
 // waitPublished waits until n's record is in the DHT.
 func waitPublished(tb testing.TB, n *Node) {
 	tb.Helper()
-	s := sessionOf(tb, n)
-	waitFor(tb, 30*time.Second, "record published", func() bool { return s.published.Load() != 0 })
+	s := unlockedOf(tb, n)
+	waitFor(tb, 30*time.Second, "record published", func() bool { return s.pub.published.Load() != 0 })
 }
 
 // TestDirectoryNetwork runs 3 relays and 30 users on loopback: every user
@@ -182,14 +182,14 @@ func testBadRecordsRefused(t *testing.T, relays []*Relay, nodes []*Node, keys []
 	}
 	<-evil.ForceRefresh()
 
-	victim := sessionOf(t, nodes[1])
+	victim := unlockedOf(t, nodes[1])
 	real, err := nodes[2].LookupUser(ctx, victim.me)
 	if err != nil {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	input := func(who *session, seq uint64) directory.RecordInput {
-		dev, err := directory.SignDevice(who.hostPriv, who.me)
+	input := func(who *unlocked, seq uint64) directory.RecordInput {
+		dev, err := directory.SignDevice(who.pub.hostPriv, who.me)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -204,10 +204,10 @@ func testBadRecordsRefused(t *testing.T, relays []*Relay, nodes []*Node, keys []
 	}
 	// Signed by another user's key, over the victim's user ID: NewRecord
 	// refuses to make it, so forge it by swapping the user ID in place.
-	other := sessionOf(t, nodes[3])
+	other := unlockedOf(t, nodes[3])
 	wrongKey := forgeUserID(t, sign(keys[3], input(other, real.Seq+10), now), other.me, victim.me)
-	expired := sign(victim.key, input(victim, real.Seq+20), now.Add(-2*time.Hour))
-	rolledBack := sign(victim.key, input(victim, real.Seq-1), now)
+	expired := sign(victim.keys.identity(), input(victim, real.Seq+20), now.Add(-2*time.Hour))
+	rolledBack := sign(victim.keys.identity(), input(victim, real.Seq-1), now)
 	for _, c := range []struct {
 		name string
 		rec  []byte

@@ -7,23 +7,48 @@
 // HTTP handlers, badger keys or wire encoding, which belong to api, store
 // and protocol.
 //
-// A node moves through three states: new (no identity in its data
-// directory), locked (an identity on disk, the passphrase not given: the
-// host is not running) and unlocked. Register and Unlock start the
-// unlocked part (type session: the open store, the host and the
-// background workers); Close ends it. A running node holds an exclusive
-// lock on its data directory (node.lock), so a second process on it
-// fails at New with ErrInUse.
+// # Lifecycle
 //
-// # Parts and data flow
+// A node's State is one value, changed only under Node.mu:
 //
-//	API ──Send──> seal (friend's lock) ──queue write──> store commit queue
-//	                                                      │ one txn, one sync
-//	                                                      ▼ for all waiting
-//	     Send returns 202 <── durable ──  outbox.Notify ──> courier(recipient)
-//	                                                      │ reads the store's
-//	                                                      ▼ queue in order
-//	                                   stream /parley/msg/1.0.0 ──> receiver
+//	new ──Register──> unlocked ──Close / a part fails──> closing ──> closed
+//	locked ──Unlock──┘     (a failed start goes back to locked)
+//
+// new: no identity in the data directory; locked: an identity on disk,
+// the host not running; unlocked: the store is open and the parts run
+// (type unlocked); closing and closed: after Close, or after a part
+// failed (Node.Done, Node.Err). A running node holds an exclusive lock on
+// its data directory (node.lock), so a second process on it fails at New
+// with ErrInUse.
+//
+// # Parts
+//
+// The unlocked node is made of parts, each owning its state and its one
+// lock, each given what it uses (store, host, config, logger, other parts
+// or functions of them) and none pointing back to the node. Their serve
+// methods run under one errgroup; the first to fail stops the node.
+//
+//	keyring     keys: identity, rotations, prekeys, own card (serve: prekey rotation)
+//	friendBook  friends, pinning, contact requests     (serve: record rechecks)
+//	messenger   MsgProtocol handler and client side, ratchet sessions, receipts
+//	outbox      delivery: one ordered queue per recipient (package node/outbox)
+//	presence    who is online, dialling friends, reachability
+//	publisher   own directory record and name claim in the DHT
+//	bus         events to the API (Node-wide; no goroutine)
+//
+// "Session" means a double-ratchet session with a friend (messenger's
+// peerSess); the running node is "unlocked", and the API's token is a
+// login (package api).
+//
+// # Data flow
+//
+//	API ──Send──> messenger seals (friend's peerSess lock) ──queue write──> store commit queue
+//	                                                             │ one txn, one sync
+//	                                                             ▼ for all waiting
+//	     Send returns <── durable ──  outbox.Notify ──> courier(recipient)
+//	                                                             │ reads the store's
+//	                                                             ▼ queue in order
+//	                                          stream /parley/msg/1.0.0 ──> receiver
 //	receiver: readLoop ─> workers open in parallel ─> commitLoop stores in
 //	          stream order (a burst of one sender in one transaction) ─> ack
 //	courier:  acks read together are settled in one write (delivered)
@@ -35,16 +60,17 @@
 //
 // # Locks
 //
-// Each part has one lock of its own; where two are held, they are taken
-// in this order, never the reverse:
+// Most parts have one lock, held only for short reads and writes of their
+// own fields; nothing blocks while holding one, and no part calls another
+// while holding its own. Where two locks are held, they are taken in this
+// order, never the reverse:
 //
 //	Node.loginMu  >  Node.mu
-//	peerSess.mu (one friend's sessions)  >  session.mu (caches)
-//	session.friendMu  >  peerSess.mu
+//	keyring.rotateMu  >  keyring.mu
+//	friendBook.changeMu  >  peerSess.mu (one friend's sessions)  >  messenger.mu, friendBook.mu, keyring.mu
 //	outbox.Outbox.mu  >  outbox link.mu
 //
-// session.mu guards short map reads and writes only; nothing blocks while
-// holding it. The store and the outbox take no lock of this package.
+// The store and the outbox take no lock of this package.
 //
 // It imports store and protocol (and directory), never api or web; only
 // cmd/parley wires a node to the API. Multi-node tests live here.

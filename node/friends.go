@@ -19,42 +19,50 @@ type Friend struct {
 
 // Friends lists every friend, in the store's order.
 func (n *Node) Friends(ctx context.Context) ([]Friend, error) {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return nil, err
 	}
+	return u.friends.list(ctx)
+}
+
+func (fr *friendBook) list(ctx context.Context) ([]Friend, error) {
 	// Under friendMu, as every change is: a friend shown accepted is
 	// accepted in the cache that Send reads too.
-	s.friendMu.Lock()
-	fs, err := s.st.Friends(ctx)
-	s.friendMu.Unlock()
+	fr.changeMu.Lock()
+	fs, err := fr.st.Friends(ctx)
+	fr.changeMu.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("node: friends: %w", err)
 	}
 	out := make([]Friend, 0, len(fs))
 	for _, f := range fs {
-		out = append(out, s.view(f))
+		out = append(out, fr.view(f))
 	}
 	return out, nil
 }
 
 // Friend returns one friend.
 func (n *Node) Friend(ctx context.Context, id protocol.ID) (Friend, error) {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return Friend{}, err
 	}
-	s.friendMu.Lock() // see Friends
-	f, err := s.getFriend(ctx, id)
-	s.friendMu.Unlock()
-	if err != nil {
-		return Friend{}, err
-	}
-	return s.view(f), nil
+	return u.friends.get(ctx, id)
 }
 
-func (s *session) getFriend(ctx context.Context, id protocol.ID) (store.Friend, error) {
-	f, err := s.st.Friend(ctx, id)
+func (fr *friendBook) get(ctx context.Context, id protocol.ID) (Friend, error) {
+	fr.changeMu.Lock() // see Friends
+	f, err := fr.getFriend(ctx, id)
+	fr.changeMu.Unlock()
+	if err != nil {
+		return Friend{}, err
+	}
+	return fr.view(f), nil
+}
+
+func (fr *friendBook) getFriend(ctx context.Context, id protocol.ID) (store.Friend, error) {
+	f, err := fr.st.Friend(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return f, fmt.Errorf("%w: no friend %s", ErrNotFound, id)
 	}
@@ -64,12 +72,10 @@ func (s *session) getFriend(ctx context.Context, id protocol.ID) (store.Friend, 
 	return f, nil
 }
 
-func (s *session) view(f store.Friend) Friend {
+func (fr *friendBook) view(f store.Friend) Friend {
 	v := Friend{Friend: f}
-	s.mu.Lock()
-	v.Online = s.online[f.UserID]
-	mine := s.genesis
-	s.mu.Unlock()
+	v.Online = fr.online(f.UserID)
+	mine := fr.keys.genesisKey()
 	// Safety numbers are over the genesis keys, whose hashes are the user
 	// IDs: rotations do not change them.
 	g := f.Genesis
@@ -77,7 +83,7 @@ func (s *session) view(f store.Friend) Friend {
 		g = f.PublicKey
 	}
 	if k, err := protocol.ParsePublicKey(g); err == nil && k.ID() == f.UserID {
-		v.SafetyNumber = protocol.SafetyNumber(s.me, mine, f.UserID, k)
+		v.SafetyNumber = protocol.SafetyNumber(fr.me, mine, f.UserID, k)
 	}
 	return v
 }
@@ -86,7 +92,7 @@ func (s *session) view(f store.Friend) Friend {
 // request (and becomes pending_out); a pending request from them is
 // accepted (both become accepted); an existing friend's card is updated.
 func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return Friend{}, err
 	}
@@ -94,7 +100,7 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 	if err != nil {
 		return Friend{}, fmt.Errorf("%w: invite: %v", ErrInvalid, err)
 	}
-	return s.addContact(ctx, contact{UserID: c.UserID, Name: c.Name, Key: c.Key, Genesis: c.Genesis, Card: c.URI()})
+	return s.friends.addContact(ctx, contact{UserID: c.UserID, Name: c.Name, Key: c.Key, Genesis: c.Genesis, Card: c.URI()})
 }
 
 // contact is a user to add, from a verified card or directory record.
@@ -108,13 +114,13 @@ type contact struct {
 	RecordSeq uint64
 }
 
-func (s *session) addContact(ctx context.Context, c contact) (Friend, error) {
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	if c.UserID == s.me {
+func (fr *friendBook) addContact(ctx context.Context, c contact) (Friend, error) {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	if c.UserID == fr.me {
 		return Friend{}, fmt.Errorf("%w: that is your own invite", ErrInvalid)
 	}
-	f, err := s.st.Friend(ctx, c.UserID)
+	f, err := fr.st.Friend(ctx, c.UserID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		f = store.Friend{UserID: c.UserID, Status: store.FriendPendingOut}
@@ -143,110 +149,126 @@ func (s *session) addContact(ctx context.Context, c contact) (Friend, error) {
 	case store.FriendBlocked:
 		f.Status = store.FriendPendingOut
 	}
-	f, err = s.st.PutFriend(ctx, f)
+	f, err = fr.st.PutFriend(ctx, f)
 	if err != nil {
 		return Friend{}, fmt.Errorf("node: save friend: %w", err)
 	}
-	fe := s.cacheFriend(f)
+	fe := fr.cacheFriend(f)
 	if kind != 0 {
-		if err := s.sendCard(ctx, fe, kind); err != nil {
+		if err := fr.sendCard(ctx, fe, kind); err != nil {
 			return Friend{}, err
 		}
 	}
 	if prev == store.FriendPendingIn {
-		s.n.events.publish(Event{Type: EventFriendAccepted, Friend: s.view(f)})
+		fr.events.publish(Event{Type: EventFriendAccepted, Friend: fr.view(f)})
 	}
-	s.dialFriend(fe)
-	return s.view(f), nil
+	fr.dial(fe)
+	return fr.view(f), nil
 }
 
 // AcceptFriend accepts a pending request by user ID.
 func (n *Node) AcceptFriend(ctx context.Context, id protocol.ID) (Friend, error) {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return Friend{}, err
 	}
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	f, err := s.getFriend(ctx, id)
+	return u.friends.accept(ctx, id)
+}
+
+func (fr *friendBook) accept(ctx context.Context, id protocol.ID) (Friend, error) {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	f, err := fr.getFriend(ctx, id)
 	if err != nil {
 		return Friend{}, err
 	}
 	switch f.Status {
 	case store.FriendAccepted:
-		return s.view(f), nil
+		return fr.view(f), nil
 	case store.FriendPendingIn:
 	default:
 		return Friend{}, fmt.Errorf("%w: no pending request from %s", ErrNotFound, id)
 	}
 	f.Status = store.FriendAccepted
-	if f, err = s.st.PutFriend(ctx, f); err != nil {
+	if f, err = fr.st.PutFriend(ctx, f); err != nil {
 		return Friend{}, fmt.Errorf("node: save friend: %w", err)
 	}
-	fe := s.cacheFriend(f)
-	if err := s.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
+	fe := fr.cacheFriend(f)
+	if err := fr.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
 		return Friend{}, err
 	}
-	s.n.events.publish(Event{Type: EventFriendAccepted, Friend: s.view(f)})
-	s.dialFriend(fe)
-	return s.view(f), nil
+	fr.events.publish(Event{Type: EventFriendAccepted, Friend: fr.view(f)})
+	fr.dial(fe)
+	return fr.view(f), nil
 }
 
 // RemoveFriend forgets a friend (or declines their request): their
 // messages are refused from now on, and what is still queued for them
 // fails.
 func (n *Node) RemoveFriend(ctx context.Context, id protocol.ID) error {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return err
 	}
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	f, err := s.getFriend(ctx, id)
+	return u.friends.remove(ctx, id)
+}
+
+func (fr *friendBook) remove(ctx context.Context, id protocol.ID) error {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	f, err := fr.getFriend(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := s.st.DeleteFriend(ctx, id); err != nil {
+	if err := fr.st.DeleteFriend(ctx, id); err != nil {
 		return fmt.Errorf("node: remove friend: %w", err)
 	}
-	s.forgetFriend(id)
-	s.dropQueued(ctx, id, "friend removed")
-	s.n.events.publish(Event{Type: EventFriendRemoved, Friend: Friend{Friend: f}})
+	fr.forgetFriend(id)
+	fr.dropQueued(ctx, id, "friend removed")
+	fr.events.publish(Event{Type: EventFriendRemoved, Friend: Friend{Friend: f}})
 	return nil
 }
 
 // BlockFriend keeps a user's record as blocked: their messages and
 // requests are refused, and what is still queued for them fails.
 func (n *Node) BlockFriend(ctx context.Context, id protocol.ID) (Friend, error) {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return Friend{}, err
 	}
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	f, err := s.getFriend(ctx, id)
+	return u.friends.block(ctx, id)
+}
+
+func (fr *friendBook) block(ctx context.Context, id protocol.ID) (Friend, error) {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	f, err := fr.getFriend(ctx, id)
 	if err != nil {
 		return Friend{}, err
 	}
 	f.Status = store.FriendBlocked
-	if f, err = s.st.PutFriend(ctx, f); err != nil {
+	if f, err = fr.st.PutFriend(ctx, f); err != nil {
 		return Friend{}, fmt.Errorf("node: block friend: %w", err)
 	}
-	s.cacheFriend(f)
-	s.dropQueued(ctx, id, "friend blocked")
-	s.n.events.publish(Event{Type: EventFriendRemoved, Friend: s.view(f)})
-	return s.view(f), nil
+	fr.cacheFriend(f)
+	fr.dropQueued(ctx, id, "friend blocked")
+	fr.events.publish(Event{Type: EventFriendRemoved, Friend: fr.view(f)})
+	return fr.view(f), nil
 }
 
 // VerifyFriend records that the user compared the safety number.
 func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return err
 	}
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	f, err := s.getFriend(ctx, id)
+	return u.friends.verify(ctx, id)
+}
+
+func (fr *friendBook) verify(ctx context.Context, id protocol.ID) error {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	f, err := fr.getFriend(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -257,23 +279,23 @@ func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
 		// The user compared the safety number again and accepts the key
 		// the directory shows now.
 		f.PublicKey, f.ChangedKey = f.ChangedKey, nil
-		s.log.Info("changed key accepted after verification", "friend", id.String())
+		fr.log.Info("changed key accepted after verification", "friend", id.String())
 	}
 	f.Verified = true
-	if f, err = s.st.PutFriend(ctx, f); err != nil {
+	if f, err = fr.st.PutFriend(ctx, f); err != nil {
 		return fmt.Errorf("node: verify friend: %w", err)
 	}
-	s.cacheFriend(f)
-	s.outbox.Rush(id)
+	fr.cacheFriend(f)
+	fr.outbox.Rush(id)
 	return nil
 }
 
 // receiveContact acts on a contact request or accept whose signature and
 // card were checked.
-func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *protocol.Card) error {
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	f, err := s.st.Friend(ctx, m.Sender)
+func (fr *friendBook) receiveContact(ctx context.Context, m *protocol.Message, c *protocol.Card) error {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	f, err := fr.st.Friend(ctx, m.Sender)
 	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return err
@@ -304,95 +326,44 @@ func (s *session) receiveContact(ctx context.Context, m *protocol.Message, c *pr
 	if f.Status == store.FriendAccepted {
 		// Deliver what is queued for them. Asked before the store says
 		// accepted, so that whoever sees that can rely on it (tests).
-		s.outbox.Rush(f.UserID)
+		fr.outbox.Rush(f.UserID)
 	}
-	if f, err = s.st.PutFriend(ctx, f); err != nil {
+	if f, err = fr.st.PutFriend(ctx, f); err != nil {
 		return err
 	}
-	fe := s.cacheFriend(f)
+	fe := fr.cacheFriend(f)
 	if reply {
-		if err := s.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
+		if err := fr.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
 			return err
 		}
 	}
 	if ev != "" {
-		s.n.events.publish(Event{Type: ev, Friend: s.view(f)})
+		fr.events.publish(Event{Type: ev, Friend: fr.view(f)})
 	}
 	if rotated {
 		// The card's chain led from the pinned key (rotatedKey).
-		s.log.Info("friend rotated their key", "friend", f.UserID.String(), "key", c.Key.ID().String())
-		s.n.events.publish(Event{Type: EventFriendKeyRotated, Friend: s.view(f)})
+		fr.log.Info("friend rotated their key", "friend", f.UserID.String(), "key", c.Key.ID().String())
+		fr.events.publish(Event{Type: EventFriendKeyRotated, Friend: fr.view(f)})
 	}
-	return nil
-}
-
-// sendCard queues a contact request or accept carrying the own card.
-func (s *session) sendCard(ctx context.Context, fe *friendEntry, kind protocol.Kind) error {
-	if fe.key == nil {
-		return fmt.Errorf("%w: no key for %s", ErrInvalid, fe.f.UserID)
-	}
-	c, err := s.ownCard()
-	if err != nil {
-		return err
-	}
-	return s.queueControl(ctx, fe, kind, c.Marshal())
-}
-
-// queueControl seals a control message and queues it for delivery: a
-// receipt in the current session when there is one, anything else as a
-// single envelope.
-func (s *session) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
-	var (
-		ps *peerSess
-		p  *protocol.PeerSessions
-	)
-	if kind == protocol.KindReceipt && !s.cfg.DisableSessions {
-		ps = s.peerSessOf(fe.f.UserID)
-		ps.mu.Lock()
-		defer ps.mu.Unlock()
-		var err error
-		if p, err = s.state(ctx, ps, fe.f.UserID); err != nil {
-			return err
-		}
-		if !s.usable(p, fe, s.cfg.Now()) {
-			p = nil // a receipt does not start a session
-		}
-	}
-	out, err := s.sealOut(ps, fe, p, kind, protocol.MsgID{}, body)
-	if err != nil {
-		return fmt.Errorf("node: seal %v: %w", kind, err)
-	}
-	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
-	if err := s.st.AddControlWith(ctx, e, out.update); err != nil {
-		return fmt.Errorf("node: queue %v: %w", kind, err)
-	}
-	if out.update != nil {
-		ps.stored(out.update)
-	}
-	s.outbox.Notify(fe.f.UserID)
 	return nil
 }
 
 // announceCard sends the own card to every accepted friend (after a
 // prekey rotation), so they seal to the new prekey.
-func (s *session) announceCard(ctx context.Context) {
-	s.mu.Lock()
+func (fr *friendBook) announceCard(ctx context.Context) {
+	fr.mu.Lock()
 	var fes []*friendEntry
-	for _, fe := range s.friends {
+	for _, fe := range fr.friends {
 		if fe.f.Status == store.FriendAccepted {
 			fes = append(fes, fe)
 		}
 	}
-	s.mu.Unlock()
+	fr.mu.Unlock()
 	for _, fe := range fes {
-		if err := s.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
-			s.log.Warn("card update not queued", "friend", fe.f.UserID.String(), "err", err)
+		if err := fr.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
+			fr.log.Warn("card update not queued", "friend", fe.f.UserID.String(), "err", err)
 		}
 	}
-}
-
-func (s *session) sender() protocol.Sender {
-	return protocol.Sender{UserID: s.me, Key: s.identity(), Device: []byte(s.host.ID())}
 }
 
 // mustKey parses a stored key; a key that does not parse equals nothing.
@@ -406,8 +377,8 @@ func mustKey(b []byte) *protocol.PublicKey {
 
 // dropQueued fails everything still queued for a friend who was removed
 // or blocked.
-func (s *session) dropQueued(ctx context.Context, id protocol.ID, reason string) {
-	if err := s.outbox.Drop(ctx, id, reason); err != nil {
-		s.log.Error("queued messages not dropped", "friend", id.String(), "err", err)
+func (fr *friendBook) dropQueued(ctx context.Context, id protocol.ID, reason string) {
+	if err := fr.outbox.Drop(ctx, id, reason); err != nil {
+		fr.log.Error("queued messages not dropped", "friend", id.String(), "err", err)
 	}
 }

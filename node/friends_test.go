@@ -163,10 +163,10 @@ func TestFriendRemovedIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "A's message fails", func() bool {
-		got, err := sessionOf(t, a).st.Message(ctx, m.ID)
+		got, err := unlockedOf(t, a).st.Message(ctx, m.ID)
 		return err == nil && got.Status == store.StatusFailed
 	})
-	got, _ := sessionOf(t, a).st.Message(ctx, m.ID)
+	got, _ := unlockedOf(t, a).st.Message(ctx, m.ID)
 	if !strings.Contains(got.Error, protocol.AckNotAFriend.String()) {
 		t.Fatalf("failed message's error = %q, want it to name %s", got.Error, protocol.AckNotAFriend)
 	}
@@ -348,7 +348,7 @@ func TestFriendRequestsCapped(t *testing.T) {
 	// Carol's request is refused as unavailable: it stays in her outbox,
 	// her courier backs off, and Bob has no record.
 	waitFor(t, 10*time.Second, "carol's request deferred", func() bool {
-		return len(queuedFor(t, c, mb.UserID)) == 1 && sessionOf(t, c).outbox.Held(mb.UserID)
+		return len(queuedFor(t, c, mb.UserID)) == 1 && unlockedOf(t, c).outbox.Held(mb.UserID)
 	})
 	if got := friendStatus(b, mc.UserID); got != "" {
 		t.Fatalf("bob stored carol's deferred request as %q", got)

@@ -82,10 +82,10 @@ func meOf(tb testing.TB, n *Node) Me {
 	return me
 }
 
-// sessionOf returns n's running session (tests live in package node).
-func sessionOf(tb testing.TB, n *Node) *session {
+// unlockedOf returns n's running session (tests live in package node).
+func unlockedOf(tb testing.TB, n *Node) *unlocked {
 	tb.Helper()
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		tb.Fatalf("session: %v", err)
 	}
@@ -110,7 +110,7 @@ func convHistory(tb testing.TB, n *Node, with protocol.ID) []store.Message {
 // user.
 func queuedFor(tb testing.TB, n *Node, user protocol.ID) []store.OutboxEntry {
 	tb.Helper()
-	es, err := sessionOf(tb, n).st.OutboxQueue(context.Background(), user, 0, 1<<20)
+	es, err := unlockedOf(tb, n).st.OutboxQueue(context.Background(), user, 0, 1<<20)
 	if err != nil {
 		tb.Fatalf("OutboxQueue: %v", err)
 	}

@@ -17,7 +17,7 @@ import (
 // (an RSA-signed suite-2 envelope) when their prekey is known; without one
 // it is a single envelope (suite 1).
 func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Message, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return store.Message{}, err
 	}
@@ -29,14 +29,14 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	case !utf8.ValidString(text):
 		return store.Message{}, fmt.Errorf("%w: message is not UTF-8", ErrInvalid)
 	}
-	fe := s.friend(to)
+	fe := s.friends.friend(to)
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
 		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
 	}
 	if fe.f.ChangedKey != nil {
 		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
 	}
-	m, pending, err := s.sealText(ctx, fe, text)
+	m, pending, err := s.msgs.sealText(ctx, fe, text)
 	if err != nil {
 		return store.Message{}, err
 	}
@@ -55,27 +55,27 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 // messages were sealed. The next seal starts from the new session state
 // at once; Send waits for the write outside the lock, so concurrent sends
 // share their syncs.
-func (s *session) sealText(ctx context.Context, fe *friendEntry, text string) (store.Message, *store.Pending, error) {
-	ps := s.peerSessOf(fe.f.UserID)
+func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string) (store.Message, *store.Pending, error) {
+	ps := ms.peerSessOf(fe.f.UserID)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := s.sessionsFor(ctx, ps, fe)
+	p, err := ms.sessionsFor(ctx, ps, fe)
 	if err != nil {
 		return store.Message{}, nil, err
 	}
 	start := time.Now()
-	out, err := s.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
-	s.stats.sealNanos.Add(int64(time.Since(start)))
-	s.stats.sealed.Add(1)
+	out, err := ms.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
+	ms.stats.sealNanos.Add(int64(time.Since(start)))
+	ms.stats.sealed.Add(1)
 	if err != nil {
 		return store.Message{}, nil, fmt.Errorf("node: seal: %w", err)
 	}
 	to := fe.f.UserID
-	m, pending, err := s.st.QueueOutgoing(ctx, store.Message{
+	m, pending, err := ms.st.QueueOutgoing(ctx, store.Message{
 		ID:           out.id,
 		Conversation: store.DirectConversation(to),
 		Direction:    store.Out,
-		From:         s.me,
+		From:         ms.me,
 		To:           to,
 		Kind:         kindText,
 		Body:         []byte(text),
@@ -98,7 +98,7 @@ func (s *session) sealText(ctx context.Context, fe *friendEntry, text string) (s
 // Messages returns a page of the conversation with a friend, newest first,
 // and the cursor of the next (older) page ("" at the end).
 func (n *Node) Messages(ctx context.Context, with protocol.ID, before store.Cursor, limit int) ([]store.Message, store.Cursor, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return nil, "", err
 	}
@@ -122,7 +122,7 @@ type Conversation struct {
 
 // Conversations lists the 1:1 conversations, newest first.
 func (n *Node) Conversations(ctx context.Context) ([]Conversation, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +133,7 @@ func (n *Node) Conversations(ctx context.Context) ([]Conversation, error) {
 	out := make([]Conversation, 0, len(cs))
 	for _, c := range cs {
 		v := Conversation{Conversation: c, With: protocol.ID(c.ID)}
-		if fe := s.friend(v.With); fe != nil {
+		if fe := s.friends.friend(v.With); fe != nil {
 			v.Name = fe.f.Name
 		}
 		if !c.LastMessage.IsZero() {
@@ -151,14 +151,14 @@ func (n *Node) Conversations(ctx context.Context) ([]Conversation, error) {
 // MarkRead marks the conversation with a friend read and sends them a read
 // receipt up to upTo (the newest message they sent when upTo is zero).
 func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.MsgID) error {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return err
 	}
 	conv := store.DirectConversation(with)
 	var last *store.Message
 	if upTo.IsZero() {
-		if last, err = s.newestIncoming(ctx, conv); err != nil {
+		if last, err = s.msgs.newestIncoming(ctx, conv); err != nil {
 			return err
 		}
 	} else {
@@ -179,32 +179,38 @@ func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.Msg
 	if last == nil {
 		return nil
 	}
-	fe := s.friend(with)
+	fe := s.friends.friend(with)
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil || fe.f.ChangedKey != nil {
 		return nil // nobody to tell
 	}
-	s.mu.Lock()
-	dup := s.receipts[with] == last.ID
-	s.receipts[with] = last.ID
-	s.mu.Unlock()
+	return s.msgs.sendReceipt(ctx, fe, last.ID)
+}
+
+// sendReceipt queues a read receipt up to last for fe, unless the last
+// one sent named it already.
+func (ms *messenger) sendReceipt(ctx context.Context, fe *friendEntry, last protocol.MsgID) error {
+	ms.mu.Lock()
+	dup := ms.receipts[fe.f.UserID] == last
+	ms.receipts[fe.f.UserID] = last
+	ms.mu.Unlock()
 	if dup {
 		return nil
 	}
-	return s.queueControl(ctx, fe, protocol.KindReceipt, protocol.MarshalReceipt(last.ID))
+	return ms.queueControl(ctx, fe, protocol.KindReceipt, protocol.MarshalReceipt(last))
 }
 
 // newestIncoming finds the newest message the friend sent, paging back
 // through the conversation; nil if they sent none.
-func (s *session) newestIncoming(ctx context.Context, conv store.ConversationID) (*store.Message, error) {
+func (ms *messenger) newestIncoming(ctx context.Context, conv store.ConversationID) (*store.Message, error) {
 	var cursor store.Cursor
 	for {
-		ms, next, err := s.st.Messages(ctx, conv, cursor, 200)
+		page, next, err := ms.st.Messages(ctx, conv, cursor, 200)
 		if err != nil {
 			return nil, fmt.Errorf("node: messages: %w", err)
 		}
-		for i := range ms {
-			if ms[i].Direction == store.In {
-				return &ms[i], nil
+		for i := range page {
+			if page[i].Direction == store.In {
+				return &page[i], nil
 			}
 		}
 		if next == "" {
@@ -217,12 +223,12 @@ func (s *session) newestIncoming(ctx context.Context, conv store.ConversationID)
 // receiveReceipt marks our messages to the sender read, up to the one the
 // receipt names: every outgoing message in the conversation not newer
 // than it, stopping at the first that was already read.
-func (s *session) receiveReceipt(ctx context.Context, m *protocol.Message) error {
+func (ms *messenger) receiveReceipt(ctx context.Context, m *protocol.Message) error {
 	upTo, err := protocol.ParseReceipt(m.Body)
 	if err != nil {
 		return err
 	}
-	ref, err := s.st.Message(ctx, upTo)
+	ref, err := ms.st.Message(ctx, upTo)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil // a message we no longer have
 	}
@@ -236,11 +242,11 @@ func (s *session) receiveReceipt(ctx context.Context, m *protocol.Message) error
 	limit := ref.SortTime()
 	var cursor store.Cursor
 	for {
-		ms, next, err := s.st.Messages(ctx, conv, cursor, 200)
+		page, next, err := ms.st.Messages(ctx, conv, cursor, 200)
 		if err != nil {
 			return err
 		}
-		for _, x := range ms {
+		for _, x := range page {
 			if x.Direction != store.Out || x.SortTime().After(limit) {
 				continue
 			}
@@ -250,11 +256,11 @@ func (s *session) receiveReceipt(ctx context.Context, m *protocol.Message) error
 			if x.Status == store.StatusFailed {
 				continue
 			}
-			up, err := s.st.UpdateStatus(ctx, x.ID, store.StatusRead, "", "")
+			up, err := ms.st.UpdateStatus(ctx, x.ID, store.StatusRead, "", "")
 			if err != nil {
 				return err
 			}
-			s.n.events.publish(Event{Type: EventMessageStatus, Message: up})
+			ms.events.publish(Event{Type: EventMessageStatus, Message: up})
 		}
 		if next == "" {
 			return nil

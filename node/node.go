@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -17,11 +18,20 @@ import (
 // State is a node's lifecycle state.
 type State string
 
-// States.
+// States, in the order a node goes through them. Only Node.to changes a
+// node's state.
 const (
-	StateNew      State = "new"
-	StateLocked   State = "locked"
+	// StateNew: no identity in the data directory; only Register works.
+	StateNew State = "new"
+	// StateLocked: an identity on disk, the passphrase not given; the
+	// host is not running.
+	StateLocked State = "locked"
+	// StateUnlocked: the store is open and the parts run.
 	StateUnlocked State = "unlocked"
+	// StateClosing: Close (or a failed part) is stopping the parts.
+	StateClosing State = "closing"
+	// StateClosed: everything is stopped and the store synced and closed.
+	StateClosed State = "closed"
 )
 
 // Node is one Parley node. Its methods are safe for concurrent use.
@@ -29,16 +39,21 @@ type Node struct {
 	cfg    Config
 	log    *slog.Logger
 	events *bus
+	lock   *os.File // the data directory's lock, held until Close
 
 	// loginMu serialises Register and Unlock, so that concurrent wrong
 	// passphrases cannot slip past the throttle.
 	loginMu sync.Mutex
 
-	mu     sync.Mutex
-	state  State
-	sess   *session // non-nil while unlocked
-	closed bool
-	lock   *os.File // the data directory's lock, held until Close
+	// mu guards the lifecycle: state, and u (non-nil exactly while
+	// unlocked or closing from unlocked).
+	mu    sync.Mutex
+	state State
+	u     *unlocked
+	// done is closed when the node reaches StateClosed; err is why, if
+	// a part failed.
+	done chan struct{}
+	err  error
 }
 
 // New prepares a node on cfg.DataDir. It opens nothing: the node starts
@@ -59,7 +74,7 @@ func New(cfg Config) (*Node, error) {
 		lock.Close()
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger, events: newBus(), state: StateNew, lock: lock}
+	n := &Node{cfg: cfg, log: cfg.Logger, events: newBus(), state: StateNew, lock: lock, done: make(chan struct{})}
 	if store.Exists(cfg.DataDir) {
 		n.state = StateLocked
 	}
@@ -102,6 +117,7 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 	// usable until it restarts.
 	ctx = context.WithoutCancel(ctx)
 	st, err := store.Create(n.cfg.DataDir, passphrase, key, n.storeOptions())
+	releaseKDFMemory()
 	if errors.Is(err, store.ErrExists) {
 		return ErrExists
 	}
@@ -110,21 +126,15 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 	}
 	if _, err := st.PutProfile(ctx, store.Profile{Name: name}); err != nil {
 		st.Close()
-		n.setState(StateLocked) // the identity exists: logging in can still start it
+		n.relock() // the identity exists: logging in can still start it
 		return fmt.Errorf("node: save profile: %w", err)
 	}
 	n.log.Info("identity created", "user", st.UserID().String(), "bits", key.Public().Bits())
-	if err := n.startSession(ctx, st); err != nil {
-		n.setState(StateLocked)
+	if err := n.startUnlocked(ctx, st); err != nil {
+		n.relock()
 		return err
 	}
 	return nil
-}
-
-func (n *Node) setState(s State) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.state = s
 }
 
 // Unlock opens the identity with passphrase and starts the node. On an
@@ -135,10 +145,10 @@ func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 	n.loginMu.Lock()
 	defer n.loginMu.Unlock()
 	state := n.State()
-	if state == StateNew {
+	switch state {
+	case StateNew:
 		return fmt.Errorf("%w: no identity yet; register first", ErrWrongState)
-	}
-	if n.isClosed() {
+	case StateClosing, StateClosed:
 		return ErrClosed
 	}
 	ns, err := readState(n.cfg.DataDir)
@@ -155,6 +165,7 @@ func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 	} else {
 		st, err = store.Open(n.cfg.DataDir, passphrase, n.storeOptions())
 	}
+	releaseKDFMemory()
 	if errors.Is(err, store.ErrBadPassphrase) {
 		ns.LoginFailures++
 		ns.LoginNotBefore = 0
@@ -183,77 +194,131 @@ func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 		return nil // already unlocked; the passphrase was right
 	}
 	// The store is open: start even if the caller gave up meanwhile.
-	return n.startSession(context.WithoutCancel(ctx), st)
+	return n.startUnlocked(context.WithoutCancel(ctx), st)
 }
 
-// Close stops the session (workers, host, store) and makes the node
+// Close stops the parts (workers, host, store) and makes the node
 // unusable. Nothing acknowledged or queued is lost: the store is synced.
+// It returns once the node is closed.
 func (n *Node) Close() error {
 	n.mu.Lock()
-	if n.closed {
+	switch n.state {
+	case StateClosing, StateClosed:
 		n.mu.Unlock()
+		<-n.done
 		return nil
 	}
-	n.closed = true
-	s := n.sess
-	n.sess = nil
+	u := n.u
+	n.state = StateClosing
 	n.mu.Unlock()
-	var err error
-	if s != nil {
-		err = s.close()
-	}
-	return errors.Join(err, n.lock.Close())
+	return n.finish(u, nil)
 }
 
-func (n *Node) isClosed() bool {
+// finish closes u (if any) and the data directory's lock, records cause
+// and moves the node to StateClosed. The caller has moved it to
+// StateClosing.
+func (n *Node) finish(u *unlocked, cause error) error {
+	var err error
+	if u != nil {
+		err = u.close()
+	}
+	err = errors.Join(err, n.lock.Close())
+	n.mu.Lock()
+	n.u = nil
+	n.state = StateClosed
+	n.err = cause
+	n.mu.Unlock()
+	close(n.done)
+	return err
+}
+
+// fail closes the node because one of u's parts failed with err (u's
+// start logged it). Close or a second failure may have come first.
+func (n *Node) fail(u *unlocked, err error) {
+	n.mu.Lock()
+	if n.u != u || n.state != StateUnlocked {
+		n.mu.Unlock()
+		return
+	}
+	n.state = StateClosing
+	n.mu.Unlock()
+	if cerr := n.finish(u, err); cerr != nil {
+		n.log.Error("closing after a failure", "err", cerr)
+	}
+}
+
+// Done is closed once the node is closed, by Close or because a part
+// failed (Err says why).
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Err is why the node closed itself: a part that failed; nil while it
+// runs or after Close.
+func (n *Node) Err() error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	return n.closed
+	return n.err
+}
+
+// relock moves a node whose start failed to locked (its identity is on
+// disk), unless it is closing.
+func (n *Node) relock() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.state != StateClosing && n.state != StateClosed {
+		n.state, n.u = StateLocked, nil
+	}
 }
 
 func (n *Node) checkState(want State) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
+	switch {
+	case n.state == StateClosing || n.state == StateClosed:
 		return ErrClosed
-	}
-	if n.state != want {
+	case n.state != want:
 		return fmt.Errorf("%w: node is %s", ErrWrongState, n.state)
 	}
 	return nil
 }
 
-// session returns the running session, or ErrWrongState when locked.
-func (n *Node) session() (*session, error) {
+// running returns the unlocked part, or ErrWrongState when locked.
+func (n *Node) running() (*unlocked, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
+	switch n.state {
+	case StateUnlocked:
+		return n.u, nil
+	case StateClosing, StateClosed:
 		return nil, ErrClosed
 	}
-	if n.sess == nil {
-		return nil, fmt.Errorf("%w: node is %s", ErrWrongState, n.state)
-	}
-	return n.sess, nil
+	return nil, fmt.Errorf("%w: node is %s", ErrWrongState, n.state)
 }
 
 func (n *Node) storeOptions() store.Options {
 	return store.Options{KDF: n.cfg.KDF, Now: n.cfg.Now, Logger: n.log}
 }
 
-func (n *Node) startSession(ctx context.Context, st *store.Store) error {
-	s, err := newSession(ctx, n, st)
+// startUnlocked builds the unlocked part on st, makes the node unlocked
+// and starts the parts.
+func (n *Node) startUnlocked(ctx context.Context, st *store.Store) error {
+	u, err := newUnlocked(ctx, n, st)
 	if err != nil {
 		st.Close()
 		return err
 	}
 	n.mu.Lock()
-	if n.closed {
+	if n.state == StateClosing || n.state == StateClosed {
 		n.mu.Unlock()
-		return errors.Join(ErrClosed, s.close())
+		return errors.Join(ErrClosed, u.close())
 	}
-	n.sess = s
-	n.state = StateUnlocked
+	n.state, n.u = StateUnlocked, u
+	u.start() // under mu: Close cannot come between the state and start
 	n.mu.Unlock()
-	s.start()
 	return nil
 }
+
+// releaseKDFMemory gives back to the OS the memory the passphrase's KDF
+// (Argon2id: 64 MiB by default) used, now garbage. Without it an idle
+// node holds it for minutes, until the runtime's periodic collection and
+// scavenging return it.
+func releaseKDFMemory() { debug.FreeOSMemory() }

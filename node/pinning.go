@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/parley-chat/parley/directory"
@@ -28,48 +29,48 @@ import (
 // AddFriendByID adds a user by user ID alone: their record is looked up in
 // the directory and verified, and then it goes as with an invite card.
 func (n *Node) AddFriendByID(ctx context.Context, id protocol.ID) (Friend, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return Friend{}, err
 	}
 	if id == s.me {
 		return Friend{}, fmt.Errorf("%w: that is your own user ID", ErrInvalid)
 	}
-	if fe := s.friend(id); fe != nil && fe.f.Status != store.FriendBlocked {
+	if fe := s.friends.friend(id); fe != nil && fe.f.Status != store.FriendBlocked {
 		// Known already: refresh what the directory says, accept a pending
 		// request, and otherwise leave things as they are.
 		if rec, err := s.lookup(ctx, id); err == nil {
-			s.applyRecord(ctx, rec)
+			s.friends.applyRecord(ctx, rec)
 		}
 		if fe.f.Status == store.FriendPendingIn {
 			return n.AcceptFriend(ctx, id)
 		}
-		return s.getView(ctx, id)
+		return s.friends.getView(ctx, id)
 	}
 	rec, err := s.lookup(ctx, id)
 	if err != nil {
 		return Friend{}, err
 	}
-	return s.addContact(ctx, contact{
+	return s.friends.addContact(ctx, contact{
 		UserID: rec.UserID(), Name: rec.Name(), Key: rec.Key(), Genesis: rec.Genesis(),
 		Record: rec.Marshal(), RecordSeq: rec.Seq(),
 	})
 }
 
-func (s *session) getView(ctx context.Context, id protocol.ID) (Friend, error) {
-	f, err := s.getFriend(ctx, id)
+func (fr *friendBook) getView(ctx context.Context, id protocol.ID) (Friend, error) {
+	f, err := fr.getFriend(ctx, id)
 	if err != nil {
 		return Friend{}, err
 	}
-	return s.view(f), nil
+	return fr.view(f), nil
 }
 
 // applyRecord applies a verified record of a friend (see above). It
 // returns whether anything changed.
-func (s *session) applyRecord(ctx context.Context, rec *directory.Record) bool {
-	s.friendMu.Lock()
-	defer s.friendMu.Unlock()
-	f, err := s.st.Friend(ctx, rec.UserID())
+func (fr *friendBook) applyRecord(ctx context.Context, rec *directory.Record) bool {
+	fr.changeMu.Lock()
+	defer fr.changeMu.Unlock()
+	f, err := fr.st.Friend(ctx, rec.UserID())
 	if err != nil {
 		return false
 	}
@@ -83,51 +84,51 @@ func (s *session) applyRecord(ctx context.Context, rec *directory.Record) bool {
 		f.ChangedKey = nil
 	case pinned != nil && rec.HasKey(pinned.ID()):
 		f.PublicKey, f.ChangedKey, ev = rec.Key().Bytes(), nil, EventFriendKeyRotated
-		s.log.Info("friend rotated their key", "friend", f.UserID.String(), "key", rec.Key().ID().String())
+		fr.log.Info("friend rotated their key", "friend", f.UserID.String(), "key", rec.Key().ID().String())
 	default:
 		if k := mustKey(f.ChangedKey); k == nil || !k.Equal(rec.Key()) {
 			ev = EventFriendKeyChanged
 		}
 		f.ChangedKey = rec.Key().Bytes()
-		s.log.Warn("friend's key changed without a rotation signed by the pinned key", "friend", f.UserID.String())
+		fr.log.Warn("friend's key changed without a rotation signed by the pinned key", "friend", f.UserID.String())
 	}
 	if rec.Genesis() != nil && !rec.Genesis().Equal(rec.Key()) {
 		f.Genesis = rec.Genesis().Bytes()
 	}
 	f.Record, f.RecordSeq = rec.Marshal(), rec.Seq()
-	if f, err = s.st.PutFriend(ctx, f); err != nil {
-		s.log.Warn("friend record not saved", "friend", rec.UserID().String(), "err", err)
+	if f, err = fr.st.PutFriend(ctx, f); err != nil {
+		fr.log.Warn("friend record not saved", "friend", rec.UserID().String(), "err", err)
 		return false
 	}
-	s.cacheFriend(f)
+	fr.cacheFriend(f)
 	if ev != "" {
-		s.n.events.publish(Event{Type: ev, Friend: s.view(f)})
+		fr.events.publish(Event{Type: ev, Friend: fr.view(f)})
 	}
 	if f.Status == store.FriendAccepted && f.ChangedKey == nil {
-		s.outbox.Rush(f.UserID)
+		fr.outbox.Rush(f.UserID)
 	}
 	return true
 }
 
 // refreshFriend looks up one friend's record and applies it.
-func (s *session) refreshFriend(ctx context.Context, id protocol.ID) {
+func (fr *friendBook) refreshFriend(ctx context.Context, id protocol.ID) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rec, err := s.dir.Lookup(ctx, id)
+	rec, err := fr.dir.Lookup(ctx, id)
 	if err != nil {
-		s.log.Debug("friend record not found", "friend", id.String(), "err", err)
+		fr.log.Debug("friend record not found", "friend", id.String(), "err", err)
 		return
 	}
-	s.applyRecord(ctx, rec)
+	fr.applyRecord(ctx, rec)
 }
 
 // unknownSenderKey is the resolver's answer for an envelope signed by a
 // key of a friend that is not the pinned one: the friend's record is
 // looked up in the background (they may have rotated), and the sender is
 // told to retry (AckUnavailable) rather than to give up.
-func (s *session) unknownSenderKey(user protocol.ID) error {
-	if s.due(s.lookedUp, user, keyLookupEvery) {
-		s.track.goFunc(func() { s.refreshFriend(s.life, user) })
+func (fr *friendBook) unknownSenderKey(user protocol.ID) error {
+	if fr.lookups.due(user, fr.cfg.Now(), keyLookupEvery) {
+		fr.spawn(func(ctx context.Context) { fr.refreshFriend(ctx, user) })
 	}
 	return fmt.Errorf("%w: signed by a key not pinned for %s; looking up their record", errRetryLater, user)
 }
@@ -139,44 +140,44 @@ const keyLookupEvery = 5 * time.Second
 // errRetryLater marks a refusal the sender should retry (AckUnavailable).
 var errRetryLater = errors.New("node: retry later")
 
-// friendRecheckLoop looks up every friend's record every
-// Config.FriendRecheck.
-func (s *session) friendRecheckLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.FriendRecheck)
+// serve looks up every friend's record every Config.FriendRecheck, until
+// ctx ends.
+func (fr *friendBook) serve(ctx context.Context) error {
+	t := time.NewTicker(fr.cfg.FriendRecheck)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
-		s.mu.Lock()
-		var ids []protocol.ID
-		for id, fe := range s.friends {
-			if fe.isContact() {
-				ids = append(ids, id)
-			}
-		}
-		s.mu.Unlock()
-		for _, id := range ids {
+		for _, fe := range fr.having((*friendEntry).isContact) {
 			if ctx.Err() != nil {
-				return
+				return nil
 			}
-			s.refreshFriend(ctx, id)
+			fr.refreshFriend(ctx, fe.f.UserID)
 		}
 	}
 }
 
-// due rate-limits something done for a friend: it reports whether the
-// time recorded in last (under s.mu) is at least every ago, and if so
-// records now.
-func (s *session) due(last map[protocol.ID]time.Time, id protocol.ID, every time.Duration) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.cfg.Now()
-	if now.Sub(last[id]) < every {
+// perFriend rate-limits something done for a friend (a directory lookup,
+// a session reset). Its lock guards its map only.
+type perFriend struct {
+	mu   sync.Mutex
+	last map[protocol.ID]time.Time
+}
+
+// due reports whether the last time recorded for id is at least every
+// before now, and if so records now.
+func (p *perFriend) due(id protocol.ID, now time.Time, every time.Duration) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.last[id]) < every {
 		return false
 	}
-	last[id] = now
+	if p.last == nil {
+		p.last = make(map[protocol.ID]time.Time)
+	}
+	p.last[id] = now
 	return true
 }

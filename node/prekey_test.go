@@ -59,7 +59,7 @@ func storedPrekeyID(n *Node, friend protocol.ID) uint64 {
 // has read the envelope a sealed; then it lets it go.
 func held(t *testing.T, a *Node, to protocol.ID, text string) *protocol.Envelope {
 	t.Helper()
-	sa := sessionOf(t, a)
+	sa := unlockedOf(t, a)
 	sa.outbox.Hold(to)
 	m, err := a.Send(context.Background(), to, text)
 	if err != nil {
@@ -81,7 +81,7 @@ func TestPrekeyRotation(t *testing.T) {
 	ctx := context.Background()
 	a, b, clk := clockedPair(t)
 	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
-	sb := sessionOf(t, b)
+	sb := unlockedOf(t, b)
 	atk := newAttacker(t, b) // A's other device
 	aliceKey := fixtureKey(t, "alice-2048")
 
@@ -104,7 +104,7 @@ func TestPrekeyRotation(t *testing.T) {
 
 	// Nothing happens before the rotation is due.
 	clk.Advance(30 * time.Minute)
-	if err := sb.ensurePrekey(ctx); err != nil {
+	if err := sb.keys.ensurePrekey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if got := ownPrekey(t, b); got.ID != p1.ID {
@@ -112,7 +112,7 @@ func TestPrekeyRotation(t *testing.T) {
 	}
 
 	clk.Advance(31 * time.Minute)
-	if err := sb.ensurePrekey(ctx); err != nil {
+	if err := sb.keys.ensurePrekey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	p2 := ownPrekey(t, b)
@@ -148,20 +148,20 @@ func TestPrekeyRotation(t *testing.T) {
 
 	// Kept until MaxAge after its last valid instant, then purged.
 	clk.Advance(r1.DeleteAt.Sub(clk.Now()) - time.Minute)
-	if err := sb.ensurePrekey(ctx); err != nil {
+	if err := sb.keys.ensurePrekey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sb.st.Prekey(ctx, p1.ID); err != nil {
 		t.Fatalf("the old prekey is purged a minute early: %v", err)
 	}
 	clk.Advance(2 * time.Minute)
-	if err := sb.ensurePrekey(ctx); err != nil {
+	if err := sb.keys.ensurePrekey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := sb.st.Prekey(ctx, p1.ID); !isErr(err, store.ErrNotFound) {
 		t.Fatalf("the old prekey after its deletion time: %v, want ErrNotFound", err)
 	}
-	if _, err := sb.prekeyByID(p1.ID); !isErr(err, protocol.ErrUnknownPrekey) {
+	if _, err := sb.keys.prekeyByID(p1.ID); !isErr(err, protocol.ErrUnknownPrekey) {
 		t.Fatalf("prekeyByID of a purged prekey: %v", err)
 	}
 	hs = atk.open(t)

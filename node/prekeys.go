@@ -23,13 +23,13 @@ const prekeyCheck = time.Hour
 // ensurePrekey makes sure a current prekey exists and is younger than the
 // rotation period; it retires the one it replaces, to be deleted once no
 // envelope sealed to it can still be accepted.
-func (s *session) ensurePrekey(ctx context.Context) error {
-	recs, err := s.st.Prekeys(ctx)
+func (k *keyring) ensurePrekey(ctx context.Context) error {
+	recs, err := k.st.Prekeys(ctx)
 	if err != nil {
 		return fmt.Errorf("node: prekeys: %w", err)
 	}
-	now := s.cfg.Now()
-	owner := s.identity().Public().ID()
+	now := k.cfg.Now()
+	owner := k.identity().Public().ID()
 	var cur *protocol.Prekey
 	var stale []uint64
 	for _, r := range recs {
@@ -37,7 +37,7 @@ func (s *session) ensurePrekey(ctx context.Context) error {
 			continue
 		}
 		// A prekey signed by a key before a rotation is replaced too.
-		if cur == nil && now.Sub(r.Prekey.Signed.NotBefore) < s.cfg.PrekeyRotation && now.Before(r.Prekey.Signed.NotAfter) &&
+		if cur == nil && now.Sub(r.Prekey.Signed.NotBefore) < k.cfg.PrekeyRotation && now.Before(r.Prekey.Signed.NotAfter) &&
 			r.Prekey.Signed.Owner == owner {
 			cur = r.Prekey
 		} else {
@@ -46,11 +46,11 @@ func (s *session) ensurePrekey(ctx context.Context) error {
 	}
 	rotated := false
 	if cur == nil {
-		pk, err := protocol.GeneratePrekey(s.identity(), now, s.cfg.PrekeyRotation+prekeySlack)
+		pk, err := protocol.GeneratePrekey(k.identity(), now, k.cfg.PrekeyRotation+prekeySlack)
 		if err != nil {
 			return fmt.Errorf("node: generate prekey: %w", err)
 		}
-		if err := s.st.PutPrekey(ctx, pk); err != nil {
+		if err := k.st.PutPrekey(ctx, pk); err != nil {
 			return fmt.Errorf("node: save prekey: %w", err)
 		}
 		cur, rotated = pk, true
@@ -58,58 +58,57 @@ func (s *session) ensurePrekey(ctx context.Context) error {
 	for _, id := range stale {
 		// An envelope sealed to it may arrive until MaxAge after the
 		// prekey's last valid instant.
-		r, err := s.st.Prekey(ctx, id)
+		r, err := k.st.Prekey(ctx, id)
 		if err != nil {
 			return fmt.Errorf("node: prekey: %w", err)
 		}
-		if _, err := s.st.RetirePrekey(ctx, id, r.Prekey.Signed.NotAfter.Add(s.cfg.MaxAge)); err != nil {
+		if _, err := k.st.RetirePrekey(ctx, id, r.Prekey.Signed.NotAfter.Add(k.cfg.MaxAge)); err != nil {
 			return fmt.Errorf("node: retire prekey: %w", err)
 		}
 	}
-	if _, err := s.st.PurgePrekeys(ctx); err != nil {
+	if _, err := k.st.PurgePrekeys(ctx); err != nil {
 		return fmt.Errorf("node: purge prekeys: %w", err)
 	}
-	s.mu.Lock()
-	s.prekey = cur
+	k.mu.Lock()
+	k.prekey = cur
 	if rotated {
-		s.card = nil
+		k.card = nil
 	}
-	s.mu.Unlock()
-	if rotated && s.outbox != nil {
-		s.log.Info("prekey rotated", "prekey", cur.ID())
-		s.announceCard(ctx)
-		s.kickPublish()
+	k.mu.Unlock()
+	if rotated && k.changed != nil {
+		k.log.Info("prekey rotated", "prekey", cur.ID())
+		k.changed(ctx)
 	}
 	return nil
 }
 
-// prekeyLoop rotates and purges prekeys until ctx ends.
-func (s *session) prekeyLoop(ctx context.Context) {
+// serve rotates and purges prekeys until ctx ends.
+func (k *keyring) serve(ctx context.Context) error {
 	t := time.NewTicker(prekeyCheck)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
-			if err := s.ensurePrekey(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("prekey maintenance failed", "err", err)
+			if err := k.ensurePrekey(ctx); err != nil && ctx.Err() == nil {
+				k.log.Error("prekey maintenance failed", "err", err)
 			}
-			s.purgeRetired(ctx)
+			k.purgeRetired(ctx)
 		}
 	}
 }
 
 // prekeyByID is the Opener's prekey lookup: current and retired prekeys
 // until they are purged.
-func (s *session) prekeyByID(id uint64) (*protocol.Prekey, error) {
-	s.mu.Lock()
-	cur := s.prekey
-	s.mu.Unlock()
+func (k *keyring) prekeyByID(id uint64) (*protocol.Prekey, error) {
+	k.mu.Lock()
+	cur := k.prekey
+	k.mu.Unlock()
 	if cur != nil && cur.ID() == id {
 		return cur, nil // the common case, without a store read
 	}
-	r, err := s.st.Prekey(s.life, id)
+	r, err := k.st.Prekey(context.Background(), id) // the Opener gives no context; a local read
 	if err != nil {
 		return nil, protocol.ErrUnknownPrekey
 	}
@@ -122,11 +121,11 @@ const cardMaxAge = time.Minute
 
 // ownCard returns the user's signed card: name, device, current
 // addresses and current prekey.
-func (s *session) ownCard() (*protocol.Card, error) {
-	now := s.cfg.Now()
-	s.mu.Lock()
-	c, name, pk, key, genesis, chain := s.card, s.name, s.prekey, s.key, s.genesis, s.chain
-	s.mu.Unlock()
+func (k *keyring) ownCard() (*protocol.Card, error) {
+	now := k.cfg.Now()
+	k.mu.Lock()
+	c, name, pk, key, genesis, chain := k.card, k.name, k.prekey, k.key, k.genesis, k.chain
+	k.mu.Unlock()
 	if c != nil && now.Sub(c.IssuedAt) < cardMaxAge && now.Sub(c.IssuedAt) >= 0 {
 		return c, nil
 	}
@@ -134,21 +133,21 @@ func (s *session) ownCard() (*protocol.Card, error) {
 	if pk != nil {
 		signed = &pk.Signed
 	}
-	c, err := protocol.NewChainedCard(key, genesis, chain, name, [][]byte{[]byte(s.host.ID())}, s.cardAddrs(), signed, now)
+	c, err := protocol.NewChainedCard(key, genesis, chain, name, [][]byte{[]byte(k.host.ID())}, k.cardAddrs(), signed, now)
 	if err != nil {
 		return nil, fmt.Errorf("node: sign own card: %w", err)
 	}
-	s.mu.Lock()
-	s.card = c
-	s.mu.Unlock()
+	k.mu.Lock()
+	k.card = c
+	k.mu.Unlock()
 	return c, nil
 }
 
 // cardAddrs are the listen addresses a card carries: public ones first,
 // then private, then loopback, at most protocol.MaxCardAddrs.
-func (s *session) cardAddrs() []string {
+func (k *keyring) cardAddrs() []string {
 	var pub, priv, loop []string
-	for _, a := range s.host.Addrs() {
+	for _, a := range k.host.Addrs() {
 		str := a.String()
 		if len(str) > protocol.MaxAddrSize {
 			continue

@@ -3,7 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"sync"
 
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -13,51 +17,137 @@ import (
 	"github.com/parley-chat/parley/store"
 )
 
+// presence is the part that knows who is online: it watches the host's
+// connections (a friend is online while one of their devices is
+// connected), tells the event bus, hurries the outbox when a friend's
+// device connects, dials friends (all of them once at start), and keeps
+// the host's reachability. mu guards online and reach, for short reads
+// and writes; no other lock is taken while holding it.
+type presence struct {
+	cfg     Config
+	log     *slog.Logger
+	host    host.Host
+	friends *friendBook
+	events  *bus
+	// rush tells the outbox a friend's device is connected.
+	rush func(to protocol.ID)
+	// spawn runs f in a goroutine that Close waits for.
+	spawn func(f func(ctx context.Context))
+
+	mu     sync.Mutex
+	online map[protocol.ID]bool // friends shown online (last event sent)
+	reach  network.Reachability // as AutoNAT last said
+}
+
+func newPresence() *presence {
+	return &presence{online: make(map[protocol.ID]bool)}
+}
+
+// serve watches connections and reachability, and dials every friend
+// once, until ctx ends.
+func (pr *presence) serve(ctx context.Context) error {
+	sub, err := pr.host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	if err != nil {
+		return fmt.Errorf("node: reachability events: %w", err)
+	}
+	defer sub.Close()
+	nb := &network.NotifyBundle{
+		ConnectedF:    func(_ network.Network, c network.Conn) { pr.peerConnected(c.RemotePeer()) },
+		DisconnectedF: func(_ network.Network, c network.Conn) { pr.peerDisconnected(c.RemotePeer()) },
+	}
+	pr.host.Network().Notify(nb)
+	defer pr.host.Network().StopNotify(nb)
+	// Devices may have connected before the notifications started.
+	for _, fe := range pr.friends.having(func(*friendEntry) bool { return true }) {
+		pr.cached(fe)
+	}
+	pr.spawn(pr.dialKnown)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-sub.Out():
+			if !ok {
+				return nil
+			}
+			if r, ok := e.(event.EvtLocalReachabilityChanged); ok {
+				pr.mu.Lock()
+				pr.reach = r.Reachability
+				pr.mu.Unlock()
+			}
+		}
+	}
+}
+
 // peerConnected is the host's notification of a new connection: a
 // friend's device coming online gets what is queued for them at once.
-func (s *session) peerConnected(p peer.ID) {
-	s.mu.Lock()
-	user, ok := s.devices[p]
-	first := ok && !s.online[user]
-	if first {
-		s.online[user] = true
-	}
-	s.mu.Unlock()
+func (pr *presence) peerConnected(p peer.ID) {
+	user, ok := pr.friends.userOf(p)
 	if !ok {
 		return
 	}
+	pr.mu.Lock()
+	first := !pr.online[user]
+	pr.online[user] = true
+	pr.mu.Unlock()
 	if first {
-		s.n.events.publish(Event{Type: EventPeerOnline, User: user, Peer: p})
+		pr.events.publish(Event{Type: EventPeerOnline, User: user, Peer: p})
 	}
-	s.outbox.Rush(user)
+	pr.rush(user)
 }
 
 // peerDisconnected is the host's notification of a closed connection: the
 // friend goes offline when none of their devices is connected any more.
-func (s *session) peerDisconnected(p peer.ID) {
-	s.mu.Lock()
-	user, ok := s.devices[p]
-	var devices []peer.ID
-	if ok && s.online[user] {
-		devices = s.friends[user].devices
-	}
-	s.mu.Unlock()
-	if len(devices) == 0 || s.anyConnected(devices) {
+func (pr *presence) peerDisconnected(p peer.ID) {
+	user, ok := pr.friends.userOf(p)
+	if !ok || !pr.isOnline(user) || pr.anyConnected(pr.friends.devicesOf(user)) {
 		return
 	}
-	s.mu.Lock()
-	last := s.online[user]
-	s.online[user] = false
-	s.mu.Unlock()
+	pr.mu.Lock()
+	last := pr.online[user]
+	pr.online[user] = false
+	pr.mu.Unlock()
 	if last {
-		s.n.events.publish(Event{Type: EventPeerOffline, User: user, Peer: p})
+		pr.events.publish(Event{Type: EventPeerOffline, User: user, Peer: p})
 	}
 }
 
+// cached is told of a friend cached anew: a device may have connected
+// before we knew whose it was (their contact request came over that
+// connection).
+func (pr *presence) cached(fe *friendEntry) {
+	if pr.isOnline(fe.f.UserID) || !pr.anyConnected(fe.devices) {
+		return
+	}
+	pr.mu.Lock()
+	pr.online[fe.f.UserID] = true
+	pr.mu.Unlock()
+}
+
+// forget drops a removed friend.
+func (pr *presence) forget(id protocol.ID) {
+	pr.mu.Lock()
+	delete(pr.online, id)
+	pr.mu.Unlock()
+}
+
+// isOnline reports whether a friend is shown online.
+func (pr *presence) isOnline(id protocol.ID) bool {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.online[id]
+}
+
+func (pr *presence) reachability() network.Reachability {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	return pr.reach
+}
+
 // anyConnected reports whether the host has a connection to any of ids.
-func (s *session) anyConnected(ids []peer.ID) bool {
+func (pr *presence) anyConnected(ids []peer.ID) bool {
 	for _, id := range ids {
-		if s.host.Network().Connectedness(id) == network.Connected {
+		if pr.host.Network().Connectedness(id) == network.Connected {
 			return true
 		}
 	}
@@ -65,55 +155,50 @@ func (s *session) anyConnected(ids []peer.ID) bool {
 }
 
 // dialKnown connects, once at start, to every accepted friend's devices
-// (directoryLoop dials the bootstrap peers), so they learn our (possibly new) addresses
-// and send what they queued for us.
-func (s *session) dialKnown(ctx context.Context) {
-	s.mu.Lock()
-	var fes []*friendEntry
-	for _, fe := range s.friends {
-		if fe.f.Status == store.FriendAccepted || fe.f.Status == store.FriendPendingOut {
-			fes = append(fes, fe)
-		}
-	}
-	s.mu.Unlock()
+// (the publisher dials the bootstrap peers), so they learn our (possibly
+// new) addresses and send what they queued for us.
+func (pr *presence) dialKnown(ctx context.Context) {
+	fes := pr.friends.having(func(fe *friendEntry) bool {
+		return fe.f.Status == store.FriendAccepted || fe.f.Status == store.FriendPendingOut
+	})
 	for _, fe := range fes {
 		if ctx.Err() != nil {
 			return
 		}
-		s.dialFriendNow(ctx, fe)
+		pr.dialFriendNow(ctx, fe)
 	}
 }
 
 // dialFriend connects to a friend's devices in the background.
-func (s *session) dialFriend(fe *friendEntry) {
-	s.track.goFunc(func() { s.dialFriendNow(s.life, fe) })
+func (pr *presence) dialFriend(fe *friendEntry) {
+	pr.spawn(func(ctx context.Context) { pr.dialFriendNow(ctx, fe) })
 }
 
-func (s *session) dialFriendNow(ctx context.Context, fe *friendEntry) {
+func (pr *presence) dialFriendNow(ctx context.Context, fe *friendEntry) {
 	for _, info := range fe.infos {
-		if info.ID == s.host.ID() || s.host.Network().Connectedness(info.ID) == network.Connected {
+		if info.ID == pr.host.ID() || pr.host.Network().Connectedness(info.ID) == network.Connected {
 			continue
 		}
 		// Without addresses, the routed host asks the DHT for them.
-		dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
-		err := s.host.Connect(dctx, info)
+		dctx, cancel := context.WithTimeout(ctx, pr.cfg.DialTimeout)
+		err := pr.host.Connect(dctx, info)
 		cancel()
 		if err != nil {
-			s.log.Debug("friend device unreachable", "friend", fe.f.UserID.String(), "peer", info.ID.String(), "err", err)
+			pr.log.Debug("friend device unreachable", "friend", fe.f.UserID.String(), "peer", info.ID.String(), "err", err)
 		}
 	}
 }
 
 // Connect dials a peer by a multiaddr that ends in /p2p/<peer ID>.
 func (n *Node) Connect(ctx context.Context, addr string) error {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return err
 	}
-	return s.connect(ctx, addr)
+	return s.presence.connect(ctx, addr)
 }
 
-func (s *session) connect(ctx context.Context, addr string) error {
+func (pr *presence) connect(ctx context.Context, addr string) error {
 	a, err := ma.NewMultiaddr(addr)
 	if err != nil {
 		return fmt.Errorf("%w: address: %v", ErrInvalid, err)
@@ -122,13 +207,13 @@ func (s *session) connect(ctx context.Context, addr string) error {
 	if err != nil {
 		return fmt.Errorf("%w: address must end in /p2p/<peer ID>: %v", ErrInvalid, err)
 	}
-	if info.ID == s.host.ID() {
+	if info.ID == pr.host.ID() {
 		return fmt.Errorf("%w: that is this node", ErrInvalid)
 	}
-	s.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
-	dctx, cancel := context.WithTimeout(ctx, s.cfg.DialTimeout)
+	pr.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
+	dctx, cancel := context.WithTimeout(ctx, pr.cfg.DialTimeout)
 	defer cancel()
-	if err := s.host.Connect(dctx, *info); err != nil {
+	if err := pr.host.Connect(dctx, *info); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
@@ -146,20 +231,17 @@ type Me struct {
 
 // Me returns the own user, with a freshly signed invite card.
 func (n *Node) Me(ctx context.Context) (Me, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return Me{}, err
 	}
-	c, err := s.ownCard()
+	c, err := s.keys.ownCard()
 	if err != nil {
 		return Me{}, err
 	}
-	s.mu.Lock()
-	name := s.name
-	s.mu.Unlock()
 	return Me{
 		UserID:      s.me,
-		Name:        name,
+		Name:        s.keys.displayName(),
 		PeerID:      s.host.ID(),
 		Addrs:       p2pAddrs(s.host),
 		Invite:      c.URI(),
@@ -178,13 +260,11 @@ type Info struct {
 // Info returns the host's peer ID, addresses, connections and
 // reachability.
 func (n *Node) Info(ctx context.Context) (Info, error) {
-	s, err := n.session()
+	s, err := n.running()
 	if err != nil {
 		return Info{}, err
 	}
-	s.mu.Lock()
-	reach := s.reach
-	s.mu.Unlock()
+	reach := s.presence.reachability()
 	return Info{
 		PeerID:         s.host.ID(),
 		Addrs:          p2pAddrs(s.host),

@@ -18,17 +18,17 @@ import (
 // accept it because the chain leads from the key they pinned.
 
 // identity is the current identity key.
-func (s *session) identity() *protocol.PrivateKey {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.key
+func (k *keyring) identity() *protocol.PrivateKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.key
 }
 
 // oldKey is the Opener's lookup of retired identity keys.
-func (s *session) oldKey(id protocol.ID) *protocol.PrivateKey {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if r, ok := s.retired[id]; ok && s.cfg.Now().Before(r.until) {
+func (k *keyring) oldKey(id protocol.ID) *protocol.PrivateKey {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if r, ok := k.retired[id]; ok && k.cfg.Now().Before(r.until) {
 		return r.key
 	}
 	return nil
@@ -42,23 +42,23 @@ type retiredKey struct {
 
 // loadKeys reads the genesis key, the rotation chain and the retired keys
 // from the store, dropping retired keys whose grace period is over.
-func (s *session) loadKeys(ctx context.Context) error {
-	if _, err := s.st.PurgeRetiredKeys(ctx, s.cfg.Now()); err != nil {
+func (k *keyring) loadKeys(ctx context.Context) error {
+	if _, err := k.st.PurgeRetiredKeys(ctx, k.cfg.Now()); err != nil {
 		return fmt.Errorf("node: purge retired keys: %w", err)
 	}
-	chain, err := s.st.KeyChain(ctx)
+	chain, err := k.st.KeyChain(ctx)
 	if err != nil {
 		return fmt.Errorf("node: key chain: %w", err)
 	}
-	old, err := s.st.RetiredKeys(ctx)
+	old, err := k.st.RetiredKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("node: retired keys: %w", err)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.genesis, s.chain = s.st.GenesisKey(), chain
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.genesis, k.chain = k.st.GenesisKey(), chain
 	for _, r := range old {
-		s.retired[r.Key.Public().ID()] = retiredKey{key: r.Key, until: r.Until}
+		k.retired[r.Key.Public().ID()] = retiredKey{key: r.Key, until: r.Until}
 	}
 	return nil
 }
@@ -66,61 +66,63 @@ func (s *session) loadKeys(ctx context.Context) error {
 // RotateKey replaces the identity key by a new one (of the same size),
 // signed by the old one, and tells the directory and every friend.
 func (n *Node) RotateKey(ctx context.Context) error {
-	s, err := n.session()
+	u, err := n.running()
 	if err != nil {
 		return err
 	}
-	s.rotateMu.Lock()
-	defer s.rotateMu.Unlock()
-	cur := s.identity()
-	next, err := s.cfg.NewKey(cur.Public().Bits())
+	// The rotation is on disk once rotate writes it: finish even if the
+	// caller goes.
+	return u.keys.rotate(context.WithoutCancel(ctx))
+}
+
+// rotate makes and stores a new identity key and its rotation statement,
+// then a prekey signed by it (which tells friends and the directory).
+func (k *keyring) rotate(ctx context.Context) error {
+	k.rotateMu.Lock()
+	defer k.rotateMu.Unlock()
+	cur := k.identity()
+	next, err := k.cfg.NewKey(cur.Public().Bits())
 	if err != nil {
 		return fmt.Errorf("node: generate identity key: %w", err)
 	}
-	now := s.cfg.Now()
-	s.mu.Lock()
+	now := k.cfg.Now()
+	k.mu.Lock()
 	seq := uint64(1)
-	if len(s.chain) > 0 {
-		seq = s.chain[len(s.chain)-1].Seq + 1
+	if len(k.chain) > 0 {
+		seq = k.chain[len(k.chain)-1].Seq + 1
 	}
-	s.mu.Unlock()
-	r, err := protocol.NewRotation(s.me, cur, next, seq, now)
+	k.mu.Unlock()
+	r, err := protocol.NewRotation(k.me, cur, next, seq, now)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	until := now.Add(s.cfg.KeyGrace)
-	// The rotation is on disk from here: finish even if the caller goes.
-	ctx = context.WithoutCancel(ctx)
-	if err := s.st.RotateIdentity(ctx, next, r, until); err != nil {
+	until := now.Add(k.cfg.KeyGrace)
+	if err := k.st.RotateIdentity(ctx, next, r, until); err != nil {
 		return fmt.Errorf("node: rotate identity: %w", err)
 	}
-	s.mu.Lock()
-	s.key = next
-	s.chain = append(s.chain, r)
-	s.retired[cur.Public().ID()] = retiredKey{key: cur, until: until}
-	s.card = nil
-	s.mu.Unlock()
-	s.log.Info("identity key rotated", "key", next.Public().ID().String(), "seq", seq)
-	// A prekey signed by the old key goes; ensurePrekey makes a new one,
-	// publishes the record and sends friends the new card.
-	if err := s.ensurePrekey(ctx); err != nil {
-		return err
-	}
-	s.kickPublish()
-	return nil
+	k.mu.Lock()
+	k.key = next
+	k.chain = append(k.chain, r)
+	k.retired[cur.Public().ID()] = retiredKey{key: cur, until: until}
+	k.card = nil
+	k.mu.Unlock()
+	k.log.Info("identity key rotated", "key", next.Public().ID().String(), "seq", seq)
+	// A prekey signed by the old key goes; ensurePrekey makes a new one
+	// and calls changed (the directory record, friends' cards).
+	return k.ensurePrekey(ctx)
 }
 
 // purgeRetired forgets retired keys whose grace period is over.
-func (s *session) purgeRetired(ctx context.Context) {
-	now := s.cfg.Now()
-	s.mu.Lock()
-	for id, r := range s.retired {
+func (k *keyring) purgeRetired(ctx context.Context) {
+	now := k.cfg.Now()
+	k.mu.Lock()
+	for id, r := range k.retired {
 		if !now.Before(r.until) {
-			delete(s.retired, id)
+			delete(k.retired, id)
 		}
 	}
-	s.mu.Unlock()
-	if _, err := s.st.PurgeRetiredKeys(ctx, now); err != nil {
-		s.log.Warn("retired keys not purged", "err", err)
+	k.mu.Unlock()
+	if _, err := k.st.PurgeRetiredKeys(ctx, now); err != nil {
+		k.log.Warn("retired keys not purged", "err", err)
 	}
 }

@@ -79,7 +79,7 @@ func TestKeyRotation(t *testing.T) {
 	if err := a.RotateKey(ctx); err != nil {
 		t.Fatalf("RotateKey: %v", err)
 	}
-	if got := sessionOf(t, a).identity().Public(); !got.Equal(k2.Public()) {
+	if got := unlockedOf(t, a).keys.identity().Public(); !got.Equal(k2.Public()) {
 		t.Fatal("A's identity is not the new key")
 	}
 	if meOf(t, a).UserID != aID {
@@ -91,7 +91,7 @@ func TestKeyRotation(t *testing.T) {
 	sendAndWait(t, a, b, "after, a to b")
 	w.waitEvent(t, 30*time.Second, "key rotation notice", isType(EventFriendKeyRotated))
 	waitFor(t, 30*time.Second, "B pins the new key", func() bool {
-		fe := sessionOf(t, b).friend(aID)
+		fe := unlockedOf(t, b).friends.friend(aID)
 		return fe != nil && fe.key.Equal(k2.Public())
 	})
 	sendAndWait(t, b, a, "after, b to a")
@@ -105,9 +105,9 @@ func TestKeyRotation(t *testing.T) {
 	// A restart keeps the rotated identity, the chain and the old key.
 	closeNode(t, a)
 	a = unlockNode(t, acfg)
-	as := sessionOf(t, a)
-	if !as.identity().Public().Equal(k2.Public()) || len(as.chain) != 1 || !as.genesis.Equal(g.Public()) || as.oldKey(g.ID()) == nil {
-		t.Fatalf("after restart: chain %d, genesis %v", len(as.chain), as.genesis.ID())
+	as := unlockedOf(t, a)
+	if !as.keys.identity().Public().Equal(k2.Public()) || len(as.keys.chain) != 1 || !as.keys.genesis.Equal(g.Public()) || as.keys.oldKey(g.ID()) == nil {
+		t.Fatalf("after restart: chain %d, genesis %v", len(as.keys.chain), as.keys.genesis.ID())
 	}
 	sendAndWait(t, b, a, "after the restart, b to a")
 	sendAndWait(t, a, b, "after the restart, a to b")
@@ -120,8 +120,8 @@ func TestKeyRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		as := sessionOf(t, a)
-		dev, err := directory.SignDevice(as.hostPriv, aID)
+		as := unlockedOf(t, a)
+		dev, err := directory.SignDevice(as.pub.hostPriv, aID)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -136,8 +136,8 @@ func TestKeyRotation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bs := sessionOf(t, b)
-		if !bs.applyRecord(ctx, rec) {
+		bs := unlockedOf(t, b)
+		if !bs.friends.applyRecord(ctx, rec) {
 			t.Fatal("record not applied")
 		}
 		f, err := b.Friend(ctx, aID)
@@ -150,13 +150,13 @@ func TestKeyRotation(t *testing.T) {
 		}
 		// A lower sequence number is ignored, whatever it says.
 		older, err := directory.NewRecord(k2, directory.RecordInput{
-			Name: "Alice", Genesis: g.Public(), Chain: as.chain, Devices: []directory.Device{dev},
+			Name: "Alice", Genesis: g.Public(), Chain: as.keys.chain, Devices: []directory.Device{dev},
 			Seq: 5, Lifetime: time.Hour,
 		}, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if bs.applyRecord(ctx, older) {
+		if bs.friends.applyRecord(ctx, older) {
 			t.Error("a rolled-back record was applied")
 		}
 		if err := b.VerifyFriend(ctx, aID); err != nil {

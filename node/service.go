@@ -57,29 +57,29 @@ func rejected(code protocol.AckCode, detail string, err error) *inbound {
 // Delivery frames, each answered by an Ack once the envelope is stored or
 // rejected. Envelopes are opened in parallel (RSA decryption is what
 // limits the inbound rate) and stored and acknowledged in stream order.
-func (s *session) handleStream(str network.Stream) {
-	if !s.track.enter() {
+func (ms *messenger) handleStream(str network.Stream) {
+	if !ms.track.enter() {
 		str.Reset()
 		return
 	}
-	defer s.track.leave()
+	defer ms.track.leave()
 	remote := str.Conn().RemotePeer()
 	if err := str.Scope().ReserveMemory(pipelineDepth*protocol.MaxDeliverySize, network.ReservationPriorityAlways); err != nil {
-		s.log.Warn("inbound stream refused: memory limit", "peer", remote.String(), "err", err)
+		ms.log.Warn("inbound stream refused: memory limit", "peer", remote.String(), "err", err)
 		str.Reset()
 		return
 	}
 	defer str.Scope().ReleaseMemory(pipelineDepth * protocol.MaxDeliverySize)
 
-	ctx, cancel := context.WithCancel(s.life)
+	ctx, cancel := context.WithCancel(ms.life)
 	defer cancel()
 	queue := make(chan *inbound, pipelineDepth)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		s.commitLoop(ctx, str, remote, queue)
+		ms.commitLoop(ctx, str, remote, queue)
 	}()
-	s.readLoop(ctx, str, remote, queue)
+	ms.readLoop(ctx, str, remote, queue)
 	close(queue)
 	<-done
 	str.Close()
@@ -87,7 +87,7 @@ func (s *session) handleStream(str network.Stream) {
 
 // readLoop reads frames until the stream ends or fails, queues each in
 // order and has a worker open it, at most GOMAXPROCS at a time.
-func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.ID, queue chan<- *inbound) {
+func (ms *messenger) readLoop(ctx context.Context, str network.Stream, remote peer.ID, queue chan<- *inbound) {
 	br := bufio.NewReaderSize(str, 4096)
 	workers := make(chan struct{}, runtime.GOMAXPROCS(0))
 	push := func(in *inbound) bool {
@@ -131,7 +131,7 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 		}
 		go func() {
 			defer func() { <-workers }()
-			s.open(ctx, d, in)
+			ms.open(ctx, d, in)
 			close(in.ready)
 		}()
 	}
@@ -140,7 +140,7 @@ func (s *session) readLoop(ctx context.Context, str network.Stream, remote peer.
 // commitLoop stores opened envelopes in stream order and writes their
 // acks. A failed write ends the stream, and so does the maxRejects-th
 // rejected envelope.
-func (s *session) commitLoop(ctx context.Context, str network.Stream, remote peer.ID, queue <-chan *inbound) {
+func (ms *messenger) commitLoop(ctx context.Context, str network.Stream, remote peer.ID, queue <-chan *inbound) {
 	bw := bufio.NewWriter(str)
 	rejects := 0
 	var pending *inbound // read from the queue but not committed yet
@@ -170,14 +170,14 @@ func (s *session) commitLoop(ctx context.Context, str network.Stream, remote pee
 		}
 		switch {
 		case len(batch) > 1:
-			s.commitSessionBatch(ctx, batch)
+			ms.commitSessionBatch(ctx, batch)
 		case in.ack.Code == protocol.AckOK:
-			s.commit(ctx, in)
+			ms.commit(ctx, in)
 		}
 		var err error
 		for _, in := range batch {
 			if in.ack.Code != protocol.AckOK {
-				s.audit(remote, in.from, in.ack.Code, in.err)
+				ms.audit(remote, in.from, in.ack.Code, in.err)
 				rejects++
 			}
 			str.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
@@ -225,7 +225,7 @@ func drain(queue <-chan *inbound) {
 }
 
 // audit logs a rejected envelope: who, which code, why; never content.
-func (s *session) audit(remote peer.ID, from protocol.ID, code protocol.AckCode, err error) {
+func (ms *messenger) audit(remote peer.ID, from protocol.ID, code protocol.AckCode, err error) {
 	attrs := []any{"peer", remote.String(), "code", code.String()}
 	if !from.IsZero() {
 		attrs = append(attrs, "sender", from.String())
@@ -233,7 +233,7 @@ func (s *session) audit(remote peer.ID, from protocol.ID, code protocol.AckCode,
 	if err != nil {
 		attrs = append(attrs, "reason", err.Error())
 	}
-	s.log.Warn("envelope rejected", attrs...)
+	ms.log.Warn("envelope rejected", attrs...)
 }
 
 // errNotAFriend rejects an envelope from someone who may not send it.
@@ -245,11 +245,11 @@ var errNotAFriend = errors.New("sender may not send this to us")
 var errTooManyRequests = errors.New("too many contact requests waiting for an answer")
 
 // pendingIn counts the contact requests waiting for the user.
-func (s *session) pendingIn() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (fr *friendBook) pendingIn() int {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
 	n := 0
-	for _, fe := range s.friends {
+	for _, fe := range fr.friends {
 		if fe.f.Status == store.FriendPendingIn {
 			n++
 		}
@@ -259,9 +259,9 @@ func (s *session) pendingIn() int {
 
 // open checks and decrypts one delivered envelope into in, without
 // storing it.
-func (s *session) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
+func (ms *messenger) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
 	if len(d.Session) > 0 {
-		s.checkSession(ctx, d, in)
+		ms.checkSession(ctx, d, in)
 		return
 	}
 	env, err := protocol.ParseEnvelope(d.Envelope)
@@ -270,18 +270,18 @@ func (s *session) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
 		return
 	}
 	in.ack.MsgID, in.from = env.MsgID, env.Sender
-	if env.Recipient != s.me {
+	if env.Recipient != ms.me {
 		in.reject(protocol.AckNotForMe, protocol.ErrNotForMe)
 		return
 	}
-	if seen, err := s.st.Seen(ctx, env.MsgID); err != nil {
+	if seen, err := ms.st.Seen(ctx, env.MsgID); err != nil {
 		in.reject(protocol.AckUnavailable, err)
 		return
 	} else if seen {
 		in.reject(protocol.AckReplay, errors.New("msg_id seen before"))
 		return
 	}
-	key, err := s.senderKey(env, d.SenderCard)
+	key, err := ms.senderKey(env, d.SenderCard)
 	if errors.Is(err, errTooManyRequests) {
 		in.reject(protocol.AckUnavailable, err)
 		return
@@ -291,30 +291,30 @@ func (s *session) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
 		return
 	}
 	op := protocol.Opener{
-		UserID: s.me,
-		Key:    s.identity(),
-		OldKey: s.oldKey,
+		UserID: ms.me,
+		Key:    ms.keys.identity(),
+		OldKey: ms.keys.oldKey,
 		SenderKey: func(user, keyID protocol.ID) (*protocol.PublicKey, error) {
 			switch {
 			case user != env.Sender:
 				return nil, protocol.ErrUnknownSender
-			case keyID != key.ID() && s.friend(user) != nil:
+			case keyID != key.ID() && ms.friends.friend(user) != nil:
 				// A friend signing with another key may have rotated:
 				// look up their record, and have them retry.
-				return nil, s.unknownSenderKey(user)
+				return nil, ms.friends.unknownSenderKey(user)
 			case keyID != key.ID():
 				return nil, protocol.ErrUnknownSender
 			}
 			return key, nil
 		},
-		Prekey: s.prekeyByID,
-		MaxAge: s.cfg.MaxAge,
-		Now:    s.cfg.Now,
+		Prekey: ms.keys.prekeyByID,
+		MaxAge: ms.cfg.MaxAge,
+		Now:    ms.cfg.Now,
 	}
 	start := time.Now()
 	m, err := op.Open(d.Envelope)
-	s.stats.openNanos.Add(int64(time.Since(start)))
-	s.stats.opened.Add(1)
+	ms.stats.openNanos.Add(int64(time.Since(start)))
+	ms.stats.opened.Add(1)
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
 		return
@@ -339,8 +339,8 @@ func (in *inbound) reject(code protocol.AckCode, err error) {
 // key, or for a first contact request the key on the card that came with
 // it. Chat messages and receipts come only from accepted friends, accepts
 // only from those we asked, and nothing from those we blocked.
-func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol.PublicKey, error) {
-	fe := s.friend(env.Sender)
+func (ms *messenger) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol.PublicKey, error) {
+	fe := ms.friends.friend(env.Sender)
 	if fe != nil && fe.key == nil {
 		return nil, fmt.Errorf("%w: stored key does not parse", errNotAFriend)
 	}
@@ -368,7 +368,7 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 		if len(cardBytes) == 0 {
 			return nil, fmt.Errorf("%w: unknown sender without a card", errNotAFriend)
 		}
-		if s.pendingIn() >= s.cfg.MaxPendingRequests {
+		if ms.friends.pendingIn() >= ms.cfg.MaxPendingRequests {
 			return nil, errTooManyRequests
 		}
 		c, err := protocol.ParseCard(cardBytes)
@@ -387,18 +387,18 @@ func (s *session) senderKey(env *protocol.Envelope, cardBytes []byte) (*protocol
 // ack's code. A chat message is stored with its seen ID in one synced
 // transaction before the ack; control envelopes are idempotent, so their
 // seen ID is marked after they took effect.
-func (s *session) commit(ctx context.Context, in *inbound) {
+func (ms *messenger) commit(ctx context.Context, in *inbound) {
 	if in.sm != nil {
-		s.commitSession(ctx, in)
+		ms.commitSession(ctx, in)
 		return
 	}
 	m := in.msg
 	if m.Kind == protocol.KindSessionStart {
-		s.acceptStart(ctx, in)
+		ms.acceptStart(ctx, in)
 		return
 	}
 	if m.Kind == protocol.KindText || m.Kind == protocol.KindReceipt {
-		if fe := s.friend(m.Sender); fe == nil || fe.f.Status != store.FriendAccepted {
+		if fe := ms.friends.friend(m.Sender); fe == nil || fe.f.Status != store.FriendAccepted {
 			in.reject(protocol.AckNotAFriend, errNotAFriend)
 			return
 		}
@@ -407,25 +407,25 @@ func (s *session) commit(ctx context.Context, in *inbound) {
 	switch m.Kind {
 	case protocol.KindText:
 		var stored store.Message
-		stored, err = s.st.StoreReceived(ctx, textMessage(m))
+		stored, err = ms.st.StoreReceived(ctx, textMessage(m))
 		if errors.Is(err, store.ErrDuplicate) {
 			in.reject(protocol.AckReplay, err)
 			return
 		}
 		if err == nil {
-			s.n.events.publish(Event{Type: EventMessage, Message: stored})
+			ms.events.publish(Event{Type: EventMessage, Message: stored})
 		}
 	case protocol.KindReceipt:
-		err = s.receiveReceipt(ctx, m)
+		err = ms.receiveReceipt(ctx, m)
 	case protocol.KindContactRequest, protocol.KindContactAccept:
-		err = s.receiveContact(ctx, m, in.card)
+		err = ms.friends.receiveContact(ctx, m, in.card)
 	case protocol.KindSessionReset:
-		err = s.receiveReset(ctx, m) // marks it seen with the state
+		err = ms.receiveReset(ctx, m) // marks it seen with the state
 	default:
 		err = fmt.Errorf("%w: kind %d", protocol.ErrMalformed, m.Kind)
 	}
 	if err == nil && m.Kind != protocol.KindText && m.Kind != protocol.KindSessionReset {
-		err = s.st.MarkSeen(ctx, m.MsgID)
+		err = ms.st.MarkSeen(ctx, m.MsgID)
 	}
 	if err != nil {
 		code := protocol.AckUnavailable
@@ -442,29 +442,29 @@ const kindText = "text"
 // checkSession checks a delivered session message as far as it can be
 // checked without its session state (which the committer holds): form,
 // addressing, time, replay, and that the sender may send it.
-func (s *session) checkSession(ctx context.Context, d *protocol.Delivery, in *inbound) {
+func (ms *messenger) checkSession(ctx context.Context, d *protocol.Delivery, in *inbound) {
 	sm, err := protocol.ParseSessionMessage(d.Session)
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
 		return
 	}
 	in.ack.MsgID, in.from = sm.MsgID, sm.Sender
-	if sm.Recipient != s.me {
+	if sm.Recipient != ms.me {
 		in.reject(protocol.AckNotForMe, protocol.ErrNotForMe)
 		return
 	}
-	if err := sm.CheckTime(s.cfg.Now(), s.cfg.MaxAge, protocol.DefaultMaxSkew); err != nil {
+	if err := sm.CheckTime(ms.cfg.Now(), ms.cfg.MaxAge, protocol.DefaultMaxSkew); err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
 		return
 	}
-	if seen, err := s.st.Seen(ctx, sm.MsgID); err != nil {
+	if seen, err := ms.st.Seen(ctx, sm.MsgID); err != nil {
 		in.reject(protocol.AckUnavailable, err)
 		return
 	} else if seen {
 		in.reject(protocol.AckReplay, errors.New("msg_id seen before"))
 		return
 	}
-	if fe := s.friend(sm.Sender); fe == nil || fe.key == nil ||
+	if fe := ms.friends.friend(sm.Sender); fe == nil || fe.key == nil ||
 		(fe.f.Status != store.FriendAccepted && fe.f.Status != store.FriendPendingOut) {
 		in.reject(protocol.AckNotAFriend, errNotAFriend)
 		return

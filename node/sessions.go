@@ -52,13 +52,13 @@ func (ps *peerSess) next(peer protocol.ID, p *protocol.PeerSessions) *store.Sess
 func (ps *peerSess) stored(u *store.SessionUpdate) { ps.blob, ps.version = u.State, u.Version }
 
 // peerSessOf returns friend id's session state holder.
-func (s *session) peerSessOf(id protocol.ID) *peerSess {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ps := s.sessions[id]
+func (ms *messenger) peerSessOf(id protocol.ID) *peerSess {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	ps := ms.sessions[id]
 	if ps == nil {
 		ps = &peerSess{}
-		s.sessions[id] = ps
+		ms.sessions[id] = ps
 	}
 	return ps
 }
@@ -66,21 +66,21 @@ func (s *session) peerSessOf(id protocol.ID) *peerSess {
 // state parses the friend's sessions; ps.mu must be held. A stored blob
 // that does not parse is dropped (logged): the friend's next session
 // message gets a reset, and a new session starts.
-func (s *session) state(ctx context.Context, ps *peerSess, peer protocol.ID) (*protocol.PeerSessions, error) {
+func (ms *messenger) state(ctx context.Context, ps *peerSess, peer protocol.ID) (*protocol.PeerSessions, error) {
 	if !ps.loaded {
-		b, ver, err := s.st.SessionsVersion(ctx, peer)
+		b, ver, err := ms.st.SessionsVersion(ctx, peer)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("node: sessions: %w", err)
 		}
 		ps.blob, ps.version, ps.loaded = b, ver, true
 	}
 	if ps.blob == nil {
-		return protocol.NewPeerSessions(s.me, peer), nil
+		return protocol.NewPeerSessions(ms.me, peer), nil
 	}
-	p, err := protocol.ParsePeerSessions(ps.blob, s.me, peer)
+	p, err := protocol.ParsePeerSessions(ps.blob, ms.me, peer)
 	if err != nil {
-		s.log.Error("stored sessions do not parse; starting afresh", "friend", peer.String(), "err", err)
-		return protocol.NewPeerSessions(s.me, peer), nil
+		ms.log.Error("stored sessions do not parse; starting afresh", "friend", peer.String(), "err", err)
+		return protocol.NewPeerSessions(ms.me, peer), nil
 	}
 	return p, nil
 }
@@ -101,8 +101,8 @@ type sealed struct {
 // may be nil; its mu must be held when it is not, and when p is not nil;
 // p is then advanced, and the caller stores out.update with the message
 // and records it (ps.stored).
-func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
-	now := s.cfg.Now()
+func (ms *messenger) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
+	now := ms.cfg.Now()
 	if ps != nil {
 		if ms := now.UnixMilli(); ms <= ps.last {
 			now = time.UnixMilli(ps.last + 1)
@@ -110,8 +110,8 @@ func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSession
 		ps.last = now.UnixMilli()
 	}
 	out := sealed{kind: kind}
-	if p != nil && s.usable(p, fe, now) {
-		m, err := p.SealWithID(kind, id, body, now, s.strictSigner())
+	if p != nil && ms.usable(p, fe, now) {
+		m, err := p.SealWithID(kind, id, body, now, ms.strictSigner())
 		if err != nil {
 			return out, err
 		}
@@ -119,11 +119,11 @@ func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSession
 		out.update = ps.next(fe.f.UserID, p)
 		return out, nil
 	}
-	rcpt := s.recipient(fe)
+	rcpt := ms.friends.recipient(fe)
 	// A first message too big to ride in the start goes as an envelope;
 	// the next one starts the session.
 	if p != nil && rcpt.Prekey != nil && len(body) <= protocol.MaxStartBody {
-		env, err := p.StartWithID(s.sender(), rcpt, kind, id, body, now)
+		env, err := p.StartWithID(ms.keys.sender(), rcpt, kind, id, body, now)
 		if err != nil {
 			return out, err
 		}
@@ -134,9 +134,9 @@ func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSession
 	var env *protocol.Envelope
 	var err error
 	if id.IsZero() {
-		env, err = protocol.Seal(s.sender(), rcpt, kind, body, now)
+		env, err = protocol.Seal(ms.keys.sender(), rcpt, kind, body, now)
 	} else {
-		env, err = protocol.SealWithID(s.sender(), rcpt, kind, id, body, now)
+		env, err = protocol.SealWithID(ms.keys.sender(), rcpt, kind, id, body, now)
 	}
 	if err != nil {
 		return out, err
@@ -148,90 +148,90 @@ func (s *session) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSession
 // usable reports whether the current session with fe can carry the next
 // message: it exists, is not due for re-keying, and both identity keys
 // are still the ones it started with (after a rotation a new one starts).
-func (s *session) usable(p *protocol.PeerSessions, fe *friendEntry, now time.Time) bool {
+func (ms *messenger) usable(p *protocol.PeerSessions, fe *friendEntry, now time.Time) bool {
 	c := p.Current()
 	if c == nil || p.NeedsStart(now) {
 		return false
 	}
 	mine, theirs := c.Keys()
-	return mine == s.identity().Public().ID() && fe.key != nil && theirs == fe.key.ID()
+	return mine == ms.keys.identity().Public().ID() && fe.key != nil && theirs == fe.key.ID()
 }
 
 // strictSigner is the identity key in --strict-rsa-signatures mode, nil
 // otherwise.
-func (s *session) strictSigner() protocol.Signer {
-	if !s.cfg.StrictRSASignatures {
+func (ms *messenger) strictSigner() protocol.Signer {
+	if !ms.cfg.StrictRSASignatures {
 		return nil
 	}
-	return s.identity()
+	return ms.keys.identity()
 }
 
 // sessionsFor returns fe's session state for sealing, or nil when
 // sessions are off.
-func (s *session) sessionsFor(ctx context.Context, ps *peerSess, fe *friendEntry) (*protocol.PeerSessions, error) {
-	if s.cfg.DisableSessions {
+func (ms *messenger) sessionsFor(ctx context.Context, ps *peerSess, fe *friendEntry) (*protocol.PeerSessions, error) {
+	if ms.cfg.DisableSessions {
 		return nil, nil
 	}
-	return s.state(ctx, ps, fe.f.UserID)
+	return ms.state(ctx, ps, fe.f.UserID)
 }
 
 // commitSession opens a session message (in stream order, under the
 // sender's lock) and stores it with the advanced state in one
 // transaction.
-func (s *session) commitSession(ctx context.Context, in *inbound) {
+func (ms *messenger) commitSession(ctx context.Context, in *inbound) {
 	sm := in.sm
-	fe := s.friend(sm.Sender)
+	fe := ms.friends.friend(sm.Sender)
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
 		in.reject(protocol.AckNotAFriend, errNotAFriend)
 		return
 	}
-	ps := s.peerSessOf(sm.Sender)
+	ps := ms.peerSessOf(sm.Sender)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := s.state(ctx, ps, sm.Sender)
+	p, err := ms.state(ctx, ps, sm.Sender)
 	if err != nil {
 		in.reject(protocol.AckUnavailable, err)
 		return
 	}
 	start := time.Now()
-	m, err := p.Open(sm, fe.key, s.cfg.Now())
-	s.stats.openNanos.Add(int64(time.Since(start)))
-	s.stats.opened.Add(1)
+	m, err := p.Open(sm, fe.key, ms.cfg.Now())
+	ms.stats.openNanos.Add(int64(time.Since(start)))
+	ms.stats.opened.Add(1)
 	if err != nil {
-		if s.seenNow(ctx, sm.MsgID) {
+		if ms.seenNow(ctx, sm.MsgID) {
 			// A copy of a message committed since the workers checked
 			// (a resend racing its first copy): not lost state.
 			in.reject(protocol.AckReplay, err)
 			return
 		}
 		if wantsReset(err) {
-			s.requestReset(ctx, fe, ps, p, sm.Session)
+			ms.requestReset(ctx, fe, ps, p, sm.Session)
 		}
 		in.reject(protocol.AckCodeFor(err), err)
 		return
 	}
 	in.msg = m
-	u := ps.next(sm.Sender, p)
-	if s.storeOpened(ctx, in, m, u) {
-		ps.stored(u)
+	upd := ps.next(sm.Sender, p)
+	if ms.storeOpened(ctx, in, m, upd) {
+		ps.stored(upd)
 	}
 }
 
 // commitSessionBatch opens several chat messages of one sender, in order,
 // and stores them with the final state in one transaction.
-func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
+func (ms *messenger) commitSessionBatch(ctx context.Context, batch []*inbound) {
 	sender := batch[0].sm.Sender
-	fe := s.friend(sender)
+	fe := ms.friends.friend(sender)
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
 		for _, in := range batch {
 			in.reject(protocol.AckNotAFriend, errNotAFriend)
 		}
 		return
 	}
-	ps := s.peerSessOf(sender)
+	ps := ms.peerSessOf(sender)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := s.state(ctx, ps, sender)
+	p, err := ms.state(ctx, ps, sender)
 	if err != nil {
 		for _, in := range batch {
 			in.reject(protocol.AckUnavailable, err)
@@ -245,19 +245,19 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 	)
 	for _, in := range batch {
 		start := time.Now()
-		m, err := p.Open(in.sm, fe.key, s.cfg.Now())
-		s.stats.openNanos.Add(int64(time.Since(start)))
-		s.stats.opened.Add(1)
+		m, err := p.Open(in.sm, fe.key, ms.cfg.Now())
+		ms.stats.openNanos.Add(int64(time.Since(start)))
+		ms.stats.opened.Add(1)
 		if err != nil {
 			// A copy of one opened earlier in this batch, or committed
 			// since the workers checked (see commitSession): a replay,
 			// not lost state.
-			if inThis[in.sm.MsgID] || s.seenNow(ctx, in.sm.MsgID) {
+			if inThis[in.sm.MsgID] || ms.seenNow(ctx, in.sm.MsgID) {
 				in.reject(protocol.AckReplay, err)
 				continue
 			}
 			if wantsReset(err) {
-				s.requestReset(ctx, fe, ps, p, in.sm.Session)
+				ms.requestReset(ctx, fe, ps, p, in.sm.Session)
 			}
 			in.reject(protocol.AckCodeFor(err), err)
 			continue
@@ -270,19 +270,19 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 	if len(opened) == 0 {
 		return
 	}
-	u := ps.next(sender, p)
-	results, err := s.st.StoreReceivedBatchWith(ctx, msgs, u)
+	upd := ps.next(sender, p)
+	results, err := ms.st.StoreReceivedBatchWith(ctx, msgs, upd)
 	if err != nil {
 		for _, in := range opened {
 			in.reject(protocol.AckUnavailable, err)
 		}
 		return
 	}
-	ps.stored(u)
+	ps.stored(upd)
 	for i, in := range opened {
 		switch err := results[i]; {
 		case err == nil:
-			s.n.events.publish(Event{Type: EventMessage, Message: msgs[i]})
+			ms.events.publish(Event{Type: EventMessage, Message: msgs[i]})
 		case errors.Is(err, store.ErrDuplicate):
 			in.reject(protocol.AckReplay, err)
 		default:
@@ -291,23 +291,23 @@ func (s *session) commitSessionBatch(ctx context.Context, batch []*inbound) {
 	}
 }
 
-// storeOpened stores an opened chat message or receipt with u in one
-// transaction and reports whether u was stored.
-func (s *session) storeOpened(ctx context.Context, in *inbound, m *protocol.Message, u *store.SessionUpdate) bool {
+// storeOpened stores an opened chat message or receipt with upd in one
+// transaction and reports whether upd was stored.
+func (ms *messenger) storeOpened(ctx context.Context, in *inbound, m *protocol.Message, upd *store.SessionUpdate) bool {
 	var err error
 	switch m.Kind {
 	case protocol.KindText:
 		var stored store.Message
-		stored, err = s.st.StoreReceivedWith(ctx, textMessage(m), u)
+		stored, err = ms.st.StoreReceivedWith(ctx, textMessage(m), upd)
 		if err == nil {
-			s.n.events.publish(Event{Type: EventMessage, Message: stored})
+			ms.events.publish(Event{Type: EventMessage, Message: stored})
 		}
 	case protocol.KindReceipt:
-		if err = s.receiveReceipt(ctx, m); err == nil {
-			err = s.st.MarkSeenWith(ctx, m.MsgID, u)
+		if err = ms.receiveReceipt(ctx, m); err == nil {
+			err = ms.st.MarkSeenWith(ctx, m.MsgID, upd)
 		}
 	case 0: // a session start without a first message
-		err = s.st.MarkSeenWith(ctx, m.MsgID, u)
+		err = ms.st.MarkSeenWith(ctx, m.MsgID, upd)
 	default:
 		err = fmt.Errorf("%w: kind %d in a session", protocol.ErrMalformed, m.Kind)
 	}
@@ -339,27 +339,27 @@ func textMessage(m *protocol.Message) store.Message {
 
 // acceptStart takes in a session start (an opened KindSessionStart
 // envelope) and stores its first message with the new state.
-func (s *session) acceptStart(ctx context.Context, in *inbound) {
+func (ms *messenger) acceptStart(ctx context.Context, in *inbound) {
 	env := in.msg
-	fe := s.friend(env.Sender)
+	fe := ms.friends.friend(env.Sender)
 	if fe == nil || fe.f.Status != store.FriendAccepted {
 		in.reject(protocol.AckNotAFriend, errNotAFriend)
 		return
 	}
-	prekey, err := s.prekeyByID(env.PrekeyID)
+	prekey, err := ms.keys.prekeyByID(env.PrekeyID)
 	if err != nil {
 		in.reject(protocol.AckStale, err)
 		return
 	}
-	ps := s.peerSessOf(env.Sender)
+	ps := ms.peerSessOf(env.Sender)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := s.state(ctx, ps, env.Sender)
+	p, err := ms.state(ctx, ps, env.Sender)
 	if err != nil {
 		in.reject(protocol.AckUnavailable, err)
 		return
 	}
-	first, err := p.Accept(env, prekey, s.identity(), s.cfg.Now())
+	first, err := p.Accept(env, prekey, ms.keys.identity(), ms.cfg.Now())
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
 		return
@@ -368,9 +368,9 @@ func (s *session) acceptStart(ctx context.Context, in *inbound) {
 		first = &protocol.Message{Header: env.Header}
 		first.Kind = 0
 	}
-	u := ps.next(env.Sender, p)
-	if s.storeOpened(ctx, in, first, u) {
-		ps.stored(u)
+	upd := ps.next(env.Sender, p)
+	if ms.storeOpened(ctx, in, first, upd) {
+		ps.stored(upd)
 	}
 }
 
@@ -383,31 +383,31 @@ const resetEvery = 5 * time.Second
 // it is never accepted), in the same transaction. ps.mu must be held; p
 // is fe's state, which the refusal changes (a batch stores it again with
 // what follows).
-func (s *session) requestReset(ctx context.Context, fe *friendEntry, ps *peerSess, p *protocol.PeerSessions, id protocol.SessionID) {
-	if !s.due(s.resets, fe.f.UserID, resetEvery) {
+func (ms *messenger) requestReset(ctx context.Context, fe *friendEntry, ps *peerSess, p *protocol.PeerSessions, id protocol.SessionID) {
+	if !ms.resets.due(fe.f.UserID, ms.cfg.Now(), resetEvery) {
 		return
 	}
-	s.log.Info("session state missing; asking for a new session", "friend", fe.f.UserID.String(), "session", id.String())
-	p.Refuse(id, s.cfg.Now())
-	u := ps.next(fe.f.UserID, p)
-	env, err := protocol.Seal(s.sender(), s.recipient(fe), protocol.KindSessionReset, protocol.MarshalSessionReset(id), s.cfg.Now())
+	ms.log.Info("session state missing; asking for a new session", "friend", fe.f.UserID.String(), "session", id.String())
+	p.Refuse(id, ms.cfg.Now())
+	upd := ps.next(fe.f.UserID, p)
+	env, err := protocol.Seal(ms.keys.sender(), ms.friends.recipient(fe), protocol.KindSessionReset, protocol.MarshalSessionReset(id), ms.cfg.Now())
 	if err == nil {
 		e := store.OutboxEntry{MsgID: env.MsgID, Recipient: fe.f.UserID, Envelope: env.Marshal()}
-		if err = s.st.AddControlWith(ctx, e, u); err == nil {
-			ps.stored(u)
-			s.outbox.Notify(fe.f.UserID)
+		if err = ms.st.AddControlWith(ctx, e, upd); err == nil {
+			ps.stored(upd)
+			ms.outbox.Notify(fe.f.UserID)
 		}
 	}
 	if err != nil {
-		s.log.Warn("session reset not queued", "friend", fe.f.UserID.String(), "err", err)
+		ms.log.Warn("session reset not queued", "friend", fe.f.UserID.String(), "err", err)
 	}
 }
 
 // seenNow reports whether id was stored (or marked seen) by now. The
 // workers check seen IDs before the committer opens a message; a resend
 // can pass that check while its first copy is being committed.
-func (s *session) seenNow(ctx context.Context, id protocol.MsgID) bool {
-	seen, err := s.st.Seen(ctx, id)
+func (ms *messenger) seenNow(ctx context.Context, id protocol.MsgID) bool {
+	seen, err := ms.st.Seen(ctx, id)
 	return err == nil && seen
 }
 
@@ -420,27 +420,27 @@ func wantsReset(err error) bool {
 
 // receiveReset drops the session a friend could not open: our next
 // message to them starts a new one.
-func (s *session) receiveReset(ctx context.Context, m *protocol.Message) error {
+func (ms *messenger) receiveReset(ctx context.Context, m *protocol.Message) error {
 	id, err := protocol.ParseSessionReset(m.Body)
 	if err != nil {
 		return err
 	}
-	ps := s.peerSessOf(m.Sender)
+	ps := ms.peerSessOf(m.Sender)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := s.state(ctx, ps, m.Sender)
+	p, err := ms.state(ctx, ps, m.Sender)
 	if err != nil {
 		return err
 	}
-	if !p.Reset(id, s.cfg.Now()) {
-		return s.st.MarkSeen(ctx, m.MsgID)
+	if !p.Reset(id, ms.cfg.Now()) {
+		return ms.st.MarkSeen(ctx, m.MsgID)
 	}
-	u := ps.next(m.Sender, p)
-	if err := s.st.MarkSeenWith(ctx, m.MsgID, u); err != nil {
+	upd := ps.next(m.Sender, p)
+	if err := ms.st.MarkSeenWith(ctx, m.MsgID, upd); err != nil {
 		return err
 	}
-	ps.stored(u)
-	s.log.Info("friend asked for a new session", "friend", m.Sender.String(), "session", id.String())
+	ps.stored(upd)
+	ms.log.Info("friend asked for a new session", "friend", m.Sender.String(), "session", id.String())
 	return nil
 }
 
@@ -449,8 +449,8 @@ func (s *session) receiveReset(ctx context.Context, m *protocol.Message) error {
 // keeping its place in the queue. It reports false when the entry cannot
 // be sealed again (a receipt, whose body is not kept: the next receipt
 // says more).
-func (s *session) resealSession(ctx context.Context, e store.OutboxEntry) bool {
-	fe := s.friend(e.Recipient)
+func (ms *messenger) resealSession(ctx context.Context, e store.OutboxEntry) bool {
+	fe := ms.friends.friend(e.Recipient)
 	if fe == nil || fe.key == nil || e.Control {
 		return false
 	}
@@ -458,29 +458,29 @@ func (s *session) resealSession(ctx context.Context, e store.OutboxEntry) bool {
 	if err != nil {
 		return false
 	}
-	m, err := s.st.Message(ctx, e.MsgID)
+	m, err := ms.st.Message(ctx, e.MsgID)
 	if err != nil {
 		return false
 	}
-	ps := s.peerSessOf(fe.f.UserID)
+	ps := ms.peerSessOf(fe.f.UserID)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := s.state(ctx, ps, fe.f.UserID)
+	p, err := ms.state(ctx, ps, fe.f.UserID)
 	if err != nil {
 		return false
 	}
-	p.Reset(old.Session, s.cfg.Now())
-	out, err := s.sealOut(ps, fe, p, protocol.KindText, e.MsgID, m.Body)
+	p.Reset(old.Session, ms.cfg.Now())
+	out, err := ms.sealOut(ps, fe, p, protocol.KindText, e.MsgID, m.Body)
 	if err != nil {
-		s.log.Warn("message not sealed again", "msg", e.MsgID.String(), "err", err)
+		ms.log.Warn("message not sealed again", "msg", e.MsgID.String(), "err", err)
 		return false
 	}
-	if _, err := s.st.ResealOutbox(ctx, e.MsgID, out.raw, out.session, s.cfg.Now(), out.update); err != nil {
+	if _, err := ms.st.ResealOutbox(ctx, e.MsgID, out.raw, out.session, out.update); err != nil {
 		return false
 	}
 	if out.update != nil {
 		ps.stored(out.update)
 	}
-	s.log.Info("message sealed again in a new session", "msg", e.MsgID.String(), "to", fe.f.UserID.String())
+	ms.log.Info("message sealed again in a new session", "msg", e.MsgID.String(), "to", fe.f.UserID.String())
 	return true
 }

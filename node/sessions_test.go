@@ -15,7 +15,7 @@ import (
 // storedSessions parses n's stored sessions with peer (nil if none).
 func storedSessions(tb testing.TB, n *Node, peer protocol.ID) *protocol.PeerSessions {
 	tb.Helper()
-	s := sessionOf(tb, n)
+	s := unlockedOf(tb, n)
 	b, err := s.st.Sessions(context.Background(), peer)
 	if isErr(err, store.ErrNotFound) {
 		return nil
@@ -134,13 +134,13 @@ func TestSessionLostState(t *testing.T) {
 	checkReceived(t, a, b, numbered("before", 3))
 	old := currentSession(t, a, bID)
 
-	sb := sessionOf(t, b)
+	sb := unlockedOf(t, b)
 	if err := sb.st.PutSessions(ctx, store.SessionUpdate{Peer: aID}); err != nil {
 		t.Fatal(err)
 	}
-	sb.mu.Lock()
-	delete(sb.sessions, aID) // forget the cached copy too
-	sb.mu.Unlock()
+	sb.msgs.mu.Lock()
+	delete(sb.msgs.sessions, aID) // forget the cached copy too
+	sb.msgs.mu.Unlock()
 
 	sendAll(t, a, bID, numbered("after", 3))
 	// Each message B could not open is sealed again as its stale ack
@@ -193,9 +193,9 @@ func TestSessionCrossingStarts(t *testing.T) {
 	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
 	befriend(t, a, b)
 	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
-	sa, sb := sessionOf(t, a), sessionOf(t, b)
+	sa, sb := unlockedOf(t, a), unlockedOf(t, b)
 	for _, x := range []struct {
-		s    *session
+		s    *unlocked
 		peer protocol.ID
 	}{{sa, bID}, {sb, aID}} {
 		x.s.outbox.Hold(x.peer)
@@ -231,7 +231,7 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 		bID := meOf(t, b).UserID
 		sendAll(t, a, bID, []string{"start"})
 		checkReceived(t, a, b, []string{"start"})
-		sa := sessionOf(t, a)
+		sa := unlockedOf(t, a)
 		sa.outbox.Hold(bID)
 		sendAll(t, a, bID, numbered("queued", 5))
 		q := queuedFor(t, a, bID)
@@ -242,7 +242,7 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 			if e.Session == off {
 				t.Errorf("sessions off %v: entry %s is a session message: %v", off, e.MsgID, e.Session)
 			}
-			if _, err := sa.frame(e); err != nil {
+			if _, err := sa.msgs.frame(e); err != nil {
 				t.Errorf("entry %s does not parse: %v", e.MsgID, err)
 			}
 		}
@@ -260,7 +260,7 @@ func TestSessionStoredStateSecrecy(t *testing.T) {
 	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
 	befriend(t, a, b)
 	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
-	sa := sessionOf(t, a)
+	sa := unlockedOf(t, a)
 	aKey := fixtureKey(t, "alice-2048").Public()
 	sendAll(t, a, bID, []string{"start"})
 	checkReceived(t, a, b, []string{"start"})
@@ -336,7 +336,7 @@ func TestSessionDuplicatesAndTampering(t *testing.T) {
 	sid := currentSession(t, b, aID)
 
 	// Seal three without delivering them.
-	sa := sessionOf(t, a)
+	sa := unlockedOf(t, a)
 	sa.outbox.Hold(bID)
 	sendAll(t, a, bID, numbered("pushed", 3))
 	q := queuedFor(t, a, bID)

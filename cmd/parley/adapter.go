@@ -27,7 +27,16 @@ var _ api.Node = (*nodeAPI)(nil)
 
 func newNodeAPI(n *node.Node) *nodeAPI { return &nodeAPI{n: n} }
 
-func (a *nodeAPI) State() api.State { return api.State(a.n.State()) }
+// State maps the node's state to the API's; a node closing or closed
+// serves nothing more, as a locked one does not.
+func (a *nodeAPI) State() api.State {
+	switch st := a.n.State(); st {
+	case node.StateClosing, node.StateClosed:
+		return api.StateLocked
+	default:
+		return api.State(st)
+	}
+}
 
 func (a *nodeAPI) Register(ctx context.Context, name string, passphrase []byte) (api.Me, error) {
 	if err := a.n.Register(ctx, name, passphrase); err != nil {

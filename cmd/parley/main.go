@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -63,7 +64,16 @@ func commands() []command {
 	}
 }
 
+// memoryLimit is the Go runtime's soft memory limit for parley unless
+// GOMEMLIMIT says otherwise: a chat node is a desktop program, not a
+// server, so the collector works harder to stay small rather than let the
+// heap grow to twice what is live (GOGC=100) during a burst.
+const memoryLimit = 40 << 20
+
 func main() {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(memoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// The first signal starts a clean shutdown; stop then restores the
 	// default handling, so that a second one ends the process at once.

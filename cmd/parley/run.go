@@ -294,10 +294,24 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 	fmt.Fprintln(stdout, stateLine(n))
 
 	served = true
-	serveErr := srv.Serve(ctx, ln) // returns once ctx ends and the API has shut down
+	// The API serves until ctx ends, or until the node closes itself
+	// because one of its parts failed: then parley run exits with why.
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-n.Done():
+			stop()
+		case <-sctx.Done():
+		}
+	}()
+	serveErr := srv.Serve(sctx, ln) // returns once sctx ends and the API has shut down
 	log.Info("shutting down")
 	if serveErr != nil {
 		return fmt.Errorf("parley run: %w", serveErr)
+	}
+	if err := n.Err(); err != nil {
+		return fmt.Errorf("parley run: the node stopped: %w", err)
 	}
 	return nil
 }

@@ -1,0 +1,114 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/libp2p/go-libp2p/core/host"
+
+	"github.com/parley-chat/parley/node/outbox"
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// messenger is the part that speaks MsgProtocol: its stream handler
+// opens, stores and acknowledges what friends send (service.go), and its
+// client side gives the outbox the frames to send and the streams to send
+// them on (delivery.go). It owns the double-ratchet sessions with friends
+// (sessions.go; a peerSess per friend, whose lock serialises sealing and
+// opening in that friend's sessions), the read receipts sent, and the
+// counters of its hot paths. mu guards the maps below it, for short reads
+// and writes only.
+type messenger struct {
+	st      *store.Store
+	cfg     Config
+	log     *slog.Logger
+	me      protocol.ID
+	host    host.Host
+	keys    *keyring
+	friends *friendBook
+	outbox  *outbox.Outbox
+	events  *bus
+	// life and track: stream handlers run in the node's lifetime, and
+	// close waits for them.
+	life  context.Context
+	track *tracker
+	stats stats
+
+	resets perFriend // session resets asked, by friend
+
+	mu       sync.Mutex
+	sessions map[protocol.ID]*peerSess      // friends' double-ratchet sessions
+	receipts map[protocol.ID]protocol.MsgID // last read receipt sent
+}
+
+func newMessenger() *messenger {
+	return &messenger{
+		sessions: make(map[protocol.ID]*peerSess),
+		receipts: make(map[protocol.ID]protocol.MsgID),
+	}
+}
+
+// serve handles MsgProtocol streams until ctx ends.
+func (ms *messenger) serve(ctx context.Context) error {
+	ms.host.SetStreamHandler(MsgProtocol, ms.handleStream)
+	<-ctx.Done()
+	ms.host.RemoveStreamHandler(MsgProtocol)
+	return nil
+}
+
+// forget drops what is kept about a removed friend.
+func (ms *messenger) forget(id protocol.ID) {
+	ms.mu.Lock()
+	delete(ms.receipts, id)
+	ms.mu.Unlock()
+}
+
+// sendCard queues a contact request or accept carrying the own card.
+func (ms *messenger) sendCard(ctx context.Context, fe *friendEntry, kind protocol.Kind) error {
+	if fe.key == nil {
+		return fmt.Errorf("%w: no key for %s", ErrInvalid, fe.f.UserID)
+	}
+	c, err := ms.keys.ownCard()
+	if err != nil {
+		return err
+	}
+	return ms.queueControl(ctx, fe, kind, c.Marshal())
+}
+
+// queueControl seals a control message and queues it for delivery: a
+// receipt in the current session when there is one, anything else as a
+// single envelope.
+func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
+	var (
+		ps *peerSess
+		p  *protocol.PeerSessions
+	)
+	if kind == protocol.KindReceipt && !ms.cfg.DisableSessions {
+		ps = ms.peerSessOf(fe.f.UserID)
+		ps.mu.Lock()
+		defer ps.mu.Unlock()
+		var err error
+		if p, err = ms.state(ctx, ps, fe.f.UserID); err != nil {
+			return err
+		}
+		if !ms.usable(p, fe, ms.cfg.Now()) {
+			p = nil // a receipt does not start a session
+		}
+	}
+	out, err := ms.sealOut(ps, fe, p, kind, protocol.MsgID{}, body)
+	if err != nil {
+		return fmt.Errorf("node: seal %v: %w", kind, err)
+	}
+	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
+	if err := ms.st.AddControlWith(ctx, e, out.update); err != nil {
+		return fmt.Errorf("node: queue %v: %w", kind, err)
+	}
+	if out.update != nil {
+		ps.stored(out.update)
+	}
+	ms.outbox.Notify(fe.f.UserID)
+	return nil
+}
