@@ -50,7 +50,7 @@ const buildTags = "noassets,parleytest"
 // parleyBinary builds the parley binary once per test run (with buildTags,
 // without -race) and returns its path. End-to-end tests skip in -short
 // mode.
-func parleyBinary(t *testing.T) string {
+func parleyBinary(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped with -short")
@@ -102,7 +102,7 @@ func childEnv(extra ...string) []string {
 
 // proc is one `parley run` child process and an API client for it.
 type proc struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	dataDir string
 	url     string // http://127.0.0.1:PORT (no trailing slash)
@@ -130,7 +130,7 @@ var runningLine = regexp.MustCompile(`(?m)^Parley is running: open (http://127\.
 // empty), passFile its --passphrase-file ("" for none), env extra
 // environment variables ("NAME=value"). It returns once the URL line is
 // printed; the process is stopped when the test ends.
-func startProc(t *testing.T, name, dataDir string, listen []string, passFile string, env ...string) *proc {
+func startProc(t testing.TB, name, dataDir string, listen []string, passFile string, env ...string) *proc {
 	t.Helper()
 	args := []string{"run", "--data-dir", dataDir, "--api", "127.0.0.1:0"}
 	if len(listen) == 0 {
@@ -376,7 +376,7 @@ func (p *proc) friendStatus(userID string) string {
 
 // befriend makes a and b friends the way two users do: a adds b's
 // invite, b sees the request and accepts it by user ID.
-func befriend(t *testing.T, a, b *proc) {
+func befriend(t testing.TB, a, b *proc) {
 	t.Helper()
 	var f api.Friend
 	a.must("POST", "/api/v1/friends", map[string]string{"invite": b.invite}, http.StatusCreated, &f)
@@ -393,7 +393,7 @@ func befriend(t *testing.T, a, b *proc) {
 
 // startPair starts two fresh processes, registers them and makes them
 // friends.
-func startPair(t *testing.T) (a, b *proc) {
+func startPair(t testing.TB) (a, b *proc) {
 	t.Helper()
 	a = startProc(t, "alice", t.TempDir(), nil, "")
 	b = startProc(t, "bob", t.TempDir(), nil, "")
@@ -480,7 +480,7 @@ type wsEvent struct {
 	Data json.RawMessage `json:"data"`
 }
 
-func readEvent(t *testing.T, ctx context.Context, c *websocket.Conn) wsEvent {
+func readEvent(t testing.TB, ctx context.Context, c *websocket.Conn) wsEvent {
 	t.Helper()
 	typ, b, err := c.Read(ctx)
 	if err != nil {
@@ -494,7 +494,7 @@ func readEvent(t *testing.T, ctx context.Context, c *websocket.Conn) wsEvent {
 }
 
 // filesContaining lists the files under dir whose bytes contain needle.
-func filesContaining(t *testing.T, dir string, needle []byte) (hits []string, scanned int) {
+func filesContaining(t testing.TB, dir string, needle []byte) (hits []string, scanned int) {
 	t.Helper()
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil {

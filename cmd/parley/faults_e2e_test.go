@@ -197,12 +197,14 @@ func checkOrder(t *testing.T, who string, got, want []string) {
 
 // TestE2EReceiverKill9 sends 2000 messages from 8 concurrent goroutines
 // while the recipient is killed with SIGKILL and restarted: each arrives
-// exactly once, each goroutine's in the order it sent them, and every
-// message the sender shows delivered is in the recipient's store.
+// exactly once, each goroutine's in the order it sent them, every
+// message the sender shows delivered is in the recipient's store, and the
+// sender sent again at most what was unacknowledged when streams broke
+// (its outbox counters, scraped from its /metrics).
 func TestE2EReceiverKill9(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
-	a, b := startPair(t)
+	a, b, metricsURL := startPairMetrics(t)
 	const senders, perSender = 8, 250
 	const total = senders * perSender
 	bob := b.userID // b is replaced by its restart: the goroutines must not read it
@@ -301,6 +303,26 @@ func TestE2EReceiverKill9(t *testing.T) {
 			t.Errorf("bob's storage order: %q at position %d comes after s%d-%d", m.Text, pos, g, last[g])
 		}
 		last[g] = i
+	}
+
+	// Alice re-sent at most what was unacknowledged when streams broke.
+	const (
+		sentM    = "parley_outbox_frames_sent_total"
+		resentM  = "parley_outbox_frames_resent_total"
+		breaksM  = "parley_outbox_stream_breaks_total"
+		unackedM = "parley_outbox_unacked_at_break_total"
+	)
+	mv, err := scrapeMetrics(metricsURL, sentM, resentM, breaksM, unackedM)
+	if err != nil {
+		t.Fatalf("alice's metrics: %v", err)
+	}
+	t.Logf("alice's outbox: %v frames sent, %v of them again; %v streams broke with %v frames unacknowledged",
+		mv[sentM], mv[resentM], mv[breaksM], mv[unackedM])
+	if mv[resentM] > mv[unackedM] {
+		t.Errorf("alice re-sent %v frames, more than the %v unacknowledged when streams broke", mv[resentM], mv[unackedM])
+	}
+	if mv[sentM]-mv[resentM] < total {
+		t.Errorf("alice sent %v frames, %v of them again: fewer than the %d messages for the first time", mv[sentM], mv[resentM], total)
 	}
 	t.Logf("done in %v", time.Since(start))
 }
