@@ -50,6 +50,28 @@ bench:
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem $(BENCHFLAGS) $$($(GO) list ./... | grep -v -e /node -e /cmd/)
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem -benchtime=$(NETBENCHTIME) $(BENCHFLAGS) ./node/... ./cmd/...
 
+# bench-report runs make bench with PARLEY_BENCH_DIR set, so that the
+# benchmarks also leave their samples as records, and then cmd/benchreport,
+# which writes $(BENCH_OUT)/README.md (machine, targets, tables) and its
+# PNG figures. When make bench fails, the report is left as it was, and
+# the go test output and records stay in the temporary directory.
+BENCH_OUT ?= docs/bench
+.PHONY: bench-report
+bench-report:
+	@set -e; tmp=$$(mktemp -d); \
+	load() { if [ -r /proc/loadavg ]; then cut -d' ' -f1-3 /proc/loadavg; else uptime; fi; }; \
+	date=$$(date -u +%Y-%m-%dT%H:%M:%SZ); start=$$(load); \
+	echo "bench-report: load average $$start; records in $$tmp/records"; \
+	{ PARLEY_BENCH_DIR=$$tmp/records $(MAKE) --no-print-directory bench || echo $$? >$$tmp/failed; } 2>&1 | tee $$tmp/bench.txt; \
+	end=$$(load); \
+	if [ -e $$tmp/failed ]; then \
+		echo "bench-report: make bench failed; its output and records are in $$tmp" >&2; exit 1; \
+	fi; \
+	$(GO) run ./cmd/benchreport -records $$tmp/records -bench-output $$tmp/bench.txt -out $(BENCH_OUT) \
+		-nproc "$$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)" -load-start "$$start" -load-end "$$end" \
+		-rev '$(VERSION)' -date "$$date"; \
+	rm -rf $$tmp
+
 # A release build embeds the web UI (web/dist), built first when missing or stale.
 build: ui
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/parley ./cmd/parley

@@ -180,6 +180,7 @@ func BenchmarkMessagesPage(b *testing.B) {
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/page")
+			recordPerOp(b, "store-page", bc.name+"-ms/page")
 		})
 	}
 }

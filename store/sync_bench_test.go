@@ -48,6 +48,7 @@ func BenchmarkSyncFloorFdatasync(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	recordPerOp(b, "store-sync", "fdatasync-ms")
 }
 
 // openRawBadger opens a bare badger database with the options openDB
@@ -86,6 +87,7 @@ func benchBadgerCommit(b *testing.B, syncWrites bool) {
 			b.Fatal(err)
 		}
 	}
+	recordBadgerCommit(b, syncWrites)
 }
 
 // BenchmarkSyncBadgerCommit is one synced badger transaction per op.

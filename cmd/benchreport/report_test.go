@@ -1,0 +1,160 @@
+package main
+
+import (
+	"encoding/json"
+	"image/png"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/parley-chat/parley/internal/benchdata"
+)
+
+func putRecords(t *testing.T, dir string, records ...benchdata.Record) {
+	t.Helper()
+	for _, r := range records {
+		data, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, r.Name+".json"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func samples(n int, base, step float64) []float64 {
+	s := make([]float64, n)
+	for i := range s {
+		s[i] = base + step*float64((i*37)%n)
+	}
+	return s
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// TestReport runs the whole report on a few synthetic records and the
+// go test output of parse_test.go.
+func TestReport(t *testing.T) {
+	recs, out := t.TempDir(), t.TempDir()
+	putRecords(t, recs,
+		benchdata.Record{Name: "node-latency-sessions",
+			Figures: map[string]float64{"p50-ms": 0.42, "p99-ms": 2.5},
+			Series:  map[string][]float64{"ms": samples(200, 0.3, 0.01), "raw-stream-ms": samples(200, 0.05, 0.001)}},
+		benchdata.Record{Name: "node-latency-rsa", Series: map[string][]float64{"ms": samples(100, 3, 0.05)}},
+		benchdata.Record{Name: "node-throughput-sessions", Figures: map[string]float64{
+			"msgs/s": 1878, "crypto-bound-msgs/s": 12000, "fsync-bound-msgs/s": 740, "fsync-bound-grouped-msgs/s": 2900, "senders": 4}},
+		benchdata.Record{Name: "node-throughput-rsa", Figures: map[string]float64{
+			"msgs/s": 331, "crypto-bound-msgs/s": 566, "fsync-bound-msgs/s": 740, "ratio": 0.58}},
+		benchdata.Record{Name: "api-burst", Figures: map[string]float64{"msgs/s": 3100, "peak-rss-a-mib": 61, "peak-rss-mib-b": 58},
+			Points: map[string][][2]float64{"rss-mib-a": {{0, 30}, {0.5, 45}, {1, 61}}, "rss-mib-b": {{0, 28}, {0.5, 50}, {1, 58}}}},
+	)
+	bench := filepath.Join(t.TempDir(), "bench.txt")
+	if err := os.WriteFile(bench, []byte(benchText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseFlags([]string{"-records", recs, "-bench-output", bench, "-out", out, "-nproc", "2",
+		"-load-start", "0.10 0.20 0.30", "-load-end", "1.50 0.90 0.40", "-rev", "abc1234", "-date", "2026-01-02T03:04:05Z",
+		"-cpuinfo", filepath.Join(t.TempDir(), "none"), "-dpi", "48"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report(o, quiet()); err != nil {
+		t.Fatal(err)
+	}
+
+	readme, err := os.ReadFile(filepath.Join(out, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	for _, want := range []string{
+		"| Git revision | `abc1234` |", "| nproc | 2 |", "| CPU | AMD EPYC 7B13 |", "2026-01-02 03:04 UTC",
+		"| Load average (1, 5, 15 min) at the start | 0.10 0.20 0.30 |", "at the end | 1.50 0.90 0.40 |",
+		"| Sessions latency p50 | ≤ 0.5 ms | 0.42 ms | met |",
+		"| Sessions latency p99 | ≤ 2 ms | 2.50 ms | not met |",
+		"| Sessions throughput | ≥ 5,000 msgs/s | 1,878 msgs/s | not met |",
+		"| RSA envelopes, ratio to the crypto bound | ≥ 0.9 | throughput: 0.58, receive: 0.944 | not met |",
+		"| Burst peak RSS | ≤ 80 MiB | node A: 61 MiB, node B: 58 MiB | met |",
+		"| Idle RSS | ≤ 40 MiB | not measured | not measured |",
+		"| History page (50 of 100,000) | ≤ 2 ms | newest: 0.41 ms, middle: 0.475 ms | met |",
+		"| Start to ready | < 1,000 ms | not measured | not measured |",
+		"![Latency: sessions vs a raw stream](latency-cdf.png)",
+		"![Throughput vs the crypto and fsync bounds](throughput.png)",
+		"![RSS over a burst](rss-burst.png)",
+		"### github.com/parley-chat/parley/store", "### github.com/parley-chat/parley/node",
+		"| BenchmarkMessagesPage/middle | 2517 | 475,521 | 0.475 | 201,999 | 2,350 |",
+		"**Warning: the run reported failures**",
+		"| node-throughput-rsa | crypto-bound-msgs/s = 566, fsync-bound-msgs/s = 740, msgs/s = 331, ratio = 0.58 |",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("README lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(text)
+	}
+	for _, name := range []string{figLatency, figThroughput, figRSS} {
+		checkPNG(t, filepath.Join(out, name))
+	}
+}
+
+func checkPNG(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	// 18 cm at 48 dpi is 340 pixels.
+	if b := img.Bounds(); b.Dx() < 330 || b.Dx() > 350 || b.Dy() < 200 {
+		t.Errorf("%s is %v", path, b)
+	}
+}
+
+// TestReportNothingMeasured: without records the targets are "not
+// measured", the figures are left out, and an old run's figures go.
+func TestReportNothingMeasured(t *testing.T) {
+	out := t.TempDir()
+	for _, name := range []string{figLatency, figThroughput, figRSS} {
+		if err := os.WriteFile(filepath.Join(out, name), []byte("old"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := parseFlags([]string{"-records", filepath.Join(t.TempDir(), "missing"), "-out", out}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report(o, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(out, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	if strings.Contains(text, "| met |") || strings.Contains(text, "| not met |") || strings.Contains(text, ".png)") {
+		t.Errorf("README claims results:\n%s", text)
+	}
+	if n := strings.Count(text, "| not measured |"); n != len(targets()) {
+		t.Errorf("%d targets not measured, want %d:\n%s", n, len(targets()), text)
+	}
+	for _, name := range []string{figLatency, figThroughput, figRSS} {
+		if _, err := os.Stat(filepath.Join(out, name)); !os.IsNotExist(err) {
+			t.Errorf("%s: %v, want it removed", name, err)
+		}
+	}
+}
+
+func TestParseFlagsNeedsInput(t *testing.T) {
+	if _, err := parseFlags([]string{"-out", t.TempDir()}, io.Discard); err == nil {
+		t.Error("no error without -records and -bench-output")
+	}
+}

@@ -1,0 +1,192 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/parley-chat/parley/internal/benchdata"
+)
+
+// data is everything a report is made from.
+type data struct {
+	records map[string]benchdata.Record
+	bench   *BenchOutput
+}
+
+func newData(records []benchdata.Record, bench *BenchOutput) *data {
+	d := &data{records: make(map[string]benchdata.Record, len(records)), bench: bench}
+	for _, r := range records {
+		d.records[r.Name] = r
+	}
+	return d
+}
+
+// figure returns a figure of a record, if both are there.
+func (d *data) figure(record, name string) (float64, bool) {
+	v, ok := d.records[record].Figures[name]
+	return v, ok
+}
+
+// source is where one measured value can come from: a record's figure,
+// or a metric of a go test line (the median over -count runs).
+type source struct {
+	record, figure string // a record's figure, or
+	bench, unit    string // a benchmark line's metric
+}
+
+func rec(record, figure string) source { return source{record: record, figure: figure} }
+func line(bench, unit string) source   { return source{bench: bench, unit: unit} }
+
+func (s source) String() string {
+	if s.record != "" {
+		return fmt.Sprintf("record %s, %s", s.record, s.figure)
+	}
+	return fmt.Sprintf("go test %s, %s", s.bench, s.unit)
+}
+
+func (s source) lookup(d *data) (float64, bool) {
+	if s.record != "" {
+		return d.figure(s.record, s.figure)
+	}
+	if d.bench == nil {
+		return 0, false
+	}
+	var vs []float64
+	for _, l := range d.bench.Find(s.bench) {
+		if v, ok := l.Metric(s.unit); ok {
+			vs = append(vs, v)
+		}
+	}
+	if len(vs) == 0 {
+		return 0, false
+	}
+	slices.Sort(vs)
+	return vs[len(vs)/2], true
+}
+
+// check is one value a target is judged on; the first of its sources
+// that has a value is the one used.
+type check struct {
+	label   string // e.g. "p50", or "" when the target has one value
+	sources []source
+}
+
+// target is one of the performance targets.
+type target struct {
+	what   string  // e.g. "Sessions latency p50"
+	op     string  // "≤", "≥" or "<"
+	limit  float64 // in unit
+	unit   string
+	checks []check
+	figure string // the figure it belongs with ("" for none)
+	// note says how it was measured, when that needs saying ("" if not).
+	note func(d *data) string
+}
+
+// status words of a target.
+const (
+	statusMet         = "met"
+	statusNotMet      = "not met"
+	statusNotMeasured = "not measured"
+)
+
+// result is a check's outcome.
+type result struct {
+	check
+	value    float64
+	from     source
+	measured bool
+	met      bool
+}
+
+func (t target) meets(v float64) bool {
+	switch t.op {
+	case "≤":
+		return v <= t.limit
+	case "≥":
+		return v >= t.limit
+	case "<":
+		return v < t.limit
+	default:
+		return v > t.limit
+	}
+}
+
+// evaluate judges t on d: met when every measured check meets the limit
+// and at least one was measured.
+func (t target) evaluate(d *data) (status string, results []result) {
+	measured, met := 0, 0
+	for _, c := range t.checks {
+		r := result{check: c}
+		for _, s := range c.sources {
+			if v, ok := s.lookup(d); ok {
+				r.value, r.from, r.measured, r.met = v, s, true, t.meets(v)
+				break
+			}
+		}
+		if r.measured {
+			measured++
+			if r.met {
+				met++
+			}
+		}
+		results = append(results, r)
+	}
+	switch {
+	case measured == 0:
+		return statusNotMeasured, results
+	case met == measured:
+		return statusMet, results
+	default:
+		return statusNotMet, results
+	}
+}
+
+// The plots' file names.
+const (
+	figLatency    = "latency-cdf.png"
+	figThroughput = "throughput.png"
+	figRSS        = "rss-burst.png"
+)
+
+// targets are the targets, in the order the README lists them.
+func targets() []target {
+	one := func(sources ...source) []check { return []check{{sources: sources}} }
+	return []target{
+		{what: "Sessions latency p50", op: "≤", limit: 0.5, unit: "ms", figure: figLatency,
+			checks: one(rec("node-latency-sessions", "p50-ms"), line("BenchmarkLatency/sessions", "p50-ms"))},
+		{what: "Sessions latency p99", op: "≤", limit: 2, unit: "ms", figure: figLatency,
+			checks: one(rec("node-latency-sessions", "p99-ms"), line("BenchmarkLatency/sessions", "p99-ms"))},
+		{what: "Sessions throughput", op: "≥", limit: 5000, unit: "msgs/s", figure: figThroughput,
+			note: func(d *data) string {
+				if n, ok := d.figure("node-throughput-sessions", "senders"); ok {
+					return fmt.Sprintf("measured with %d concurrent senders; the target is for 8", int(n))
+				}
+				return "the target is for 8 concurrent senders"
+			},
+			checks: one(rec("node-throughput-sessions", "msgs/s"), line("BenchmarkThroughput/sessions", "msgs/s"))},
+		{what: "RSA envelopes, ratio to the crypto bound", op: "≥", limit: 0.9, figure: figThroughput,
+			checks: []check{
+				{label: "throughput", sources: []source{rec("node-throughput-rsa", "ratio"), line("BenchmarkThroughput/rsa", "ratio")}},
+				{label: "receive", sources: []source{rec("node-receive", "ratio"), line("BenchmarkReceive", "ratio")}},
+			}},
+		{what: "API latency p50", op: "≤", limit: 1, unit: "ms", figure: figLatency,
+			checks: one(rec("api-latency", "p50-ms"), line("BenchmarkHTTPEndToEnd", "p50-ms"))},
+		{what: "API burst", op: "≥", limit: 3000, unit: "msgs/s", figure: figRSS,
+			checks: one(rec("api-burst", "msgs/s"))},
+		{what: "Burst peak RSS", op: "≤", limit: 80, unit: "MiB", figure: figRSS,
+			checks: []check{
+				{label: "node A", sources: []source{rec("api-burst", "peak-rss-mib-a"), rec("api-burst", "peak-rss-a-mib")}},
+				{label: "node B", sources: []source{rec("api-burst", "peak-rss-mib-b"), rec("api-burst", "peak-rss-b-mib")}},
+			}},
+		{what: "Idle RSS", op: "≤", limit: 40, unit: "MiB",
+			checks: one(rec("idle-rss", "idle-rss-mib"))},
+		{what: "History page (50 of 100,000)", op: "≤", limit: 2, unit: "ms",
+			checks: []check{
+				{label: "newest", sources: []source{line("BenchmarkMessagesPage/newest", "ms/page"), rec("store-page", "newest-ms/page")}},
+				{label: "middle", sources: []source{line("BenchmarkMessagesPage/middle", "ms/page"), rec("store-page", "middle-ms/page")}},
+			}},
+		{what: "Start to ready", op: "<", limit: 1000, unit: "ms",
+			checks: one(rec("start-to-ready", "ms"))},
+	}
+}
