@@ -392,7 +392,8 @@ func (l *link) outcome(e store.OutboxEntry, ack *protocol.Ack) (store.Settle, bo
 }
 
 // settle finishes acknowledged entries. A failed write leaves them
-// queued: they go again, and the receiver answers replay.
+// queued (they would go again, and the receiver answer replay), and stops
+// the outbox: Serve returns the error, so the node stops and says why.
 func (l *link) settle(settles []store.Settle) {
 	if len(settles) == 0 {
 		return
@@ -402,6 +403,10 @@ func (l *link) settle(settles []store.Settle) {
 	// closing node: the store closes after the outbox has stopped.
 	if err := o.finish(context.Background(), settles); err != nil && !errors.Is(err, store.ErrClosed) {
 		o.cfg.Logger.Error("outbox settle failed", "to", l.c.to.String(), "err", err)
+		select {
+		case o.failed <- err:
+		default: // one is enough
+		}
 	}
 }
 

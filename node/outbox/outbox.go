@@ -123,6 +123,9 @@ type Outbox struct {
 	wg       sync.WaitGroup            // couriers
 
 	stats *counters
+	// failed receives the first store failure that leaves acknowledged
+	// entries unsettled; Serve returns it.
+	failed chan error
 }
 
 // New makes an outbox; it delivers once Serve runs.
@@ -137,6 +140,7 @@ func New(cfg Config) (*Outbox, error) {
 		held:     make(map[protocol.ID]time.Time),
 		sentMax:  make(map[protocol.ID]uint64),
 		stats:    newCounters(cfg.Metrics),
+		failed:   make(chan error, 1),
 	}, nil
 }
 
@@ -144,10 +148,13 @@ func New(cfg Config) (*Outbox, error) {
 // again every RetryMax (a safety net: Notify and Rush start couriers), and
 // returns when ctx ends, after every courier has stopped.
 func (o *Outbox) Serve(ctx context.Context) error {
+	// Couriers run in ctx, which ends with Serve (a failure ends it too).
+	ctx, cancel := context.WithCancel(ctx)
 	o.mu.Lock()
 	o.ctx = ctx
 	o.mu.Unlock()
 	defer func() {
+		cancel()
 		o.mu.Lock()
 		o.ctx = nil
 		o.mu.Unlock()
@@ -160,6 +167,11 @@ func (o *Outbox) Serve(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case err := <-o.failed:
+			// The store could not record what the recipient acknowledged:
+			// the node stops rather than deliver on without a durable
+			// record of it.
+			return err
 		case <-t.C:
 		}
 	}
