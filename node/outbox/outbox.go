@@ -146,7 +146,8 @@ func New(cfg Config) (*Outbox, error) {
 
 // Serve starts a courier for every recipient with queued entries, scans
 // again every RetryMax (a safety net: Notify and Rush start couriers), and
-// returns when ctx ends, after every courier has stopped.
+// returns, after every courier has stopped, when ctx ends (nil) or when
+// the store failed to settle acknowledged entries (that error).
 func (o *Outbox) Serve(ctx context.Context) error {
 	// Couriers run in ctx, which ends with Serve (a failure ends it too).
 	ctx, cancel := context.WithCancel(ctx)
