@@ -60,10 +60,13 @@
 //
 // # Locks
 //
-// Most parts have one lock, held only for short reads and writes of their
-// own fields; nothing blocks while holding one, and no part calls another
-// while holding its own. Where two locks are held, they are taken in this
-// order, never the reverse:
+// Each part's mu is held only for short reads and writes of that part's
+// fields: nothing blocks while holding it, and no other part is called.
+// Three locks serialise work and are held across store writes:
+// keyring.rotateMu (a rotation), friendBook.changeMu (a change to a friend
+// record) and peerSess.mu (sealing and opening in one friend's sessions).
+// Where two locks are held, they are taken in this order, never the
+// reverse:
 //
 //	Node.loginMu  >  Node.mu
 //	keyring.rotateMu  >  keyring.mu
