@@ -43,9 +43,8 @@ func writeBenchRecord(b *testing.B, r benchdata.Record) {
 	}
 }
 
-// rawRoundTrips is rawRoundTrip with every sample: rounds round trips of
-// size bytes over a raw libp2p stream between two other hosts on
-// loopback TCP.
+// rawRoundTrips measures rounds round trips of size bytes over a raw
+// libp2p stream between two other hosts on loopback TCP.
 func rawRoundTrips(b *testing.B, size, rounds int) []time.Duration {
 	b.Helper()
 	client, server := rawHosts(b)
@@ -70,25 +69,23 @@ func rawRoundTrips(b *testing.B, size, rounds int) []time.Duration {
 }
 
 // recordLatency writes node-latency-<mode>: series "ms", the latency of
-// each message, and "raw-stream-ms", round trips of size bytes over a raw
-// stream measured now, just after the messages (as many as there were
-// messages, at least 200); and the figures benchLatency reports.
-func recordLatency(b *testing.B, sessions bool, size int, lat []time.Duration, raw, crypto time.Duration) {
+// each message, and "raw-stream-ms", the round trips of size bytes over a
+// raw stream benchLatency measured in the same run; and the figures
+// benchLatency reports.
+func recordLatency(b *testing.B, sessions bool, size int, lat, rawLat []time.Duration, crypto time.Duration) {
 	b.Helper()
 	if !benchdata.Enabled() || len(lat) == 0 {
 		return
 	}
-	rawLat := rawRoundTrips(b, size, max(len(lat), 200))
 	writeBenchRecord(b, benchdata.Record{
 		Name: "node-latency-" + benchMode(sessions),
 		Figures: map[string]float64{
-			"p50-ms":            durationMs(percentile(lat, 50)),
-			"p99-ms":            durationMs(percentile(lat, 99)),
-			"raw-rtt-ms":        durationMs(raw),
-			"raw-stream-p50-ms": durationMs(percentile(rawLat, 50)),
-			"crypto-ms":         durationMs(crypto),
-			"messages":          float64(len(lat)),
-			"size-bytes":        float64(size),
+			"p50-ms":     durationMs(percentile(lat, 50)),
+			"p99-ms":     durationMs(percentile(lat, 99)),
+			"raw-rtt-ms": durationMs(percentile(rawLat, 50)),
+			"crypto-ms":  durationMs(crypto),
+			"messages":   float64(len(lat)),
+			"size-bytes": float64(size),
 		},
 		Series: map[string][]float64{"ms": samplesMs(lat), "raw-stream-ms": samplesMs(rawLat)},
 	})

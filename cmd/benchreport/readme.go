@@ -187,11 +187,11 @@ func figureTexts() []struct{ file, title, missing, text string } {
 	return []struct{ file, title, missing, text string }{
 		{figLatency, "Latency: sessions vs a raw stream",
 			"no record node-latency-sessions, node-latency-rsa or api-latency",
-			"BenchmarkLatency (node) sends one message at a time A→B through Node.Send and times it until B's message event; " +
+			"BenchmarkLatency (node) sends messages A→B at 100 msg/s through Node.Send and times each until B's message event; " +
 				"each mode runs on its own pair of nodes (RSA-3072 keys, loopback TCP): *sessions* are session messages " +
 				"(Ed25519, AES-GCM), *RSA envelopes* are single RSA envelopes, as first contact is. The raw stream curve is " +
 				"round trips of the same size (1,500 bytes) over a bare libp2p stream between two other hosts, measured in " +
-				"the same run just after the messages: the transport's floor. The HTTP API curve (record api-latency) is " +
+				"the same run just before the messages: the transport's floor. The HTTP API curve (record api-latency) is " +
 				"send_message on A's API to the event on B's WebSocket. The red crosses are the targets: a curve meets one " +
 				"when it passes left of (or through) it."},
 		{figThroughput, "Throughput vs the crypto and fsync bounds",
