@@ -45,6 +45,13 @@ func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ne, ok := ms.reanchor(e, env); ok {
+		// Sealed again to the friend's current key (anchors.go).
+		if env, err = protocol.ParseEnvelope(ne.Envelope); err != nil {
+			return nil, err
+		}
+		e = ne
+	}
 	d := &protocol.Delivery{Envelope: e.Envelope}
 	if env.Kind == protocol.KindContactRequest || env.Kind == protocol.KindContactAccept {
 		if card, err := ms.keys.ownCard(); err == nil {

@@ -30,6 +30,10 @@ type keyring struct {
 
 	rotateMu sync.Mutex
 
+	// pushes limits the cards sent to friends who sealed to a retired
+	// key (anchors.go).
+	pushes perFriend
+
 	mu      sync.Mutex
 	name    string
 	key     *protocol.PrivateKey

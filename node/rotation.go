@@ -13,7 +13,8 @@ import (
 // store keeps the chain of them back to the genesis key, so the user ID
 // (and the safety numbers, computed over the genesis key) never change.
 // The old key keeps opening envelopes sealed to it for Config.KeyGrace,
-// then it is deleted. Friends learn the new key from the directory record
+// then it is deleted; sessions anchored in it (or in a friend's retired
+// key) end with the grace too (anchors.go). Friends learn the new key from the directory record
 // (published at once) and from the new card sent to them; their nodes
 // accept it because the chain leads from the key they pinned.
 

@@ -43,6 +43,8 @@ type inbound struct {
 	// sm is a session message, checked but not opened: the committer
 	// opens it, in order, under the sender's session lock.
 	sm *protocol.SessionMessage
+	// remote is the device the stream comes from.
+	remote peer.ID
 }
 
 // rejected is an inbound that was refused before opening.
@@ -118,7 +120,7 @@ func (ms *messenger) readLoop(ctx context.Context, str network.Stream, remote pe
 			// committer closed it: nothing to answer.
 			return
 		}
-		in := &inbound{ready: make(chan struct{})}
+		in := &inbound{ready: make(chan struct{}), remote: remote}
 		if !push(in) {
 			return
 		}
@@ -236,6 +238,9 @@ func (ms *messenger) audit(remote peer.ID, from protocol.ID, code protocol.AckCo
 	ms.log.Warn("envelope rejected", attrs...)
 }
 
+// errSeen is an envelope whose msg_id was seen before (AckReplay).
+var errSeen = errors.New("msg_id seen before")
+
 // errNotAFriend rejects an envelope from someone who may not send it.
 var errNotAFriend = errors.New("sender may not send this to us")
 
@@ -274,13 +279,6 @@ func (ms *messenger) open(ctx context.Context, d *protocol.Delivery, in *inbound
 		in.reject(protocol.AckNotForMe, protocol.ErrNotForMe)
 		return
 	}
-	if seen, err := ms.st.Seen(ctx, env.MsgID); err != nil {
-		in.reject(protocol.AckUnavailable, err)
-		return
-	} else if seen {
-		in.reject(protocol.AckReplay, errors.New("msg_id seen before"))
-		return
-	}
 	key, err := ms.senderKey(env, d.SenderCard)
 	if errors.Is(err, errTooManyRequests) {
 		in.reject(protocol.AckUnavailable, err)
@@ -291,9 +289,29 @@ func (ms *messenger) open(ctx context.Context, d *protocol.Delivery, in *inbound
 		return
 	}
 	op := protocol.Opener{
-		UserID: ms.me,
-		Key:    ms.keys.identity(),
-		OldKey: ms.keys.oldKey,
+		UserID:  ms.me,
+		Key:     ms.keys.identity(),
+		OldKey:  ms.keys.oldKey,
+		Retired: ms.keys.retiredPast,
+		// The seen-ID check comes after the signature: nobody learns
+		// whether a msg_id arrived by sending an envelope they could
+		// not sign, and a replay costs no RSA decryption.
+		Seen: func(id protocol.MsgID) error {
+			// A repeated request from a stranger whose request already
+			// waits for the user is answered as a replay here, signed
+			// but not decrypted again (requests.go).
+			if env.Kind == protocol.KindContactRequest && ms.friends.pendingRequest(env.Sender) {
+				return fmt.Errorf("%w: %w", errSeen, errDuplicateRequest)
+			}
+			seen, err := ms.st.Seen(ctx, id)
+			switch {
+			case err != nil:
+				return err
+			case seen:
+				return errSeen
+			}
+			return nil
+		},
 		SenderKey: func(user, keyID protocol.ID) (*protocol.PublicKey, error) {
 			switch {
 			case user != env.Sender:
@@ -315,7 +333,18 @@ func (ms *messenger) open(ctx context.Context, d *protocol.Delivery, in *inbound
 	m, err := op.Open(d.Envelope)
 	ms.stats.openNanos.Add(int64(time.Since(start)))
 	ms.stats.opened.Add(1)
-	if err != nil {
+	switch {
+	case errors.Is(err, errSeen):
+		in.reject(protocol.AckReplay, err)
+		return
+	case errors.Is(err, protocol.ErrKeyRetired):
+		// Signed by the friend, sealed to a key of ours whose grace is
+		// over: they have not learnt the new one. Retryable; the card
+		// tells them, and their outbox seals it again (anchors.go).
+		ms.pushCard(ctx, ms.friends.friend(env.Sender), in.remote)
+		in.reject(protocol.AckUnavailable, err)
+		return
+	case err != nil:
 		in.reject(protocol.AckCodeFor(err), err)
 		return
 	}
@@ -441,7 +470,12 @@ const kindText = "text"
 
 // checkSession checks a delivered session message as far as it can be
 // checked without its session state (which the committer holds): form,
-// addressing, time, replay, and that the sender may send it.
+// addressing, time, and that the sender may send it. The seen-ID check
+// is not here: it would answer (AckReplay) before any signature was
+// checked, and tell anyone whether a msg_id had arrived. The committer
+// asks it only of a message whose signature verified (signedByPeer),
+// and the store refuses a second copy of a stored message in the
+// transaction that would store it (store.ErrDuplicate, AckReplay).
 func (ms *messenger) checkSession(ctx context.Context, d *protocol.Delivery, in *inbound) {
 	sm, err := protocol.ParseSessionMessage(d.Session)
 	if err != nil {
@@ -455,13 +489,6 @@ func (ms *messenger) checkSession(ctx context.Context, d *protocol.Delivery, in 
 	}
 	if err := sm.CheckTime(ms.cfg.Now(), ms.cfg.MaxAge, protocol.DefaultMaxSkew); err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
-		return
-	}
-	if seen, err := ms.st.Seen(ctx, sm.MsgID); err != nil {
-		in.reject(protocol.AckUnavailable, err)
-		return
-	} else if seen {
-		in.reject(protocol.AckReplay, errors.New("msg_id seen before"))
 		return
 	}
 	if fe := ms.friends.friend(sm.Sender); fe == nil || fe.key == nil ||

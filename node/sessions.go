@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -21,7 +24,8 @@ import (
 // also orders the seals.
 //
 // A receiver that cannot open a session message for want of state
-// answers AckStale and queues an RSA-signed session reset; the sender, on
+// answers AckStale and, when the stream comes from one of the friend's
+// devices, queues an RSA-signed session reset; the sender, on
 // AckStale for a session message, seals it again, with the same msg_id,
 // in a new session (resealSession). Contact requests and accepts stay
 // single envelopes, and so does everything to a friend without a valid
@@ -194,18 +198,18 @@ func (ms *messenger) commitSession(ctx context.Context, in *inbound) {
 		return
 	}
 	start := time.Now()
-	m, err := p.Open(sm, fe.key, ms.cfg.Now())
+	m, err := p.OpenWith(sm, ms.anchors(fe, p, sm.Session), ms.cfg.Now())
 	ms.stats.openNanos.Add(int64(time.Since(start)))
 	ms.stats.opened.Add(1)
 	if err != nil {
-		if ms.seenNow(ctx, sm.MsgID) {
-			// A copy of a message committed since the workers checked
-			// (a resend racing its first copy): not lost state.
+		if signedByPeer(err) && ms.seenNow(ctx, sm.MsgID) {
+			// A copy of a message stored before (a resend racing its
+			// first copy, or a replay): not lost state.
 			in.reject(protocol.AckReplay, err)
 			return
 		}
 		if wantsReset(err) {
-			ms.requestReset(ctx, fe, ps, p, sm.Session)
+			ms.requestReset(ctx, fe, ps, p, sm.Session, in.remote)
 		}
 		in.reject(protocol.AckCodeFor(err), err)
 		return
@@ -242,22 +246,28 @@ func (ms *messenger) commitSessionBatch(ctx context.Context, batch []*inbound) {
 		msgs   []store.Message
 		opened []*inbound
 		inThis = make(map[protocol.MsgID]bool, len(batch))
+		ids    = make([]protocol.SessionID, 0, 1)
 	)
 	for _, in := range batch {
+		if !slices.Contains(ids, in.sm.Session) {
+			ids = append(ids, in.sm.Session)
+		}
+	}
+	anchors := ms.anchors(fe, p, ids...)
+	for _, in := range batch {
 		start := time.Now()
-		m, err := p.Open(in.sm, fe.key, ms.cfg.Now())
+		m, err := p.OpenWith(in.sm, anchors, ms.cfg.Now())
 		ms.stats.openNanos.Add(int64(time.Since(start)))
 		ms.stats.opened.Add(1)
 		if err != nil {
-			// A copy of one opened earlier in this batch, or committed
-			// since the workers checked (see commitSession): a replay,
-			// not lost state.
-			if inThis[in.sm.MsgID] || ms.seenNow(ctx, in.sm.MsgID) {
+			// A copy of one opened earlier in this batch, or stored
+			// before (see commitSession): a replay, not lost state.
+			if signedByPeer(err) && (inThis[in.sm.MsgID] || ms.seenNow(ctx, in.sm.MsgID)) {
 				in.reject(protocol.AckReplay, err)
 				continue
 			}
 			if wantsReset(err) {
-				ms.requestReset(ctx, fe, ps, p, in.sm.Session)
+				ms.requestReset(ctx, fe, ps, p, in.sm.Session, in.remote)
 			}
 			in.reject(protocol.AckCodeFor(err), err)
 			continue
@@ -359,7 +369,15 @@ func (ms *messenger) acceptStart(ctx context.Context, in *inbound) {
 		in.reject(protocol.AckUnavailable, err)
 		return
 	}
-	first, err := p.Accept(env, prekey, ms.keys.identity(), ms.cfg.Now())
+	// A start sealed to a retired key in its grace (the friend had not
+	// learnt the new one) is accepted with that key, which then certifies
+	// this side of the session (anchors.go).
+	me := ms.keys.signerFor(env.RecipientKey)
+	if me == nil {
+		in.reject(protocol.AckUnavailable, fmt.Errorf("%w: start sealed to key %s", protocol.ErrKeyRetired, env.RecipientKey))
+		return
+	}
+	first, err := p.Accept(env, prekey, me, ms.cfg.Now())
 	if err != nil {
 		in.reject(protocol.AckCodeFor(err), err)
 		return
@@ -383,7 +401,17 @@ const resetEvery = 5 * time.Second
 // it is never accepted), in the same transaction. ps.mu must be held; p
 // is fe's state, which the refusal changes (a batch stores it again with
 // what follows).
-func (ms *messenger) requestReset(ctx context.Context, fe *friendEntry, ps *peerSess, p *protocol.PeerSessions, id protocol.SessionID) {
+//
+// Only a stream from one of fe's devices (remote) makes the node sign,
+// store and queue anything: a message naming an unknown session carries
+// no signature the node can check, so from anyone else it is refused
+// (AckStale, which an honest sender answers with a new session) and
+// nothing else happens.
+func (ms *messenger) requestReset(ctx context.Context, fe *friendEntry, ps *peerSess, p *protocol.PeerSessions, id protocol.SessionID, remote peer.ID) {
+	if !fromDevice(fe, remote) {
+		ms.log.Debug("session reset not asked: the stream is not from a device of the friend", "friend", fe.f.UserID.String(), "peer", remote.String())
+		return
+	}
 	if !ms.resets.due(fe.f.UserID, ms.cfg.Now(), resetEvery) {
 		return
 	}
@@ -403,12 +431,20 @@ func (ms *messenger) requestReset(ctx context.Context, fe *friendEntry, ps *peer
 	}
 }
 
-// seenNow reports whether id was stored (or marked seen) by now. The
-// workers check seen IDs before the committer opens a message; a resend
-// can pass that check while its first copy is being committed.
+// seenNow reports whether id was stored (or marked seen) by now. For a
+// session message it is asked only after the signature verified (see
+// signedByPeer and checkSession).
 func (ms *messenger) seenNow(ctx context.Context, id protocol.MsgID) bool {
 	seen, err := ms.st.Seen(ctx, id)
 	return err == nil && seen
+}
+
+// signedByPeer reports an error that a session's Open returns only after
+// the message's signature verified: only then may the seen-ID check
+// answer (AckReplay), so that nobody learns whether a msg_id arrived by
+// sending a message they could not sign.
+func signedByPeer(err error) bool {
+	return errors.Is(err, protocol.ErrMessageKeyGone) || errors.Is(err, protocol.ErrSkipLimit)
 }
 
 // wantsReset reports an error after which the session cannot go on: the

@@ -63,6 +63,31 @@
 // shared as a "parley:card/…" link. SafetyNumber computes the 60-digit
 // number two users compare to verify each other's keys.
 //
+// # Safety numbers
+//
+// A safety number is what two users read to each other to check that each
+// node holds the other's real key; it must cover the key whose acceptance
+// the user confirms. It is two 30-digit halves, one per user, the smaller
+// first (algorithm in safety.go). Which key a half is computed over:
+//
+//   - A user's own half, and a friend's half while the friend's key in use
+//     follows from their genesis key through a verified rotation chain
+//     (Rotation, VerifyChain): the genesis key, under "parley/v1/safety"
+//     (SafetyNumber). The chain proves continuity, so a rotation keeps the
+//     number, on both sides.
+//   - A friend whose new key does not follow from the key pinned for them
+//     (a key change without a chain: a substituted key, a stolen genesis
+//     key, a forked history): the new key, under "parley/v1/key-safety"
+//     (ChangedKeySafetyNumber). That number differs from every number
+//     shown before, even when the new key is the friend's genesis key, and
+//     marking the friend verified accepts the new key only when the number
+//     the user confirmed is this one. The friend's own node shows the
+//     genesis number, which does not match: against a substituted key,
+//     that is the point. A friend whose own history really forked (who
+//     rotated again from an old backup, say) gets the matching number as
+//     ChangedKeySafetyNumber(own ID, current key, your ID, your genesis
+//     key); nodes do not show that one yet.
+//
 // # Key rotation
 //
 // A user moves to a new RSA key with a Rotation {user ID, old key ID, new
@@ -173,4 +198,42 @@
 // times, sizes to 256 bytes, and message kinds are visible to relays).
 // The start's secrecy is that of its envelope (RSA-OAEP and the prekey),
 // so a start is forward-secret only once B's prekey is deleted.
+//
+// # What a rotation ends
+//
+// After a user rotates (a Rotation signed by the old key and the new),
+// everything anchored in the old key is accepted only during a grace
+// period, then never again. A session is anchored, on each side, in the
+// RSA key that certified that side's Ed25519 session key: the start
+// envelope's signing key for the initiator, the certificate's key for the
+// responder (Session.Keys; stored in every session state since format 1,
+// so older states need no migration). With a rotation:
+//
+//   - envelopes and session starts signed by the old key are refused as
+//     soon as the receiver has pinned the new one (Opener.SenderKey);
+//   - messages of a session anchored in the peer's old key open only
+//     while that key is in its grace: PeerSessions.OpenWith takes the
+//     peer's pinned key and the keys it retired, each with the end of its
+//     grace (Anchors, RetiredKey; a node uses the rotation statement's
+//     time plus its key grace, the same for every reader). Past it the
+//     session is refused as ErrSessionUnknown wrapping ErrKeyRetired, and
+//     the receiver asks for a reset: the next message starts a session
+//     under the current keys. The same holds for sessions anchored in
+//     one's own retired key. Session.Open and PeerSessions.Open open only
+//     sessions anchored in the key they are given;
+//   - an envelope or start sealed to the receiver's old key opens during
+//     the grace (Opener.OldKey; the start is accepted with that key).
+//     Past it, once the signature has verified, Open returns
+//     ErrKeyRetired, not ErrNotForMe: the sender had not learnt the new
+//     key, and the receiver answers AckUnavailable (retryable), so that
+//     the sender fetches the new card and seals again with the same
+//     msg_id. A message the user wrote never fails for it.
+//
+// Whether a msg_id arrived is answered only after the signature: the
+// Opener's Seen hook runs after the signature check and before any
+// decryption, and a receiver asks its seen IDs about a session message
+// only after Session.Open verified its signature (ErrMessageKeyGone,
+// ErrSkipLimit; ErrSessionUnknown comes before any signature and is not
+// answered as a replay). So nobody learns whether a message was delivered
+// by sending something they could not sign.
 package protocol

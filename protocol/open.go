@@ -29,6 +29,19 @@ type Opener struct {
 	// OldKey, if set, returns a retired identity key of the recipient by
 	// its ID (during the grace period after a key rotation), or nil.
 	OldKey func(id ID) *PrivateKey
+	// Retired, if set, reports whether id is a key the recipient retired
+	// by a rotation whose grace is over (its private half is gone). An
+	// envelope sealed to it is checked up to its signature and then
+	// refused with ErrKeyRetired, not ErrNotForMe: it was sealed by a
+	// sender who has not learnt the new key yet, and sealing it again to
+	// the current key helps.
+	Retired func(id ID) bool
+	// Seen, if set, is the caller's replay check: it is called with the
+	// msg_id after the signature has verified and before any decryption,
+	// and an error it returns is returned wrapped. So a replay costs no
+	// RSA decryption, and nobody learns whether a msg_id arrived before
+	// by sending an envelope that does not verify.
+	Seen func(id MsgID) error
 	// Prekey returns the recipient's prekey (current or retired) by ID, or an
 	// error when it has none; nil means the recipient keeps no prekeys.
 	Prekey func(id uint64) (*Prekey, error)
@@ -47,10 +60,12 @@ type Message struct {
 
 // Open verifies and decrypts raw, in this order: size cap, parse, recipient
 // is me, timestamp inside the window, signature with the sender key the
-// caller supplies, unwrap, derive, decrypt, inner IDs match. Each step has
-// its sentinel (ErrTooLarge, ErrMalformed, ErrNotForMe, ErrStale,
-// ErrUnknownSender, ErrUnknownPrekey); every cryptographic failure is ErrAuth.
-// The replay check (a msg_id seen before) belongs to the caller.
+// caller supplies, the caller's replay check (Seen), unwrap, derive,
+// decrypt, inner IDs match. Each step has its sentinel (ErrTooLarge,
+// ErrMalformed, ErrNotForMe, ErrStale, ErrUnknownSender, ErrUnknownPrekey;
+// ErrKeyRetired after the signature for a key of mine whose grace is
+// over); every cryptographic failure is ErrAuth. Without Seen, the replay
+// check (a msg_id seen before) belongs to the caller, after Open.
 func (o *Opener) Open(raw []byte) (*Message, error) {
 	if o.Key == nil || o.SenderKey == nil {
 		return nil, errors.New("protocol: Opener needs Key and SenderKey")
@@ -60,10 +75,16 @@ func (o *Opener) Open(raw []byte) (*Message, error) {
 		return nil, err
 	}
 	key := o.Key
-	if e.RecipientKey != key.ID() && o.OldKey != nil {
-		key = o.OldKey(e.RecipientKey)
+	if e.RecipientKey != key.ID() {
+		key = nil
+		if o.OldKey != nil {
+			key = o.OldKey(e.RecipientKey)
+		}
 	}
-	if e.Recipient != o.UserID || key == nil || e.RecipientKey != key.ID() {
+	retired := false
+	if e.Recipient == o.UserID && key == nil && o.Retired != nil && o.Retired(e.RecipientKey) {
+		retired = true // answered after the signature check
+	} else if e.Recipient != o.UserID || key == nil || e.RecipientKey != key.ID() {
 		return nil, fmt.Errorf("%w: addressed to user %s key %s", ErrNotForMe, e.Recipient, e.RecipientKey)
 	}
 	if err := o.checkTime(e.Timestamp); err != nil {
@@ -82,6 +103,14 @@ func (o *Opener) Open(raw []byte) (*Message, error) {
 	canonical := e.Canonical()
 	if err := sender.Verify(LabelEnvSig, e.signedBytes(canonical), e.Signature); err != nil {
 		return nil, fmt.Errorf("envelope signature: %w", err)
+	}
+	if retired {
+		return nil, fmt.Errorf("%w: sealed to key %s, retired by a rotation", ErrKeyRetired, e.RecipientKey)
+	}
+	if o.Seen != nil {
+		if err := o.Seen(e.MsgID); err != nil {
+			return nil, fmt.Errorf("msg_id %s: %w", e.MsgID, err)
+		}
 	}
 
 	var agreed, prekeyPub []byte

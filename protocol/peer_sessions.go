@@ -163,8 +163,11 @@ func (p *PeerSessions) SealWithID(kind Kind, id MsgID, body []byte, now time.Tim
 }
 
 // Open opens a message of any live session with the peer (see
-// Session.Open); ErrSessionUnknown when the session is not there (the
-// caller answers with a session-reset request).
+// Session.Open) that is anchored in peer, the peer's key the caller
+// trusts; ErrSessionUnknown when the session is not there (the caller
+// answers with a session-reset request), ErrUnknownSender when it is
+// anchored in another key. OpenWith also takes the keys that rotations
+// retired, during their grace, and checks this side's anchor.
 func (p *PeerSessions) Open(m *SessionMessage, peer *PublicKey, now time.Time) (*Message, error) {
 	if m.Sender != p.peer || m.Recipient != p.me {
 		return nil, fmt.Errorf("%w: session message from %s to %s", ErrNotForMe, m.Sender, m.Recipient)

@@ -67,8 +67,11 @@ func (s *Session) ID() SessionID { return s.id }
 // Peer returns the other user's ID.
 func (s *Session) Peer() ID { return s.peer }
 
-// Keys returns the RSA key IDs of both users when the session started:
-// after either rotates its identity key, the node starts a new session.
+// Keys returns the session's anchors: the RSA key IDs that certified each
+// side's session key when it started (mine: the start's signing key if I
+// initiated, else the key of my certificate; the peer's likewise). After
+// either side rotates its identity key, a new session starts, and this one
+// opens messages only while Anchors trust both (PeerSessions.OpenWith).
 func (s *Session) Keys() (mine, peers ID) { return s.meKey, s.peerKey }
 
 // Initiator reports whether this side started the session.
@@ -281,10 +284,13 @@ func (s *Session) seal(kind Kind, id MsgID, body []byte, now time.Time, strict S
 }
 
 // Open verifies and decrypts m, a message of this session, in this
-// order: addressing (ErrNotForMe, ErrSessionUnknown), the responder's
-// certificate if it carries one (RSA-PSS by peer, the key the session
-// started with), the signature (Ed25519 by the certified session key, or
-// RSA-PSS by peer for SigIdentity; ErrSessionKeyMissing while the
+// order: addressing (ErrNotForMe, ErrSessionUnknown), the anchor (peer
+// must be the peer's RSA key the session started with, the one that
+// certified the peer's session key: ErrUnknownSender otherwise, so that a
+// caller who no longer trusts that key cannot open the session's
+// messages by mistake), the responder's certificate if it carries one
+// (RSA-PSS by peer), the signature (Ed25519 by the certified session key,
+// or RSA-PSS by peer for SigIdentity; ErrSessionKeyMissing while the
 // responder's key is not certified), and only then the ratchet
 // (ErrMessageKeyGone, ErrSkipLimit) and the AEAD (ErrAuth). The timestamp
 // window (m.CheckTime) and the msg_id replay check belong to the caller.
@@ -296,6 +302,9 @@ func (s *Session) Open(m *SessionMessage, peer *PublicKey) (*Message, error) {
 	}
 	if m.Session != s.id {
 		return nil, fmt.Errorf("%w: %s", ErrSessionUnknown, m.Session)
+	}
+	if err := s.checkPeerKey(peer); err != nil {
+		return nil, err
 	}
 	canonical := m.Canonical()
 	signer := s.peerSigning
@@ -309,9 +318,6 @@ func (s *Session) Open(m *SessionMessage, peer *PublicKey) (*Message, error) {
 				return nil, fmt.Errorf("%w: a second session key", ErrAuth)
 			}
 		default:
-			if err := s.checkPeerKey(peer); err != nil {
-				return nil, err
-			}
 			cb := certBytes(s.id, s.me, s.peer, s.peerKey, m.CertKey)
 			if err := peer.Verify(LabelSessCert, cb, m.CertSignature); err != nil {
 				return nil, fmt.Errorf("session key certificate: %w", err)
@@ -328,9 +334,6 @@ func (s *Session) Open(m *SessionMessage, peer *PublicKey) (*Message, error) {
 			return nil, fmt.Errorf("%w: bad session signature", ErrAuth)
 		}
 	case SigIdentity:
-		if err := s.checkPeerKey(peer); err != nil {
-			return nil, err
-		}
 		if err := peer.Verify(LabelSessSig, m.signedBytes(canonical, false), m.Signature); err != nil {
 			return nil, fmt.Errorf("session message signature: %w", err)
 		}

@@ -58,6 +58,10 @@ func FuzzParsePeerSessions(f *testing.F) {
 			if !bytes.Equal(p.Marshal(), b) {
 				t.Fatal("parsed sessions do not re-encode to their input")
 			}
+			// Trusting no key of the peer, no session is anchored.
+			if got := p.Unanchored(Anchors{}, sessT0); len(got) != len(p.sessions) {
+				t.Fatalf("%d of %d sessions unanchored with no trusted key", len(got), len(p.sessions))
+			}
 		}
 	})
 }

@@ -440,14 +440,18 @@ func (x *SkippedKey) GetKey() []byte {
 }
 
 // SessionState is one session's stored state. Seal it before storing.
+// me_key and peer_key are the session's anchors: the RSA key IDs that
+// certified each side's session signing key (the start envelope's signing
+// key for the initiator, the certificate's key for the responder). After a
+// rotation, the session opens messages only while both are trusted.
 type SessionState struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	Version        uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
 	SessionId      []byte                 `protobuf:"bytes,2,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
 	Me             []byte                 `protobuf:"bytes,3,opt,name=me,proto3" json:"me,omitempty"`
-	MeKey          []byte                 `protobuf:"bytes,4,opt,name=me_key,json=meKey,proto3" json:"me_key,omitempty"`
+	MeKey          []byte                 `protobuf:"bytes,4,opt,name=me_key,json=meKey,proto3" json:"me_key,omitempty"` // anchor of my side
 	Peer           []byte                 `protobuf:"bytes,5,opt,name=peer,proto3" json:"peer,omitempty"`
-	PeerKey        []byte                 `protobuf:"bytes,6,opt,name=peer_key,json=peerKey,proto3" json:"peer_key,omitempty"`
+	PeerKey        []byte                 `protobuf:"bytes,6,opt,name=peer_key,json=peerKey,proto3" json:"peer_key,omitempty"` // anchor of the peer's side
 	Initiator      bool                   `protobuf:"varint,7,opt,name=initiator,proto3" json:"initiator,omitempty"`
 	StartedMs      int64                  `protobuf:"varint,8,opt,name=started_ms,json=startedMs,proto3" json:"started_ms,omitempty"`
 	SupersededMs   int64                  `protobuf:"varint,9,opt,name=superseded_ms,json=supersededMs,proto3" json:"superseded_ms,omitempty"`
