@@ -24,6 +24,7 @@ func hashToken(token string) tokenHash { return sha256.Sum256([]byte(token)) }
 // login is the server side of one token.
 type login struct {
 	hash     tokenHash
+	created  time.Time
 	lastUsed time.Time
 	// done is closed when the token is logged out or found expired; a
 	// WebSocket opened with the token closes then.
@@ -31,17 +32,19 @@ type login struct {
 }
 
 // tokenStore holds the logins, keyed by token hash. A token expires
-// after idle time without use.
+// after idle time without use, and lifetime after it was issued however
+// much it is used (a token in a forgotten tab does not live forever).
 type tokenStore struct {
-	now  func() time.Time
-	idle time.Duration
+	now      func() time.Time
+	idle     time.Duration
+	lifetime time.Duration
 
 	mu     sync.Mutex
 	logins map[tokenHash]*login
 }
 
-func newTokenStore(now func() time.Time, idle time.Duration) *tokenStore {
-	return &tokenStore{now: now, idle: idle, logins: make(map[tokenHash]*login)}
+func newTokenStore(now func() time.Time, idle, lifetime time.Duration) *tokenStore {
+	return &tokenStore{now: now, idle: idle, lifetime: lifetime, logins: make(map[tokenHash]*login)}
 }
 
 // issue creates a token: 256 random bits, base64url without padding (43
@@ -57,7 +60,8 @@ func (ts *tokenStore) issue() (string, error) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	ts.sweepLocked()
-	ts.logins[h] = &login{hash: h, lastUsed: ts.now(), done: make(chan struct{})}
+	now := ts.now()
+	ts.logins[h] = &login{hash: h, created: now, lastUsed: now, done: make(chan struct{})}
 	return token, nil
 }
 
@@ -112,7 +116,7 @@ func (ts *tokenStore) count() int {
 }
 
 func (ts *tokenStore) expiredLocked(s *login, now time.Time) bool {
-	return now.Sub(s.lastUsed) >= ts.idle
+	return now.Sub(s.lastUsed) >= ts.idle || now.Sub(s.created) >= ts.lifetime
 }
 
 func (ts *tokenStore) endLocked(s *login) {

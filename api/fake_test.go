@@ -36,6 +36,8 @@ type fakeNode struct {
 	lastLookup  string
 	lastSearch  string
 	calls       []string
+	// verifiedWith lists the safety numbers VerifyFriend was given.
+	verifiedWith []string
 
 	subs    map[int]chan Event
 	nextSub int
@@ -194,14 +196,18 @@ func (f *fakeNode) RemoveFriend(_ context.Context, userID string) error {
 	return nil
 }
 
-func (f *fakeNode) VerifyFriend(_ context.Context, userID string) error {
+func (f *fakeNode) VerifyFriend(_ context.Context, userID string, safetyNumber ...string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.fail("VerifyFriend"); err != nil {
 		return err
 	}
+	f.verifiedWith = append(f.verifiedWith, safetyNumber...)
 	for i := range f.friends {
 		if f.friends[i].UserID == userID {
+			if len(safetyNumber) > 0 && safetyNumber[0] != f.friends[i].SafetyNumber {
+				return &Error{Code: CodeConflict, Message: "the safety number changed"}
+			}
 			f.friends[i].Verified = true
 			return nil
 		}

@@ -41,8 +41,12 @@ type Node interface {
 	BlockFriend(ctx context.Context, userID string) (Friend, error)
 	// VerifyFriend marks the friend's key as verified by the user. For a
 	// friend in status key_changed it also accepts the new key, and sends
-	// held for them go out.
-	VerifyFriend(ctx context.Context, userID string) error
+	// held for them go out. safetyNumber (at most one) is the number the
+	// user compared, as shown (spaces allowed): when given it must be the
+	// friend's safety number now, and for key_changed it is required, so
+	// that accepting a changed key means comparing its new number;
+	// otherwise the answer is CodeConflict and nothing changes.
+	VerifyFriend(ctx context.Context, userID string, safetyNumber ...string) error
 
 	// LookupUser fetches the user's signed record from the directory and
 	// verifies it (CodeNotFound when there is no valid record,
@@ -110,6 +114,15 @@ type Friend struct {
 	Verified     bool   `json:"verified"`
 	Online       bool   `json:"online"`
 	SafetyNumber string `json:"safety_number"`
+	// KeyFork: the friend's key signed two different histories (two
+	// records or rotations at one sequence number: a stolen key, or a
+	// misbehaving device). Sending to them is held (409 key_changed) until
+	// they are verified again.
+	KeyFork bool `json:"key_fork"`
+	// KeyRotated: the friend's key in use is not their first key but
+	// follows from it by a verified chain of rotations, each signed by
+	// the key before; the safety number stays the same.
+	KeyRotated bool `json:"key_rotated"`
 }
 
 // DirectoryEntry is a user's signed directory record, as verified by the
@@ -177,7 +190,8 @@ type EventType string
 // EventFriendKeyRotated: the friend moved to a new key by a rotation
 // signed by the old one: a notice for the user. EventFriendKeyChanged: the
 // key changed without such a rotation: sending is held (the friend's
-// status is key_changed, see CodeKeyChanged).
+// status is key_changed, see CodeKeyChanged). EventKeyFork: the friend's
+// key signed two histories (Friend.KeyFork): sending is held too.
 const (
 	EventMessage          EventType = "message"            // Message: a message arrived
 	EventMessageStatus    EventType = "message_status"     // StatusChange
@@ -186,6 +200,7 @@ const (
 	EventFriendRemoved    EventType = "friend_removed"     // Friend
 	EventFriendKeyRotated EventType = "friend_key_rotated" // Friend: see above
 	EventFriendKeyChanged EventType = "friend_key_changed" // Friend: see above
+	EventKeyFork          EventType = "key_fork"           // Friend: see above
 	EventPeerOnline       EventType = "peer_online"        // Presence
 	EventPeerOffline      EventType = "peer_offline"       // Presence
 	EventOverflow         EventType = "overflow"           // no data: events were lost, refetch

@@ -72,7 +72,7 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, pattern: "/api/v1/friends", handle: s.friends},
 		{method: http.MethodPost, pattern: "/api/v1/friends", body: bodyJSON, handle: s.addFriend},
 		{method: http.MethodDelete, pattern: "/api/v1/friends/{user_id}", body: bodyEmpty, handle: s.removeFriend},
-		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/verify", body: bodyEmpty, handle: s.verifyFriend},
+		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/verify", body: bodyJSON, handle: s.verifyFriend},
 		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/block", body: bodyEmpty, handle: s.blockFriend},
 		{method: http.MethodPost, pattern: "/api/v1/send_message", body: bodyJSON, handle: s.sendMessage},
 		{method: http.MethodGet, pattern: "/api/v1/get_messages", handle: s.getMessages},
@@ -343,8 +343,24 @@ func (s *Server) removeFriend(q *request) error {
 	return nil
 }
 
+// verifyFriend takes {"safety_number": "..."}, the number the user
+// compared, or (older clients) no body at all.
 func (s *Server) verifyFriend(q *request) error {
-	if err := s.node.VerifyFriend(q.r.Context(), q.params["user_id"]); err != nil {
+	var req struct {
+		SafetyNumber string `json:"safety_number"`
+	}
+	if q.r.ContentLength == 0 {
+		if err := requireEmptyBody(q.w, q.r); err != nil {
+			return err
+		}
+	} else if _, err := decodeBody(q.w, q.r, &req); err != nil {
+		return err
+	}
+	var number []string
+	if req.SafetyNumber != "" {
+		number = []string{req.SafetyNumber}
+	}
+	if err := s.node.VerifyFriend(q.r.Context(), q.params["user_id"], number...); err != nil {
 		return err
 	}
 	q.w.WriteHeader(http.StatusNoContent)

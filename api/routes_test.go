@@ -157,7 +157,9 @@ func TestAuthRequired(t *testing.T) {
 }
 
 func TestTokenExpiresWhenIdle(t *testing.T) {
-	ts := startServer(t, newFakeNode(StateUnlocked), Options{})
+	// A long lifetime, so that idleness alone ends the token here
+	// (TestTokenLifetime tests the lifetime).
+	ts := startServer(t, newFakeNode(StateUnlocked), Options{TokenLifetime: 7 * 24 * time.Hour})
 	token := ts.login()
 	// Use keeps a token alive.
 	for range 3 {

@@ -23,6 +23,10 @@ const DefaultAddr = "127.0.0.1:7733"
 // DefaultTokenIdle is how long a token stays valid without being used.
 const DefaultTokenIdle = 12 * time.Hour
 
+// DefaultTokenLifetime is how long a token stays valid after login, even
+// when it is used all the time.
+const DefaultTokenLifetime = 12 * time.Hour
+
 // ErrNotLoopback is returned by Serve and Listen for an address that is not
 // a loopback address when no TLS configuration is given.
 var ErrNotLoopback = errors.New("api: refusing to serve on a non-loopback address without TLS")
@@ -53,6 +57,9 @@ type Options struct {
 	// TokenIdle is how long a token lives without use; 0 means
 	// DefaultTokenIdle.
 	TokenIdle time.Duration
+	// TokenLifetime is how long a token lives after login, used or not;
+	// 0 means DefaultTokenLifetime.
+	TokenLifetime time.Duration
 	// TLS, when set, makes Serve speak HTTPS (it wraps the listener) and
 	// allows a listener on a non-loopback address. It needs a certificate
 	// (Certificates, GetCertificate or GetConfigForClient).
@@ -97,6 +104,13 @@ func New(node Node, opts Options) (*Server, error) {
 	if idle == 0 {
 		idle = DefaultTokenIdle
 	}
+	if opts.TokenLifetime < 0 {
+		return nil, fmt.Errorf("api: negative TokenLifetime %v", opts.TokenLifetime)
+	}
+	lifetime := opts.TokenLifetime
+	if lifetime == 0 {
+		lifetime = DefaultTokenLifetime
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.Default()
@@ -126,7 +140,7 @@ func New(node Node, opts Options) (*Server, error) {
 	s := &Server{
 		node:           node,
 		log:            logger,
-		tokens:         newTokenStore(now, idle),
+		tokens:         newTokenStore(now, idle, lifetime),
 		tls:            tlsConf,
 		allowedHosts:   append([]string(nil), opts.AllowedHosts...),
 		ui:             opts.UI,

@@ -31,6 +31,16 @@ var (
 	// key that does not follow from the pinned one by a signed rotation;
 	// VerifyFriend accepts the new key.
 	ErrKeyChanged = errors.New("node: friend's key changed")
+	// ErrKeyFork is sending to a friend whose key was seen to sign two
+	// histories (two different records or rotations at one sequence
+	// number: a stolen key, or a misbehaving device); VerifyFriend
+	// releases what is held once the user compared safety numbers again.
+	ErrKeyFork = errors.New("node: friend's key signed two histories")
+	// ErrSafetyNumber is VerifyFriend with a safety number that is not the one
+	// for the friend's key now: their key changed since the number was shown,
+	// or no number was given for a key change, whose new number must be
+	// compared first.
+	ErrSafetyNumber = errors.New("node: not the current safety number")
 	// ErrClosed is a call after Close.
 	ErrClosed = errors.New("node: closed")
 )

@@ -22,6 +22,7 @@ const (
 	EventFriendRemoved    EventType = "friend_removed"     // Friend was removed or blocked
 	EventFriendKeyRotated EventType = "friend_key_rotated" // Friend moved to a new key by a signed rotation
 	EventFriendKeyChanged EventType = "friend_key_changed" // Friend's key changed without one: sending is held
+	EventKeyFork          EventType = "key_fork"           // Friend's key signed two histories: sending is held (forks.go)
 	EventPeerOnline       EventType = "peer_online"        // a device of User connected
 	EventPeerOffline      EventType = "peer_offline"       // User's last device went away
 	EventOverflow         EventType = "overflow"           // the subscriber lost events

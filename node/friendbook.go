@@ -51,7 +51,8 @@ type friendBook struct {
 
 	changeMu sync.Mutex
 
-	lookups perFriend // unknown-key lookups, by friend
+	lookups  perFriend    // unknown-key lookups, by friend
+	requests requestLimit // contact requests, by sender (requests.go)
 
 	mu      sync.Mutex
 	friends map[protocol.ID]*friendEntry // every stored friend

@@ -13,8 +13,14 @@ import (
 // device of theirs is connected, and the safety number to compare.
 type Friend struct {
 	store.Friend
-	Online       bool
+	Online bool
+	// SafetyNumber is the number to compare for the key being trusted:
+	// over the genesis keys normally, over their changed key when
+	// ChangedKey is set (verifying then accepts that key).
 	SafetyNumber string
+	// KeyRotated is true when their key in use is not their genesis key
+	// but follows from it by a verified rotation chain.
+	KeyRotated bool
 }
 
 // Friends lists every friend, in the store's order.
@@ -77,13 +83,26 @@ func (fr *friendBook) view(f store.Friend) Friend {
 	v.Online = fr.online(f.UserID)
 	mine := fr.keys.genesisKey()
 	// Safety numbers are over the genesis keys, whose hashes are the user
-	// IDs: rotations do not change them.
+	// IDs: chained rotations do not change them. A key that changed
+	// without a chain from the pinned one is what verifying accepts, so
+	// the number is over that key (protocol.ChangedKeySafetyNumber).
 	g := f.Genesis
 	if len(g) == 0 {
 		g = f.PublicKey
 	}
-	if k, err := protocol.ParsePublicKey(g); err == nil && k.ID() == f.UserID {
+	k, err := protocol.ParsePublicKey(g)
+	if err != nil || k.ID() != f.UserID {
+		return v
+	}
+	// Genesis is stored only from a card or record whose chain verified.
+	v.KeyRotated = len(f.Genesis) > 0 && !k.Equal(mustKey(f.PublicKey))
+	switch {
+	case f.ChangedKey == nil:
 		v.SafetyNumber = protocol.SafetyNumber(fr.me, mine, f.UserID, k)
+	default:
+		if ck := mustKey(f.ChangedKey); ck != nil {
+			v.SafetyNumber = protocol.ChangedKeySafetyNumber(fr.me, mine, f.UserID, ck)
+		}
 	}
 	return v
 }
@@ -256,31 +275,53 @@ func (fr *friendBook) block(ctx context.Context, id protocol.ID) (Friend, error)
 	return fr.view(f), nil
 }
 
-// VerifyFriend records that the user compared the safety number.
-func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID) error {
+// VerifyFriend records that the user compared the safety number. number is
+// the number the user confirmed (digits only; optional for a friend whose
+// key did not change): when given, it must be the friend's SafetyNumber
+// now, and for a friend whose key changed without a chain (ChangedKey) it
+// is required, since verifying then accepts the new key. Otherwise the
+// answer is ErrSafetyNumber and nothing changes.
+func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID, number ...string) error {
 	u, err := n.running()
 	if err != nil {
 		return err
 	}
-	return u.friends.verify(ctx, id)
+	if len(number) > 1 {
+		return fmt.Errorf("%w: more than one safety number", ErrInvalid)
+	}
+	confirmed := ""
+	if len(number) == 1 {
+		confirmed = number[0]
+	}
+	return u.friends.verify(ctx, id, confirmed)
 }
 
-func (fr *friendBook) verify(ctx context.Context, id protocol.ID) error {
+func (fr *friendBook) verify(ctx context.Context, id protocol.ID, confirmed string) error {
 	fr.changeMu.Lock()
 	defer fr.changeMu.Unlock()
 	f, err := fr.getFriend(ctx, id)
 	if err != nil {
 		return err
 	}
-	if f.Verified && f.ChangedKey == nil {
+	// Checked under changeMu, against the key the verification accepts:
+	// a key change between showing the number and confirming it fails.
+	current := fr.view(f).SafetyNumber
+	switch {
+	case confirmed != "" && confirmed != current:
+		return fmt.Errorf("%w: for %s", ErrSafetyNumber, id)
+	case confirmed == "" && f.ChangedKey != nil:
+		return fmt.Errorf("%w: %s changed key; compare the new safety number", ErrSafetyNumber, id)
+	}
+	if f.Verified && f.ChangedKey == nil && !f.Forked {
 		return nil
 	}
 	if f.ChangedKey != nil {
-		// The user compared the safety number again and accepts the key
-		// the directory shows now.
+		// The user compared the new safety number, over the key the
+		// directory shows now, and accepts that key.
 		f.PublicKey, f.ChangedKey = f.ChangedKey, nil
 		fr.log.Info("changed key accepted after verification", "friend", id.String())
 	}
+	f.Forked = false // the user compared again: what a fork held is released (forks.go)
 	f.Verified = true
 	if f, err = fr.st.PutFriend(ctx, f); err != nil {
 		return fmt.Errorf("node: verify friend: %w", err)
@@ -291,7 +332,10 @@ func (fr *friendBook) verify(ctx context.Context, id protocol.ID) error {
 }
 
 // receiveContact acts on a contact request or accept whose signature and
-// card were checked.
+// card were checked. Requests are limited per sender, and a repeated one
+// from a pending stranger changes nothing (requests.go); a card that
+// contradicts the friend's known history is kept as evidence and not
+// applied (forks.go).
 func (fr *friendBook) receiveContact(ctx context.Context, m *protocol.Message, c *protocol.Card) error {
 	fr.changeMu.Lock()
 	defer fr.changeMu.Unlock()
@@ -304,6 +348,28 @@ func (fr *friendBook) receiveContact(ctx context.Context, m *protocol.Message, c
 		f = store.Friend{UserID: m.Sender, Status: store.FriendPendingIn}
 	}
 	prev := f.Status
+	if known {
+		if forks := fr.forksOf(f, nil, c.Chain, "card"); len(forks) > 0 {
+			if !fr.keepForks(ctx, &f, forks) {
+				return nil // evidence kept before; the first history stays
+			}
+			if f, err = fr.st.PutFriend(ctx, f); err != nil {
+				return err
+			}
+			fr.cacheFriend(f)
+			fr.forkEvent(f)
+			return nil
+		}
+		if prev == store.FriendPendingIn && m.Kind == protocol.KindContactRequest {
+			fr.log.Debug("duplicate contact request ignored", "sender", m.Sender.String())
+			return nil
+		}
+	}
+	// Duplicates are not counted: a sender's retries of one request do
+	// not use up their limit.
+	if m.Kind == protocol.KindContactRequest && !fr.requests.admit(m.Sender, fr.cfg.Now()) {
+		return fmt.Errorf("%w: from %s", errTooManyRequests, m.Sender)
+	}
 	rotated := known && !c.Key.Equal(mustKey(f.PublicKey))
 	f.Name, f.PublicKey, f.Card = c.Name, c.Key.Bytes(), c.URI()
 	if c.Genesis != nil && !c.Genesis.Equal(c.Key) {

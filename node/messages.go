@@ -36,6 +36,9 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	if fe.f.ChangedKey != nil {
 		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
 	}
+	if fe.f.Forked {
+		return store.Message{}, fmt.Errorf("%w: %s; compare safety numbers again", ErrKeyFork, to)
+	}
 	m, pending, err := s.msgs.sealText(ctx, fe, text)
 	if err != nil {
 		return store.Message{}, err

@@ -25,6 +25,12 @@ import (
 //   - any other key: the friend is marked key_changed (store.Friend
 //     ChangedKey), EventFriendKeyChanged warns the user, and Send refuses
 //     with ErrKeyChanged until VerifyFriend pins the new key.
+//
+// Before that, a record is checked against the friend's stored record and
+// card for a fork (forks.go): a different record at the same sequence
+// number, or a rotation that contradicts one known at its sequence
+// number, is kept as evidence and holds sends (ErrKeyFork). A record that
+// forks at the same sequence number is not applied.
 
 // AddFriendByID adds a user by user ID alone: their record is looked up in
 // the directory and verified, and then it goes as with an invite card.
@@ -74,10 +80,30 @@ func (fr *friendBook) applyRecord(ctx context.Context, rec *directory.Record) bo
 	if err != nil {
 		return false
 	}
-	if rec.Seq() <= f.RecordSeq {
+	if rec.Seq() < f.RecordSeq {
 		return false
 	}
+	forks := fr.forksOf(f, rec, rec.Chain(), "directory")
+	forked := fr.keepForks(ctx, &f, forks)
+	if rec.Seq() == f.RecordSeq {
+		// Nothing new, or a fork: the first record stays.
+		if !forked {
+			return false
+		}
+		if f, err = fr.st.PutFriend(ctx, f); err != nil {
+			fr.log.Warn("friend fork not saved", "friend", rec.UserID().String(), "err", err)
+			return false
+		}
+		fr.cacheFriend(f)
+		fr.forkEvent(f)
+		return true
+	}
 	pinned := mustKey(f.PublicKey)
+	if pinned != nil && !rec.Key().Equal(pinned) && retiredByCard(f, rec.Key().ID()) {
+		// A record from before a rotation we already follow (their new
+		// card came first): its key is one their chain retired.
+		return false
+	}
 	var ev EventType
 	switch {
 	case pinned != nil && rec.Key().Equal(pinned):
@@ -101,25 +127,33 @@ func (fr *friendBook) applyRecord(ctx context.Context, rec *directory.Record) bo
 		return false
 	}
 	fr.cacheFriend(f)
+	if forked {
+		fr.forkEvent(f)
+	}
 	if ev != "" {
 		fr.events.publish(Event{Type: ev, Friend: fr.view(f)})
 	}
-	if f.Status == store.FriendAccepted && f.ChangedKey == nil {
+	if f.Status == store.FriendAccepted && f.ChangedKey == nil && !f.Forked {
 		fr.outbox.Rush(f.UserID)
 	}
 	return true
 }
 
-// refreshFriend looks up one friend's record and applies it.
+// refreshFriend looks up one friend's record and applies it; other
+// records at the same sequence number that DHT servers hold (forks) are
+// checked after it, and so become evidence against it.
 func (fr *friendBook) refreshFriend(ctx context.Context, id protocol.ID) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	rec, err := fr.dir.Lookup(ctx, id)
+	rec, forks, err := fr.dir.LookupAll(ctx, id)
 	if err != nil {
 		fr.log.Debug("friend record not found", "friend", id.String(), "err", err)
 		return
 	}
 	fr.applyRecord(ctx, rec)
+	for _, f := range forks {
+		fr.applyRecord(ctx, f)
+	}
 }
 
 // unknownSenderKey is the resolver's answer for an envelope signed by a
@@ -180,4 +214,19 @@ func (p *perFriend) due(id protocol.ID, now time.Time, every time.Duration) bool
 	}
 	p.last[id] = now
 	return true
+}
+
+// retiredByCard reports whether the friend's stored card carries a
+// rotation away from the key with ID id: a key of their past.
+func retiredByCard(f store.Friend, id protocol.ID) bool {
+	c, err := protocol.ParseCardURI(f.Card)
+	if f.Card == "" || err != nil || c.UserID != f.UserID {
+		return false
+	}
+	for _, r := range c.Chain {
+		if r.OldKey == id {
+			return true
+		}
+	}
+	return false
 }

@@ -159,7 +159,7 @@ func TestKeyRotation(t *testing.T) {
 		if bs.friends.applyRecord(ctx, older) {
 			t.Error("a rolled-back record was applied")
 		}
-		if err := b.VerifyFriend(ctx, aID); err != nil {
+		if err := b.VerifyFriend(ctx, aID, f.SafetyNumber); err != nil { // the new number (TestVerifyNeedsNewSafetyNumber)
 			t.Fatal(err)
 		}
 		f, _ = b.Friend(ctx, aID)

@@ -71,6 +71,9 @@
 //	'K'                            key chain: sealed(secrets) JSON of rotations
 //	'Q' ‖ key ID(32)               retired identity key: sealed(secrets) JSON
 //	'R' ‖ user ID(32)              a friend's sessions: sealed(secrets) protobuf
+//	'V' ‖ user ID(32) ‖ digest(32) key fork evidence (KeyFork): sealed JSON of
+//	                               both statements; digest is SHA-256 over the
+//	                               kind and the pair, so a pair is kept once
 //
 // 'D' is retired: older versions kept an outbox due index there ('D' ‖
 // due time ‖ msg ID). Open deletes any such rows left on disk, and gives

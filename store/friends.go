@@ -31,8 +31,12 @@ type Friend struct {
 	// does not follow from the pinned one by a signed rotation: sending is
 	// held until the user verifies again, which pins ChangedKey.
 	ChangedKey []byte
-	CreatedAt  time.Time
-	UpdatedAt  time.Time
+	// Forked is set when the friend's key was seen to sign two histories
+	// (two different statements at one sequence number; the evidence is
+	// in KeyForks): sending is held until the user verifies again.
+	Forked    bool
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 type friendRec struct {
@@ -46,6 +50,7 @@ type friendRec struct {
 	Record    []byte `json:"record,omitempty"`
 	RecordSeq uint64 `json:"record_seq,omitempty"`
 	Changed   []byte `json:"changed_key,omitempty"`
+	Forked    bool   `json:"key_fork,omitempty"`
 	CreatedAt int64  `json:"created_at"`
 	UpdatedAt int64  `json:"updated_at"`
 }
@@ -61,6 +66,7 @@ func (r *friendRec) friend() (Friend, error) {
 		Record:     r.Record,
 		RecordSeq:  r.RecordSeq,
 		ChangedKey: r.Changed,
+		Forked:     r.Forked,
 		CreatedAt:  fromNanos(r.CreatedAt),
 		UpdatedAt:  fromNanos(r.UpdatedAt),
 	}
@@ -109,6 +115,7 @@ func (s *Store) PutFriend(ctx context.Context, f Friend) (Friend, error) {
 			Record:    out.Record,
 			RecordSeq: out.RecordSeq,
 			Changed:   out.ChangedKey,
+			Forked:    out.Forked,
 			CreatedAt: nanos(out.CreatedAt),
 			UpdatedAt: nanos(out.UpdatedAt),
 		})

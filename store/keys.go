@@ -26,6 +26,7 @@ const (
 	kKeyChain     byte = 'K'
 	kRetired      byte = 'Q'
 	kSessions     byte = 'R'
+	kKeyFork      byte = 'V'
 )
 
 // Row kind names, for errors.
@@ -44,6 +45,7 @@ const (
 	rowKeyChain     = "key chain"
 	rowRetired      = "retired key"
 	rowSessions     = "sessions"
+	rowKeyFork      = "key fork"
 )
 
 const (
@@ -83,6 +85,11 @@ func keyChainKey() []byte { return []byte{kKeyChain} }
 
 func retiredKey(id protocol.ID) []byte  { return append([]byte{kRetired}, id[:]...) }
 func sessionsKey(id protocol.ID) []byte { return append([]byte{kSessions}, id[:]...) }
+
+func keyForkPrefix(id protocol.ID) []byte { return append([]byte{kKeyFork}, id[:]...) }
+func keyForkKey(id protocol.ID, digest [32]byte) []byte {
+	return append(keyForkPrefix(id), digest[:]...)
+}
 
 func prekeyKey(id uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{kPrekey}, id)

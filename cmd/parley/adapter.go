@@ -140,12 +140,29 @@ func (a *nodeAPI) RemoveFriend(ctx context.Context, userID string) error {
 	return apiError(a.n.RemoveFriend(ctx, id))
 }
 
-func (a *nodeAPI) VerifyFriend(ctx context.Context, userID string) error {
+func (a *nodeAPI) VerifyFriend(ctx context.Context, userID string, safetyNumber ...string) error {
 	id, err := parseUserID("user_id", userID)
 	if err != nil {
 		return err
 	}
-	return apiError(a.n.VerifyFriend(ctx, id))
+	if len(safetyNumber) > 1 {
+		return &api.Error{Code: api.CodeBadRequest, Message: "give at most one safety number"}
+	}
+	// The number as the API shows it, in groups of five: the node takes
+	// the digits alone.
+	var number []string
+	for _, n := range safetyNumber {
+		number = append(number, strings.Join(strings.Fields(n), ""))
+	}
+	err = a.n.VerifyFriend(ctx, id, number...)
+	if errors.Is(err, node.ErrSafetyNumber) {
+		return &api.Error{
+			Code:    api.CodeConflict,
+			Message: "that is not the current safety number: compare the number shown now, then confirm it",
+			Err:     err,
+		}
+	}
+	return apiError(err)
 }
 
 func (a *nodeAPI) BlockFriend(ctx context.Context, userID string) (api.Friend, error) {
@@ -264,7 +281,7 @@ func toAPIEvent(ev node.Event) api.Event {
 			Error:  m.Error,
 		}
 	case node.EventFriendRequest, node.EventFriendAccepted, node.EventFriendRemoved,
-		node.EventFriendKeyRotated, node.EventFriendKeyChanged:
+		node.EventFriendKeyRotated, node.EventFriendKeyChanged, node.EventKeyFork:
 		e.Data = toAPIFriend(ev.Friend)
 	case node.EventPeerOnline, node.EventPeerOffline:
 		e.Data = api.Presence{UserID: ev.User.String(), PeerID: ev.Peer.String()}
@@ -307,6 +324,8 @@ func toAPIFriend(f node.Friend) api.Friend {
 		Verified:     f.Verified,
 		Online:       f.Online,
 		SafetyNumber: formatSafetyNumber(f.SafetyNumber),
+		KeyRotated:   f.KeyRotated,
+		KeyFork:      f.Forked,
 	}
 }
 
@@ -380,7 +399,7 @@ func apiError(err error) error {
 		code = api.CodeNotFound
 	case errors.Is(err, node.ErrTooLarge):
 		code = api.CodeTooLarge
-	case errors.Is(err, node.ErrKeyChanged):
+	case errors.Is(err, node.ErrKeyChanged), errors.Is(err, node.ErrKeyFork):
 		code = api.CodeKeyChanged
 	case errors.Is(err, node.ErrUnavailable):
 		code = api.CodeUnavailable

@@ -204,7 +204,9 @@ func TestAdapterTwoNodes(t *testing.T) {
 	if !safetyNumber.MatchString(fa[0].SafetyNumber) || fa[0].SafetyNumber != fb[0].SafetyNumber {
 		t.Errorf("safety numbers %q and %q, want the same, in twelve groups of five", fa[0].SafetyNumber, fb[0].SafetyNumber)
 	}
-	if err := a.VerifyFriend(ctx, mb.UserID); err != nil {
+	// The number as shown (groups of five) verifies; another is a conflict.
+	wantCode(t, "VerifyFriend with another number", a.VerifyFriend(ctx, mb.UserID, "00000 00000"), api.CodeConflict)
+	if err := a.VerifyFriend(ctx, mb.UserID, fa[0].SafetyNumber); err != nil {
 		t.Fatal(err)
 	}
 	if fa, _ = a.Friends(ctx); !fa[0].Verified {

@@ -32,6 +32,10 @@ export interface Friend {
   verified: boolean;
   online: boolean;
   safety_number: string;
+  /** Their key signed two different histories: sending is held until they are verified again. */
+  key_fork?: boolean;
+  /** Their key in use follows from their first key by a verified chain of rotations; the safety number stays. */
+  key_rotated?: boolean;
 }
 
 export interface Message {
@@ -104,7 +108,13 @@ export type ServerEvent =
   | { type: 'message'; data: Message }
   | { type: 'message_status'; data: StatusChange }
   | {
-      type: 'friend_request' | 'friend_accepted' | 'friend_removed' | 'friend_key_rotated' | 'friend_key_changed';
+      type:
+        | 'friend_request'
+        | 'friend_accepted'
+        | 'friend_removed'
+        | 'friend_key_rotated'
+        | 'friend_key_changed'
+        | 'key_fork';
       data: Friend;
     }
   | { type: 'peer_online' | 'peer_offline'; data: Presence }
@@ -239,7 +249,13 @@ export const api = {
   addFriendByID: (userID: string) => request<Friend>('POST', '/friends', { user_id: userID }),
   removeFriend: (userID: string) => request<void>('DELETE', `/friends/${q(userID)}`),
   blockFriend: (userID: string) => request<Friend>('POST', `/friends/${q(userID)}/block`),
-  verifyFriend: (userID: string) => request<void>('POST', `/friends/${q(userID)}/verify`),
+  /** Marks a friend verified; safetyNumber is the number the user compared (the node refuses a stale one, 409). */
+  verifyFriend: (userID: string, safetyNumber?: string) =>
+    request<void>(
+      'POST',
+      `/friends/${q(userID)}/verify`,
+      safetyNumber === undefined ? undefined : { safety_number: safetyNumber },
+    ),
   send: (to: string, text: string) =>
     request<{ msg_id: string; status: MessageStatus }>('POST', '/send_message', { to, text }),
   messages: (withID: string, before?: string, limit = 50) => {

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useLayoutEffect, useRef, useState, type Dispatc
 import { api, ApiError, errorText, type Conversation as Conv, type Friend, type Me, type Message } from '../api';
 import { groupByDay, timeLabel, type Action, type Thread } from '../state';
 import { Composer } from './Composer';
+import { KeyForkWarning } from './KeyForkWarning';
 import { Link } from './Main';
 import { MessageStatus } from './MessageStatus';
 
@@ -133,8 +134,9 @@ export function Conversation({
   }
 
   const status = friend?.status;
-  const showKeyWarning = keyChanged || status === 'key_changed';
-  const canSend = status === undefined || status === 'accepted';
+  const forked = friend?.key_fork === true;
+  const showKeyWarning = (keyChanged || status === 'key_changed') && !forked;
+  const canSend = (status === undefined || status === 'accepted') && !forked;
   const groups = groupByDay(thread?.messages ?? []);
 
   return (
@@ -165,6 +167,7 @@ export function Conversation({
           <Link to={{ name: 'safety', userID: peer }}>Compare safety numbers</Link>
         </div>
       )}
+      <KeyForkWarning friend={friend} />
       {status === 'pending_out' && <p className="banner">Waiting for {name} to accept your request.</p>}
       {status === 'pending_in' && (
         <p className="banner">

@@ -3,6 +3,7 @@ import { api, errorText, type SearchResult, type Friend, type Me } from '../api'
 import { friendStatusLabels, type Action } from '../state';
 import { initials } from './ChatList';
 import { InviteCard } from './InviteCard';
+import { KeyForkWarning } from './KeyForkWarning';
 import { Link } from './Main';
 
 /** Friends: my invite, adding by invite link, user ID or name, requests, and the friend list. */
@@ -141,6 +142,7 @@ function FriendRow({ f, dispatch, onChanged }: { f: Friend; dispatch: Dispatch<A
             Their key changed: messages are held until you compare safety numbers.
           </span>
         )}
+        <KeyForkWarning friend={f} compact />
         {error && (
           <span role="alert" className="error">
             {error}

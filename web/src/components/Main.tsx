@@ -89,6 +89,13 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
           dispatch({ type: 'friend', friend: e.data });
           void refreshLists();
           break;
+        case 'key_fork':
+          dispatch({ type: 'friend', friend: e.data });
+          setNotice(
+            `${e.data.name}’s key signed two different histories. Someone may have stolen their key. Messages to them are held until you compare safety numbers again.`,
+          );
+          void refreshLists();
+          break;
         case 'friend_key_rotated':
           dispatch({ type: 'friend', friend: e.data });
           setNotice(`${e.data.name} moved to a new key, signed by their old one. Nothing to do.`);

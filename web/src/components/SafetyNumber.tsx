@@ -1,5 +1,5 @@
 import { useState } from 'react';
-import { api, errorText, type Friend } from '../api';
+import { api, ApiError, errorText, type Friend } from '../api';
 import { safetyGroups } from '../state';
 import { Link } from './Main';
 import { QRCode } from './QRCode';
@@ -21,10 +21,17 @@ export function SafetyNumber({ friend, onChanged }: { friend?: Friend; onChanged
     setBusy(true);
     setError('');
     try {
-      await api.verifyFriend(friend!.user_id);
+      // The number shown is the one the user compared: the node accepts
+      // the key it was computed over, and nothing else.
+      await api.verifyFriend(friend!.user_id, friend!.safety_number);
       await onChanged();
     } catch (e) {
-      setError(errorText(e));
+      if (e instanceof ApiError && e.status === 409 && e.code === 'conflict') {
+        setError('The safety number changed while it was shown. Compare the number shown now, then mark it as verified.');
+        await onChanged().catch(() => undefined);
+      } else {
+        setError(errorText(e));
+      }
     } finally {
       setBusy(false);
     }
@@ -35,8 +42,15 @@ export function SafetyNumber({ friend, onChanged }: { friend?: Friend; onChanged
       <h1>Safety number with {friend.name}</h1>
       {friend.status === 'key_changed' && (
         <p role="alert" className="banner danger">
-          {friend.name}&rsquo;s key has changed. Compare the new number with them; marking it verified accepts the new
-          key and sends the messages held for them.
+          {friend.name}&rsquo;s key has changed, without a signature from their old key. The safety number below is a
+          new one: compare this new number with them. Only if it matches, mark it as verified: that accepts the new key
+          and sends the messages held for them.
+        </p>
+      )}
+      {friend.key_rotated && friend.status !== 'key_changed' && (
+        <p className="ok key-rotated">
+          Key rotated, chain verified: {friend.name} moved to a new key, signed by their old one. The safety number
+          stays the same.
         </p>
       )}
       <p className="muted">
