@@ -10,6 +10,8 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/parley-chat/parley/protocol"
+
 	"github.com/parley-chat/parley/store"
 )
 
@@ -94,40 +96,17 @@ func TestCloseInFlight(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				text := fmt.Sprintf("a%d-%d", w, i)
-				if _, err := a.Send(ctx, bID, text); err != nil {
-					if !isErr(err, ErrClosed) {
-						t.Errorf("Send on A: %v", err)
-					}
-					return
-				}
+			keepSending(t, a, bID, fmt.Sprintf("a%d", w), stop, func(text string) {
 				mu.Lock()
 				accepted = append(accepted, text)
 				mu.Unlock()
-			}
+			})
 		}()
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := b.Send(ctx, aID, fmt.Sprintf("b-%d", i)); err != nil {
-				t.Errorf("Send on B: %v", err)
-				return
-			}
-			time.Sleep(2 * time.Millisecond) // pacing B's sends, not synchronisation
-		}
+		keepSending(t, b, aID, "b", stop, nil)
 	}()
 	rotated := make(chan error, 1)
 	go func() { rotated <- a.RotateKey(ctx) }()
@@ -193,4 +172,27 @@ func TestCloseInFlight(t *testing.T) {
 		t.Error("B delivered nothing to A before Close: the test did not test receiving")
 	}
 	closeNode(t, a2)
+}
+
+// keepSending sends "prefix-i" from n to to, i = 0, 1, ..., until stop is
+// closed or n is closed, and calls sent (if not nil) with each text whose
+// Send returned nil. Any other error fails the test.
+func keepSending(t *testing.T, n *Node, to protocol.ID, prefix string, stop <-chan struct{}, sent func(string)) {
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		text := fmt.Sprintf("%s-%d", prefix, i)
+		if _, err := n.Send(context.Background(), to, text); err != nil {
+			if !isErr(err, ErrClosed) {
+				t.Errorf("Send %s: %v", text, err)
+			}
+			return
+		}
+		if sent != nil {
+			sent(text)
+		}
+	}
 }
