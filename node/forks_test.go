@@ -243,3 +243,48 @@ func TestKeyForkDirectoryLookup(t *testing.T) {
 		t.Fatalf("Send after a directory fork: %v, want ErrKeyFork", err)
 	}
 }
+
+// TestKeyForkCardBesidePinned: A rotated from g to k2, and B pinned k2. A
+// second device holding A's genesis key tells another history, g to k3,
+// on the card of a contact request signed by k3: its chain does not pass
+// through k2, so it proves no rotation B could follow, but it is a second
+// rotation at sequence number 1 signed by A's genesis key. B keeps it as
+// evidence and holds sends; k3 is never pinned.
+func TestKeyForkCardBesidePinned(t *testing.T) {
+	ctx := context.Background()
+	g, k2, k3 := fixtureKey(t, "alice-2048"), fixtureKey(t, "alice-3072"), fixtureKey(t, "carol-2048")
+	acfg := testConfig(t, "alice-2048")
+	acfg.NewKey = keyQueue(g, k2)
+	a := startNode(t, acfg, "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, mb := meOf(t, a).UserID, meOf(t, b)
+	bs := unlockedOf(t, b)
+	if err := a.RotateKey(ctx); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	waitFor(t, 30*time.Second, "B pins A's new key from her card", func() bool {
+		fe := bs.friends.friend(aID)
+		return fe != nil && fe.key.Equal(k2.Public()) && fe.card != nil && len(fe.card.Chain) == 1
+	})
+
+	ecfg := testConfig(t, "alice-2048")
+	ecfg.NewKey = keyQueue(g, k3)
+	evil := startNode(t, ecfg, "Alice")
+	if err := evil.RotateKey(ctx); err != nil {
+		t.Fatalf("evil RotateKey: %v", err)
+	}
+	w := watch(t, b)
+	if _, err := evil.AddFriend(ctx, mb.Invite); err != nil {
+		t.Fatalf("the second device asks B: %v", err)
+	}
+	w.waitEvent(t, 30*time.Second, "key_fork event", isType(EventKeyFork))
+	forks, err := b.KeyForks(ctx, aID)
+	if err != nil || len(forks) != 1 || forks[0].Kind != store.ForkRotation || forks[0].Seq != 1 {
+		t.Fatalf("evidence: %+v, %v; want one rotation fork at seq 1", forks, err)
+	}
+	if fe := bs.friends.friend(aID); !fe.key.Equal(k2.Public()) {
+		t.Fatal("the forking card's key was pinned")
+	}
+	checkHeldThenReleased(t, b, a, aID)
+}

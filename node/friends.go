@@ -370,6 +370,11 @@ func (fr *friendBook) receiveContact(ctx context.Context, m *protocol.Message, c
 	if m.Kind == protocol.KindContactRequest && !fr.requests.admit(m.Sender, fr.cfg.Now()) {
 		return fmt.Errorf("%w: from %s", errTooManyRequests, m.Sender)
 	}
+	if pinned := mustKey(f.PublicKey); known && pinned != nil && !c.Key.Equal(pinned) && !cardLeadsFrom(c, pinned) {
+		// Signed by a key of theirs whose chain neither passes through the
+		// pinned key nor forks from what we know of them.
+		return fmt.Errorf("%w: card's key does not follow from the pinned one", errNotAFriend)
+	}
 	rotated := known && !c.Key.Equal(mustKey(f.PublicKey))
 	f.Name, f.PublicKey, f.Card = c.Name, c.Key.Bytes(), c.URI()
 	if c.Genesis != nil && !c.Genesis.Equal(c.Key) {

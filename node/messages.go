@@ -40,13 +40,19 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		return store.Message{}, fmt.Errorf("%w: %s; compare safety numbers again", ErrKeyFork, to)
 	}
 	m, pending, err := s.msgs.sealText(ctx, fe, text)
-	if err != nil {
-		return store.Message{}, err
+	if err == nil {
+		// Only a durable message goes on the wire: the courier reads it
+		// from the store once this write is committed.
+		if err = pending.Wait(); err != nil {
+			err = fmt.Errorf("node: queue message (not sent): %w", err)
+		}
 	}
-	// Only a durable message goes on the wire: the courier reads it from
-	// the store once this write is committed.
-	if err := pending.Wait(); err != nil {
-		return store.Message{}, fmt.Errorf("node: queue message (not sent): %w", err)
+	switch {
+	case errors.Is(err, store.ErrClosed):
+		// Close came while this send was on its way: nothing was written.
+		return store.Message{}, fmt.Errorf("%w: message not sent", ErrClosed)
+	case err != nil:
+		return store.Message{}, err
 	}
 	s.outbox.Notify(to)
 	return m, nil

@@ -386,13 +386,13 @@ func (ms *messenger) senderKey(env *protocol.Envelope, cardBytes []byte) (*proto
 		if fe == nil || (fe.f.Status != store.FriendPendingOut && fe.f.Status != store.FriendAccepted) {
 			return nil, errNotAFriend
 		}
-		return rotatedKey(fe, env, cardBytes), nil
+		return rotatedKey(fe, env, cardBytes, env.Kind == protocol.KindContactAccept), nil
 	case protocol.KindContactRequest:
 		if fe != nil {
 			if fe.f.Status == store.FriendBlocked {
 				return nil, fmt.Errorf("%w: blocked", errNotAFriend)
 			}
-			return rotatedKey(fe, env, cardBytes), nil
+			return rotatedKey(fe, env, cardBytes, true), nil
 		}
 		if len(cardBytes) == 0 {
 			return nil, fmt.Errorf("%w: unknown sender without a card", errNotAFriend)
@@ -458,8 +458,11 @@ func (ms *messenger) commit(ctx context.Context, in *inbound) {
 	}
 	if err != nil {
 		code := protocol.AckUnavailable
-		if errors.Is(err, protocol.ErrMalformed) {
+		switch {
+		case errors.Is(err, protocol.ErrMalformed):
 			code = protocol.AckMalformed
+		case errors.Is(err, errNotAFriend):
+			code = protocol.AckNotAFriend
 		}
 		in.reject(code, err)
 	}
@@ -502,17 +505,24 @@ func (ms *messenger) checkSession(ctx context.Context, d *protocol.Delivery, in 
 // rotatedKey is the key a friend's contact envelope must be signed with:
 // the pinned one, or, when the envelope names another key and carries a
 // card whose rotation chain leads from the pinned key to it, the card's
-// key (the friend rotated; receiveContact then pins it). A card that does
-// not prove that leaves the pinned key, which then fails to verify.
-func rotatedKey(fe *friendEntry, env *protocol.Envelope, cardBytes []byte) *protocol.PublicKey {
+// key (the friend rotated; receiveContact then pins it). For a contact
+// request or accept (contact), any card whose chain is verified back to
+// the user's genesis key will do: receiveContact keeps it as evidence if
+// it forks from what the node knows of them (forks.go) and refuses it if
+// it does not lead from the pinned key. A card that proves neither leaves
+// the pinned key, which then fails to verify.
+func rotatedKey(fe *friendEntry, env *protocol.Envelope, cardBytes []byte, contact bool) *protocol.PublicKey {
 	if fe.key == nil || env.SenderKey == fe.key.ID() || len(cardBytes) == 0 {
 		return fe.key
 	}
 	c, err := protocol.ParseCard(cardBytes)
-	if err != nil || c.UserID != env.Sender || c.Key.ID() != env.SenderKey || !cardLeadsFrom(c, fe.key) {
+	if err != nil || c.UserID != env.Sender || c.Key.ID() != env.SenderKey {
 		return fe.key
 	}
-	return c.Key
+	if cardLeadsFrom(c, fe.key) || (contact && len(c.Chain) > 0) {
+		return c.Key
+	}
+	return fe.key
 }
 
 // cardLeadsFrom reports whether c's (verified) rotation chain passes
