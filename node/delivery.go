@@ -26,6 +26,12 @@ func (u *unlocked) newOutbox(events *bus) (*outbox.Outbox, error) {
 		Settled: func(m store.Message) {
 			events.publish(Event{Type: EventMessageStatus, Message: m})
 		},
+		// Nothing more goes to a friend whose key signed two histories
+		// until the user verifies them again (forks.go; verify rushes).
+		Allowed: func(to protocol.ID) bool {
+			fe := u.friends.friend(to)
+			return fe == nil || !fe.f.Forked
+		},
 		Now:        u.cfg.Now,
 		Logger:     u.log,
 		RetryMin:   u.cfg.RetryMin,

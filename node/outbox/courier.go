@@ -58,6 +58,19 @@ func (c *courier) run(ctx context.Context) {
 			t.Stop()
 			continue
 		}
+		if a := c.o.cfg.Allowed; a != nil && !a(c.to) {
+			// Held until told again (Rush, Notify); an idle courier retires.
+			idle.Reset(c.o.cfg.Idle)
+			select {
+			case <-ctx.Done():
+			case <-c.signal:
+			case <-idle.C:
+				if (l == nil || l.inflight() == 0) && c.retire() {
+					return
+				}
+			}
+			continue
+		}
 		free := c.o.cfg.Window
 		if l != nil {
 			free -= l.inflight()

@@ -64,6 +64,11 @@ type Config struct {
 	// Settled is told of each message whose delivery ended (delivered or
 	// failed), as stored. Nil: nobody.
 	Settled func(m store.Message)
+	// Allowed, if set, reports whether to may be sent to now; while it
+	// says no, to's courier sends nothing more (what is queued waits) until
+	// a Rush or Notify finds it allowed (a friend whose key signed two
+	// histories, until the user verifies them again).
+	Allowed func(to protocol.ID) bool
 
 	Now      func() time.Time // nil: time.Now
 	Logger   *slog.Logger     // nil: discard

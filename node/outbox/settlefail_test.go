@@ -3,6 +3,8 @@ package outbox
 import (
 	"context"
 	"errors"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -53,5 +55,67 @@ func TestSettleFailureStopsServe(t *testing.T) {
 	r.wg.Wait()
 	if n := mem.queued(to); n != 5 {
 		t.Errorf("%d entries queued after the failed settle, want all 5", n)
+	}
+}
+
+// TestNotAllowedHolds: while Allowed says no, nothing is sent and the
+// queue stays; once it says yes, a Rush sends everything, in order.
+func TestNotAllowedHolds(t *testing.T) {
+	to := protocol.ID{4}
+	st := newMemStore()
+	es := st.add(to, 3)
+	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
+	var mu sync.Mutex
+	allowed, asked := false, 0
+	o, err := New(Config{
+		Store: st, Open: r.open, Frame: frame,
+		Allowed: func(protocol.ID) bool {
+			mu.Lock()
+			defer mu.Unlock()
+			asked++
+			return allowed
+		},
+		RetryMin: 5 * time.Millisecond, RetryMax: time.Minute, AckTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- o.Serve(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+		r.wg.Wait()
+	}()
+	// The courier runs (Serve's scan) and asks Allowed, again after a
+	// Rush: held each time.
+	o.Rush(to)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := asked
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Allowed asked %d times in 10 s", n)
+		}
+		time.Sleep(time.Millisecond) // polling, not synchronisation
+	}
+	if n := len(r.carried()); n != 0 {
+		t.Fatalf("%d streams opened for a recipient not allowed", n)
+	}
+	if n := st.queued(to); n != 3 {
+		t.Fatalf("%d queued, want 3", n)
+	}
+	mu.Lock()
+	allowed = true
+	mu.Unlock()
+	o.Rush(to)
+	waitDrained(t, st, to)
+	if c := r.carried(); len(c) != 1 || !slices.Equal(c[0], ids(es)) {
+		t.Fatalf("carried %x, want the 3 entries in order on one stream", c)
 	}
 }
