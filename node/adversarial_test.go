@@ -69,7 +69,7 @@ func (a *attacker) open(tb testing.TB) *hostileStream {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := a.h.NewStream(ctx, a.target, MsgProtocol)
+	s, err := a.h.NewStream(ctx, a.target, msgProtocol)
 	if err != nil {
 		tb.Fatalf("attacker NewStream: %v", err)
 	}

@@ -18,7 +18,7 @@ import (
 const (
 	DefaultPort        = 7734
 	DefaultKeyBits     = 3072
-	MinPassphrase      = 10 // characters
+	minPassphrase      = 10 // characters
 	DefaultRetryMin    = time.Second
 	DefaultRetryMax    = 5 * time.Minute
 	DefaultPrekeyLife  = 7 * 24 * time.Hour // rotation period

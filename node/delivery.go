@@ -94,7 +94,7 @@ func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.St
 		}
 		ms.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
 		dctx, cancel := context.WithTimeout(ctx, ms.cfg.DialTimeout)
-		str, err := ms.host.NewStream(dctx, info.ID, MsgProtocol)
+		str, err := ms.host.NewStream(dctx, info.ID, msgProtocol)
 		cancel()
 		if err == nil {
 			return str, nil

@@ -170,13 +170,13 @@ func testBadRecordsRefused(t *testing.T, relays []*Relay, nodes []*Node, keys []
 		dht.NamespacedValidator(directory.Namespace, acceptAll{}),
 		dht.QueryFilter(func(any, peer.AddrInfo) bool { return true }),
 		dht.RoutingTableFilter(func(any, peer.ID) bool { return true }),
-		dht.BootstrapPeers(peer.AddrInfo{ID: relays[0].ID(), Addrs: relays[0].Host().Addrs()}))
+		dht.BootstrapPeers(peer.AddrInfo{ID: relays[0].ID(), Addrs: relays[0].host.Addrs()}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer evil.Close()
 	for _, r := range relays {
-		if err := h.Connect(ctx, peer.AddrInfo{ID: r.ID(), Addrs: r.Host().Addrs()}); err != nil {
+		if err := h.Connect(ctx, peer.AddrInfo{ID: r.ID(), Addrs: r.host.Addrs()}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -222,7 +222,7 @@ func testBadRecordsRefused(t *testing.T, relays []*Relay, nodes []*Node, keys []
 			}
 		}
 		for i, r := range relays {
-			if b, err := r.DHT().Kad().GetValue(ctx, directory.Key(victim.me)); err != nil || string(b) == string(c.rec) {
+			if b, err := r.dir.Kad().GetValue(ctx, directory.Key(victim.me)); err != nil || string(b) == string(c.rec) {
 				t.Errorf("%s: relay %d serves the attacker's record (err %v)", c.name, i, err)
 			}
 		}

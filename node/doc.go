@@ -30,7 +30,7 @@
 //
 //	keyring     keys: identity, rotations, prekeys, own card (serve: prekey rotation)
 //	friendBook  friends, pinning, contact requests     (serve: record rechecks)
-//	messenger   MsgProtocol handler and client side, ratchet sessions, receipts
+//	messenger   msgProtocol handler and client side, ratchet sessions, receipts
 //	outbox      delivery: one ordered queue per recipient (package node/outbox)
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT

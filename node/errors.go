@@ -15,7 +15,7 @@ var (
 	ErrExists = errors.New("node: an identity already exists")
 	// ErrBadPassphrase is a wrong passphrase.
 	ErrBadPassphrase = errors.New("node: wrong passphrase")
-	// ErrWeakPassphrase is a passphrase shorter than MinPassphrase.
+	// ErrWeakPassphrase is a passphrase shorter than minPassphrase.
 	ErrWeakPassphrase = errors.New("node: passphrase too short")
 	// ErrInvalid is an argument that does not parse or is out of range.
 	ErrInvalid = errors.New("node: invalid argument")

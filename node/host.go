@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// MsgProtocol is the 1:1 messaging protocol.
-const MsgProtocol = protocol.ID("/parley/msg/1.0.0")
+// msgProtocol is the 1:1 messaging protocol.
+const msgProtocol = protocol.ID("/parley/msg/1.0.0")
 
 // Limits of the messaging protocol in the resource manager: in all, and
 // per peer. A peer gets a few concurrent streams; one is all a sender
@@ -59,8 +59,8 @@ func newHost(spec hostSpec) (host.Host, error) {
 	}
 	lim := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&lim)
-	lim.AddProtocolLimit(MsgProtocol, msgProtocolLimit, msgProtocolInc)
-	lim.AddProtocolPeerLimit(MsgProtocol, msgPeerLimit, rcmgr.BaseLimitIncrease{})
+	lim.AddProtocolLimit(msgProtocol, msgProtocolLimit, msgProtocolInc)
+	lim.AddProtocolPeerLimit(msgProtocol, msgPeerLimit, rcmgr.BaseLimitIncrease{})
 	ropts := spec.rcmgrOpt
 	if spec.perIP {
 		ropts = append(ropts, relayIPLimits()...)
@@ -105,25 +105,25 @@ func newHost(spec hostSpec) (host.Host, error) {
 // IPv4 address (/56 for IPv6) and 0.2 new connections a second with a
 // burst of 16, which a relay used by one office or one carrier-grade NAT
 // exhausts at once (LIBP2P.md §1). A relay allows, per IPv4 address or
-// IPv6 /56, RelayConnsPerIP connections and RelayConnRatePerIP new ones a
-// second (burst RelayConnBurstPerIP); an IPv6 /48 gets 8 times as many.
+// IPv6 /56, relayConnsPerIP connections and relayConnRatePerIP new ones a
+// second (burst relayConnBurstPerIP); an IPv6 /48 gets 8 times as many.
 const (
-	RelayConnsPerIP     = 1024
-	RelayConnRatePerIP  = 20
-	RelayConnBurstPerIP = 256
+	relayConnsPerIP     = 1024
+	relayConnRatePerIP  = 20
+	relayConnBurstPerIP = 256
 )
 
 func relayIPLimits() []rcmgr.Option {
-	v4 := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: RelayConnsPerIP}}
+	v4 := []rcmgr.ConnLimitPerSubnet{{PrefixLength: 32, ConnCount: relayConnsPerIP}}
 	v6 := []rcmgr.ConnLimitPerSubnet{
-		{PrefixLength: 56, ConnCount: RelayConnsPerIP},
-		{PrefixLength: 48, ConnCount: 8 * RelayConnsPerIP},
+		{PrefixLength: 56, ConnCount: relayConnsPerIP},
+		{PrefixLength: 48, ConnCount: 8 * relayConnsPerIP},
 	}
 	// Loopback stays unlimited, as in libp2p's defaults.
 	unlimited := func(p string) rcmgr.NetworkPrefixLimit {
 		return rcmgr.NetworkPrefixLimit{Network: netip.MustParsePrefix(p), ConnCount: math.MaxInt}
 	}
-	perSecond := rate.Limit{RPS: RelayConnRatePerIP, Burst: RelayConnBurstPerIP}
+	perSecond := rate.Limit{RPS: relayConnRatePerIP, Burst: relayConnBurstPerIP}
 	limiter := &rate.Limiter{
 		GlobalLimit: rate.Limit{}, // no global cap: the per-subnet ones apply
 		SubnetRateLimiter: rate.SubnetLimiter{

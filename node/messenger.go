@@ -13,7 +13,7 @@ import (
 	"github.com/parley-chat/parley/store"
 )
 
-// messenger is the part that speaks MsgProtocol: its stream handler
+// messenger is the part that speaks msgProtocol: its stream handler
 // opens, stores and acknowledges what friends send (service.go), and its
 // client side gives the outbox the frames to send and the streams to send
 // them on (delivery.go). It owns the double-ratchet sessions with friends
@@ -51,11 +51,11 @@ func newMessenger() *messenger {
 	}
 }
 
-// serve handles MsgProtocol streams until ctx ends.
+// serve handles msgProtocol streams until ctx ends.
 func (ms *messenger) serve(ctx context.Context) error {
-	ms.host.SetStreamHandler(MsgProtocol, ms.handleStream)
+	ms.host.SetStreamHandler(msgProtocol, ms.handleStream)
 	<-ctx.Done()
-	ms.host.RemoveStreamHandler(MsgProtocol)
+	ms.host.RemoveStreamHandler(msgProtocol)
 	return nil
 }
 

@@ -97,8 +97,8 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 	if err := protocol.CheckName(name); err != nil {
 		return fmt.Errorf("%w: name: %v", ErrInvalid, err)
 	}
-	if utf8.RuneCount(passphrase) < MinPassphrase {
-		return fmt.Errorf("%w: at least %d characters", ErrWeakPassphrase, MinPassphrase)
+	if utf8.RuneCount(passphrase) < minPassphrase {
+		return fmt.Errorf("%w: at least %d characters", ErrWeakPassphrase, minPassphrase)
 	}
 	n.loginMu.Lock()
 	defer n.loginMu.Unlock()

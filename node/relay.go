@@ -150,12 +150,6 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 // ID is the relay's peer ID.
 func (r *Relay) ID() peer.ID { return r.host.ID() }
 
-// Host is the relay's libp2p host (tests).
-func (r *Relay) Host() host.Host { return r.host }
-
-// DHT is the relay's directory DHT (tests).
-func (r *Relay) DHT() *directory.DHT { return r.dir }
-
 // Addrs are the relay's full multiaddrs, with /p2p/<id>: what another
 // node takes as --bootstrap.
 func (r *Relay) Addrs() []string {

@@ -26,7 +26,7 @@ import (
 //
 //	keys      keyring     identity key, rotations, prekeys, own card
 //	friends   friendBook  friends, pinning, contact requests
-//	msgs      messenger   MsgProtocol: the stream handler and the client
+//	msgs      messenger   msgProtocol: the stream handler and the client
 //	                      side (frames, streams), ratchet sessions, receipts
 //	outbox    outbox      delivery: one ordered queue per recipient
 //	presence  presence    who is online, dialling friends, reachability
