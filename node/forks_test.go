@@ -121,20 +121,7 @@ func TestKeyForkRecord(t *testing.T) {
 func TestKeyForkCard(t *testing.T) {
 	ctx := context.Background()
 	g, k2, k3 := fixtureKey(t, "alice-2048"), fixtureKey(t, "alice-3072"), fixtureKey(t, "carol-2048")
-	acfg := testConfig(t, "alice-2048")
-	acfg.NewKey = keyQueue(g, k2)
-	a := startNode(t, acfg, "Alice")
-	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
-	befriend(t, a, b)
-	aID, mb := meOf(t, a).UserID, meOf(t, b)
-	bs := unlockedOf(t, b)
-	if err := a.RotateKey(ctx); err != nil {
-		t.Fatalf("RotateKey: %v", err)
-	}
-	waitFor(t, 30*time.Second, "B pins A's new key from her card", func() bool {
-		fe := bs.friends.friend(aID)
-		return fe != nil && fe.key.Equal(k2.Public()) && fe.card != nil && len(fe.card.Chain) == 1
-	})
+	a, b, aID, mb, bs := rotatedFriends(t, g, k2)
 	honestRot := bs.friends.friend(aID).card.Chain[0]
 
 	ecfg := testConfig(t, "alice-2048")
@@ -253,20 +240,7 @@ func TestKeyForkDirectoryLookup(t *testing.T) {
 func TestKeyForkCardBesidePinned(t *testing.T) {
 	ctx := context.Background()
 	g, k2, k3 := fixtureKey(t, "alice-2048"), fixtureKey(t, "alice-3072"), fixtureKey(t, "carol-2048")
-	acfg := testConfig(t, "alice-2048")
-	acfg.NewKey = keyQueue(g, k2)
-	a := startNode(t, acfg, "Alice")
-	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
-	befriend(t, a, b)
-	aID, mb := meOf(t, a).UserID, meOf(t, b)
-	bs := unlockedOf(t, b)
-	if err := a.RotateKey(ctx); err != nil {
-		t.Fatalf("RotateKey: %v", err)
-	}
-	waitFor(t, 30*time.Second, "B pins A's new key from her card", func() bool {
-		fe := bs.friends.friend(aID)
-		return fe != nil && fe.key.Equal(k2.Public()) && fe.card != nil && len(fe.card.Chain) == 1
-	})
+	a, b, aID, mb, bs := rotatedFriends(t, g, k2)
 
 	ecfg := testConfig(t, "alice-2048")
 	ecfg.NewKey = keyQueue(g, k3)
@@ -287,4 +261,25 @@ func TestKeyForkCardBesidePinned(t *testing.T) {
 		t.Fatal("the forking card's key was pinned")
 	}
 	checkHeldThenReleased(t, b, a, aID)
+}
+
+// rotatedFriends starts A (genesis key g) and B as friends, has A rotate
+// to k2, and waits until B pinned k2 from A's new card.
+func rotatedFriends(t *testing.T, g, k2 *protocol.PrivateKey) (a, b *Node, aID protocol.ID, mb Me, bs *unlocked) {
+	t.Helper()
+	acfg := testConfig(t, "alice-2048")
+	acfg.NewKey = keyQueue(g, k2)
+	a = startNode(t, acfg, "Alice")
+	b = startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, mb = meOf(t, a).UserID, meOf(t, b)
+	bs = unlockedOf(t, b)
+	if err := a.RotateKey(context.Background()); err != nil {
+		t.Fatalf("RotateKey: %v", err)
+	}
+	waitFor(t, 30*time.Second, "B pins A's new key from her card", func() bool {
+		fe := bs.friends.friend(aID)
+		return fe != nil && fe.key.Equal(k2.Public()) && fe.card != nil && len(fe.card.Chain) == 1
+	})
+	return a, b, aID, mb, bs
 }

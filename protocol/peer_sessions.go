@@ -169,12 +169,22 @@ func (p *PeerSessions) SealWithID(kind Kind, id MsgID, body []byte, now time.Tim
 // anchored in another key. OpenWith also takes the keys that rotations
 // retired, during their grace, and checks this side's anchor.
 func (p *PeerSessions) Open(m *SessionMessage, peer *PublicKey, now time.Time) (*Message, error) {
+	return p.open(m, now, func(*Session) (*PublicKey, error) { return peer, nil })
+}
+
+// open opens m in its live session with the key anchor returns for that
+// session; on error p is unchanged.
+func (p *PeerSessions) open(m *SessionMessage, now time.Time, anchor func(s *Session) (*PublicKey, error)) (*Message, error) {
 	if m.Sender != p.peer || m.Recipient != p.me {
 		return nil, fmt.Errorf("%w: session message from %s to %s", ErrNotForMe, m.Sender, m.Recipient)
 	}
 	for i, s := range p.sessions {
 		if s.id != m.Session || !p.live(s, now) {
 			continue
+		}
+		peer, err := anchor(s)
+		if err != nil {
+			return nil, err
 		}
 		next := s.clone()
 		msg, err := next.Open(m, peer)

@@ -89,26 +89,7 @@ func (a *Anchors) anchored(s *Session, now time.Time) (*PublicKey, error) {
 // checked: the caller asks for a new session, which is anchored in the
 // current keys. On error p is unchanged.
 func (p *PeerSessions) OpenWith(m *SessionMessage, a Anchors, now time.Time) (*Message, error) {
-	if m.Sender != p.peer || m.Recipient != p.me {
-		return nil, fmt.Errorf("%w: session message from %s to %s", ErrNotForMe, m.Sender, m.Recipient)
-	}
-	for i, s := range p.sessions {
-		if s.id != m.Session || !p.live(s, now) {
-			continue
-		}
-		peer, err := a.anchored(s, now)
-		if err != nil {
-			return nil, err
-		}
-		next := s.clone()
-		msg, err := next.Open(m, peer)
-		if err != nil {
-			return nil, err
-		}
-		p.sessions = replaced(p.sessions, i, next)
-		return msg, nil
-	}
-	return nil, fmt.Errorf("%w: %s", ErrSessionUnknown, m.Session)
+	return p.open(m, now, func(s *Session) (*PublicKey, error) { return a.anchored(s, now) })
 }
 
 // Unanchored lists the sessions with the peer that a no longer trusts at
