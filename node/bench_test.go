@@ -310,6 +310,7 @@ func benchLatency(b *testing.B, sessions bool) {
 	// Each message waits for two synced writes by design: the sender's
 	// outbox before Send returns, the receiver's store before it acks.
 	b.ReportMetric(float64(syncCost(b, bn).Microseconds())/1000, "sync-write-ms")
+	b.ReportMetric(durationMs(fdatasyncCost(b)), "fdatasync-ms")
 	b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(raw.Microseconds())/1000, "raw-rtt-ms")
