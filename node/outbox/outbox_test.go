@@ -213,25 +213,51 @@ func frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 	return &protocol.Delivery{Envelope: e.Envelope}, nil
 }
 
-// serve runs an outbox on st and r until the test ends.
-func serve(t *testing.T, st *memStore, r *receiver, reg prometheus.Registerer) *Outbox {
-	t.Helper()
-	o, err := New(Config{
-		Store: st, Open: r.open, Frame: frame, Metrics: reg,
+// testConfig is an outbox on st delivering to r, with short retries.
+func testConfig(st Store, r *receiver) Config {
+	return Config{
+		Store: st, Open: r.open, Frame: frame,
 		RetryMin: 5 * time.Millisecond, RetryMax: time.Minute, AckTimeout: 5 * time.Second,
-	})
+	}
+}
+
+// run serves an outbox on cfg (delivering to r) until stop, which the
+// test's end calls too; stop returns what Serve returned. ended is
+// closed when Serve returns on its own or after stop.
+func run(t *testing.T, cfg Config, r *receiver) (o *Outbox, stop func() error, ended <-chan struct{}) {
+	t.Helper()
+	o, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- o.Serve(ctx) }()
-	t.Cleanup(func() {
+	done := make(chan struct{})
+	var serveErr error
+	go func() {
+		serveErr = o.Serve(ctx)
+		close(done)
+	}()
+	stop = sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		<-done
+		r.wg.Wait()
+		return serveErr
+	})
+	t.Cleanup(func() { stop() })
+	return o, stop, done
+}
+
+// serve runs an outbox on st and r until the test ends, when Serve must
+// return no error.
+func serve(t *testing.T, st *memStore, r *receiver, reg prometheus.Registerer) *Outbox {
+	t.Helper()
+	cfg := testConfig(st, r)
+	cfg.Metrics = reg
+	o, stop, _ := run(t, cfg, r)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
-		r.wg.Wait()
 	})
 	return o
 }

@@ -33,26 +33,15 @@ func TestSettleFailureStopsServe(t *testing.T) {
 	errDisk := errors.New("disk on fire")
 	st := &failingStore{memStore: mem, err: errDisk}
 	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
-	o, err := New(Config{
-		Store: st, Open: r.open, Frame: frame,
-		RetryMin: 5 * time.Millisecond, RetryMax: time.Minute, AckTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- o.Serve(ctx) }()
+	_, stop, ended := run(t, testConfig(st, r), r)
 	select {
-	case err := <-done:
-		if !errors.Is(err, errDisk) {
+	case <-ended:
+		if err := stop(); !errors.Is(err, errDisk) {
 			t.Fatalf("Serve = %v, want the store's error", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve still running 10 s after the store failed to settle")
 	}
-	r.wg.Wait()
 	if n := mem.queued(to); n != 5 {
 		t.Errorf("%d entries queued after the failed settle, want all 5", n)
 	}
@@ -67,27 +56,14 @@ func TestNotAllowedHolds(t *testing.T) {
 	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
 	var mu sync.Mutex
 	allowed, asked := false, 0
-	o, err := New(Config{
-		Store: st, Open: r.open, Frame: frame,
-		Allowed: func(protocol.ID) bool {
-			mu.Lock()
-			defer mu.Unlock()
-			asked++
-			return allowed
-		},
-		RetryMin: 5 * time.Millisecond, RetryMax: time.Minute, AckTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatal(err)
+	cfg := testConfig(st, r)
+	cfg.Allowed = func(protocol.ID) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		asked++
+		return allowed
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- o.Serve(ctx) }()
-	defer func() {
-		cancel()
-		<-done
-		r.wg.Wait()
-	}()
+	o, _, _ := run(t, cfg, r)
 	// The courier runs (Serve's scan) and asks Allowed, again after a
 	// Rush: held each time.
 	o.Rush(to)
