@@ -27,6 +27,22 @@ func keyQueue(keys ...*protocol.PrivateKey) func(int) (*protocol.PrivateKey, err
 	}
 }
 
+// directoryFriends starts a relay and A (genesis key g, rotating to next)
+// and B on it, waits until both records are published, and makes them
+// friends. acfg is A's config (for a restart).
+func directoryFriends(t *testing.T, g, next *protocol.PrivateKey) (a, b *Node, acfg Config) {
+	t.Helper()
+	relay := startRelays(t, 1)[0]
+	acfg = dirConfig(t, g, relay.Addrs()[0])
+	acfg.NewKey = keyQueue(g, next)
+	a = startNode(t, acfg, "Alice")
+	b = startNode(t, dirConfig(t, fixtureKey(t, "bob-2048"), relay.Addrs()[0]), "Bob")
+	waitPublished(t, a)
+	waitPublished(t, b)
+	befriend(t, a, b)
+	return a, b, acfg
+}
+
 // sendAndWait sends text from a to b and waits until b has it.
 func sendAndWait(t *testing.T, from, to *Node, text string) {
 	t.Helper()
@@ -51,15 +67,8 @@ func sendAndWait(t *testing.T, from, to *Node, text string) {
 // verifies again, and a rolled-back record is ignored.
 func TestKeyRotation(t *testing.T) {
 	ctx := context.Background()
-	relay := startRelays(t, 1)[0]
 	g, k2 := fixtureKey(t, "alice-2048"), fixtureKey(t, "alice-3072")
-	acfg := dirConfig(t, g, relay.Addrs()[0])
-	acfg.NewKey = keyQueue(g, k2)
-	a := startNode(t, acfg, "Alice")
-	b := startNode(t, dirConfig(t, fixtureKey(t, "bob-2048"), relay.Addrs()[0]), "Bob")
-	waitPublished(t, a)
-	waitPublished(t, b)
-	befriend(t, a, b)
+	a, b, acfg := directoryFriends(t, g, k2)
 	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
 	w := watch(t, b)
 	safety := func(n *Node, id protocol.ID) string {

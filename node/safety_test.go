@@ -17,16 +17,8 @@ import (
 // are refused, and sends stay held.
 func TestVerifyNeedsNewSafetyNumber(t *testing.T) {
 	ctx := context.Background()
-	relay := startRelays(t, 1)[0]
-	g, k2 := fixtureKey(t, "alice-2048"), fixtureKey(t, "alice-3072")
-	acfg := dirConfig(t, g, relay.Addrs()[0])
-	acfg.NewKey = keyQueue(g, k2)
-	a := startNode(t, acfg, "Alice")
-	bKey := fixtureKey(t, "bob-2048")
-	b := startNode(t, dirConfig(t, bKey, relay.Addrs()[0]), "Bob")
-	waitPublished(t, a)
-	waitPublished(t, b)
-	befriend(t, a, b)
+	g, k2, bKey := fixtureKey(t, "alice-2048"), fixtureKey(t, "alice-3072"), fixtureKey(t, "bob-2048")
+	a, b, _ := directoryFriends(t, g, k2)
 	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
 	friend := func() Friend {
 		t.Helper()

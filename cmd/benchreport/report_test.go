@@ -56,21 +56,9 @@ func TestReport(t *testing.T) {
 	if err := os.WriteFile(bench, []byte(benchText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	o, err := parseFlags([]string{"-records", recs, "-bench-output", bench, "-out", out, "-nproc", "2",
+	text := runReport(t, out, "-records", recs, "-bench-output", bench, "-nproc", "2",
 		"-load-start", "0.10 0.20 0.30", "-load-end", "1.50 0.90 0.40", "-rev", "abc1234", "-date", "2026-01-02T03:04:05Z",
-		"-cpuinfo", filepath.Join(t.TempDir(), "none"), "-dpi", "48"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := report(o, quiet()); err != nil {
-		t.Fatal(err)
-	}
-
-	readme, err := os.ReadFile(filepath.Join(out, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(readme)
+		"-cpuinfo", filepath.Join(t.TempDir(), "none"), "-dpi", "48")
 	for _, want := range []string{
 		"| Git revision | `abc1234` |", "| nproc | 2 |", "| CPU | AMD EPYC 7B13 |", "2026-01-02 03:04 UTC",
 		"| Load average (1, 5, 15 min) at the start | 0.10 0.20 0.30 |", "at the end | 1.50 0.90 0.40 |",
@@ -128,18 +116,7 @@ func TestReportNothingMeasured(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	o, err := parseFlags([]string{"-records", filepath.Join(t.TempDir(), "missing"), "-out", out}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := report(o, quiet()); err != nil {
-		t.Fatal(err)
-	}
-	readme, err := os.ReadFile(filepath.Join(out, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := string(readme)
+	text := runReport(t, out, "-records", filepath.Join(t.TempDir(), "missing"))
 	if strings.Contains(text, "| met |") || strings.Contains(text, "| not met |") || strings.Contains(text, ".png)") {
 		t.Errorf("README claims results:\n%s", text)
 	}
@@ -157,4 +134,22 @@ func TestParseFlagsNeedsInput(t *testing.T) {
 	if _, err := parseFlags([]string{"-out", t.TempDir()}, io.Discard); err == nil {
 		t.Error("no error without -records and -bench-output")
 	}
+}
+
+// runReport runs the report with args and -out out, and returns the
+// README it wrote.
+func runReport(t *testing.T, out string, args ...string) string {
+	t.Helper()
+	o, err := parseFlags(append(args, "-out", out), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := report(o, quiet()); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile(filepath.Join(out, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(readme)
 }
