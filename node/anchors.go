@@ -142,7 +142,7 @@ func fromDevice(fe *friendEntry, remote peer.ID) bool {
 // the stream came from one of their devices, at most every cardPushEvery.
 func (ms *messenger) pushCard(ctx context.Context, fe *friendEntry, remote peer.ID) {
 	if fe == nil || fe.f.Status != store.FriendAccepted || !fromDevice(fe, remote) ||
-		!ms.keys.pushes.due(fe.f.UserID, ms.cfg.Now(), cardPushEvery) {
+		!ms.pushes.due(fe.f.UserID, ms.cfg.Now(), cardPushEvery) {
 		return
 	}
 	if err := ms.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {

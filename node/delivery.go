@@ -52,10 +52,8 @@ func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 		return nil, err
 	}
 	if ne, ok := ms.reanchor(e, env); ok {
-		// Sealed again to the friend's current key (anchors.go).
-		if env, err = protocol.ParseEnvelope(ne.Envelope); err != nil {
-			return nil, err
-		}
+		// Sealed again to the friend's current key (anchors.go); a chat
+		// message still, so no card goes with it.
 		e = ne
 	}
 	d := &protocol.Delivery{Envelope: e.Envelope}

@@ -212,3 +212,16 @@ func (fr *friendBook) friend(id protocol.ID) *friendEntry {
 	defer fr.mu.Unlock()
 	return fr.friends[id]
 }
+
+// pendingIn counts the contact requests waiting for the user.
+func (fr *friendBook) pendingIn() int {
+	fr.mu.Lock()
+	defer fr.mu.Unlock()
+	n := 0
+	for _, fe := range fr.friends {
+		if fe.f.Status == store.FriendPendingIn {
+			n++
+		}
+	}
+	return n
+}

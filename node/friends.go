@@ -422,15 +422,8 @@ func (fr *friendBook) receiveContact(ctx context.Context, m *protocol.Message, c
 // announceCard sends the own card to every accepted friend (after a
 // prekey rotation), so they seal to the new prekey.
 func (fr *friendBook) announceCard(ctx context.Context) {
-	fr.mu.Lock()
-	var fes []*friendEntry
-	for _, fe := range fr.friends {
-		if fe.f.Status == store.FriendAccepted {
-			fes = append(fes, fe)
-		}
-	}
-	fr.mu.Unlock()
-	for _, fe := range fes {
+	accepted := fr.having(func(fe *friendEntry) bool { return fe.f.Status == store.FriendAccepted })
+	for _, fe := range accepted {
 		if err := fr.sendCard(ctx, fe, protocol.KindContactAccept); err != nil {
 			fr.log.Warn("card update not queued", "friend", fe.f.UserID.String(), "err", err)
 		}

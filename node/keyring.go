@@ -30,10 +30,6 @@ type keyring struct {
 
 	rotateMu sync.Mutex
 
-	// pushes limits the cards sent to friends who sealed to a retired
-	// key (anchors.go).
-	pushes perFriend
-
 	mu      sync.Mutex
 	name    string
 	key     *protocol.PrivateKey

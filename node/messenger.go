@@ -38,6 +38,7 @@ type messenger struct {
 	stats stats
 
 	resets perFriend // session resets asked, by friend
+	pushes perFriend // cards sent to friends who sealed to a retired key (anchors.go)
 
 	mu       sync.Mutex
 	sessions map[protocol.ID]*peerSess      // friends' double-ratchet sessions

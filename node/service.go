@@ -249,19 +249,6 @@ var errNotAFriend = errors.New("sender may not send this to us")
 // retries later.
 var errTooManyRequests = errors.New("too many contact requests waiting for an answer")
 
-// pendingIn counts the contact requests waiting for the user.
-func (fr *friendBook) pendingIn() int {
-	fr.mu.Lock()
-	defer fr.mu.Unlock()
-	n := 0
-	for _, fe := range fr.friends {
-		if fe.f.Status == store.FriendPendingIn {
-			n++
-		}
-	}
-	return n
-}
-
 // open checks and decrypts one delivered envelope into in, without
 // storing it.
 func (ms *messenger) open(ctx context.Context, d *protocol.Delivery, in *inbound) {
