@@ -40,6 +40,13 @@ type Config struct {
 	Server bool
 	// Bootstrap are the DHT servers to join through.
 	Bootstrap []peer.AddrInfo
+	// Hold, if set, keeps the DHT from dialling the bootstrap peers until
+	// it is closed. A host's routing is built before the host listens: a
+	// dial made then leaves from an ephemeral port, so the peer observes
+	// (and reports, through identify) no address that maps to a listener,
+	// and behind NAT the node never learns a public address to hole
+	// punch with (LIBP2P.md §4). The node closes Hold once listening.
+	Hold <-chan struct{}
 	// Now is the clock for validating records (time.Now).
 	Now func() time.Time
 	// Logger receives lookup and publication logs; never record contents.
@@ -85,7 +92,17 @@ func NewDHT(h host.Host, cfg Config) (*DHT, error) {
 		dht.QueryFilter(func(any, peer.AddrInfo) bool { return true }),
 		dht.RoutingTableFilter(func(any, peer.ID) bool { return true }),
 	}
-	if len(cfg.Bootstrap) > 0 {
+	switch {
+	case len(cfg.Bootstrap) > 0 && cfg.Hold != nil:
+		opts = append(opts, dht.BootstrapPeersFunc(func() []peer.AddrInfo {
+			select {
+			case <-cfg.Hold:
+				return cfg.Bootstrap
+			default:
+				return nil
+			}
+		}))
+	case len(cfg.Bootstrap) > 0:
 		opts = append(opts, dht.BootstrapPeers(cfg.Bootstrap...))
 	}
 	if cfg.ManualRefresh {

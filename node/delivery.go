@@ -32,6 +32,7 @@ func (u *unlocked) newOutbox(events *bus) (*outbox.Outbox, error) {
 			fe := u.friends.friend(to)
 			return fe == nil || !fe.f.Forked
 		},
+		Better:     u.presence.direct,
 		Now:        u.cfg.Now,
 		Logger:     u.log,
 		RetryMin:   u.cfg.RetryMin,
@@ -92,7 +93,9 @@ func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.St
 		}
 		ms.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
 		dctx, cancel := context.WithTimeout(ctx, ms.cfg.DialTimeout)
-		str, err := ms.host.NewStream(dctx, info.ID, msgProtocol)
+		// A relayed (limited) connection carries chat until a hole punch
+		// gives a direct one (outbox.Config.Better moves to it).
+		str, err := ms.host.NewStream(network.WithAllowLimitedConn(dctx, "parley-msg"), info.ID, msgProtocol)
 		cancel()
 		if err == nil {
 			return str, nil

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/parley-chat/parley/directory"
 	"github.com/parley-chat/parley/node/outbox"
@@ -135,7 +136,7 @@ func (fr *friendBook) cacheFriend(f store.Friend) *friendEntry {
 		if fe.card == nil || rec.IssuedAt().After(cardAt) {
 			fe.prekey = rec.Prekey()
 		}
-		fe.infos = mergeDevices(fe.infos, rec.DevicePeers())
+		fe.infos = mergeDevices(fe.infos, rec.DevicePeers(), relayCircuits(rec.Relays()))
 	}
 	if fe.key != nil {
 		fe.rcpt, _ = protocol.NewRecipient(f.UserID, fe.key, nil, now)
@@ -165,12 +166,20 @@ func (fr *friendBook) cacheFriend(f store.Friend) *friendEntry {
 	return fe
 }
 
-// mergeDevices adds the devices in ids that infos lacks, without
-// addresses: peer routing finds them.
-func mergeDevices(infos []peer.AddrInfo, ids []peer.ID) []peer.AddrInfo {
+// mergeDevices adds the devices in ids that infos lacks, and to every
+// device the circuit addresses (through the relays of the friend's
+// record) it lacks. Beyond those, peer routing finds a device's addresses.
+func mergeDevices(infos []peer.AddrInfo, ids []peer.ID, circuits []ma.Multiaddr) []peer.AddrInfo {
 	for _, id := range ids {
 		if !slices.ContainsFunc(infos, func(i peer.AddrInfo) bool { return i.ID == id }) {
 			infos = append(infos, peer.AddrInfo{ID: id})
+		}
+	}
+	for i := range infos {
+		for _, c := range circuits {
+			if !slices.ContainsFunc(infos[i].Addrs, c.Equal) {
+				infos[i].Addrs = append(infos[i].Addrs, c)
+			}
 		}
 	}
 	return infos

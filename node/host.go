@@ -11,7 +11,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	noise "github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -141,17 +140,15 @@ func relayIPLimits() []rcmgr.Option {
 	}
 }
 
-// natOptions are a user node's means to be reached from behind NAT: the
-// bootstrap relays as static relays for AutoRelay (which starts once
-// AutoNAT finds the node unreachable), and hole punching (DCUtR) to turn
-// a relayed connection into a direct one. Neither can be exercised on
-// loopback (LIBP2P.md §4).
+// natOptions are a user node's means to be reached from behind NAT,
+// beside the slots the reserver holds on its relays: the relay transport
+// (to dial and accept circuits) and hole punching (DCUtR), which turns a
+// relayed connection into a direct one. Hole punching cannot be exercised
+// on loopback; TestNATRelayThenDirect runs it behind real NATs in
+// network namespaces (LIBP2P.md §4, §9).
 func natOptions(relays []peer.AddrInfo) []libp2p.Option {
 	if len(relays) == 0 {
 		return nil
 	}
-	return []libp2p.Option{
-		libp2p.EnableAutoRelayWithStaticRelays(relays, autorelay.WithBootDelay(0)),
-		libp2p.EnableHolePunching(),
-	}
+	return []libp2p.Option{libp2p.EnableRelay(), libp2p.EnableHolePunching()}
 }

@@ -1,6 +1,8 @@
 package node
 
 import (
+	ma "github.com/multiformats/go-multiaddr"
+
 	"context"
 	"log/slog"
 	"sync"
@@ -24,6 +26,9 @@ type keyring struct {
 	// host gives the card its device and addresses; set before the parts
 	// start.
 	host host.Host
+	// circuits, if set, are the addresses through the relays holding a
+	// slot for this device (reserver.addrs); the card carries them.
+	circuits func() []ma.Multiaddr
 	// changed, if set, is called after a new prekey (and so after a
 	// rotation): the directory record and friends' cards are out of date.
 	changed func(ctx context.Context)

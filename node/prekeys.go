@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -143,10 +144,19 @@ func (k *keyring) ownCard() (*protocol.Card, error) {
 	return c, nil
 }
 
-// cardAddrs are the listen addresses a card carries: public ones first,
-// then private, then loopback, at most protocol.MaxCardAddrs.
+// cardAddrs are the addresses a card carries: public listen addresses
+// first, then circuit addresses through the relays holding a slot for
+// this device, then private, then loopback, at most
+// protocol.MaxCardAddrs.
 func (k *keyring) cardAddrs() []string {
-	var pub, priv, loop []string
+	var pub, circuit, priv, loop []string
+	if k.circuits != nil {
+		for _, a := range k.circuits() {
+			if str := a.String(); len(str) <= protocol.MaxAddrSize {
+				circuit = append(circuit, str)
+			}
+		}
+	}
 	for _, a := range k.host.Addrs() {
 		str := a.String()
 		if len(str) > protocol.MaxAddrSize {
@@ -161,7 +171,7 @@ func (k *keyring) cardAddrs() []string {
 			priv = append(priv, str)
 		}
 	}
-	all := append(append(pub, priv...), loop...)
+	all := slices.Concat(pub, circuit, priv, loop)
 	if len(all) > protocol.MaxCardAddrs {
 		all = all[:protocol.MaxCardAddrs]
 	}

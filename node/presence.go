@@ -144,6 +144,18 @@ func (pr *presence) reachability() network.Reachability {
 	return pr.reach
 }
 
+// direct reports whether the host has a direct (not relayed, not
+// limited) connection to the peer at the other end of str, which runs on a
+// relayed one: a hole punch succeeded (outbox.Config.Better).
+func (pr *presence) direct(str network.Stream) bool {
+	for _, c := range pr.host.Network().ConnsToPeer(str.Conn().RemotePeer()) {
+		if !c.Stat().Limited && !c.IsClosed() {
+			return true
+		}
+	}
+	return false
+}
+
 // anyConnected reports whether the host has a connection to any of ids.
 func (pr *presence) anyConnected(ids []peer.ID) bool {
 	for _, id := range ids {
@@ -180,7 +192,7 @@ func (pr *presence) dialFriendNow(ctx context.Context, fe *friendEntry) {
 			continue
 		}
 		// Without addresses, the routed host asks the DHT for them.
-		dctx, cancel := context.WithTimeout(ctx, pr.cfg.DialTimeout)
+		dctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "parley-friend"), pr.cfg.DialTimeout)
 		err := pr.host.Connect(dctx, info)
 		cancel()
 		if err != nil {

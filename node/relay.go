@@ -49,14 +49,22 @@ var DefaultRelayListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/400
 
 // Relay limits: a relay is shared by many users, so it takes more
 // reservations than libp2p's defaults (128 in all, 8 per IP), enough for
-// a whole office or carrier-grade NAT behind one address. Relayed
-// connections keep libp2p's per-circuit limits (2 min, 128 KiB per
-// direction): they carry the first messages until peers connect directly.
+// a whole office or carrier-grade NAT behind one address. A relayed
+// connection (a circuit) carries chat until a hole punch connects the
+// peers directly, and for good where it cannot (symmetric NATs): each
+// circuit lasts up to RelayCircuitDuration and RelayCircuitData per
+// direction (libp2p's defaults, 2 min and 128 KiB, end a chat burst of
+// a few hundred messages mid-way), after which the relay resets it and
+// the sender opens a new one, sending again only what was unacknowledged.
+// A session message is under 1 KiB and an envelope under 64 KiB, so
+// every frame fits a circuit.
 const (
 	RelayMaxReservations      = 4096
 	RelayMaxReservationsPerIP = 1024
 	RelayMaxReservationsASN   = 4096
 	RelayMaxCircuits          = 64
+	RelayCircuitDuration      = 10 * time.Minute
+	RelayCircuitData          = 4 << 20
 )
 
 // Relay is a running relay: DHT server, circuit relay v2 service, AutoNAT
@@ -96,6 +104,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	res.MaxReservationsPerIP = RelayMaxReservationsPerIP
 	res.MaxReservationsPerASN = RelayMaxReservationsASN
 	res.MaxCircuits = RelayMaxCircuits
+	res.Limit = &relayv2.RelayLimit{Duration: RelayCircuitDuration, Data: RelayCircuitData}
 	ropts := []relayv2.Option{relayv2.WithResources(res)}
 	var dm *directory.Metrics
 	if cfg.Metrics != nil {

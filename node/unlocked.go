@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"golang.org/x/sync/errgroup"
 
@@ -50,6 +51,8 @@ type unlocked struct {
 	outbox   *outbox.Outbox
 	presence *presence
 	pub      *publisher
+	reserver *reserver
+	puncher  *puncher // nil without relays
 
 	// life is the running node's lifetime, cancelled by close. libp2p
 	// calls stream handlers and notifiees without a context; they derive
@@ -89,12 +92,14 @@ func newUnlocked(ctx context.Context, n *Node, st *store.Store) (*unlocked, erro
 		dm = directory.NewMetrics(n.cfg.Metrics)
 	}
 	// The DHT is the host's peer routing: dialling a friend's device by
-	// peer ID alone finds its addresses through the DHT.
+	// peer ID alone finds its addresses through the DHT. It is built
+	// before the host listens, and dials nobody until then (Hold).
+	listening := make(chan struct{})
 	u.host, err = newHost(hostSpec{
 		key: hk, listen: n.cfg.Listen, low: n.cfg.ConnLow, high: n.cfg.ConnHigh, metrics: n.cfg.Metrics,
 		extra: append(natOptions(boot), libp2p.Routing(func(h host.Host) (routing.PeerRouting, error) {
 			d, err := directory.NewDHT(h, directory.Config{
-				Server: n.cfg.DHTServer, Bootstrap: boot, Now: n.cfg.Now, Logger: n.log,
+				Server: n.cfg.DHTServer, Bootstrap: boot, Hold: listening, Now: n.cfg.Now, Logger: n.log,
 				Metrics: dm, ManualRefresh: n.cfg.ManualDHTRefresh,
 			})
 			if err != nil {
@@ -110,6 +115,7 @@ func newUnlocked(ctx context.Context, n *Node, st *store.Store) (*unlocked, erro
 		}
 		return nil, err
 	}
+	close(listening)
 	ns, err := readState(n.cfg.DataDir)
 	if err == nil && ns.PeerID != u.host.ID().String() {
 		ns.PeerID = u.host.ID().String()
@@ -121,7 +127,7 @@ func newUnlocked(ctx context.Context, n *Node, st *store.Store) (*unlocked, erro
 		return nil, err
 	}
 	u.life, u.cancel = context.WithCancel(context.Background())
-	if err := u.wire(n.events, hk); err != nil {
+	if err := u.wire(n.events, hk, boot); err != nil {
 		u.cancel()
 		u.dir.Close()
 		u.host.Close()
@@ -131,8 +137,13 @@ func newUnlocked(ctx context.Context, n *Node, st *store.Store) (*unlocked, erro
 }
 
 // wire makes the parts and tells each what it needs of the others.
-func (u *unlocked) wire(events *bus, hk crypto.PrivKey) error {
+func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) error {
 	u.keys.host = u.host
+	u.reserver = newReserver(u.host, relays, u.log, u.keys.dropCard)
+	u.keys.circuits = u.reserver.addrs
+	if len(relays) > 0 {
+		u.puncher = newPuncher(u.host, u.log, u.friendDevices)
+	}
 	u.friends = newFriendBook()
 	u.msgs = newMessenger()
 	u.presence = newPresence()
@@ -218,6 +229,10 @@ func (u *unlocked) start() {
 	serve("friends", u.friends.serve)
 	serve("presence", u.presence.serve)
 	serve("publisher", u.pub.serve)
+	serve("reserver", u.reserver.serve)
+	if u.puncher != nil {
+		serve("puncher", u.puncher.serve)
+	}
 	for _, p := range u.cfg.extraParts {
 		serve(p.name, p.serve)
 	}
@@ -298,3 +313,12 @@ func (t *tracker) stop() {
 }
 
 func (t *tracker) wait() { t.wg.Wait() }
+
+// friendDevices are the devices of accepted friends.
+func (u *unlocked) friendDevices() []peer.ID {
+	var ids []peer.ID
+	for _, fe := range u.friends.having(func(fe *friendEntry) bool { return fe.f.Status == store.FriendAccepted }) {
+		ids = append(ids, fe.devices...)
+	}
+	return ids
+}

@@ -24,8 +24,19 @@ var (
 // exit) when the test ends.
 func startRelayProc(t *testing.T) (addr, metrics string) {
 	t.Helper()
-	cmd := exec.Command(parleyBinary(t), "relay", "--data-dir", t.TempDir(),
-		"--listen", "/ip4/127.0.0.1/tcp/0", "--metrics", "127.0.0.1:0")
+	return startRelayProcIn(t, "", relayAddrLine, "--listen", "/ip4/127.0.0.1/tcp/0")
+}
+
+// startRelayProcIn runs `parley relay` with args in network namespace ns
+// (none when "") and returns the first of its printed addresses that
+// addrLine matches (its first group).
+func startRelayProcIn(t *testing.T, ns string, addrLine *regexp.Regexp, args ...string) (addr, metrics string) {
+	t.Helper()
+	args = append([]string{"relay", "--data-dir", t.TempDir(), "--metrics", "127.0.0.1:0"}, args...)
+	cmd := exec.Command(parleyBinary(t), args...)
+	if ns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", ns, cmd.Path}, args...)...)
+	}
 	cmd.Env = childEnv()
 	stdout, stderr := &syncBuffer{}, &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
@@ -50,9 +61,9 @@ func startRelayProc(t *testing.T) (addr, metrics string) {
 		}
 	})
 	waitFor(t, startTimeout, "the relay's addresses", func() bool {
-		return relayAddrLine.MatchString(stdout.String()) && relayMetricsLine.MatchString(stdout.String())
+		return addrLine.MatchString(stdout.String()) && relayMetricsLine.MatchString(stdout.String())
 	})
-	return relayAddrLine.FindStringSubmatch(stdout.String())[1], relayMetricsLine.FindStringSubmatch(stdout.String())[1]
+	return addrLine.FindStringSubmatch(stdout.String())[1], relayMetricsLine.FindStringSubmatch(stdout.String())[1]
 }
 
 // TestThreeProcessDirectory is the README's network: one `parley relay`

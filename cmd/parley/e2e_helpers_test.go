@@ -114,6 +114,7 @@ type proc struct {
 	stopped bool
 	http    *http.Client
 	env     []string // extra environment ("NAME=value"), kept across restarts
+	ns      string   // network namespace it runs in ("" for the test's own)
 
 	// What the test learnt; kept across restarts.
 	token    string
@@ -132,6 +133,14 @@ var runningLine = regexp.MustCompile(`(?m)^Parley is running: open (http://127\.
 // printed; the process is stopped when the test ends.
 func startProc(t testing.TB, name, dataDir string, listen []string, passFile string, env ...string) *proc {
 	t.Helper()
+	return startProcIn(t, "", name, dataDir, listen, passFile, env...)
+}
+
+// startProcIn is startProc with the process in network namespace ns
+// (none when ""); its API is then reached through a client that dials
+// inside ns (natlab_test.go).
+func startProcIn(t testing.TB, ns, name, dataDir string, listen []string, passFile string, env ...string) *proc {
+	t.Helper()
 	args := []string{"run", "--data-dir", dataDir, "--api", "127.0.0.1:0"}
 	if len(listen) == 0 {
 		listen = []string{"/ip4/127.0.0.1/tcp/0"}
@@ -143,10 +152,14 @@ func startProc(t testing.TB, name, dataDir string, listen []string, passFile str
 		args = append(args, "--passphrase-file", passFile)
 	}
 	p := &proc{
-		t: t, name: name, dataDir: dataDir, passFile: passFile, env: env,
+		t: t, name: name, dataDir: dataDir, passFile: passFile, env: env, ns: ns,
 		cmd:    exec.Command(parleyBinary(t), args...),
 		stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{}),
 		http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{}},
+	}
+	if ns != "" {
+		p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, p.cmd.Path}, args...)...)
+		p.http = nsHTTPClient(ns)
 	}
 	p.cmd.Env = childEnv(env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
@@ -218,7 +231,7 @@ func (p *proc) restart(usePassFile bool) *proc {
 	if usePassFile {
 		pass = p.passFile
 	}
-	q := startProc(p.t, p.name, p.dataDir, p.listen, pass, p.env...)
+	q := startProcIn(p.t, p.ns, p.name, p.dataDir, p.listen, pass, p.env...)
 	q.userID, q.invite, q.listen, q.passFile = p.userID, p.invite, p.listen, p.passFile
 	if usePassFile {
 		if st := q.state(); st != "unlocked" {

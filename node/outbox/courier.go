@@ -48,6 +48,12 @@ func (c *courier) run(ctx context.Context) {
 			l.close(ctx)
 			l = nil
 		}
+		if l != nil && l.path == store.PathRelay && l.inflight() == 0 && c.o.cfg.Better != nil && c.o.cfg.Better(l.str) {
+			// A hole punch made a direct connection: the next frames go
+			// there. Nothing is in flight, so nothing goes twice.
+			l.close(ctx)
+			l = nil
+		}
 		if wait := c.heldFor(); wait > 0 {
 			t := time.NewTimer(wait)
 			select {
@@ -223,6 +229,8 @@ type link struct {
 	bw   *bufio.Writer
 	done chan struct{} // closed when the reader ends
 
+	path store.Path // how frames on str travel: direct, or relay (a limited, relayed connection)
+
 	mu       sync.Mutex
 	flight   []store.OutboxEntry // written, not acknowledged, in order
 	dead     bool
@@ -231,7 +239,10 @@ type link struct {
 }
 
 func newLink(c *courier, str network.Stream) *link {
-	l := &link{c: c, str: str, bw: bufio.NewWriter(str), done: make(chan struct{}), progress: make(chan struct{}, 1)}
+	l := &link{c: c, str: str, bw: bufio.NewWriter(str), done: make(chan struct{}), progress: make(chan struct{}, 1), path: store.PathDirect}
+	if c := str.Conn(); c != nil && c.Stat().Limited {
+		l.path = store.PathRelay
+	}
 	go l.readAcks()
 	return l
 }
@@ -394,7 +405,7 @@ func (l *link) readAcks() {
 func (l *link) outcome(e store.OutboxEntry, ack *protocol.Ack) (store.Settle, bool) {
 	switch {
 	case ack.Code == protocol.AckOK || ack.Code == protocol.AckReplay:
-		return store.Settle{MsgID: e.MsgID, Status: store.StatusDelivered, Path: store.PathDirect}, true
+		return store.Settle{MsgID: e.MsgID, Status: store.StatusDelivered, Path: l.path}, true
 	case ack.Code == protocol.AckStale && e.Session && l.c.o.cfg.Reseal != nil:
 		return store.Settle{}, false
 	case ack.Code.Permanent():

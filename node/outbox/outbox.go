@@ -69,6 +69,12 @@ type Config struct {
 	// a Rush or Notify finds it allowed (a friend whose key signed two
 	// histories, until the user verifies them again).
 	Allowed func(to protocol.ID) bool
+	// Better, if set, reports whether a connection better than str's now
+	// exists to str's peer (a direct one, where str runs on a relayed,
+	// limited one). The courier then ends that stream once what is in
+	// flight on it is acknowledged, and opens the next on the better
+	// connection (after a hole punch). Nil: a stream is kept while it works.
+	Better func(str network.Stream) bool
 
 	Now      func() time.Time // nil: time.Now
 	Logger   *slog.Logger     // nil: discard

@@ -22,23 +22,30 @@ type memStore struct {
 	mu      sync.Mutex
 	queue   map[protocol.ID][]store.OutboxEntry
 	settled map[store.MsgID]store.Status
-	changed chan struct{} // signalled after each settle; capacity 1
+	paths   map[store.MsgID]store.Path
+	added   map[protocol.ID]int // entries ever added per recipient
+	changed chan struct{}       // signalled after each settle; capacity 1
 }
 
 func newMemStore() *memStore {
 	return &memStore{
 		queue:   make(map[protocol.ID][]store.OutboxEntry),
 		settled: make(map[store.MsgID]store.Status),
+		paths:   make(map[store.MsgID]store.Path),
+		added:   make(map[protocol.ID]int),
 		changed: make(chan struct{}, 1),
 	}
 }
 
-// add queues n entries for to, Seq 1..n, their MsgID's first byte the Seq.
+// add queues n more entries for to, Seq numbered on from those added
+// before (1..n the first time), their MsgID's first byte the Seq.
 func (s *memStore) add(to protocol.ID, n int) []store.OutboxEntry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var es []store.OutboxEntry
-	for i := 1; i <= n; i++ {
+	first := s.added[to] + 1
+	s.added[to] += n
+	for i := first; i < first+n; i++ {
 		var id store.MsgID
 		id[0], id[1] = byte(i), 0xAA
 		e := store.OutboxEntry{MsgID: id, Recipient: to, Envelope: id[:], Seq: uint64(i)}
@@ -91,6 +98,7 @@ func (s *memStore) FinishOutboxes(_ context.Context, settles []store.Settle) ([]
 			continue
 		}
 		s.settled[x.MsgID] = x.Status
+		s.paths[x.MsgID] = x.Path
 		msgs[i] = store.Message{ID: x.MsgID, Status: x.Status}
 	}
 	select {
@@ -106,6 +114,12 @@ func (s *memStore) status(id store.MsgID) store.Status {
 	return s.settled[id]
 }
 
+func (s *memStore) path(id store.MsgID) store.Path {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.paths[id]
+}
+
 func (s *memStore) queued(to protocol.ID) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -116,8 +130,23 @@ func (s *memStore) queued(to protocol.ID) int {
 // the outbox does not use panic (the embedded nil interface).
 type pipeStream struct {
 	network.Stream
-	c net.Conn
+	c       net.Conn
+	limited bool // on a relayed connection
 }
+
+// pipeConn is the connection of a pipeStream: only its Stat and IsClosed
+// are used.
+type pipeConn struct {
+	network.Conn
+	limited bool
+}
+
+func (c pipeConn) Stat() network.ConnStats {
+	return network.ConnStats{Stats: network.Stats{Limited: c.limited}}
+}
+func (c pipeConn) IsClosed() bool { return false }
+
+func (p *pipeStream) Conn() network.Conn { return pipeConn{limited: p.limited} }
 
 func (p *pipeStream) Read(b []byte) (int, error)         { return p.c.Read(b) }
 func (p *pipeStream) Write(b []byte) (int, error)        { return p.c.Write(b) }
@@ -133,6 +162,9 @@ func (p *pipeStream) SetWriteDeadline(t time.Time) error { return p.c.SetWriteDe
 // order), and whether to close the stream after them.
 type receiver struct {
 	scripts []func(n int, id store.MsgID) (acks []protocol.Ack, hangUp bool)
+	// limited, if set, says whether the next stream runs on a relayed
+	// connection.
+	limited func() bool
 
 	mu      sync.Mutex
 	streams [][]store.MsgID // the frames each stream carried, in order
@@ -171,7 +203,7 @@ func (r *receiver) open(context.Context, protocol.ID) (network.Stream, error) {
 			}
 		}
 	}()
-	return &pipeStream{c: mine}, nil
+	return &pipeStream{c: mine, limited: r.limited != nil && r.limited()}, nil
 }
 
 func (r *receiver) carried() [][]store.MsgID {
