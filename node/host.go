@@ -17,6 +17,8 @@ import (
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	webtransport "github.com/libp2p/go-libp2p/p2p/transport/webtransport"
 	"github.com/libp2p/go-libp2p/x/rate"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -82,6 +84,12 @@ func newHost(spec hostSpec) (host.Host, error) {
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
+		// For networks that pass only web traffic: WebSocket (over TCP,
+		// e.g. on port 443 behind a TLS-terminating proxy) and
+		// WebTransport (over QUIC, HTTP/3), each used where a listen or
+		// friend address names it.
+		libp2p.Transport(websocket.New),
+		libp2p.Transport(webtransport.New),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(mgr),
 		libp2p.UserAgent(userAgent),

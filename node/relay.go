@@ -45,7 +45,13 @@ type RelayConfig struct {
 
 // DefaultRelayListen are the listen addresses of a relay: every interface,
 // on the well-known port 4001, over TCP and QUIC.
-var DefaultRelayListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1", "/ip6/::/tcp/4001", "/ip6/::/udp/4001/quic-v1"}
+// It also listens for networks that pass only web traffic: WebSocket on
+// TCP port 4002 (put a TLS proxy on 443 in front of it) and WebTransport
+// on the QUIC port.
+var DefaultRelayListen = []string{
+	"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1", "/ip6/::/tcp/4001", "/ip6/::/udp/4001/quic-v1",
+	"/ip4/0.0.0.0/tcp/4002/ws", "/ip4/0.0.0.0/udp/4001/quic-v1/webtransport",
+}
 
 // Relay limits: a relay is shared by many users, so it takes more
 // reservations than libp2p's defaults (128 in all, 8 per IP), enough for
