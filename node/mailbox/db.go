@@ -122,11 +122,7 @@ func (d *db) load() error {
 			}
 			user := protocol.ID(k[9 : 9+idLen])
 			id := binary.BigEndian.Uint64(k[9+idLen:])
-			dep, err := peer.IDFromBytes(v[4:])
-			if err != nil {
-				return fmt.Errorf("mailbox: corrupt index row %x: %w", k, err)
-			}
-			d.add(user, dep, int64(binary.BigEndian.Uint32(v)))
+			d.add(user, peer.ID(v[4:]), int64(binary.BigEndian.Uint32(v)))
 			d.nextID = max(d.nextID, id+1)
 		}
 		return nil
@@ -216,50 +212,60 @@ func (d *db) register(user protocol.ID, exp time.Time, refresh time.Duration) er
 // A refusal is a *RefusedError; the counts are reserved before the write
 // and given back if it fails, so concurrent deposits cannot overshoot.
 func (d *db) put(user protocol.ID, dep peer.ID, envelope []byte, now time.Time, lim Limits) (uint64, error) {
-	size := int64(len(envelope))
+	id, err := d.reserve(user, dep, int64(len(envelope)), lim)
+	if err != nil {
+		return 0, err
+	}
+	mk, mv, ek, ev := rows(user, dep, envelope, id, now, lim.TTL)
+	err = d.bdb.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(mk, mv); err != nil {
+			return err
+		}
+		return txn.Set(ek, ev)
+	})
+	if err != nil {
+		d.mu.Lock()
+		d.sub(user, dep, int64(len(envelope)))
+		d.mu.Unlock()
+		return 0, fmt.Errorf("mailbox: storing envelope: %w", err)
+	}
+	return id, nil
+}
+
+// reserve counts an envelope of size from dep in for user if lim allows,
+// and returns its ID.
+func (d *db) reserve(user protocol.ID, dep peer.ID, size int64, lim Limits) (uint64, error) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	if u := d.usage[user]; u != nil {
 		switch {
 		case u.n >= lim.MaxEnvelopes:
-			d.mu.Unlock()
 			return 0, &RefusedError{Code: CodeFull, Detail: fmt.Sprintf("%d envelopes held", u.n)}
 		case u.bytes+size > lim.MaxBytes:
-			d.mu.Unlock()
 			return 0, &RefusedError{Code: CodeFull, Detail: fmt.Sprintf("%d bytes held", u.bytes)}
 		case u.depositors[dep] >= lim.MaxPerDepositor:
-			d.mu.Unlock()
 			return 0, &RefusedError{Code: CodeSenderQuota, Detail: fmt.Sprintf("%d envelopes from this peer held", u.depositors[dep])}
 		}
 	}
 	if size > lim.MaxBytes {
-		d.mu.Unlock()
 		return 0, &RefusedError{Code: CodeFull, Detail: "envelope larger than the mailbox"}
 	}
 	id := d.nextID
 	d.nextID++
 	d.add(user, dep, size)
-	d.mu.Unlock()
-
-	exp := now.Add(lim.TTL).Unix()
-	depb := []byte(dep)
-	v := make([]byte, 0, msgHeaderLen+len(depb)+len(envelope))
-	v = binary.BigEndian.AppendUint64(v, uint64(now.Unix()))
-	v = binary.BigEndian.AppendUint64(v, uint64(exp))
-	v = append(append(append(v, byte(len(depb))), depb...), envelope...)
-	idx := append(binary.BigEndian.AppendUint32(nil, uint32(size)), depb...)
-	err := d.bdb.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(msgKey(user, id), v); err != nil {
-			return err
-		}
-		return txn.Set(expiryKey(exp, user, id), idx)
-	})
-	if err != nil {
-		d.mu.Lock()
-		d.sub(user, dep, size)
-		d.mu.Unlock()
-		return 0, fmt.Errorf("mailbox: storing envelope: %w", err)
-	}
 	return id, nil
+}
+
+// rows returns the message row and the expiry index row of an envelope.
+func rows(user protocol.ID, dep peer.ID, envelope []byte, id uint64, now time.Time, ttl time.Duration) (mk, mv, ek, ev []byte) {
+	exp := now.Add(ttl).Unix()
+	depb := []byte(dep)
+	mv = make([]byte, 0, msgHeaderLen+len(depb)+len(envelope))
+	mv = binary.BigEndian.AppendUint64(mv, uint64(now.Unix()))
+	mv = binary.BigEndian.AppendUint64(mv, uint64(exp))
+	mv = append(append(append(mv, byte(len(depb))), depb...), envelope...)
+	ev = append(binary.BigEndian.AppendUint32(nil, uint32(len(envelope))), depb...)
+	return msgKey(user, id), mv, expiryKey(exp, user, id), ev
 }
 
 // parseMsg splits a message row's value.

@@ -104,14 +104,30 @@ func NewServer(h host.Host, cfg Config) (*Server, error) {
 // Serve serves the protocol and sweeps expired envelopes until ctx ends,
 // then waits for the streams it is serving to end.
 func (s *Server) Serve(ctx context.Context) error {
-	var wg sync.WaitGroup
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		closed bool
+	)
 	s.host.SetStreamHandler(ID, func(st network.Stream) {
+		mu.Lock()
+		if closed {
+			mu.Unlock()
+			st.Reset()
+			return
+		}
 		wg.Add(1)
+		mu.Unlock()
 		defer wg.Done()
 		s.handle(ctx, st)
 	})
-	defer wg.Wait()
-	defer s.host.RemoveStreamHandler(ID)
+	defer func() {
+		s.host.RemoveStreamHandler(ID)
+		mu.Lock()
+		closed = true
+		mu.Unlock()
+		wg.Wait()
+	}()
 	t := time.NewTicker(s.sweep)
 	defer t.Stop()
 	for {
