@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"sync"
 	"testing"
 	"time"
 
@@ -254,5 +255,42 @@ func TestLimitsDefaults(t *testing.T) {
 	}
 	if _, err := (Limits{TTL: -time.Second}).withDefaults(); err == nil {
 		t.Fatal("negative TTL accepted")
+	}
+}
+
+// Depositors racing for the last places of a mailbox never overshoot its
+// limit: exactly MaxEnvelopes are held, the rest refused as full.
+func TestConcurrentDepositsRespectLimit(t *testing.T) {
+	const limit, depositors, each = 30, 6, 10
+	w := newWorld(t, Limits{MaxEnvelopes: limit})
+	bob := w.user("bob-2048", 1)
+	w.register(bob)
+	var clients []*Client
+	for range depositors {
+		clients = append(clients, w.client(w.peer()))
+	}
+	var mu sync.Mutex
+	ok, full := 0, 0
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			for i := range each {
+				err := c.Deposit(w.ctx(), w.relay.ID(), bob.id, env(i))
+				mu.Lock()
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, ErrFull):
+					full++
+				default:
+					t.Errorf("deposit: %v", err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if ok != limit || full != depositors*each-limit || w.held() != limit {
+		t.Fatalf("%d accepted, %d refused as full, %d held; want %d, %d, %d", ok, full, w.held(), limit, depositors*each-limit, limit)
 	}
 }
