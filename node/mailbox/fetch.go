@@ -37,6 +37,10 @@ func (s *Server) serveFetch(ctx context.Context, st network.Stream, r *bufio.Rea
 		ch, stop := s.subscribe(user) // before the first scan: no deposit falls between
 		defer stop()
 		wake = ch
+		// A subscriber's connection is not one to trim.
+		p, tag := st.Conn().RemotePeer(), fmt.Sprintf("mailbox-%p", ch)
+		s.host.ConnManager().Protect(p, tag)
+		defer s.host.ConnManager().Unprotect(p, tag)
 	}
 	var mu sync.Mutex
 	sent := map[uint64]bool{} // sent in this session and not yet acknowledged

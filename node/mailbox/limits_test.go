@@ -294,3 +294,25 @@ func TestConcurrentDepositsRespectLimit(t *testing.T) {
 		t.Fatalf("%d accepted, %d refused as full, %d held; want %d, %d, %d", ok, full, w.held(), limit, depositors*each-limit, limit)
 	}
 }
+
+// A registration lapses after Limits.Registration without a register or
+// fetch: deposits for the user are refused again.
+func TestRegistrationLapses(t *testing.T) {
+	w := newWorld(t, Limits{Registration: 2 * time.Hour})
+	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
+	w.register(bob)
+	w.clock.Advance(time.Hour)
+	w.deposit(alice.devices[0], bob, env(0))
+	w.clock.Advance(time.Hour)
+	w.srv.Sweep()
+	err := w.client(alice.devices[0]).Deposit(w.ctx(), w.relay.ID(), bob.id, env(1))
+	wantRefused(t, "deposit after the registration lapsed", err, CodeUnknown, ErrUnknown)
+	w.restart() // the lapse is stored, not only remembered
+	err = w.client(alice.devices[0]).Deposit(w.ctx(), w.relay.ID(), bob.id, env(1))
+	wantRefused(t, "deposit after a restart", err, CodeUnknown, ErrUnknown)
+	// Bob's held mail is still his to fetch, and fetching registers him again.
+	if got, err := w.fetchAll(bob, 0); err != nil || len(got) != 1 {
+		t.Fatalf("fetch: %d, %v", len(got), err)
+	}
+	w.deposit(alice.devices[0], bob, env(2))
+}
