@@ -27,6 +27,8 @@
 // node answers items with Ack frames. Every refusal is a Result with a
 // Code; the client returns it as a *RefusedError, which matches the
 // sentinel of its code (ErrFull, ErrRateLimited, ...) with errors.Is.
+// docs/mailbox.md lists the codes, the limits' defaults and flags, the
+// metrics, and what a user node does to use a mailbox.
 //
 // The package imports no project package but protocol and directory.
 package mailbox
