@@ -42,9 +42,16 @@ const (
 
 // usage is what one recipient's mailbox holds.
 type usage struct {
-	n          int
-	bytes      int64
-	depositors map[peer.ID]int
+	n     int
+	bytes int64
+}
+
+// pair is a depositor and a recipient. The counts are flat maps of values,
+// so a relay holding one envelope for each of 100,000 users keeps them in
+// a few tens of MiB (BenchmarkHold100k).
+type pair struct {
+	user protocol.ID
+	dep  peer.ID
 }
 
 // db is the relay's store of held envelopes, with the counts the limits
@@ -53,7 +60,8 @@ type db struct {
 	bdb *badger.DB
 
 	mu     sync.Mutex // guards the fields below
-	usage  map[protocol.ID]*usage
+	usage  map[protocol.ID]usage
+	perDep map[pair]int
 	regs   map[protocol.ID]time.Time
 	held   int
 	bytes  int64
@@ -98,7 +106,7 @@ func openDB(dir string, log *slog.Logger, now time.Time) (*db, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: opening database: %w", err)
 	}
-	d := &db{bdb: b, usage: map[protocol.ID]*usage{}, regs: map[protocol.ID]time.Time{}, nextID: uint64(now.UnixNano())}
+	d := &db{bdb: b, usage: map[protocol.ID]usage{}, perDep: map[pair]int{}, regs: map[protocol.ID]time.Time{}, nextID: uint64(now.UnixNano())}
 	if err := errors.Join(d.load(), d.loadRegistrations()); err != nil {
 		b.Close()
 		return nil, err
@@ -108,6 +116,7 @@ func openDB(dir string, log *slog.Logger, now time.Time) (*db, error) {
 
 // load rebuilds the counts from the expiry index.
 func (d *db) load() error {
+	deps := map[string]peer.ID{}
 	return d.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixExpiry}, PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
@@ -122,7 +131,12 @@ func (d *db) load() error {
 			}
 			user := protocol.ID(k[9 : 9+idLen])
 			id := binary.BigEndian.Uint64(k[9+idLen:])
-			d.add(user, peer.ID(v[4:]), int64(binary.BigEndian.Uint32(v)))
+			dep, ok := deps[string(v[4:])] // one string per depositor, not per row
+			if !ok {
+				dep = peer.ID(v[4:])
+				deps[string(dep)] = dep
+			}
+			d.add(user, dep, int64(binary.BigEndian.Uint32(v)))
 			d.nextID = max(d.nextID, id+1)
 		}
 		return nil
@@ -149,30 +163,30 @@ func (d *db) loadRegistrations() error {
 // add counts one envelope in; d.mu is held (or d is not shared yet).
 func (d *db) add(user protocol.ID, dep peer.ID, size int64) {
 	u := d.usage[user]
-	if u == nil {
-		u = &usage{depositors: map[peer.ID]int{}}
-		d.usage[user] = u
-	}
 	u.n++
 	u.bytes += size
-	u.depositors[dep]++
+	d.usage[user] = u
+	d.perDep[pair{user, dep}]++
 	d.held++
 	d.bytes += size
 }
 
 // sub counts one envelope out; d.mu is held.
 func (d *db) sub(user protocol.ID, dep peer.ID, size int64) {
-	u := d.usage[user]
-	if u == nil {
+	u, ok := d.usage[user]
+	if !ok {
 		return
 	}
 	u.n--
 	u.bytes -= size
-	if u.depositors[dep]--; u.depositors[dep] <= 0 {
-		delete(u.depositors, dep)
-	}
 	if u.n <= 0 {
 		delete(d.usage, user)
+	} else {
+		d.usage[user] = u
+	}
+	k := pair{user, dep}
+	if d.perDep[k]--; d.perDep[k] <= 0 {
+		delete(d.perDep, k)
 	}
 	d.held--
 	d.bytes -= size
@@ -237,14 +251,14 @@ func (d *db) put(user protocol.ID, dep peer.ID, envelope []byte, now time.Time, 
 func (d *db) reserve(user protocol.ID, dep peer.ID, size int64, lim Limits) (uint64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if u := d.usage[user]; u != nil {
+	if u, ok := d.usage[user]; ok {
 		switch {
 		case u.n >= lim.MaxEnvelopes:
 			return 0, &RefusedError{Code: CodeFull, Detail: fmt.Sprintf("%d envelopes held", u.n)}
 		case u.bytes+size > lim.MaxBytes:
 			return 0, &RefusedError{Code: CodeFull, Detail: fmt.Sprintf("%d bytes held", u.bytes)}
-		case u.depositors[dep] >= lim.MaxPerDepositor:
-			return 0, &RefusedError{Code: CodeSenderQuota, Detail: fmt.Sprintf("%d envelopes from this peer held", u.depositors[dep])}
+		case d.perDep[pair{user, dep}] >= lim.MaxPerDepositor:
+			return 0, &RefusedError{Code: CodeSenderQuota, Detail: fmt.Sprintf("%d envelopes from this peer held", d.perDep[pair{user, dep}])}
 		}
 	}
 	if size > lim.MaxBytes {
