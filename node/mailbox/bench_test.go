@@ -57,6 +57,27 @@ func BenchmarkDeposit(b *testing.B) {
 	}
 }
 
+// BenchmarkDepositStore is BenchmarkDeposit without the network: 8
+// goroutines call the relay's store directly (a synced write each), to
+// tell the disk's share from the streams'.
+func BenchmarkDepositStore(b *testing.B) {
+	w := newWorld(b, noLimits)
+	var to protocol.ID
+	envelope := bytes.Repeat([]byte{0xa5}, 1024)
+	b.SetParallelism(8 / runtime.GOMAXPROCS(0))
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := w.srv.db.put(to, "depositor", envelope, w.clock.Now(), w.srv.lim); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "deposits/s")
+}
+
 // BenchmarkHold100k fills a relay's database with 100,000 envelopes of
 // 1 KiB, for 100 recipients or for 100,000 (one each: the most memory the
 // limits' counts take), restarts the relay on it and reports the time to
