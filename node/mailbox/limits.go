@@ -25,7 +25,7 @@ type Limits struct {
 	// TTL is how long an envelope is held before the sweeper deletes it.
 	TTL time.Duration
 	// DepositRate (per second) and DepositBurst are the token bucket of
-	// each depositing peer.
+	// each peer: a deposit, register or fetch takes a token.
 	DepositRate  float64
 	DepositBurst int
 	// Registration is how long a registration lasts after the recipient's

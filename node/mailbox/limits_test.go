@@ -129,6 +129,9 @@ func TestDepositRateLimit(t *testing.T) {
 		t.Fatalf("RetryAfter = %v, Temporary %v; want (0, 1s], true", re.RetryAfter, re.Temporary())
 	}
 	w.deposit(carol.devices[0], bob, env(10)) // another depositor has its own bucket
+	// Registers and fetches draw on the same bucket (each may cost a lookup).
+	wantRefused(t, "register by a peer out of tokens", w.client(alice.devices[0]).Register(w.ctx(), w.relay.ID(), alice.id),
+		CodeRateLimited, ErrRateLimited)
 	w.clock.Advance(time.Second)
 	w.deposit(alice.devices[0], bob, env(3))
 	if got := w.metric("parley_mailbox_deposits_total", "rate-limited"); got != 1 {

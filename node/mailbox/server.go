@@ -26,6 +26,8 @@ const (
 	idleTimeout = time.Minute
 	// writeTimeout bounds one frame write to a slow reader.
 	writeTimeout = 30 * time.Second
+	// lookupTimeout bounds the directory lookup of a register or fetch.
+	lookupTimeout = 20 * time.Second
 	// DefaultSweepInterval is how often expired envelopes are deleted.
 	DefaultSweepInterval = 10 * time.Minute
 	sweepBatch           = 1000
@@ -275,9 +277,16 @@ func (s *Server) deposit(from peer.ID, d *pb.Deposit) error {
 	return nil
 }
 
-// authorise checks that p is a device of user and (re)registers user.
+// authorise checks that p is a device of user and (re)registers user. A
+// register or fetch takes a token from p's bucket too, since it may cost
+// the relay a DHT lookup.
 func (s *Server) authorise(ctx context.Context, user protocol.ID, p peer.ID) error {
 	now := s.now()
+	if ok, wait := s.rate.take(p, now); !ok {
+		return &RefusedError{Code: CodeRateLimited, RetryAfter: wait}
+	}
+	ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
 	if err := s.auth.check(ctx, user, p, now); err != nil {
 		return err
 	}
