@@ -41,9 +41,9 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 		fmt.Fprint(out, "Usage: parley relay [flags]\n\n"+
 			"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
 			"circuit relay for nodes behind NAT, the AutoNAT service, a gossipsub peer and a\n"+
-			"mailbox that holds encrypted envelopes for offline users. It\n"+
-			"needs no identity and no passphrase. It prints its addresses: give one of them\n"+
-			"to other nodes as --bootstrap.\n\nFlags:\n")
+			"mailbox that holds encrypted envelopes for offline users. It needs no identity\n"+
+			"and no passphrase. It prints its addresses: give one of them to other nodes as\n"+
+			"--bootstrap.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envRelayDataDir),

@@ -36,8 +36,8 @@ func mailboxFlags(fs *flag.FlagSet, o *mailboxOptions) {
 	fs.IntVar(&o.limits.MaxPerDepositor, "mailbox-max-per-sender", d.MaxPerDepositor,
 		"envelopes held for one recipient from one depositing peer")
 	fs.DurationVar(&o.limits.TTL, "mailbox-ttl", d.TTL, "how long an unfetched envelope is held")
-	fs.Float64Var(&o.limits.DepositRate, "mailbox-rate", d.DepositRate, "deposits per second allowed per depositing peer")
-	fs.IntVar(&o.limits.DepositBurst, "mailbox-burst", d.DepositBurst, "deposits a peer may make at once before the rate applies")
+	fs.Float64Var(&o.limits.DepositRate, "mailbox-rate", d.DepositRate, "deposits (and registers, fetches) per second allowed per peer")
+	fs.IntVar(&o.limits.DepositBurst, "mailbox-burst", d.DepositBurst, "requests a peer may make at once before the rate applies")
 }
 
 // check refuses limits that are not positive.
