@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+
+	"github.com/parley-chat/parley/node/mailbox/pb"
 )
 
 func TestDepositFetchAckGone(t *testing.T) {
@@ -239,5 +241,43 @@ func TestUnregisteredRecipientRefused(t *testing.T) {
 	wantRefused(t, "register without a record", w.client(alice.devices[0]).Register(w.ctx(), w.relay.ID(), alice.id), CodeUnknown, ErrUnknown)
 	if w.held() != 0 {
 		t.Fatalf("held %d", w.held())
+	}
+}
+
+// Acks on Bob's fetch stream delete only Bob's envelopes, even when they
+// name the IDs of envelopes held for Carol.
+func TestAcksDeleteOnlyOwnMail(t *testing.T) {
+	w := newWorld(t, Limits{})
+	alice, bob, carol := w.user("alice-2048", 1), w.user("bob-2048", 1), w.user("carol-2048", 1)
+	w.register(bob)
+	w.register(carol)
+	w.deposit(alice.devices[0], carol, env(0))
+	w.deposit(alice.devices[0], carol, env(1))
+	items, err := w.srv.db.scan(carol.id, 0, 10, func(uint64) bool { return false })
+	if err != nil || len(items) != 2 {
+		t.Fatalf("scan: %d, %v", len(items), err)
+	}
+	st, r := w.raw(bob.devices[0])
+	if err := writeFrame(st, fetchFrame(bob, false), maxClientFrame); err != nil {
+		t.Fatal(err)
+	}
+	if err := readResult(t, r); err != nil {
+		t.Fatalf("Bob's fetch: %v", err)
+	}
+	if err := writeFrame(st, ackFrame(items[0].id, items[1].id), maxClientFrame); err != nil {
+		t.Fatal(err)
+	}
+	st.CloseWrite()
+	for { // caught-up, then the relay closes after reading the ack
+		var f pb.ServerFrame
+		if err := readFrame(r, &f, maxServerFrame); err != nil {
+			break
+		}
+	}
+	if w.held() != 2 {
+		t.Fatalf("held %d after Bob acked Carol's IDs, want 2", w.held())
+	}
+	if got, err := w.fetchAll(carol, 0); err != nil || len(got) != 2 {
+		t.Fatalf("Carol's fetch: %d, %v", len(got), err)
 	}
 }
