@@ -141,7 +141,7 @@ proto: $(PROTOC_GEN_GO)
 	@command -v protoc >/dev/null 2>&1 || { \
 		echo "make proto: protoc not found; install it with: apt-get install protobuf-compiler" >&2; exit 1; }
 	protoc --plugin=protoc-gen-go=$(PROTOC_GEN_GO) \
-		--go_out=. --go_opt=module=github.com/parley-chat/parley protocol/pb/*.proto
+		--go_out=. --go_opt=module=github.com/parley-chat/parley protocol/pb/*.proto node/mailbox/pb/*.proto
 
 # Installs the pinned protoc-gen-go into ./bin, also replacing one of another version.
 $(PROTOC_GEN_GO): FORCE

@@ -72,6 +72,13 @@ var layerRules = []layerRule{
 		},
 	},
 	{
+		// A part of the node with its own protocol and database: the
+		// relay serves it and the node uses its client, so it cannot
+		// reach back into either, nor into the node's store.
+		pkgs:        mod + "/node/mailbox/...",
+		onlyProject: []string{mod + "/node/mailbox/...", mod + "/directory/...", mod + "/protocol/..."},
+	},
+	{
 		pkgs: mod + "/node/...",
 		badDeps: map[string]string{
 			mod + "/api/...": "only cmd/parley wires node to api",
@@ -360,6 +367,7 @@ func TestLayeringCatchesViolations(t *testing.T) {
 		{listedPackage{ImportPath: mod + "/api", Deps: []string{mod + "/node"}}, "own interface"},
 		{listedPackage{ImportPath: mod + "/api/v1", Deps: []string{"github.com/dgraph-io/badger/v4/options"}}, "never touches the database"},
 		{listedPackage{ImportPath: mod + "/node/services", Deps: []string{mod + "/api"}}, "only cmd/parley wires node to api"},
+		{listedPackage{ImportPath: mod + "/node/mailbox", Deps: []string{mod + "/store"}}, "may import only"},
 		{listedPackage{ImportPath: mod + "/web", Deps: []string{mod + "/protocol"}}, "may import only"},
 		{listedPackage{ImportPath: mod, Deps: []string{mod + "/cmd/parley"}}, "nothing imports it"},
 	}

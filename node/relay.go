@@ -165,6 +165,13 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 // ID is the relay's peer ID.
 func (r *Relay) ID() peer.ID { return r.host.ID() }
 
+// Host is the relay's libp2p host, for services that run beside the relay
+// (the mailbox of package node/mailbox).
+func (r *Relay) Host() host.Host { return r.host }
+
+// Directory is the relay's DHT, where those services look up user records.
+func (r *Relay) Directory() *directory.DHT { return r.dir }
+
 // Addrs are the relay's full multiaddrs, with /p2p/<id>: what another
 // node takes as --bootstrap.
 func (r *Relay) Addrs() []string {

@@ -30,6 +30,7 @@ type relayConfig struct {
 	bootstrap []string
 	metrics   string
 	logLevel  slog.Level
+	mailbox   mailboxOptions
 }
 
 func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) (relayConfig, error) {
@@ -39,9 +40,10 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	fs.Usage = func() {
 		fmt.Fprint(out, "Usage: parley relay [flags]\n\n"+
 			"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
-			"circuit relay for nodes behind NAT, the AutoNAT service and a gossipsub peer. It\n"+
-			"needs no identity and no passphrase. It prints its addresses: give one of them\n"+
-			"to other nodes as --bootstrap.\n\nFlags:\n")
+			"circuit relay for nodes behind NAT, the AutoNAT service, a gossipsub peer and a\n"+
+			"mailbox that holds encrypted envelopes for offline users. It needs no identity\n"+
+			"and no passphrase. It prints its addresses: give one of them to other nodes as\n"+
+			"--bootstrap.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envRelayDataDir),
@@ -52,8 +54,12 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	bootstrap := &listFlag{values: splitList(getenv(envBootstrap))}
 	fs.Var(bootstrap, "bootstrap", "another relay's `multiaddr` ending in /p2p/<peer ID>; repeatable ["+envBootstrap+"]")
 	level := metricsAndLogFlags(fs, getenv, &c.metrics)
+	mailboxFlags(fs, &c.mailbox)
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
+	}
+	if err := c.mailbox.check(); err != nil {
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
 	}
 	c.listen, c.bootstrap = listen.values, bootstrap.values
 	lvl, err := parseLogLevel(*level)
@@ -99,13 +105,20 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("parley relay: %w", err)
 	}
+	stopMailbox := func() error { return nil }
+	if c.mailbox.enabled {
+		if stopMailbox, err = startMailbox(ctx, r, c.dataDir, c.mailbox, reg, log); err != nil {
+			r.Close()
+			return fmt.Errorf("parley relay: %w", err)
+		}
+	}
 	fmt.Fprintf(stdout, "Parley relay %s is running. Bootstrap addresses:\n", r.ID())
 	for _, a := range r.Addrs() {
 		fmt.Fprintln(stdout, "  "+a)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
-	if err := r.Close(); err != nil {
+	if err := errors.Join(stopMailbox(), r.Close()); err != nil {
 		return fmt.Errorf("parley relay: %w", err)
 	}
 	return nil

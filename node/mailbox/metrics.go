@@ -1,0 +1,92 @@
+package mailbox
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the relay's mailbox metrics; nil-safe methods, so a server
+// without a registry counts nothing.
+type metrics struct {
+	deposits *prometheus.CounterVec
+	fetches  *prometheus.CounterVec
+	acked    prometheus.Counter
+	expired  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, d *db) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		deposits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "mailbox", Name: "deposits_total",
+			Help: "Deposits answered, by result code (ok, full, sender-quota, rate-limited, ...).",
+		}, []string{"result"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "mailbox", Name: "fetches_total",
+			Help: "Fetches (and registrations) answered, by result code (ok, not-authorised, ...).",
+		}, []string{"result"}),
+		acked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "mailbox", Name: "acked_total",
+			Help: "Envelopes deleted because their recipient acknowledged them.",
+		}),
+		expired: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "mailbox", Name: "expired_total",
+			Help: "Envelopes deleted unfetched at the end of their TTL.",
+		}),
+	}
+	m.deposits = register(reg, m.deposits)
+	m.fetches = register(reg, m.fetches)
+	m.acked = register(reg, m.acked)
+	m.expired = register(reg, m.expired)
+	// A second server in one process (tests) keeps the first one's gauges.
+	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "mailbox", Name: "envelopes_held",
+		Help: "Envelopes the relay holds for offline recipients.",
+	}, func() float64 { n, _ := d.totals(); return float64(n) }))
+	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: "mailbox", Name: "bytes_held",
+		Help: "Bytes of envelopes the relay holds for offline recipients.",
+	}, func() float64 { _, b := d.totals(); return float64(b) }))
+	return m
+}
+
+// register registers c with reg, or returns the equal collector already
+// registered.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if old, ok := are.ExistingCollector.(C); ok {
+				return old
+			}
+		}
+	}
+	return c
+}
+
+func (m *metrics) deposit(c Code) {
+	if m != nil {
+		m.deposits.WithLabelValues(c.String()).Inc()
+	}
+}
+
+func (m *metrics) fetch(c Code) {
+	if m != nil {
+		m.fetches.WithLabelValues(c.String()).Inc()
+	}
+}
+
+func (m *metrics) ack(n int) {
+	if m != nil {
+		m.acked.Add(float64(n))
+	}
+}
+
+func (m *metrics) expire(n int) {
+	if m != nil {
+		m.expired.Add(float64(n))
+	}
+}
