@@ -29,8 +29,10 @@
 // late auth and when the token is logged out or expires, with 1001 on
 // shutdown, and with 1008 when the client sends anything after auth.
 //
-// It declares what it needs from a node as its own interface, Node, and
-// never imports node, store, directory, libp2p or badger; cmd/parley
-// adapts the real node to Node. Tests use httptest-style real listeners
+// It declares what it needs from a node as small interfaces by capability
+// (Lifecycle, Auth, Account, Peers, Friends, Messages, Directory, Events;
+// Node is their union), and never imports node, store, directory, libp2p
+// or badger; cmd/parley adapts the real node to Node, and api/client
+// implements the same capabilities over HTTP. Tests use httptest-style real listeners
 // on 127.0.0.1 and a small fake of the interface.
 package api

@@ -5,16 +5,32 @@ import (
 	"time"
 )
 
-// Node is what the API needs from a running Parley node. cmd/parley
-// adapts the real node to it; tests use a small fake. IDs are the text
-// forms the API speaks (user IDs in lower-case base32, message IDs in hex,
-// peer IDs and multiaddrs as libp2p prints them). Methods return *Error
-// values (or errors wrapping one) for failures the client caused; any
-// other error is answered 500 "internal" without its text.
+// Node is what the server needs from a running Parley node: every
+// capability below. cmd/parley adapts the real node to it; tests use a
+// small fake; the client package implements the capabilities (all but
+// Lifecycle) over HTTP. IDs are the text forms the API speaks (user IDs
+// in lower-case base32, message IDs in hex, peer IDs and multiaddrs as
+// libp2p prints them). Methods return *Error values (or errors wrapping
+// one) for failures the client caused; any other error is answered 500
+// "internal" without its text.
 type Node interface {
-	// State reports the node's lifecycle state.
-	State() State
+	Lifecycle
+	Auth
+	Account
+	Peers
+	Friends
+	Messages
+	Directory
+	Events
+}
 
+// Lifecycle reports the node's state.
+type Lifecycle interface {
+	State() State
+}
+
+// Auth creates or opens the identity.
+type Auth interface {
 	// Register creates the identity in state new and unlocks the node.
 	Register(ctx context.Context, name string, passphrase []byte) (Me, error)
 	// Unlock opens the identity with the passphrase (state locked), or
@@ -22,11 +38,25 @@ type Node interface {
 	// A wrong passphrase is CodeBadPassphrase; too many wrong tries are
 	// CodeThrottled with RetryAfter set.
 	Unlock(ctx context.Context, passphrase []byte) (Me, error)
+}
 
+// Account is the node's own user and key.
+type Account interface {
 	Me(ctx context.Context) (Me, error)
+	// RotateKey replaces the RSA identity key by a new one, signed by the
+	// old key; the user ID and safety numbers stay the same. It returns
+	// the user after the rotation.
+	RotateKey(ctx context.Context) (Me, error)
+}
+
+// Peers is the libp2p side of the node.
+type Peers interface {
 	NodeInfo(ctx context.Context) (NodeInfo, error)
 	Connect(ctx context.Context, addr string) error
+}
 
+// Friends is the friend list.
+type Friends interface {
 	Friends(ctx context.Context) ([]Friend, error)
 	// AddFriend adds (or accepts) a friend from an invite link.
 	AddFriend(ctx context.Context, invite string) (Friend, error)
@@ -47,7 +77,22 @@ type Node interface {
 	// that accepting a changed key means comparing its new number;
 	// otherwise the answer is CodeConflict and nothing changes.
 	VerifyFriend(ctx context.Context, userID string, safetyNumber ...string) error
+}
 
+// Messages is sending and reading chat messages.
+type Messages interface {
+	Send(ctx context.Context, to, text string) (Message, error)
+	// Messages returns a page of the conversation with a friend, newest
+	// first, and the cursor of the next (older) page, "" at the end.
+	Messages(ctx context.Context, with, before string, limit int) ([]Message, string, error)
+	Conversations(ctx context.Context) ([]Conversation, error)
+	// MarkRead marks the conversation read up to the message upTo (the
+	// newest when empty) and sends the friend a read receipt.
+	MarkRead(ctx context.Context, with, upTo string) error
+}
+
+// Directory is the signed user directory.
+type Directory interface {
 	// LookupUser fetches the user's signed record from the directory and
 	// verifies it (CodeNotFound when there is no valid record,
 	// CodeUnavailable when the directory cannot be asked).
@@ -58,20 +103,10 @@ type Node interface {
 	// The API passes the name trimmed, 1 to 64 bytes of UTF-8; the node
 	// normalises it.
 	SearchDirectory(ctx context.Context, name string) ([]SearchResult, error)
-	// RotateKey replaces the RSA identity key by a new one, signed by the
-	// old key; the user ID and safety numbers stay the same. It returns
-	// the user after the rotation.
-	RotateKey(ctx context.Context) (Me, error)
+}
 
-	Send(ctx context.Context, to, text string) (Message, error)
-	// Messages returns a page of the conversation with a friend, newest
-	// first, and the cursor of the next (older) page, "" at the end.
-	Messages(ctx context.Context, with, before string, limit int) ([]Message, string, error)
-	Conversations(ctx context.Context) ([]Conversation, error)
-	// MarkRead marks the conversation read up to the message upTo (the
-	// newest when empty) and sends the friend a read receipt.
-	MarkRead(ctx context.Context, with, upTo string) error
-
+// Events is the live event stream.
+type Events interface {
 	// Subscribe streams live events until ctx ends or cancel is called;
 	// the channel is closed then. A subscriber that falls behind loses
 	// events and receives an EventOverflow in their place.
