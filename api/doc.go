@@ -5,14 +5,16 @@
 //
 // The package owns the HTTP side of a node and nothing else:
 //
-//   - routing, with JSON errors {"error": {"code", "message"}} for every
-//     failure, 404 and 405 included (see Code and Error);
+//   - routing, on http.ServeMux patterns ("POST /api/v1/send_message"),
+//     with JSON errors {"error": {"code", "message"}} for every failure,
+//     404 and 405 included (see Code and Error);
 //   - bearer tokens: 256 random bits issued by register and login, kept
 //     only as SHA-256 hashes, ended by logout or 12 hours without use;
 //   - the defences of a local web server: an exact Host check against DNS
-//     rebinding, before anything else; an Origin check against CSRF; no
-//     CORS; security headers; strict JSON bodies (application/json, at
-//     most 1 MiB, no unknown fields, valid UTF-8), and no other
+//     rebinding, before anything else; http.CrossOriginProtection
+//     (Sec-Fetch-Site) and an exact Origin check against CSRF; no CORS;
+//     security headers; strict JSON bodies (application/json, at most
+//     1 MiB, no unknown fields, valid UTF-8), and no other
 //     Content-Type on the mutating routes without a body; refusing a
 //     non-loopback listener without TLS (ErrNotLoopback);
 //   - the events WebSocket at /api/v1/events (below);

@@ -214,7 +214,9 @@ type LastMessage struct {
 // {"type": "...", "data": {...}}.
 type Event struct {
 	Type EventType `json:"type"`
-	Data any       `json:"data,omitempty"`
+	// Data is a Message, StatusChange, Friend or Presence, as Type says
+	// (below); overflow has none.
+	Data any `json:"data,omitempty" jsonschema:"oneof_ref=#/$defs/Message;#/$defs/StatusChange;#/$defs/Friend;#/$defs/Presence"`
 }
 
 // EventType names an event.
@@ -240,6 +242,17 @@ const (
 	EventPeerOffline      EventType = "peer_offline"       // Presence
 	EventOverflow         EventType = "overflow"           // no data: events were lost, refetch
 )
+
+// EventTypes lists every EventType.
+func EventTypes() []EventType {
+	return []EventType{
+		EventMessage, EventMessageStatus, EventFriendRequest, EventFriendAccepted, EventFriendRemoved,
+		EventFriendKeyRotated, EventFriendKeyChanged, EventKeyFork, EventPeerOnline, EventPeerOffline, EventOverflow,
+	}
+}
+
+// States lists every State.
+func States() []State { return []State{StateNew, StateLocked, StateUnlocked} }
 
 // StatusChange is the data of EventMessageStatus.
 type StatusChange struct {
