@@ -278,24 +278,16 @@ func TestOpenAPIListsEveryCode(t *testing.T) {
 	var doc struct {
 		Components struct {
 			Schemas struct {
-				ErrorResponse struct {
-					Properties struct {
-						Error struct {
-							Properties struct {
-								Code struct {
-									Enum []Code `json:"enum"`
-								} `json:"code"`
-							} `json:"properties"`
-						} `json:"error"`
-					} `json:"properties"`
-				} `json:"ErrorResponse"`
+				Code struct {
+					Enum []Code `json:"enum"`
+				} `json:"Code"`
 			} `json:"schemas"`
 		} `json:"components"`
 	}
 	if err := json.Unmarshal(openAPIDocument, &doc); err != nil {
 		t.Fatal(err)
 	}
-	documented := doc.Components.Schemas.ErrorResponse.Properties.Error.Properties.Code.Enum
+	documented := doc.Components.Schemas.Code.Enum
 	var codes []Code
 	for c := range codeStatus {
 		codes = append(codes, c)

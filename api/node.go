@@ -138,14 +138,14 @@ type NodeInfo struct {
 	PeerID         string   `json:"peer_id"`
 	Addrs          []string `json:"addrs"`
 	ConnectedPeers []string `json:"connected_peers"`
-	Reachability   string   `json:"reachability"` // "unknown", "public" or "private"
+	Reachability   string   `json:"reachability" jsonschema:"enum=unknown,enum=public,enum=private"`
 }
 
 // Friend is one entry of the friend list.
 type Friend struct {
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
-	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked, key_changed (see CodeKeyChanged)
+	Status       string `json:"status" jsonschema:"enum=pending_out,enum=pending_in,enum=accepted,enum=blocked,enum=key_changed"` // key_changed: see CodeKeyChanged
 	Verified     bool   `json:"verified"`
 	Online       bool   `json:"online"`
 	SafetyNumber string `json:"safety_number"`
@@ -153,11 +153,11 @@ type Friend struct {
 	// records or rotations at one sequence number: a stolen key, or a
 	// misbehaving device). Sending to them is held (409 key_changed) until
 	// they are verified again.
-	KeyFork bool `json:"key_fork"`
+	KeyFork bool `json:"key_fork,omitempty"`
 	// KeyRotated: the friend's key in use is not their first key but
 	// follows from it by a verified chain of rotations, each signed by
 	// the key before; the safety number stays the same.
-	KeyRotated bool `json:"key_rotated"`
+	KeyRotated bool `json:"key_rotated,omitempty"`
 }
 
 // DirectoryEntry is a user's signed directory record, as verified by the
@@ -186,10 +186,10 @@ type Message struct {
 	To         string     `json:"to"`
 	Text       string     `json:"text"`
 	SentAt     time.Time  `json:"sent_at"`
-	ReceivedAt *time.Time `json:"received_at"` // nil for outgoing messages
-	Status     string     `json:"status"`      // pending, sent, delivered, read, failed
-	Direction  string     `json:"direction"`   // in or out
-	Path       string     `json:"path"`        // direct, relay, mailbox, or "" while pending
+	ReceivedAt *time.Time `json:"received_at" jsonschema:"nullable"` // nil for outgoing messages
+	Status     string     `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
+	Direction  string     `json:"direction" jsonschema:"enum=in,enum=out"`
+	Path       string     `json:"path" jsonschema:"enum=direct,enum=relay,enum=mailbox,enum="` // "" while pending
 	Error      string     `json:"error,omitempty"`
 }
 
@@ -197,7 +197,7 @@ type Message struct {
 type Conversation struct {
 	With        string       `json:"with"`
 	Name        string       `json:"name"`
-	LastMessage *LastMessage `json:"last_message"` // nil for an empty conversation
+	LastMessage *LastMessage `json:"last_message" jsonschema:"nullable"` // nil for an empty conversation
 	Unread      int          `json:"unread"`
 }
 
@@ -206,8 +206,8 @@ type LastMessage struct {
 	ID        string    `json:"msg_id"`
 	Text      string    `json:"text"` // cut to a preview
 	At        time.Time `json:"at"`
-	Direction string    `json:"direction"`
-	Status    string    `json:"status"`
+	Direction string    `json:"direction" jsonschema:"enum=in,enum=out"`
+	Status    string    `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
 }
 
 // Event is one live event, as the WebSocket sends it:
@@ -258,8 +258,8 @@ func States() []State { return []State{StateNew, StateLocked, StateUnlocked} }
 type StatusChange struct {
 	ID     string `json:"msg_id"`
 	With   string `json:"with"`
-	Status string `json:"status"`
-	Path   string `json:"path"`
+	Status string `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
+	Path   string `json:"path" jsonschema:"enum=direct,enum=relay,enum=mailbox,enum="`
 	Error  string `json:"error,omitempty"`
 }
 

@@ -473,3 +473,35 @@ func nonNil[T any](s []T) []T {
 	}
 	return s
 }
+
+// RouteDoc is what the OpenAPI document says of one route: the generator
+// (api/internal/openapigen, make api) reads the route table through
+// Routes, so that the table is the one source of the paths.
+type RouteDoc struct {
+	Method, Pattern      string
+	OperationID, Summary string
+	// Auth is "bearer" (a token in the Authorization header), "none", or
+	// "socket" (the header on the upgrade, or a first message).
+	Auth string
+	// Query is a struct whose fields tagged query are the query's
+	// parameters; Body the request body's type; Answer the type of a
+	// success's body (nil: no body). Each may be nil.
+	Query, Body, Answer any
+	// BodyOptional: the route also takes no body at all.
+	BodyOptional bool
+	Status       int // of a success
+}
+
+// Routes describes the route table.
+func Routes() []RouteDoc {
+	auth := map[authKind]string{authBearer: "bearer", authNone: "none", authSocket: "socket"}
+	var out []RouteDoc
+	for _, rt := range (&Server{}).routeTable() {
+		out = append(out, RouteDoc{
+			Method: rt.method, Pattern: rt.pattern, OperationID: rt.op, Summary: rt.summary,
+			Auth: auth[rt.auth], Query: rt.query, Body: rt.in, Answer: rt.out,
+			BodyOptional: rt.body == bodyOptional, Status: rt.status,
+		})
+	}
+	return out
+}
