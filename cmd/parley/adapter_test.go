@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley/api"
+	"github.com/parley-chat/parley/api/conformance"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -31,15 +32,6 @@ func TestAPIError(t *testing.T) {
 	}
 }
 
-// wantCode fails unless err is an *api.Error with code.
-func wantCode(t *testing.T, what string, err error, code api.Code) {
-	t.Helper()
-	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Code != code {
-		t.Errorf("%s: err = %v, want code %s", what, err, code)
-	}
-}
-
 func TestAdapterLifecycle(t *testing.T) {
 	ctx := context.Background()
 	a := newNodeAPI(newTestNode(t, "alice-2048"))
@@ -47,11 +39,11 @@ func TestAdapterLifecycle(t *testing.T) {
 		t.Fatalf("state %s, want new", a.State())
 	}
 	_, err := a.Me(ctx)
-	wantCode(t, "Me while new", err, api.CodeWrongState)
+	conformance.WantCode(t, "Me while new", err, api.CodeWrongState)
 	_, err = a.Unlock(ctx, []byte(testPass))
-	wantCode(t, "Unlock while new", err, api.CodeWrongState)
+	conformance.WantCode(t, "Unlock while new", err, api.CodeWrongState)
 	_, err = a.Register(ctx, "Alice", []byte("short"))
-	wantCode(t, "weak passphrase", err, api.CodeBadRequest)
+	conformance.WantCode(t, "weak passphrase", err, api.CodeBadRequest)
 
 	me, err := a.Register(ctx, "Alice", []byte(testPass))
 	if err != nil {
@@ -66,7 +58,7 @@ func TestAdapterLifecycle(t *testing.T) {
 		t.Errorf("state %s, want unlocked", a.State())
 	}
 	_, err = a.Register(ctx, "Alice", []byte(testPass))
-	wantCode(t, "second Register", err, api.CodeConflict)
+	conformance.WantCode(t, "second Register", err, api.CodeConflict)
 
 	me2, err := a.Unlock(ctx, []byte(testPass))
 	if err != nil || me2.UserID != me.UserID {
@@ -78,10 +70,10 @@ func TestAdapterLifecycle(t *testing.T) {
 	}
 	for i := range 5 {
 		_, err = a.Unlock(ctx, []byte("wrong passphrase "+fmt.Sprint(i)))
-		wantCode(t, "wrong passphrase", err, api.CodeBadPassphrase)
+		conformance.WantCode(t, "wrong passphrase", err, api.CodeBadPassphrase)
 	}
 	_, err = a.Unlock(ctx, []byte(testPass))
-	wantCode(t, "after five wrong passphrases", err, api.CodeThrottled)
+	conformance.WantCode(t, "after five wrong passphrases", err, api.CodeThrottled)
 	var ae *api.Error
 	if errors.As(err, &ae) && (ae.RetryAfter <= 0 || ae.RetryAfter > time.Minute) {
 		t.Errorf("RetryAfter = %v", ae.RetryAfter)
@@ -94,32 +86,32 @@ func TestAdapterBadInput(t *testing.T) {
 	stranger := fixtureKey(t, "carol-2048").ID().String()
 	for _, bad := range []string{"", "not-an-id", strings.ToUpper(stranger[:51]) + "!", stranger + "a"} {
 		_, err := a.AddFriendByID(ctx, bad)
-		wantCode(t, "AddFriendByID "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "AddFriendByID "+bad, err, api.CodeBadRequest)
 		_, err = a.LookupUser(ctx, bad)
-		wantCode(t, "LookupUser "+bad, err, api.CodeBadRequest)
-		wantCode(t, "RemoveFriend "+bad, a.RemoveFriend(ctx, bad), api.CodeBadRequest)
-		wantCode(t, "VerifyFriend "+bad, a.VerifyFriend(ctx, bad), api.CodeBadRequest)
+		conformance.WantCode(t, "LookupUser "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "RemoveFriend "+bad, a.RemoveFriend(ctx, bad), api.CodeBadRequest)
+		conformance.WantCode(t, "VerifyFriend "+bad, a.VerifyFriend(ctx, bad), api.CodeBadRequest)
 		_, err = a.Send(ctx, bad, "hi")
-		wantCode(t, "Send "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "Send "+bad, err, api.CodeBadRequest)
 		_, _, err = a.Messages(ctx, bad, "", 10)
-		wantCode(t, "Messages "+bad, err, api.CodeBadRequest)
-		wantCode(t, "MarkRead "+bad, a.MarkRead(ctx, bad, ""), api.CodeBadRequest)
+		conformance.WantCode(t, "Messages "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "MarkRead "+bad, a.MarkRead(ctx, bad, ""), api.CodeBadRequest)
 	}
-	wantCode(t, "MarkRead bad up_to", a.MarkRead(ctx, stranger, "xyz"), api.CodeBadRequest)
-	wantCode(t, "MarkRead unknown up_to", a.MarkRead(ctx, stranger, strings.Repeat("ab", 16)), api.CodeNotFound)
+	conformance.WantCode(t, "MarkRead bad up_to", a.MarkRead(ctx, stranger, "xyz"), api.CodeBadRequest)
+	conformance.WantCode(t, "MarkRead unknown up_to", a.MarkRead(ctx, stranger, strings.Repeat("ab", 16)), api.CodeNotFound)
 	_, _, err := a.Messages(ctx, stranger, "!!bad cursor!!", 10)
-	wantCode(t, "Messages bad cursor", err, api.CodeBadRequest)
+	conformance.WantCode(t, "Messages bad cursor", err, api.CodeBadRequest)
 	_, err = a.Send(ctx, stranger, "hi")
-	wantCode(t, "Send to a stranger", err, api.CodeNotFound)
+	conformance.WantCode(t, "Send to a stranger", err, api.CodeNotFound)
 	_, err = a.AddFriendByID(ctx, stranger)
-	wantCode(t, "AddFriendByID a stranger without a directory record", err, api.CodeNotFound)
-	wantCode(t, "RemoveFriend a stranger", a.RemoveFriend(ctx, stranger), api.CodeNotFound)
+	conformance.WantCode(t, "AddFriendByID a stranger without a directory record", err, api.CodeNotFound)
+	conformance.WantCode(t, "RemoveFriend a stranger", a.RemoveFriend(ctx, stranger), api.CodeNotFound)
 	_, err = a.AddFriend(ctx, "parley:nonsense")
-	wantCode(t, "AddFriend bad invite", err, api.CodeBadRequest)
+	conformance.WantCode(t, "AddFriend bad invite", err, api.CodeBadRequest)
 	me, _ := a.Me(ctx)
 	_, err = a.AddFriend(ctx, me.Invite)
-	wantCode(t, "AddFriend own invite", err, api.CodeBadRequest)
-	wantCode(t, "Connect bad addr", a.Connect(ctx, "/not/a/multiaddr"), api.CodeBadRequest)
+	conformance.WantCode(t, "AddFriend own invite", err, api.CodeBadRequest)
+	conformance.WantCode(t, "Connect bad addr", a.Connect(ctx, "/not/a/multiaddr"), api.CodeBadRequest)
 	ms, next, err := a.Messages(ctx, stranger, "", 10)
 	if err != nil || len(ms) != 0 || next != "" {
 		t.Errorf("Messages with a stranger = %v, %q, %v; want none", ms, next, err)
@@ -146,7 +138,7 @@ func TestAdapterTwoNodes(t *testing.T) {
 	if err != nil || f.UserID != mb.UserID || f.Name != "Bob" || f.Status != "pending_out" {
 		t.Fatalf("AddFriend = %+v, %v", f, err)
 	}
-	req := nextEvent(t, bEvents, api.EventFriendRequest)
+	req := conformance.NextEvent(t, bEvents, api.EventFriendRequest)
 	if rf := req.Data.(api.Friend); rf.UserID != ma.UserID || rf.Status != "pending_in" || rf.Name != "Alice" {
 		t.Errorf("friend_request data = %+v", rf)
 	}
@@ -154,7 +146,7 @@ func TestAdapterTwoNodes(t *testing.T) {
 	if err != nil || f.Status != "accepted" {
 		t.Fatalf("AcceptFriend = %+v, %v", f, err)
 	}
-	nextEvent(t, aEvents, api.EventFriendAccepted)
+	conformance.NextEvent(t, aEvents, api.EventFriendAccepted)
 
 	fa, err := a.Friends(ctx)
 	if err != nil || len(fa) != 1 {
@@ -165,7 +157,7 @@ func TestAdapterTwoNodes(t *testing.T) {
 		t.Errorf("safety numbers %q and %q, want the same, in twelve groups of five", fa[0].SafetyNumber, fb[0].SafetyNumber)
 	}
 	// The number as shown (groups of five) verifies; another is a conflict.
-	wantCode(t, "VerifyFriend with another number", a.VerifyFriend(ctx, mb.UserID, "00000 00000"), api.CodeConflict)
+	conformance.WantCode(t, "VerifyFriend with another number", a.VerifyFriend(ctx, mb.UserID, "00000 00000"), api.CodeConflict)
 	if err := a.VerifyFriend(ctx, mb.UserID, fa[0].SafetyNumber); err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +173,12 @@ func TestAdapterTwoNodes(t *testing.T) {
 		sent.Status != "pending" || sent.ReceivedAt != nil || sent.SentAt.IsZero() || len(sent.ID) != 32 {
 		t.Errorf("sent = %+v", sent)
 	}
-	got := nextEvent(t, bEvents, api.EventMessage).Data.(api.Message)
+	got := conformance.NextEvent(t, bEvents, api.EventMessage).Data.(api.Message)
 	if got.ID != sent.ID || got.From != ma.UserID || got.To != mb.UserID || got.Text != "hello, Bob" ||
 		got.Direction != "in" || got.ReceivedAt == nil || got.Path != "direct" || !got.SentAt.Equal(sent.SentAt) {
 		t.Errorf("message event = %+v", got)
 	}
-	st := nextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange)
+	st := conformance.NextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange)
 	if st.ID != sent.ID || st.With != mb.UserID || st.Status != "delivered" || st.Path != "direct" {
 		t.Errorf("status event = %+v", st)
 	}
@@ -207,7 +199,7 @@ func TestAdapterTwoNodes(t *testing.T) {
 	if err := b.MarkRead(ctx, ma.UserID, got.ID); err != nil {
 		t.Fatal(err)
 	}
-	if st := nextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange); st.Status != "read" {
+	if st := conformance.NextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange); st.Status != "read" {
 		t.Errorf("status after read = %+v", st)
 	}
 	if cs, _ = b.Conversations(ctx); cs[0].Unread != 0 {
@@ -221,51 +213,16 @@ func TestAdapterTwoNodes(t *testing.T) {
 	if err := a.RemoveFriend(ctx, mb.UserID); err != nil {
 		t.Fatal(err)
 	}
-	if rf := nextEvent(t, aEvents, api.EventFriendRemoved).Data.(api.Friend); rf.UserID != mb.UserID {
+	if rf := conformance.NextEvent(t, aEvents, api.EventFriendRemoved).Data.(api.Friend); rf.UserID != mb.UserID {
 		t.Errorf("friend_removed data = %+v", rf)
 	}
 
 	// Both subscriptions end: by cancel, and by the context.
 	aCancel()
-	drained(t, aEvents)
+	conformance.Drained(t, aEvents)
 	evCancel()
-	drained(t, bEvents)
+	conformance.Drained(t, bEvents)
 	bCancel()
-}
-
-// nextEvent returns the next event of type typ, skipping others (presence).
-func nextEvent(t *testing.T, ch <-chan api.Event, typ api.EventType) api.Event {
-	t.Helper()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatalf("event stream closed while waiting for %s", typ)
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %s event", typ)
-		}
-	}
-}
-
-// drained reads ch until it is closed.
-func drained(t *testing.T, ch <-chan api.Event) {
-	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-timeout:
-			t.Fatal("event stream not closed")
-		}
-	}
 }
 
 // TestAdapterSubscribeStalledReader checks that cancel ends the
