@@ -349,67 +349,101 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description AddFriendRequest is the body of POST /api/v1/friends: exactly one of Invite (an invite link) and UserID. */
         AddFriendRequest: {
             invite?: string;
             user_id?: string;
         };
         /** @enum {string} */
         Code: "bad_passphrase" | "bad_request" | "conflict" | "empty_text" | "forbidden" | "internal" | "key_changed" | "method_not_allowed" | "not_found" | "throttled" | "too_large" | "unauthorized" | "unavailable" | "unsupported_media_type" | "wrong_state";
+        /** @description ConnectRequest is the body of POST /api/v1/peers/connect: a multiaddr ending in /p2p/<peer ID>. */
         ConnectRequest: {
             addr: string;
         };
+        /** @description Conversation is one entry of the conversation list. */
         Conversation: {
             with: string;
             name: string;
             last_message: components["schemas"]["LastMessage"] | null;
             unread: number;
         };
+        /** @description ConversationList is the answer of GET /api/v1/conversations. */
         ConversationList: {
             conversations: components["schemas"]["Conversation"][];
         };
+        /** @description DirectoryEntry is a user's signed directory record, as verified by the node. */
         DirectoryEntry: {
             user_id: string;
             name: string;
+            /** @description of the user ID (the genesis key): unchanged by rotations */
             fingerprint: string;
+            /** @description peer IDs of the user's devices */
             devices: string[];
+            /** @description the record's sequence number */
             seq: number;
             /** Format: date-time */
             expires_at: string;
         };
+        /** @description ErrorDetail is the error of an ErrorResponse: a code from the list of Codes, and a message for developers (the UI shows its own sentence for each code). */
         ErrorDetail: {
             code: components["schemas"]["Code"];
             message: string;
         };
+        /** @description ErrorResponse is the body of every error answer. */
         ErrorResponse: {
             error: components["schemas"]["ErrorDetail"];
         };
+        /** @description Event is one live event, as the WebSocket sends it: {"type": "...", "data": {...}}. */
         Event: {
             type: components["schemas"]["EventType"];
+            /**
+             * @description Data is a Message, StatusChange, Friend or Presence, as Type says
+             *     (below); overflow has none.
+             */
             data?: components["schemas"]["Message"] | components["schemas"]["StatusChange"] | components["schemas"]["Friend"] | components["schemas"]["Presence"];
         };
         /** @enum {string} */
         EventType: "message" | "message_status" | "friend_request" | "friend_accepted" | "friend_removed" | "friend_key_rotated" | "friend_key_changed" | "key_fork" | "peer_online" | "peer_offline" | "overflow";
+        /** @description Friend is one entry of the friend list. */
         Friend: {
             user_id: string;
             name: string;
-            /** @enum {string} */
+            /**
+             * @description key_changed: see CodeKeyChanged
+             * @enum {string}
+             */
             status: "pending_out" | "pending_in" | "accepted" | "blocked" | "key_changed";
             verified: boolean;
             online: boolean;
             safety_number: string;
+            /**
+             * @description KeyFork: the friend's key signed two different histories (two
+             *     records or rotations at one sequence number: a stolen key, or a
+             *     misbehaving device). Sending to them is held (409 key_changed) until
+             *     they are verified again.
+             */
             key_fork?: boolean;
+            /**
+             * @description KeyRotated: the friend's key in use is not their first key but
+             *     follows from it by a verified chain of rotations, each signed by
+             *     the key before; the safety number stays the same.
+             */
             key_rotated?: boolean;
         };
+        /** @description FriendList is the answer of GET /api/v1/friends. */
         FriendList: {
             friends: components["schemas"]["Friend"][];
         };
+        /** @description Health is the answer of GET /api/v1/health. */
         Health: {
             /** @enum {string} */
             status: "ok";
             state: components["schemas"]["State"];
         };
+        /** @description LastMessage summarises a conversation's newest message. */
         LastMessage: {
             msg_id: string;
+            /** @description cut to a preview */
             text: string;
             /** Format: date-time */
             at: string;
@@ -418,17 +452,21 @@ export interface components {
             /** @enum {string} */
             status: "pending" | "sent" | "delivered" | "read" | "failed";
         };
+        /** @description LoginRequest is the body of POST /api/v1/login. */
         LoginRequest: {
             passphrase: string;
         };
+        /** @description LoginResponse is the answer of POST /api/v1/login. */
         LoginResponse: {
             token: string;
             user_id: string;
         };
+        /** @description MarkReadRequest is the body of POST /api/v1/read: the conversation is read up to the message UpTo (the newest when not given). */
         MarkReadRequest: {
             with: string;
             up_to?: string;
         };
+        /** @description Me is the node's own user. */
         Me: {
             user_id: string;
             name: string;
@@ -437,6 +475,7 @@ export interface components {
             invite: string;
             fingerprint: string;
         };
+        /** @description Message is one chat message. */
         Message: {
             msg_id: string;
             from: string;
@@ -449,14 +488,19 @@ export interface components {
             status: "pending" | "sent" | "delivered" | "read" | "failed";
             /** @enum {string} */
             direction: "in" | "out";
-            /** @enum {string} */
+            /**
+             * @description "" while pending
+             * @enum {string}
+             */
             path: "direct" | "relay" | "mailbox" | "";
             error?: string;
         };
+        /** @description MessagesPage is the answer of GET /api/v1/get_messages: newest first; Next is the cursor of the next (older) page, null on the last. */
         MessagesPage: {
             messages: components["schemas"]["Message"][];
             next: string | null;
         };
+        /** @description NodeInfo describes the libp2p side of the node. */
         NodeInfo: {
             peer_id: string;
             addrs: string[];
@@ -464,32 +508,41 @@ export interface components {
             /** @enum {string} */
             reachability: "unknown" | "public" | "private";
         };
+        /** @description Presence is the data of EventPeerOnline and EventPeerOffline. */
         Presence: {
             user_id: string;
             peer_id: string;
         };
+        /** @description RegisterRequest is the body of POST /api/v1/register. */
         RegisterRequest: {
             name: string;
             passphrase: string;
         };
+        /** @description RegisterResponse is the answer of POST /api/v1/register. */
         RegisterResponse: {
             user_id: string;
             peer_id: string;
             token: string;
         };
+        /** @description SearchResult is one user who claims a searched name. */
         SearchResult: {
             user_id: string;
             name: string;
+            /** @description tells apart users who claim the same name */
             fingerprint: string;
+            /** @description already on the friend list */
             friend: boolean;
         };
+        /** @description SearchResults is the answer of GET /api/v1/directory/search. */
         SearchResults: {
             results: components["schemas"]["SearchResult"][];
         };
+        /** @description SendMessageRequest is the body of POST /api/v1/send_message. */
         SendMessageRequest: {
             to: string;
             text: string;
         };
+        /** @description SendMessageResponse is the answer of POST /api/v1/send_message. */
         SendMessageResponse: {
             msg_id: string;
             /** @enum {string} */
@@ -497,6 +550,7 @@ export interface components {
         };
         /** @enum {string} */
         State: "new" | "locked" | "unlocked";
+        /** @description StatusChange is the data of EventMessageStatus. */
         StatusChange: {
             msg_id: string;
             with: string;
@@ -506,6 +560,7 @@ export interface components {
             path: "direct" | "relay" | "mailbox" | "";
             error?: string;
         };
+        /** @description VerifyFriendRequest is the body of POST /api/v1/friends/{user_id}/verify (which older clients send without a body): the safety number the user compared, as shown. */
         VerifyFriendRequest: {
             safety_number?: string;
         };
@@ -552,6 +607,7 @@ export interface operations {
     searchDirectory: {
         parameters: {
             query: {
+                /** @description 1 to 64 bytes after trimming */
                 name: string;
             };
             header?: never;
@@ -734,8 +790,11 @@ export interface operations {
     getMessages: {
         parameters: {
             query: {
+                /** @description the friend's user ID */
                 with: string;
+                /** @description the cursor of the page, from next */
                 before?: string;
+                /** @description 1 to 200, default 50 */
                 limit?: number;
             };
             header?: never;

@@ -71,7 +71,10 @@ type generator struct {
 	schemas map[string]*jsonschema.Schema
 }
 
-func newGenerator() *generator {
+// newGenerator returns a generator whose schemas carry the doc comments of
+// package api's types and fields as descriptions; it reads them from
+// ./api, so it runs at the module's root.
+func newGenerator() (*generator, error) {
 	g := &generator{schemas: map[string]*jsonschema.Schema{}}
 	g.r = &jsonschema.Reflector{
 		Anonymous: true,
@@ -86,7 +89,10 @@ func newGenerator() *generator {
 			return nil
 		},
 	}
-	return g
+	if err := g.r.AddGoComments("github.com/parley-chat/parley", "./api"); err != nil {
+		return nil, fmt.Errorf("reading the doc comments of ./api (run at the module root): %w", err)
+	}
+	return g, nil
 }
 
 // schema reflects v's type and returns its schema, a $ref for a named
@@ -104,9 +110,13 @@ func (g *generator) schema(v any) *jsonschema.Schema {
 	return s
 }
 
-// Generate returns the document, indented, with a final newline.
+// Generate returns the document, indented, with a final newline. It runs
+// at the module's root.
 func Generate() ([]byte, error) {
-	g := newGenerator()
+	g, err := newGenerator()
+	if err != nil {
+		return nil, err
+	}
 	paths := map[string]map[string]any{}
 	for _, rt := range api.Routes() {
 		op, err := g.operation(rt)
@@ -185,10 +195,14 @@ func (g *generator) operation(rt api.RouteDoc) (map[string]any, error) {
 			if f.Type.Kind() == reflect.Int {
 				typ = "integer"
 			}
-			params = append(params, map[string]any{
+			p := map[string]any{
 				"name": name, "in": "query", "required": f.Tag.Get("required") == "true",
 				"schema": map[string]any{"type": typ},
-			})
+			}
+			if d := g.r.CommentMap[t.PkgPath()+"."+t.Name()+"."+f.Name]; d != "" {
+				p["description"] = d
+			}
+			params = append(params, p)
 		}
 	}
 	if params != nil {
