@@ -14,9 +14,11 @@ import (
 	"github.com/parley-chat/parley/store"
 )
 
-// nodeAPI adapts a *node.Node to api.Node: it parses the IDs the API
-// speaks, converts node and store types to the API's, and maps the node's
-// sentinel errors to *api.Error codes.
+// nodeAPI adapts a *node.Node to api.Node: it converts between the text
+// forms the API speaks and the node's and store's types, and nothing
+// more. The rules are the node's: which errors exist and their codes and
+// messages (node.Error), a friend's shown status (Friend.ShownStatus),
+// what a valid ID is (node.ParseUserID).
 type nodeAPI struct {
 	n *node.Node
 }
