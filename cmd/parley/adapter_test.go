@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,6 +30,14 @@ func TestAPIError(t *testing.T) {
 	for _, err := range []error{nil, errors.New("disk on fire"), context.Canceled} {
 		if got := apiError(err); got != err {
 			t.Errorf("apiError(%v) = %v, want it unchanged", err, got)
+		}
+	}
+	// Every code of the node is one the API answers with (else a 500).
+	for _, e := range []*node.Error{node.ErrWrongState, node.ErrExists, node.ErrBadPassphrase, node.ErrWeakPassphrase,
+		node.ErrInvalid, node.ErrNotFound, node.ErrNotFriend, node.ErrTooLarge, node.ErrUnavailable, node.ErrKeyChanged,
+		node.ErrKeyFork, node.ErrSafetyNumber, node.ErrClosed, node.ErrThrottled} {
+		if !slices.Contains(api.Codes(), api.Code(e.Code)) || api.Code(e.Code).Status() == http.StatusInternalServerError {
+			t.Errorf("node code %q of %v is not a client error code of the API", e.Code, e)
 		}
 	}
 }
