@@ -18,8 +18,13 @@
 //     Content-Type on the mutating routes without a body; refusing a
 //     non-loopback listener without TLS (ErrNotLoopback);
 //   - the events WebSocket at /api/v1/events (below);
-//   - the OpenAPI 3.1 document of all of this, served at
-//     /api/v1/openapi.json and checked against the route table by a test.
+//   - the contract, defined once in Go: the request and answer types
+//     (types.go, node.go) and the route table (routes.go); make api
+//     generates from them the OpenAPI 3.1 document (api/openapi.json,
+//     served at /api/v1/openapi.json; api/internal/openapigen) and the web
+//     UI's TypeScript types, and a test fails when either is stale;
+//   - api/client, the same capabilities over HTTP, and api/conformance,
+//     the suite both implementations pass.
 //
 // The events WebSocket never takes the token in its URL. The upgrade must
 // carry the API's own Origin. A client authenticates either with an
