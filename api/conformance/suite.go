@@ -7,6 +7,7 @@ package conformance
 import (
 	"context"
 	"errors"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -99,8 +100,8 @@ func Run(t *testing.T, setup Setup) {
 		t.Fatalf("Friends = %+v, %v", fa, err)
 	}
 	fb, err := b.Friends(ctx)
-	if err != nil || len(fb) != 1 || fb[0].SafetyNumber != fa[0].SafetyNumber || fa[0].SafetyNumber == "" {
-		t.Errorf("Bob's friends %+v, %v: want the same safety number as Alice's", fb, err)
+	if err != nil || len(fb) != 1 || fb[0].SafetyNumber != fa[0].SafetyNumber || !safetyNumber.MatchString(fa[0].SafetyNumber) {
+		t.Errorf("Bob's friends %+v, %v: want the same safety number as Alice's, in twelve groups of five", fb, err)
 	}
 	WantCode(t, "VerifyFriend with another number", a.VerifyFriend(ctx, mb.UserID, "00000 00000"), api.CodeConflict)
 	if err := a.VerifyFriend(ctx, mb.UserID, fa[0].SafetyNumber); err != nil {
@@ -119,17 +120,21 @@ func Run(t *testing.T, setup Setup) {
 		t.Errorf("sent = %+v", sent)
 	}
 	got, _ := NextEvent(t, bEvents, api.EventMessage).Data.(api.Message)
-	if got.ID != sent.ID || got.From != ma.UserID || got.Text != "hello, Bob" || got.Direction != "in" || got.ReceivedAt == nil {
+	if got.ID != sent.ID || got.From != ma.UserID || got.To != mb.UserID || got.Text != "hello, Bob" || got.Direction != "in" ||
+		got.ReceivedAt == nil || got.Path != "direct" || !got.SentAt.Equal(sent.SentAt) {
 		t.Errorf("message event = %+v", got)
 	}
-	waitStatus(t, aEvents, sent.ID, "delivered")
+	if st := waitStatus(t, aEvents, sent.ID, "delivered"); st.With != mb.UserID || st.Path != "direct" {
+		t.Errorf("status event = %+v", st)
+	}
 	ms, next, err := a.Messages(ctx, mb.UserID, "", 10)
 	if err != nil || len(ms) != 1 || next != "" || ms[0].ID != sent.ID || ms[0].Status != "delivered" {
 		t.Errorf("Alice's history = %+v, %q, %v", ms, next, err)
 	}
 	cs, err := b.Conversations(ctx)
 	if err != nil || len(cs) != 1 || cs[0].With != ma.UserID || cs[0].Name != "Alice" || cs[0].Unread != 1 ||
-		cs[0].LastMessage == nil || cs[0].LastMessage.ID != sent.ID || cs[0].LastMessage.Direction != "in" {
+		cs[0].LastMessage == nil || cs[0].LastMessage.ID != sent.ID || cs[0].LastMessage.Direction != "in" ||
+		cs[0].LastMessage.Text != "hello, Bob" || cs[0].LastMessage.At.IsZero() {
 		t.Fatalf("Bob's conversations = %+v, %v", cs, err)
 	}
 	if err := b.MarkRead(ctx, ma.UserID, got.ID); err != nil {
@@ -138,6 +143,9 @@ func Run(t *testing.T, setup Setup) {
 	waitStatus(t, aEvents, sent.ID, "read")
 	if cs, _ = b.Conversations(ctx); len(cs) != 1 || cs[0].Unread != 0 {
 		t.Errorf("after MarkRead: %+v", cs)
+	}
+	if info, err := a.NodeInfo(ctx); err != nil || !slices.Contains(info.ConnectedPeers, mb.PeerID) {
+		t.Errorf("connected peers %+v, %v: want %s", info, err, mb.PeerID)
 	}
 
 	// Directory: a malformed ID is refused; a lookup answers a verified
@@ -177,10 +185,18 @@ func Run(t *testing.T, setup Setup) {
 	}
 	WantCode(t, "RemoveFriend again", a.RemoveFriend(ctx, mb.UserID), api.CodeNotFound)
 
-	// Cancel ends the stream.
+	// Cancel ends a stream, and so does the end of its context.
 	aCancel()
 	Drained(t, aEvents)
+	cctx, end := context.WithCancel(ctx)
+	cEvents, cCancel := b.Subscribe(cctx)
+	defer cCancel()
+	end()
+	Drained(t, cEvents)
 }
+
+// safetyNumber is a safety number as the API shows it.
+var safetyNumber = regexp.MustCompile(`^[0-9]{5}( [0-9]{5}){11}$`)
 
 // sameUser reports whether two answers name the same user and device.
 func sameUser(x, y api.Me) bool {
@@ -216,16 +232,18 @@ func NextEvent(t testing.TB, ch <-chan api.Event, typ api.EventType) api.Event {
 	}
 }
 
-// waitStatus waits for the message_status event that says id is status.
-func waitStatus(t testing.TB, ch <-chan api.Event, id, status string) {
+// waitStatus waits for the message_status event that says id is status,
+// and returns it.
+func waitStatus(t testing.TB, ch <-chan api.Event, id, status string) api.StatusChange {
 	t.Helper()
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		if st, _ := NextEvent(t, ch, api.EventMessageStatus).Data.(api.StatusChange); st.ID == id && st.Status == status {
-			return
+			return st
 		}
 	}
 	t.Fatalf("message %s never %s", id, status)
+	return api.StatusChange{}
 }
 
 // Drained reads ch until it is closed.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -128,112 +127,8 @@ func TestAdapterBadInput(t *testing.T) {
 	}
 }
 
-var safetyNumber = regexp.MustCompile(`^[0-9]{5}( [0-9]{5}){11}$`)
-
-// TestAdapterTwoNodes befriends two nodes through the adapter and checks
-// the conversions of friends, messages, conversations and events.
-func TestAdapterTwoNodes(t *testing.T) {
-	ctx := context.Background()
-	a := newNodeAPI(registeredNode(t, "alice-2048", "Alice"))
-	b := newNodeAPI(registeredNode(t, "bob-2048", "Bob"))
-	ma, _ := a.Me(ctx)
-	mb, _ := b.Me(ctx)
-
-	evCtx, evCancel := context.WithCancel(ctx)
-	defer evCancel()
-	bEvents, bCancel := b.Subscribe(evCtx)
-	aEvents, aCancel := a.Subscribe(evCtx)
-
-	f, err := a.AddFriend(ctx, mb.Invite)
-	if err != nil || f.UserID != mb.UserID || f.Name != "Bob" || f.Status != "pending_out" {
-		t.Fatalf("AddFriend = %+v, %v", f, err)
-	}
-	req := conformance.NextEvent(t, bEvents, api.EventFriendRequest)
-	if rf := req.Data.(api.Friend); rf.UserID != ma.UserID || rf.Status != "pending_in" || rf.Name != "Alice" {
-		t.Errorf("friend_request data = %+v", rf)
-	}
-	f, err = b.AddFriendByID(ctx, ma.UserID)
-	if err != nil || f.Status != "accepted" {
-		t.Fatalf("AcceptFriend = %+v, %v", f, err)
-	}
-	conformance.NextEvent(t, aEvents, api.EventFriendAccepted)
-
-	fa, err := a.Friends(ctx)
-	if err != nil || len(fa) != 1 {
-		t.Fatalf("Friends = %v, %v", fa, err)
-	}
-	fb, _ := b.Friends(ctx)
-	if !safetyNumber.MatchString(fa[0].SafetyNumber) || fa[0].SafetyNumber != fb[0].SafetyNumber {
-		t.Errorf("safety numbers %q and %q, want the same, in twelve groups of five", fa[0].SafetyNumber, fb[0].SafetyNumber)
-	}
-	// The number as shown (groups of five) verifies; another is a conflict.
-	conformance.WantCode(t, "VerifyFriend with another number", a.VerifyFriend(ctx, mb.UserID, "00000 00000"), api.CodeConflict)
-	if err := a.VerifyFriend(ctx, mb.UserID, fa[0].SafetyNumber); err != nil {
-		t.Fatal(err)
-	}
-	if fa, _ = a.Friends(ctx); !fa[0].Verified {
-		t.Error("friend not verified after VerifyFriend")
-	}
-
-	sent, err := a.Send(ctx, mb.UserID, "hello, Bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sent.From != ma.UserID || sent.To != mb.UserID || sent.Text != "hello, Bob" || sent.Direction != "out" ||
-		sent.Status != "pending" || sent.ReceivedAt != nil || sent.SentAt.IsZero() || len(sent.ID) != 32 {
-		t.Errorf("sent = %+v", sent)
-	}
-	got := conformance.NextEvent(t, bEvents, api.EventMessage).Data.(api.Message)
-	if got.ID != sent.ID || got.From != ma.UserID || got.To != mb.UserID || got.Text != "hello, Bob" ||
-		got.Direction != "in" || got.ReceivedAt == nil || got.Path != "direct" || !got.SentAt.Equal(sent.SentAt) {
-		t.Errorf("message event = %+v", got)
-	}
-	st := conformance.NextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange)
-	if st.ID != sent.ID || st.With != mb.UserID || st.Status != "delivered" || st.Path != "direct" {
-		t.Errorf("status event = %+v", st)
-	}
-
-	ms, next, err := a.Messages(ctx, mb.UserID, "", 10)
-	if err != nil || len(ms) != 1 || next != "" || ms[0].Status != "delivered" || ms[0].ReceivedAt != nil {
-		t.Errorf("sender's Messages = %+v, %q, %v", ms, next, err)
-	}
-	cs, err := b.Conversations(ctx)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("Conversations = %+v, %v", cs, err)
-	}
-	c := cs[0]
-	if c.With != ma.UserID || c.Name != "Alice" || c.Unread != 1 || c.LastMessage == nil ||
-		c.LastMessage.ID != sent.ID || c.LastMessage.Text != "hello, Bob" || c.LastMessage.Direction != "in" || c.LastMessage.At.IsZero() {
-		t.Errorf("conversation = %+v, last %+v", c, c.LastMessage)
-	}
-	if err := b.MarkRead(ctx, ma.UserID, got.ID); err != nil {
-		t.Fatal(err)
-	}
-	if st := conformance.NextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange); st.Status != "read" {
-		t.Errorf("status after read = %+v", st)
-	}
-	if cs, _ = b.Conversations(ctx); cs[0].Unread != 0 {
-		t.Errorf("unread %d after MarkRead", cs[0].Unread)
-	}
-	info, _ := a.NodeInfo(ctx)
-	if len(info.ConnectedPeers) == 0 || info.ConnectedPeers[0] != mb.PeerID {
-		t.Errorf("connected peers %v, want %s", info.ConnectedPeers, mb.PeerID)
-	}
-
-	if err := a.RemoveFriend(ctx, mb.UserID); err != nil {
-		t.Fatal(err)
-	}
-	if rf := conformance.NextEvent(t, aEvents, api.EventFriendRemoved).Data.(api.Friend); rf.UserID != mb.UserID {
-		t.Errorf("friend_removed data = %+v", rf)
-	}
-
-	// Both subscriptions end: by cancel, and by the context.
-	aCancel()
-	conformance.Drained(t, aEvents)
-	evCancel()
-	conformance.Drained(t, bEvents)
-	bCancel()
-}
+// TestAdapterTwoNodes: the conformance suite (conformance_test.go) drives
+// two nodes through the adapter: friends, messages, conversations, events.
 
 // TestAdapterSubscribeStalledReader checks that cancel ends the
 // converting goroutine even when nobody reads and events keep coming.
