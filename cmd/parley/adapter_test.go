@@ -127,9 +127,6 @@ func TestAdapterBadInput(t *testing.T) {
 	}
 }
 
-// TestAdapterTwoNodes: the conformance suite (conformance_test.go) drives
-// two nodes through the adapter: friends, messages, conversations, events.
-
 // TestAdapterSubscribeStalledReader checks that cancel ends the
 // converting goroutine even when nobody reads and events keep coming.
 func TestAdapterSubscribeStalledReader(t *testing.T) {

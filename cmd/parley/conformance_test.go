@@ -12,7 +12,8 @@ import (
 )
 
 // TestConformanceInProcess runs the API's shared suite against the node
-// through the adapter, in this process.
+// through the adapter, in this process: two nodes befriended, messages,
+// conversations and events, and each conversion of the adapter.
 func TestConformanceInProcess(t *testing.T) {
 	conformance.Run(t, func(t *testing.T) (conformance.Impl, conformance.Impl) {
 		return newNodeAPI(newTestNode(t, "alice-2048")), newNodeAPI(newTestNode(t, "bob-2048"))
