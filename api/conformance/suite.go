@@ -148,17 +148,24 @@ func Run(t *testing.T, setup Setup) {
 		t.Errorf("connected peers %+v, %v: want %s", info, err, mb.PeerID)
 	}
 
-	// Directory: a malformed ID is refused; a lookup answers a verified
-	// record or a typed refusal, never an internal error.
+	// Directory: a malformed ID is refused; Bob's signed record is found
+	// and verified, by user ID and by name (once the DHT has it).
 	_, err = a.LookupUser(ctx, "not-a-user-id")
 	WantCode(t, "LookupUser of a malformed ID", err, api.CodeBadRequest)
-	if e, err := a.LookupUser(ctx, mb.UserID); err == nil {
-		if e.UserID != mb.UserID || e.Name != "Bob" || e.Fingerprint != mb.Fingerprint {
-			t.Errorf("LookupUser = %+v", e)
-		}
-	} else {
-		WantCode(t, "LookupUser", err, api.CodeNotFound, api.CodeUnavailable)
+	var entry api.DirectoryEntry
+	eventually(t, "Bob's directory record", func() bool {
+		entry, err = a.LookupUser(ctx, mb.UserID)
+		return err == nil
+	})
+	if entry.UserID != mb.UserID || entry.Name != "Bob" || entry.Fingerprint != mb.Fingerprint || !slices.Contains(entry.Devices, mb.PeerID) || entry.Seq == 0 {
+		t.Errorf("LookupUser = %+v", entry)
 	}
+	eventually(t, "Bob found by name", func() bool {
+		rs, err := a.SearchDirectory(ctx, "Bob")
+		return err == nil && slices.ContainsFunc(rs, func(r api.SearchResult) bool {
+			return r.UserID == mb.UserID && r.Name == "Bob" && r.Fingerprint == mb.Fingerprint && r.Friend
+		})
+	})
 
 	// Refusals, with the same code through either implementation.
 	stranger := strings.Repeat("a", 52)
@@ -201,6 +208,20 @@ var safetyNumber = regexp.MustCompile(`^[0-9]{5}( [0-9]{5}){11}$`)
 // sameUser reports whether two answers name the same user and device.
 func sameUser(x, y api.Me) bool {
 	return x.UserID == y.UserID && x.Name == y.Name && x.PeerID == y.PeerID && x.Fingerprint == y.Fingerprint && x.Invite != ""
+}
+
+// eventually polls cond until it holds, failing t when wait passes first.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for: %s", wait, what)
+		}
+		<-tick.C
+	}
 }
 
 // WantCode fails unless err is an *api.Error with one of codes.
