@@ -25,14 +25,14 @@ PROTOC_GEN_GO         := $(BIN)/protoc-gen-go
 GOFILES = $(shell find . -name '*.go' -not -path './web/node_modules/*' -not -path './.git/*' -not -path './bin/*' \
 	| xargs -r grep -L '^// Code generated .* DO NOT EDIT\.$$')
 
-.PHONY: test go-test bench run build proto fmt fmt-check vet clean ui web-test e2e screenshots chromium
+.PHONY: test go-test bench run build proto fmt fmt-check vet clean ui web-test e2e screenshots chromium api api-check
 
 # The end-to-end tests of cmd/parley build the binary with -tags noassets,parleytest
 # themselves; the second vet and test cover the files only that tag compiles (the
 # test-only settings of parley run and their unit tests).
 # make test also runs the web UI's Vitest tests and its end-to-end test in
 # Chromium (web-test, e2e below); go-test alone needs no npm.
-test: go-test web-test e2e
+test: go-test api-check web-test e2e
 
 go-test: fmt-check
 	$(GO) vet $(TAGS) ./...
@@ -102,6 +102,27 @@ ui: web/dist/index.html
 web-test: $(WEB_DEPS)
 	cd web && npx tsc --noEmit -p .
 	cd web && $(NPM) test
+
+# ---- The API contract ----
+
+# api regenerates what is generated from the Go types and the route table of
+# package api: api/openapi.json (api/internal/openapigen, with
+# invopop/jsonschema) and, from it, the web UI's TypeScript types
+# (openapi-typescript), which web/src/api.ts calls through openapi-fetch.
+API_TS := web/src/api-types.gen.ts
+api: $(WEB_DEPS)
+	$(GO) run ./api/internal/openapigen -o api/openapi.json
+	cd web && npx openapi-typescript ../api/openapi.json -o src/api-types.gen.ts
+
+# api-check regenerates both into a temporary directory and fails when a
+# committed one differs (go-test checks openapi.json too, without npm).
+api-check: $(WEB_DEPS)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(GO) run ./api/internal/openapigen -o "$$tmp/openapi.json"; \
+	(cd web && npx openapi-typescript "$$tmp/openapi.json" -o "$$tmp/api-types.gen.ts" >/dev/null); \
+	if ! diff -u api/openapi.json "$$tmp/openapi.json" || ! diff -u $(API_TS) "$$tmp/api-types.gen.ts"; then \
+		echo "make api-check: generated API files are stale; run make api" >&2; exit 1; \
+	fi
 
 # chromium makes sure Chromium is there for the browser tests: as root it
 # installs Debian's package, otherwise it stops with the command to run.

@@ -15,19 +15,13 @@ const maxSearchNameBytes = 64
 // lookupUser serves GET /api/v1/directory/{user_id}: the user's verified
 // directory record, 404 when there is none.
 func (s *Server) lookupUser(q *request) error {
-	e, err := s.node.LookupUser(q.r.Context(), q.params["user_id"])
+	e, err := s.node.LookupUser(q.r.Context(), q.param("user_id"))
 	if err != nil {
 		return err
 	}
 	e.Devices = nonNil(e.Devices)
 	writeJSON(q.w, http.StatusOK, e)
 	return nil
-}
-
-// searchResults is the answer of a directory search; Results is never
-// null.
-type searchResults struct {
-	Results []SearchResult `json:"results"`
 }
 
 // searchDirectory serves GET /api/v1/directory/search?name=...: the users
@@ -56,7 +50,7 @@ func (s *Server) searchDirectory(q *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, searchResults{Results: nonNil(rs)})
+	writeJSON(q.w, http.StatusOK, SearchResults{Results: nonNil(rs)})
 	return nil
 }
 

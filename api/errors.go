@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -22,6 +24,7 @@ type Code string
 // (POST /api/v1/friends/{user_id}/verify).
 const (
 	CodeBadRequest       Code = "bad_request"            // 400: malformed JSON, unknown field, bad value
+	CodeEmptyText        Code = "empty_text"             // 400: a message text empty or only white space
 	CodeUnauthorized     Code = "unauthorized"           // 401: missing, wrong or expired token
 	CodeBadPassphrase    Code = "bad_passphrase"         // 401: login with a wrong passphrase
 	CodeForbidden        Code = "forbidden"              // 403: foreign Host or Origin
@@ -40,6 +43,7 @@ const (
 // codeStatus is the HTTP status of each code.
 var codeStatus = map[Code]int{
 	CodeBadRequest:       http.StatusBadRequest,
+	CodeEmptyText:        http.StatusBadRequest,
 	CodeUnauthorized:     http.StatusUnauthorized,
 	CodeBadPassphrase:    http.StatusUnauthorized,
 	CodeForbidden:        http.StatusForbidden,
@@ -53,6 +57,13 @@ var codeStatus = map[Code]int{
 	CodeThrottled:        http.StatusTooManyRequests,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+}
+
+// Codes lists every Code, sorted.
+func Codes() []Code {
+	cs := slices.Collect(maps.Keys(codeStatus))
+	slices.Sort(cs)
+	return cs
 }
 
 // Status returns the HTTP status an answer with this code carries, and 500
@@ -81,17 +92,6 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
-
-// errorBody is the JSON form of an error answer:
-// {"error": {"code": "...", "message": "..."}}.
-type errorBody struct {
-	Error errorDetail `json:"error"`
-}
-
-type errorDetail struct {
-	Code    Code   `json:"code"`
-	Message string `json:"message"`
-}
 
 // internalMessage is the only text a client sees of an internal error.
 const internalMessage = "internal error"
@@ -131,7 +131,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 
 // writeErrorBody writes the JSON error answer.
 func writeErrorBody(w http.ResponseWriter, status int, code Code, msg string) {
-	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: msg}})
+	writeJSON(w, status, ErrorResponse{Error: ErrorDetail{Code: code, Message: msg}})
 }
 
 // RetryAfterSeconds is a wait as the Retry-After header of a throttled

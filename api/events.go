@@ -90,10 +90,14 @@ func (s *Server) events(q *request) error {
 	// after the hijack.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Subscribed before "ready", so that a client that acts once ready
+	// misses no event of what it does.
+	events, unsubscribe := s.node.Subscribe(ctx)
+	defer unsubscribe()
 	if err := writeWithTimeout(ctx, c, readyMessage); err != nil {
 		return nil
 	}
-	s.streamEvents(ctx, q.h, sock, lg)
+	s.streamEvents(ctx, q.h, sock, lg, events)
 	return nil
 }
 
@@ -202,10 +206,8 @@ func (s *Server) socketAuth(h *handler, sock *socketReader) (*login, websocket.S
 
 // streamEvents forwards the node's events to the socket until the client
 // goes, the token ends, the subscription ends or the server shuts down.
-func (s *Server) streamEvents(ctx context.Context, h *handler, sock *socketReader, lg *login) {
+func (s *Server) streamEvents(ctx context.Context, h *handler, sock *socketReader, lg *login, events <-chan Event) {
 	c := sock.c
-	events, unsubscribe := s.node.Subscribe(ctx)
-	defer unsubscribe()
 
 	ticker := time.NewTicker(s.wsPingInterval)
 	defer ticker.Stop()

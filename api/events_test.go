@@ -177,7 +177,7 @@ func TestEventsAuthByHeader(t *testing.T) {
 	expectMessage(t, c, `{"type":"ready"}`)
 	waitFor(t, "a subscriber", func() bool { return node.subscribers() == 1 })
 	node.emit(Event{Type: EventFriendRequest, Data: Friend{UserID: "bob", Status: "pending_in"}})
-	expectMessage(t, c, `{"type":"friend_request","data":{"user_id":"bob","name":"","status":"pending_in","verified":false,"online":false,"safety_number":"","key_fork":false,"key_rotated":false}}`)
+	expectMessage(t, c, `{"type":"friend_request","data":{"user_id":"bob","name":"","status":"pending_in","verified":false,"online":false,"safety_number":""}}`)
 	c.CloseNow()
 	waitFor(t, "the subscription to end", func() bool { return node.subscribers() == 0 })
 
@@ -195,8 +195,8 @@ func TestEventsKeyChanges(t *testing.T) {
 	waitFor(t, "a subscriber", func() bool { return node.subscribers() == 1 })
 	node.emit(Event{Type: EventFriendKeyRotated, Data: Friend{UserID: "bob", Name: "bob", Status: "accepted", SafetyNumber: "123"}})
 	node.emit(Event{Type: EventFriendKeyChanged, Data: Friend{UserID: "carol", Name: "carol", Status: "key_changed", Verified: false}})
-	expectMessage(t, c, `{"type":"friend_key_rotated","data":{"user_id":"bob","name":"bob","status":"accepted","verified":false,"online":false,"safety_number":"123","key_fork":false,"key_rotated":false}}`)
-	expectMessage(t, c, `{"type":"friend_key_changed","data":{"user_id":"carol","name":"carol","status":"key_changed","verified":false,"online":false,"safety_number":"","key_fork":false,"key_rotated":false}}`)
+	expectMessage(t, c, `{"type":"friend_key_rotated","data":{"user_id":"bob","name":"bob","status":"accepted","verified":false,"online":false,"safety_number":"123"}}`)
+	expectMessage(t, c, `{"type":"friend_key_changed","data":{"user_id":"carol","name":"carol","status":"key_changed","verified":false,"online":false,"safety_number":""}}`)
 }
 
 func TestEventsBadAuthCloses4401(t *testing.T) {

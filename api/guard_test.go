@@ -69,8 +69,15 @@ func TestForeignOriginForbidden(t *testing.T) {
 	ts.do(call{method: "GET", path: "/api/v1/me", token: token, header: map[string]string{"Origin": ts.base}}).expect(t, http.StatusOK, "")
 	ts.do(call{method: "GET", path: "/api/v1/me", token: token, host: "localhost:" + port, header: map[string]string{"Origin": "http://localhost:" + port}}).expect(t, http.StatusOK, "")
 	ts.do(call{method: "GET", path: "/api/v1/me", token: token}).expect(t, http.StatusOK, "")
+	// A browser's Sec-Fetch-Site says cross-site or same-site even when
+	// it sends no Origin (http.CrossOriginProtection); same-origin and
+	// none (typed in the address bar) pass.
+	for _, site := range []string{"cross-site", "same-site"} {
+		ts.do(call{method: "POST", path: "/api/v1/logout", token: token, header: map[string]string{"Sec-Fetch-Site": site}}).expect(t, http.StatusForbidden, CodeForbidden)
+	}
+	ts.do(call{method: "GET", path: "/api/v1/me", token: token, header: map[string]string{"Sec-Fetch-Site": "same-origin", "Origin": ts.base}}).expect(t, http.StatusOK, "")
 	// The token survived all of the above.
-	ts.do(call{method: "POST", path: "/api/v1/logout", token: token, header: map[string]string{"Origin": ts.base}}).expect(t, http.StatusNoContent, "")
+	ts.do(call{method: "POST", path: "/api/v1/logout", token: token, header: map[string]string{"Origin": ts.base, "Sec-Fetch-Site": "same-origin"}}).expect(t, http.StatusNoContent, "")
 }
 
 func TestMethodNotAllowed(t *testing.T) {

@@ -5,16 +5,32 @@ import (
 	"time"
 )
 
-// Node is what the API needs from a running Parley node. cmd/parley
-// adapts the real node to it; tests use a small fake. IDs are the text
-// forms the API speaks (user IDs in lower-case base32, message IDs in hex,
-// peer IDs and multiaddrs as libp2p prints them). Methods return *Error
-// values (or errors wrapping one) for failures the client caused; any
-// other error is answered 500 "internal" without its text.
+// Node is what the server needs from a running Parley node: every
+// capability below. cmd/parley adapts the real node to it; tests use a
+// small fake; the client package implements the capabilities (all but
+// Lifecycle) over HTTP. IDs are the text forms the API speaks (user IDs
+// in lower-case base32, message IDs in hex, peer IDs and multiaddrs as
+// libp2p prints them). Methods return *Error values (or errors wrapping
+// one) for failures the client caused; any other error is answered 500
+// "internal" without its text.
 type Node interface {
-	// State reports the node's lifecycle state.
-	State() State
+	Lifecycle
+	Auth
+	Account
+	Peers
+	Friends
+	Messages
+	Directory
+	Events
+}
 
+// Lifecycle reports the node's state.
+type Lifecycle interface {
+	State() State
+}
+
+// Auth creates or opens the identity.
+type Auth interface {
 	// Register creates the identity in state new and unlocks the node.
 	Register(ctx context.Context, name string, passphrase []byte) (Me, error)
 	// Unlock opens the identity with the passphrase (state locked), or
@@ -22,11 +38,25 @@ type Node interface {
 	// A wrong passphrase is CodeBadPassphrase; too many wrong tries are
 	// CodeThrottled with RetryAfter set.
 	Unlock(ctx context.Context, passphrase []byte) (Me, error)
+}
 
+// Account is the node's own user and key.
+type Account interface {
 	Me(ctx context.Context) (Me, error)
+	// RotateKey replaces the RSA identity key by a new one, signed by the
+	// old key; the user ID and safety numbers stay the same. It returns
+	// the user after the rotation.
+	RotateKey(ctx context.Context) (Me, error)
+}
+
+// Peers is the libp2p side of the node.
+type Peers interface {
 	NodeInfo(ctx context.Context) (NodeInfo, error)
 	Connect(ctx context.Context, addr string) error
+}
 
+// Friends is the friend list.
+type Friends interface {
 	Friends(ctx context.Context) ([]Friend, error)
 	// AddFriend adds (or accepts) a friend from an invite link.
 	AddFriend(ctx context.Context, invite string) (Friend, error)
@@ -47,7 +77,22 @@ type Node interface {
 	// that accepting a changed key means comparing its new number;
 	// otherwise the answer is CodeConflict and nothing changes.
 	VerifyFriend(ctx context.Context, userID string, safetyNumber ...string) error
+}
 
+// Messages is sending and reading chat messages.
+type Messages interface {
+	Send(ctx context.Context, to, text string) (Message, error)
+	// Messages returns a page of the conversation with a friend, newest
+	// first, and the cursor of the next (older) page, "" at the end.
+	Messages(ctx context.Context, with, before string, limit int) ([]Message, string, error)
+	Conversations(ctx context.Context) ([]Conversation, error)
+	// MarkRead marks the conversation read up to the message upTo (the
+	// newest when empty) and sends the friend a read receipt.
+	MarkRead(ctx context.Context, with, upTo string) error
+}
+
+// Directory is the signed user directory.
+type Directory interface {
 	// LookupUser fetches the user's signed record from the directory and
 	// verifies it (CodeNotFound when there is no valid record,
 	// CodeUnavailable when the directory cannot be asked).
@@ -58,20 +103,10 @@ type Node interface {
 	// The API passes the name trimmed, 1 to 64 bytes of UTF-8; the node
 	// normalises it.
 	SearchDirectory(ctx context.Context, name string) ([]SearchResult, error)
-	// RotateKey replaces the RSA identity key by a new one, signed by the
-	// old key; the user ID and safety numbers stay the same. It returns
-	// the user after the rotation.
-	RotateKey(ctx context.Context) (Me, error)
+}
 
-	Send(ctx context.Context, to, text string) (Message, error)
-	// Messages returns a page of the conversation with a friend, newest
-	// first, and the cursor of the next (older) page, "" at the end.
-	Messages(ctx context.Context, with, before string, limit int) ([]Message, string, error)
-	Conversations(ctx context.Context) ([]Conversation, error)
-	// MarkRead marks the conversation read up to the message upTo (the
-	// newest when empty) and sends the friend a read receipt.
-	MarkRead(ctx context.Context, with, upTo string) error
-
+// Events is the live event stream.
+type Events interface {
 	// Subscribe streams live events until ctx ends or cancel is called;
 	// the channel is closed then. A subscriber that falls behind loses
 	// events and receives an EventOverflow in their place.
@@ -103,14 +138,14 @@ type NodeInfo struct {
 	PeerID         string   `json:"peer_id"`
 	Addrs          []string `json:"addrs"`
 	ConnectedPeers []string `json:"connected_peers"`
-	Reachability   string   `json:"reachability"` // "unknown", "public" or "private"
+	Reachability   string   `json:"reachability" jsonschema:"enum=unknown,enum=public,enum=private"`
 }
 
 // Friend is one entry of the friend list.
 type Friend struct {
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
-	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked, key_changed (see CodeKeyChanged)
+	Status       string `json:"status" jsonschema:"enum=pending_out,enum=pending_in,enum=accepted,enum=blocked,enum=key_changed"` // key_changed: see CodeKeyChanged
 	Verified     bool   `json:"verified"`
 	Online       bool   `json:"online"`
 	SafetyNumber string `json:"safety_number"`
@@ -118,11 +153,11 @@ type Friend struct {
 	// records or rotations at one sequence number: a stolen key, or a
 	// misbehaving device). Sending to them is held (409 key_changed) until
 	// they are verified again.
-	KeyFork bool `json:"key_fork"`
+	KeyFork bool `json:"key_fork,omitempty"`
 	// KeyRotated: the friend's key in use is not their first key but
 	// follows from it by a verified chain of rotations, each signed by
 	// the key before; the safety number stays the same.
-	KeyRotated bool `json:"key_rotated"`
+	KeyRotated bool `json:"key_rotated,omitempty"`
 }
 
 // DirectoryEntry is a user's signed directory record, as verified by the
@@ -151,10 +186,10 @@ type Message struct {
 	To         string     `json:"to"`
 	Text       string     `json:"text"`
 	SentAt     time.Time  `json:"sent_at"`
-	ReceivedAt *time.Time `json:"received_at"` // nil for outgoing messages
-	Status     string     `json:"status"`      // pending, sent, delivered, read, failed
-	Direction  string     `json:"direction"`   // in or out
-	Path       string     `json:"path"`        // direct, relay, mailbox, or "" while pending
+	ReceivedAt *time.Time `json:"received_at" jsonschema:"nullable"` // nil for outgoing messages
+	Status     string     `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
+	Direction  string     `json:"direction" jsonschema:"enum=in,enum=out"`
+	Path       string     `json:"path" jsonschema:"enum=direct,enum=relay,enum=mailbox,enum="` // "" while pending
 	Error      string     `json:"error,omitempty"`
 }
 
@@ -162,7 +197,7 @@ type Message struct {
 type Conversation struct {
 	With        string       `json:"with"`
 	Name        string       `json:"name"`
-	LastMessage *LastMessage `json:"last_message"` // nil for an empty conversation
+	LastMessage *LastMessage `json:"last_message" jsonschema:"nullable"` // nil for an empty conversation
 	Unread      int          `json:"unread"`
 }
 
@@ -171,15 +206,17 @@ type LastMessage struct {
 	ID        string    `json:"msg_id"`
 	Text      string    `json:"text"` // cut to a preview
 	At        time.Time `json:"at"`
-	Direction string    `json:"direction"`
-	Status    string    `json:"status"`
+	Direction string    `json:"direction" jsonschema:"enum=in,enum=out"`
+	Status    string    `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
 }
 
 // Event is one live event, as the WebSocket sends it:
 // {"type": "...", "data": {...}}.
 type Event struct {
 	Type EventType `json:"type"`
-	Data any       `json:"data,omitempty"`
+	// Data is a Message, StatusChange, Friend or Presence, as Type says
+	// (below); overflow has none.
+	Data any `json:"data,omitempty" jsonschema:"oneof_ref=#/$defs/Message;#/$defs/StatusChange;#/$defs/Friend;#/$defs/Presence"`
 }
 
 // EventType names an event.
@@ -206,12 +243,23 @@ const (
 	EventOverflow         EventType = "overflow"           // no data: events were lost, refetch
 )
 
+// EventTypes lists every EventType.
+func EventTypes() []EventType {
+	return []EventType{
+		EventMessage, EventMessageStatus, EventFriendRequest, EventFriendAccepted, EventFriendRemoved,
+		EventFriendKeyRotated, EventFriendKeyChanged, EventKeyFork, EventPeerOnline, EventPeerOffline, EventOverflow,
+	}
+}
+
+// States lists every State.
+func States() []State { return []State{StateNew, StateLocked, StateUnlocked} }
+
 // StatusChange is the data of EventMessageStatus.
 type StatusChange struct {
 	ID     string `json:"msg_id"`
 	With   string `json:"with"`
-	Status string `json:"status"`
-	Path   string `json:"path"`
+	Status string `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
+	Path   string `json:"path" jsonschema:"enum=direct,enum=relay,enum=mailbox,enum="`
 	Error  string `json:"error,omitempty"`
 }
 

@@ -6,9 +6,10 @@ import (
 	"strconv"
 )
 
-// openAPIDocument is the OpenAPI 3.1 description of the API, written by
-// hand. A test checks that its paths and methods are exactly the route
-// table's.
+// openAPIDocument is the OpenAPI 3.1 description of the API, generated
+// from the Go types and the route table by make api
+// (api/internal/openapigen, whose test fails when it is stale). A test
+// here checks that its paths and methods are exactly the route table's.
 //
 //go:embed openapi.json
 var openAPIDocument []byte

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-// TestOpenAPIMatchesRoutes holds the hand-written OpenAPI document and the
+// TestOpenAPIMatchesRoutes holds the generated OpenAPI document and the
 // route table together: the same (path, method) pairs, the same public
 // routes, and every $ref resolving.
 func TestOpenAPIMatchesRoutes(t *testing.T) {

@@ -1,10 +1,9 @@
 package api
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
-	"slices"
+	"path"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -31,147 +30,148 @@ const (
 type bodyKind int
 
 const (
-	bodyNone  bodyKind = iota // GET routes: the body is not read
-	bodyJSON                  // a JSON object; the handler decodes it
-	bodyEmpty                 // a mutating route without a body: it must be empty
+	bodyNone     bodyKind = iota // GET routes: the body is not read
+	bodyJSON                     // a JSON object; the handler decodes it
+	bodyEmpty                    // a mutating route without a body: it must be empty
+	bodyOptional                 // a JSON object, or no body at all (verify)
 )
 
-// route is one row of the route table. Pattern segments in braces match
-// any one non-empty path segment and name a path parameter; where two
-// patterns match a path, the one with a literal segment where the other
-// has a parameter wins (see findRoute).
+// route is one row of the route table: an http.ServeMux pattern (method
+// and path, with {name} wildcards for one path segment each), how it
+// authenticates, what body it takes, its handler, and what the OpenAPI
+// document says of it (api/internal/openapigen reads the table through
+// Routes).
 type route struct {
 	method  string
 	pattern string
 	auth    authKind
 	body    bodyKind
 	handle  func(*request) error
-	segs    []string
+
+	op      string // operationId
+	summary string
+	query   any // a struct whose fields tagged query are the query's parameters
+	in      any // the request body's type
+	out     any // the answer's type; nil answers 204 without a body
+	status  int // the status of a success
 }
 
 // request is what a route handler gets.
 type request struct {
-	w      http.ResponseWriter
-	r      *http.Request
-	h      *handler
-	params map[string]string
-	login  *login // nil on public routes
+	w     http.ResponseWriter
+	r     *http.Request
+	h     *handler
+	login *login // nil on public routes
 }
 
-// routeTable is the API. The OpenAPI document lists exactly these
-// (method, pattern) pairs; a test holds the two together. Their order does
-// not matter: findRoute prefers literal segments to parameters.
+// param returns the path parameter name, unescaped.
+func (q *request) param(name string) string { return q.r.PathValue(name) }
+
+// routeTable is the API. The OpenAPI document is generated from it (make
+// api), and a test holds the served document to the table.
 func (s *Server) routeTable() []route {
-	rs := []route{
-		{method: http.MethodGet, pattern: "/api/v1/health", auth: authNone, handle: s.health},
-		{method: http.MethodGet, pattern: "/api/v1/openapi.json", auth: authNone, handle: s.openAPI},
-		{method: http.MethodPost, pattern: "/api/v1/register", auth: authNone, body: bodyJSON, handle: s.register},
-		{method: http.MethodPost, pattern: "/api/v1/login", auth: authNone, body: bodyJSON, handle: s.login},
-		{method: http.MethodPost, pattern: "/api/v1/logout", body: bodyEmpty, handle: s.logout},
-		{method: http.MethodGet, pattern: "/api/v1/me", handle: s.me},
-		{method: http.MethodGet, pattern: "/api/v1/friends", handle: s.friends},
-		{method: http.MethodPost, pattern: "/api/v1/friends", body: bodyJSON, handle: s.addFriend},
-		{method: http.MethodDelete, pattern: "/api/v1/friends/{user_id}", body: bodyEmpty, handle: s.removeFriend},
-		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/verify", body: bodyJSON, handle: s.verifyFriend},
-		{method: http.MethodPost, pattern: "/api/v1/friends/{user_id}/block", body: bodyEmpty, handle: s.blockFriend},
-		{method: http.MethodPost, pattern: "/api/v1/send_message", body: bodyJSON, handle: s.sendMessage},
-		{method: http.MethodGet, pattern: "/api/v1/get_messages", handle: s.getMessages},
-		{method: http.MethodGet, pattern: "/api/v1/conversations", handle: s.conversations},
-		{method: http.MethodPost, pattern: "/api/v1/read", body: bodyJSON, handle: s.markRead},
-		{method: http.MethodGet, pattern: "/api/v1/node", handle: s.nodeInfo},
-		{method: http.MethodPost, pattern: "/api/v1/peers/connect", body: bodyJSON, handle: s.connect},
-		{method: http.MethodGet, pattern: "/api/v1/directory/search", handle: s.searchDirectory},
-		{method: http.MethodGet, pattern: "/api/v1/directory/{user_id}", handle: s.lookupUser},
-		{method: http.MethodPost, pattern: "/api/v1/keys/rotate", body: bodyEmpty, handle: s.rotateKey},
-		{method: http.MethodGet, pattern: "/api/v1/events", auth: authSocket, handle: s.events},
+	return []route{
+		{method: "GET", pattern: "/api/v1/health", auth: authNone, handle: s.health,
+			op: "health", summary: "Liveness and the node's state", out: Health{}, status: 200},
+		{method: "GET", pattern: "/api/v1/openapi.json", auth: authNone, handle: s.openAPI,
+			op: "openapi", summary: "This document", out: map[string]any{}, status: 200},
+		{method: "POST", pattern: "/api/v1/register", auth: authNone, body: bodyJSON, handle: s.register,
+			op: "register", summary: "Create the identity (state new) and log in", in: RegisterRequest{}, out: RegisterResponse{}, status: 201},
+		{method: "POST", pattern: "/api/v1/login", auth: authNone, body: bodyJSON, handle: s.login,
+			op: "login", summary: "Unlock the node with the passphrase and get a token", in: LoginRequest{}, out: LoginResponse{}, status: 200},
+		{method: "POST", pattern: "/api/v1/logout", body: bodyEmpty, handle: s.logout,
+			op: "logout", summary: "End this token", status: 204},
+		{method: "GET", pattern: "/api/v1/me", handle: s.me,
+			op: "me", summary: "The node's own user", out: Me{}, status: 200},
+		{method: "GET", pattern: "/api/v1/friends", handle: s.friends,
+			op: "friends", summary: "The friend list", out: FriendList{}, status: 200},
+		{method: "POST", pattern: "/api/v1/friends", body: bodyJSON, handle: s.addFriend,
+			op: "addFriend", summary: "Add a friend by invite link or user ID, or accept their request", in: AddFriendRequest{}, out: Friend{}, status: 201},
+		{method: "DELETE", pattern: "/api/v1/friends/{user_id}", body: bodyEmpty, handle: s.removeFriend,
+			op: "removeFriend", summary: "Remove a friend", status: 204},
+		{method: "POST", pattern: "/api/v1/friends/{user_id}/verify", body: bodyOptional, handle: s.verifyFriend,
+			op: "verifyFriend", summary: "Mark the friend's key verified (and accept a changed key)", in: VerifyFriendRequest{}, status: 204},
+		{method: "POST", pattern: "/api/v1/friends/{user_id}/block", body: bodyEmpty, handle: s.blockFriend,
+			op: "blockFriend", summary: "Block a user", out: Friend{}, status: 200},
+		{method: "POST", pattern: "/api/v1/send_message", body: bodyJSON, handle: s.sendMessage,
+			op: "sendMessage", summary: "Send a message to a friend", in: SendMessageRequest{}, out: SendMessageResponse{}, status: 202},
+		{method: "GET", pattern: "/api/v1/get_messages", handle: s.getMessages,
+			op: "getMessages", summary: "A page of a conversation, newest first", query: MessagesQuery{}, out: MessagesPage{}, status: 200},
+		{method: "GET", pattern: "/api/v1/conversations", handle: s.conversations,
+			op: "conversations", summary: "The conversations, newest first", out: ConversationList{}, status: 200},
+		{method: "POST", pattern: "/api/v1/read", body: bodyJSON, handle: s.markRead,
+			op: "markRead", summary: "Mark a conversation read and send a read receipt", in: MarkReadRequest{}, status: 204},
+		{method: "GET", pattern: "/api/v1/node", handle: s.nodeInfo,
+			op: "nodeInfo", summary: "The libp2p side of the node", out: NodeInfo{}, status: 200},
+		{method: "POST", pattern: "/api/v1/peers/connect", body: bodyJSON, handle: s.connect,
+			op: "connect", summary: "Connect to a peer by multiaddr", in: ConnectRequest{}, status: 204},
+		{method: "GET", pattern: "/api/v1/directory/search", handle: s.searchDirectory,
+			op: "searchDirectory", summary: "The users who claim a display name", query: SearchQuery{}, out: SearchResults{}, status: 200},
+		{method: "GET", pattern: "/api/v1/directory/{user_id}", handle: s.lookupUser,
+			op: "lookupUser", summary: "A user's verified directory record", out: DirectoryEntry{}, status: 200},
+		{method: "POST", pattern: "/api/v1/keys/rotate", body: bodyEmpty, handle: s.rotateKey,
+			op: "rotateKey", summary: "Replace the identity key by one signed by the old key", out: Me{}, status: 200},
+		{method: "GET", pattern: "/api/v1/events", auth: authSocket, handle: s.events,
+			op: "events", summary: "The WebSocket of live events", out: Event{}, status: 101},
 	}
-	for i := range rs {
-		rs[i].segs = strings.Split(rs[i].pattern, "/")
-	}
-	return rs
 }
 
-// match matches a path, split at "/" and still escaped, against the
-// route's pattern and returns the unescaped path parameters.
-func (rt *route) match(segs []string) (map[string]string, bool) {
-	if len(segs) != len(rt.segs) {
-		return nil, false
+// apiMethods are the methods of the route table, in the order an Allow
+// header lists them.
+var apiMethods = []string{http.MethodDelete, http.MethodGet, http.MethodPost}
+
+// newMux registers the route table on an http.ServeMux.
+func (h *handler) newMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	for i := range h.s.routes {
+		rt := &h.s.routes[i]
+		mux.HandleFunc(rt.method+" "+rt.pattern, func(w http.ResponseWriter, r *http.Request) { h.serveRoute(rt, w, r) })
 	}
-	var params map[string]string
-	for i, p := range rt.segs {
-		if name, ok := strings.CutPrefix(p, "{"); ok {
-			v, err := url.PathUnescape(segs[i])
-			if err != nil || v == "" || strings.Contains(v, "/") {
-				return nil, false
-			}
-			if params == nil {
-				params = make(map[string]string)
-			}
-			params[strings.TrimSuffix(name, "}")] = v
-			continue
-		}
-		if segs[i] != p {
-			return nil, false
-		}
-	}
-	return params, true
+	return mux
 }
 
-// moreSpecific reports whether rt wins over other when both match a path:
-// at the first segment where one has a literal and the other a parameter,
-// the literal wins (so /directory/search is not /directory/{user_id}).
-func (rt *route) moreSpecific(other *route) bool {
-	for i := range min(len(rt.segs), len(other.segs)) {
-		lit, otherLit := !strings.HasPrefix(rt.segs[i], "{"), !strings.HasPrefix(other.segs[i], "{")
-		if lit != otherLit {
-			return lit
-		}
-	}
-	return false
-}
-
-// findRoute picks the route for a method and a path split at "/": the
-// most specific route of that method matching the path, with its path
-// parameters. When none has the method, allowed lists (sorted, once each)
-// the methods of the routes that match the path.
-func findRoute(routes []route, method string, segs []string) (best *route, params map[string]string, allowed []string) {
-	for i := range routes {
-		rt := &routes[i]
-		p, ok := rt.match(segs)
-		if !ok {
-			continue
-		}
-		if rt.method != method {
-			allowed = append(allowed, rt.method)
-			continue
-		}
-		if best == nil || rt.moreSpecific(best) {
-			best, params = rt, p
-		}
-	}
-	if best != nil {
-		return best, params, nil
-	}
-	slices.Sort(allowed)
-	return nil, nil, slices.Compact(allowed)
-}
-
-// serveAPI routes a request under /api: 404 for an unknown path, 405 with
-// Allow for a known path and another method, then authentication, the
-// body rule of the route, and the handler.
+// serveAPI routes a request under /api: through the ServeMux when a route
+// matches, else 405 with Allow for a known path and another method (HEAD
+// included: the API has no HEAD routes, though the ServeMux would let it
+// into GET ones), else 404 (a path that is not in its clean form too,
+// rather than the ServeMux's redirect). Errors are JSON, as everywhere.
 func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s := h.s
-	rt, params, allowed := findRoute(s.routes, r.Method, strings.Split(r.URL.EscapedPath(), "/"))
-	if rt == nil {
-		if len(allowed) > 0 {
-			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			s.writeError(w, r, apiError(CodeMethodNotAllowed, "method %s not allowed here", r.Method))
+	canonical := path.Clean(r.URL.Path) == r.URL.Path
+	if canonical && r.Method != http.MethodHead {
+		if _, pattern := h.mux.Handler(r); pattern != "" {
+			h.mux.ServeHTTP(w, r)
 			return
 		}
-		s.writeError(w, r, apiError(CodeNotFound, "no such API route"))
+	}
+	var allowed []string
+	for _, m := range apiMethods {
+		probe := r.WithContext(r.Context())
+		probe.Method = m
+		if _, pattern := h.mux.Handler(probe); canonical && pattern != "" {
+			allowed = append(allowed, m)
+		}
+	}
+	if len(allowed) > 0 {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		s.writeError(w, r, apiError(CodeMethodNotAllowed, "method %s not allowed here", r.Method))
 		return
 	}
-	req := &request{w: w, r: r, h: h, params: params}
+	s.writeError(w, r, apiError(CodeNotFound, "no such API route"))
+}
+
+// serveRoute runs a matched route: its path parameters are one segment
+// each (an escaped "/" in one is no route), then authentication, the body
+// rule of the route, and the handler.
+func (h *handler) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) {
+	s := h.s
+	for _, seg := range strings.Split(rt.pattern, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok && strings.Contains(r.PathValue(strings.TrimSuffix(name, "}")), "/") {
+			s.writeError(w, r, apiError(CodeNotFound, "no such API route"))
+			return
+		}
+	}
+	req := &request{w: w, r: r, h: h}
 	if rt.auth == authBearer {
 		lg, err := s.authenticate(r)
 		if err != nil {
@@ -193,46 +193,35 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 // health answers without auth, in every state.
 func (s *Server) health(q *request) error {
-	writeJSON(q.w, http.StatusOK, map[string]string{"status": "ok", "state": string(s.node.State())})
+	writeJSON(q.w, http.StatusOK, Health{Status: "ok", State: s.node.State()})
 	return nil
 }
 
-// passphraseRequest is the body of register and login. The passphrase is
-// kept raw so that it can be decoded into a byte slice and wiped.
-type passphraseRequest struct {
-	Name       *string         `json:"name,omitempty"`
-	Passphrase json.RawMessage `json:"passphrase"`
-}
-
-// decodePassphrase decodes the body of register (withName) or login and
-// returns the passphrase as bytes the caller must wipe.
-func decodePassphrase(q *request, withName bool) (name string, pass []byte, err error) {
-	var req passphraseRequest
-	raw, err := decodeBody(q.w, q.r, &req)
+// decodePassphrase decodes the body of register or login into req and
+// returns the passphrase, pass (a field of req), as bytes the caller must
+// wipe.
+func decodePassphrase(q *request, req any, pass *Secret) ([]byte, error) {
+	raw, err := decodeBody(q.w, q.r, req)
 	defer wipe(raw)
-	defer wipe(req.Passphrase)
+	defer wipe(*pass)
 	if err != nil {
-		return "", nil, err
+		return nil, err
 	}
-	if req.Name != nil {
-		if !withName {
-			return "", nil, apiError(CodeBadRequest, `invalid JSON body: unknown field "name"`)
-		}
-		name = *req.Name
+	if *pass == nil {
+		return nil, apiError(CodeBadRequest, "passphrase is required")
 	}
-	if req.Passphrase == nil {
-		return "", nil, apiError(CodeBadRequest, "passphrase is required")
-	}
-	pass, err = unquoteBytes(req.Passphrase)
+	b, err := unquoteBytes(*pass)
 	if err != nil {
-		return "", nil, apiError(CodeBadRequest, "passphrase must be a string")
+		return nil, apiError(CodeBadRequest, "passphrase must be a string")
 	}
-	return name, pass, nil
+	return b, nil
 }
 
 func (s *Server) register(q *request) error {
-	name, pass, err := decodePassphrase(q, true)
+	var req RegisterRequest
+	pass, err := decodePassphrase(q, &req, &req.Passphrase)
 	defer wipe(pass)
+	name := req.Name
 	if err != nil {
 		return err
 	}
@@ -254,12 +243,13 @@ func (s *Server) register(q *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusCreated, map[string]string{"user_id": me.UserID, "peer_id": me.PeerID, "token": token})
+	writeJSON(q.w, http.StatusCreated, RegisterResponse{UserID: me.UserID, PeerID: me.PeerID, Token: token})
 	return nil
 }
 
 func (s *Server) login(q *request) error {
-	_, pass, err := decodePassphrase(q, false)
+	var req LoginRequest
+	pass, err := decodePassphrase(q, &req, &req.Passphrase)
 	defer wipe(pass)
 	if err != nil {
 		return err
@@ -279,7 +269,7 @@ func (s *Server) login(q *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, map[string]string{"token": token, "user_id": me.UserID})
+	writeJSON(q.w, http.StatusOK, LoginResponse{Token: token, UserID: me.UserID})
 	return nil
 }
 
@@ -304,15 +294,12 @@ func (s *Server) friends(q *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, map[string][]Friend{"friends": nonNil(fs)})
+	writeJSON(q.w, http.StatusOK, FriendList{Friends: nonNil(fs)})
 	return nil
 }
 
 func (s *Server) addFriend(q *request) error {
-	var req struct {
-		Invite string `json:"invite"`
-		UserID string `json:"user_id"`
-	}
+	var req AddFriendRequest
 	if _, err := decodeBody(q.w, q.r, &req); err != nil {
 		return err
 	}
@@ -336,7 +323,7 @@ func (s *Server) addFriend(q *request) error {
 }
 
 func (s *Server) removeFriend(q *request) error {
-	if err := s.node.RemoveFriend(q.r.Context(), q.params["user_id"]); err != nil {
+	if err := s.node.RemoveFriend(q.r.Context(), q.param("user_id")); err != nil {
 		return err
 	}
 	q.w.WriteHeader(http.StatusNoContent)
@@ -346,9 +333,7 @@ func (s *Server) removeFriend(q *request) error {
 // verifyFriend takes {"safety_number": "..."}, the number the user
 // compared, or (older clients) no body at all.
 func (s *Server) verifyFriend(q *request) error {
-	var req struct {
-		SafetyNumber string `json:"safety_number"`
-	}
+	var req VerifyFriendRequest
 	if q.r.ContentLength == 0 {
 		if err := requireEmptyBody(q.w, q.r); err != nil {
 			return err
@@ -360,7 +345,7 @@ func (s *Server) verifyFriend(q *request) error {
 	if req.SafetyNumber != "" {
 		number = []string{req.SafetyNumber}
 	}
-	if err := s.node.VerifyFriend(q.r.Context(), q.params["user_id"], number...); err != nil {
+	if err := s.node.VerifyFriend(q.r.Context(), q.param("user_id"), number...); err != nil {
 		return err
 	}
 	q.w.WriteHeader(http.StatusNoContent)
@@ -368,7 +353,7 @@ func (s *Server) verifyFriend(q *request) error {
 }
 
 func (s *Server) blockFriend(q *request) error {
-	f, err := s.node.BlockFriend(q.r.Context(), q.params["user_id"])
+	f, err := s.node.BlockFriend(q.r.Context(), q.param("user_id"))
 	if err != nil {
 		return err
 	}
@@ -379,18 +364,15 @@ func (s *Server) blockFriend(q *request) error {
 func (s *Server) sendMessage(q *request) error {
 	// decodeBody has checked that the body is valid UTF-8 without lone
 	// surrogate escapes, so Text is exactly what the client sent.
-	var req struct {
-		To   string `json:"to"`
-		Text string `json:"text"`
-	}
+	var req SendMessageRequest
 	if _, err := decodeBody(q.w, q.r, &req); err != nil {
 		return err
 	}
 	switch {
 	case req.To == "":
 		return apiError(CodeBadRequest, "to is required")
-	case req.Text == "":
-		return apiError(CodeBadRequest, "text is empty")
+	case strings.TrimSpace(req.Text) == "":
+		return apiError(CodeEmptyText, "text is empty or only white space")
 	case len(req.Text) > maxTextBytes:
 		return apiError(CodeTooLarge, "text is longer than %d bytes", maxTextBytes)
 	case !utf8.ValidString(req.Text):
@@ -400,15 +382,8 @@ func (s *Server) sendMessage(q *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusAccepted, map[string]string{"msg_id": m.ID, "status": m.Status})
+	writeJSON(q.w, http.StatusAccepted, SendMessageResponse{ID: m.ID, Status: m.Status})
 	return nil
-}
-
-// messagesPage is the answer of get_messages; Next is null on the last
-// page.
-type messagesPage struct {
-	Messages []Message `json:"messages"`
-	Next     *string   `json:"next"`
 }
 
 func (s *Server) getMessages(q *request) error {
@@ -432,7 +407,7 @@ func (s *Server) getMessages(q *request) error {
 	if err != nil {
 		return err
 	}
-	page := messagesPage{Messages: nonNil(msgs)}
+	page := MessagesPage{Messages: nonNil(msgs)}
 	if next != "" {
 		page.Next = &next
 	}
@@ -445,15 +420,12 @@ func (s *Server) conversations(q *request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(q.w, http.StatusOK, map[string][]Conversation{"conversations": nonNil(cs)})
+	writeJSON(q.w, http.StatusOK, ConversationList{Conversations: nonNil(cs)})
 	return nil
 }
 
 func (s *Server) markRead(q *request) error {
-	var req struct {
-		With string `json:"with"`
-		UpTo string `json:"up_to"`
-	}
+	var req MarkReadRequest
 	if _, err := decodeBody(q.w, q.r, &req); err != nil {
 		return err
 	}
@@ -479,9 +451,7 @@ func (s *Server) nodeInfo(q *request) error {
 }
 
 func (s *Server) connect(q *request) error {
-	var req struct {
-		Addr string `json:"addr"`
-	}
+	var req ConnectRequest
 	if _, err := decodeBody(q.w, q.r, &req); err != nil {
 		return err
 	}
@@ -502,4 +472,36 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// RouteDoc is what the OpenAPI document says of one route: the generator
+// (api/internal/openapigen, make api) reads the route table through
+// Routes, so that the table is the one source of the paths.
+type RouteDoc struct {
+	Method, Pattern      string
+	OperationID, Summary string
+	// Auth is "bearer" (a token in the Authorization header), "none", or
+	// "socket" (the header on the upgrade, or a first message).
+	Auth string
+	// Query is a struct whose fields tagged query are the query's
+	// parameters; Body the request body's type; Answer the type of a
+	// success's body (nil: no body). Each may be nil.
+	Query, Body, Answer any
+	// BodyOptional: the route also takes no body at all.
+	BodyOptional bool
+	Status       int // of a success
+}
+
+// Routes describes the route table.
+func Routes() []RouteDoc {
+	auth := map[authKind]string{authBearer: "bearer", authNone: "none", authSocket: "socket"}
+	var out []RouteDoc
+	for _, rt := range (&Server{}).routeTable() {
+		out = append(out, RouteDoc{
+			Method: rt.method, Pattern: rt.pattern, OperationID: rt.op, Summary: rt.summary,
+			Auth: auth[rt.auth], Query: rt.query, Body: rt.in, Answer: rt.out,
+			BodyOptional: rt.body == bodyOptional, Status: rt.status,
+		})
+	}
+	return out
 }

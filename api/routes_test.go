@@ -264,8 +264,20 @@ func TestSendMessage(t *testing.T) {
 		t.Errorf("send answer %v", out)
 	}
 
-	send(`{"to":"bob","text":""}`).expect(t, http.StatusBadRequest, CodeBadRequest)
-	send(`{"to":"bob"}`).expect(t, http.StatusBadRequest, CodeBadRequest)
+	// Empty or white-space-only text is refused with its own code, and
+	// never reaches the node.
+	node.locked(func() { node.lastSend = [2]string{} })
+	for _, text := range []string{"", " ", `\n\t `, "  ", `\u3000`} {
+		send(`{"to":"bob","text":"`+text+`"}`).expect(t, http.StatusBadRequest, CodeEmptyText)
+	}
+	if got := lastText(); got != "" {
+		t.Errorf("white space reached the node as %q", got)
+	}
+	send(`{"to":"bob","text":" hi "}`).expect(t, http.StatusAccepted, "")
+	if got := lastText(); got != " hi " {
+		t.Errorf("text with spaces around reached the node as %q", got)
+	}
+	send(`{"to":"bob"}`).expect(t, http.StatusBadRequest, CodeEmptyText)
 	send(`{"text":"hi"}`).expect(t, http.StatusBadRequest, CodeBadRequest)
 	send(`{"to":"bob","text":"`+strings.Repeat("x", maxTextBytes)+`"}`).expect(t, http.StatusAccepted, "")
 	if got := len(lastText()); got != 32768 {
@@ -421,7 +433,7 @@ func TestErrorMapping(t *testing.T) {
 			node.setErr("Me", err)
 			a := ts.do(call{method: "GET", path: "/api/v1/me", token: token})
 			a.expect(t, tc.status, tc.code)
-			var e errorBody
+			var e ErrorResponse
 			a.decode(t, &e)
 			if tc.code == CodeInternal {
 				if e.Error.Message != internalMessage {

@@ -85,6 +85,9 @@ type Server struct {
 	allowedHosts []string
 	ui           fs.FS
 	routes       []route
+	// crossOrigin refuses cross-origin browser requests with unsafe
+	// methods by Sec-Fetch-Site (and Origin for older browsers).
+	crossOrigin *http.CrossOriginProtection
 
 	// WebSocket timing, fields so that tests can shorten them.
 	wsAuthTimeout  time.Duration
@@ -149,6 +152,7 @@ func New(node Node, opts Options) (*Server, error) {
 		wsPingTimeout:  wsPingTimeout,
 	}
 	s.routes = s.routeTable()
+	s.crossOrigin = http.NewCrossOriginProtection()
 	return s, nil
 }
 
@@ -293,6 +297,8 @@ type handler struct {
 	port  int
 	hosts []string // accepted Host values
 
+	mux *http.ServeMux // the API's routes
+
 	mu      sync.Mutex
 	closing bool
 	stop    chan struct{} // closed to close every WebSocket
@@ -303,7 +309,9 @@ func (s *Server) newHandler(port int) *handler {
 	p := strconv.Itoa(port)
 	hosts := []string{"127.0.0.1:" + p, "localhost:" + p, "[::1]:" + p}
 	hosts = append(hosts, s.allowedHosts...)
-	return &handler{s: s, port: port, hosts: hosts, stop: make(chan struct{})}
+	h := &handler{s: s, port: port, hosts: hosts, stop: make(chan struct{})}
+	h.mux = h.newMux()
+	return h
 }
 
 // closeSockets closes every open WebSocket and waits for them to end.
@@ -335,6 +343,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store") // the UI's files set their own
 	if !h.hostAllowed(r.Host) {
 		writeErrorBody(w, http.StatusForbidden, CodeForbidden, "host not allowed")
+		return
+	}
+	if err := h.s.crossOrigin.Check(r); err != nil {
+		writeErrorBody(w, http.StatusForbidden, CodeForbidden, "cross-origin request refused")
 		return
 	}
 	if !originAllowed(r) {

@@ -195,7 +195,7 @@ func (ts *testServer) do(c call) answer {
 
 // errCode returns the code of a JSON error answer, "" if it is not one.
 func (a answer) errCode() Code {
-	var e errorBody
+	var e ErrorResponse
 	if json.Unmarshal(a.body, &e) != nil {
 		return ""
 	}

@@ -121,7 +121,7 @@ type Config struct {
 
 func (c Config) withDefaults() (Config, error) {
 	if c.DataDir == "" {
-		return c, fmt.Errorf("%w: no data directory", ErrInvalid)
+		return c, fail(ErrInvalid, "no data directory")
 	}
 	abs, err := filepath.Abs(c.DataDir)
 	if err != nil {
@@ -156,7 +156,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.RetryMax = DefaultRetryMax
 	}
 	if c.RetryMax < c.RetryMin {
-		return c, fmt.Errorf("%w: RetryMax %v below RetryMin %v", ErrInvalid, c.RetryMax, c.RetryMin)
+		return c, fail(ErrInvalid, "RetryMax %v below RetryMin %v", c.RetryMax, c.RetryMin)
 	}
 	if c.PrekeyRotation <= 0 {
 		c.PrekeyRotation = DefaultPrekeyLife
@@ -174,7 +174,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.LoginBackoff = DefaultLoginBackoff
 	}
 	if c.LoginBackoff > throttleMax {
-		return c, fmt.Errorf("%w: LoginBackoff %v over %v", ErrInvalid, c.LoginBackoff, throttleMax)
+		return c, fail(ErrInvalid, "LoginBackoff %v over %v", c.LoginBackoff, throttleMax)
 	}
 	if c.MaxPendingRequests <= 0 {
 		c.MaxPendingRequests = 200
@@ -217,7 +217,7 @@ func prepareDir(dir string) error {
 		return fmt.Errorf("node: data directory: %w", err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("%w: data directory %s is not a directory", ErrInvalid, dir)
+		return fail(ErrInvalid, "data directory %s is not a directory", dir)
 	}
 	return nil
 }

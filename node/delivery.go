@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -72,7 +71,7 @@ func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
 	fe := ms.friends.friend(to)
 	if fe == nil || len(fe.infos) == 0 {
-		return nil, fmt.Errorf("%w: no known device of %s", ErrNotFound, to)
+		return nil, fail(ErrNotFound, "no known device of %s", to)
 	}
 	infos := slices.Clone(fe.infos)
 	slices.SortStableFunc(infos, func(a, b peer.AddrInfo) int {
@@ -103,7 +102,8 @@ func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.St
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
-		return nil, fmt.Errorf("%w: %s has no reachable device", ErrUnavailable, to)
+		return nil, fail(ErrUnavailable, "%s has no reachable device", to)
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(errs...))
+	joined := errors.Join(errs...)
+	return nil, failWith(ErrUnavailable, joined, "%v", joined)
 }

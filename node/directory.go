@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -65,10 +64,10 @@ func (u *unlocked) lookup(ctx context.Context, id protocol.ID) (*directory.Recor
 	}
 	rec, err := u.dir.Lookup(ctx, id)
 	if errors.Is(err, directory.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no valid directory record for %s", ErrNotFound, id)
+		return nil, fail(ErrNotFound, "no valid directory record for %s", id)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fail(ErrUnavailable, "%v", err)
 	}
 	return rec, nil
 }
@@ -81,11 +80,11 @@ func (n *Node) SearchName(ctx context.Context, name string) ([]SearchResult, err
 		return nil, err
 	}
 	if directory.NormalizeName(name) == "" {
-		return nil, fmt.Errorf("%w: empty name", ErrInvalid)
+		return nil, fail(ErrInvalid, "empty name")
 	}
 	recs, err := s.dir.Search(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return nil, fail(ErrUnavailable, "%v", err)
 	}
 	out := make([]SearchResult, 0, len(recs))
 	for _, rec := range recs {

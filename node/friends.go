@@ -23,6 +23,22 @@ type Friend struct {
 	KeyRotated bool
 }
 
+// StatusKeyChanged is the status a friend shows while their key changed
+// without a rotation signed by the pinned one (ChangedKey is set): sending
+// is held (ErrKeyChanged) until VerifyFriend accepts the new key. It is
+// never stored; ShownStatus computes it.
+const StatusKeyChanged store.FriendStatus = "key_changed"
+
+// ShownStatus is the friend's status as the user sees it: the stored one
+// (pending_out, pending_in, accepted, blocked), or StatusKeyChanged while
+// their key change waits for the user.
+func (f Friend) ShownStatus() store.FriendStatus {
+	if f.ChangedKey != nil {
+		return StatusKeyChanged
+	}
+	return f.Status
+}
+
 // Friends lists every friend, in the store's order.
 func (n *Node) Friends(ctx context.Context) ([]Friend, error) {
 	u, err := n.running()
@@ -70,7 +86,7 @@ func (fr *friendBook) get(ctx context.Context, id protocol.ID) (Friend, error) {
 func (fr *friendBook) getFriend(ctx context.Context, id protocol.ID) (store.Friend, error) {
 	f, err := fr.st.Friend(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return f, fmt.Errorf("%w: no friend %s", ErrNotFound, id)
+		return f, fail(ErrNotFound, "no friend %s", id)
 	}
 	if err != nil {
 		return f, fmt.Errorf("node: friend: %w", err)
@@ -117,7 +133,7 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 	}
 	c, err := protocol.ParseCardURI(invite)
 	if err != nil {
-		return Friend{}, fmt.Errorf("%w: invite: %v", ErrInvalid, err)
+		return Friend{}, fail(ErrInvalid, "invite: %v", err)
 	}
 	return s.friends.addContact(ctx, contact{UserID: c.UserID, Name: c.Name, Key: c.Key, Genesis: c.Genesis, Card: c.URI()})
 }
@@ -137,7 +153,7 @@ func (fr *friendBook) addContact(ctx context.Context, c contact) (Friend, error)
 	fr.changeMu.Lock()
 	defer fr.changeMu.Unlock()
 	if c.UserID == fr.me {
-		return Friend{}, fmt.Errorf("%w: that is your own invite", ErrInvalid)
+		return Friend{}, fail(ErrInvalid, "that is your own invite")
 	}
 	f, err := fr.st.Friend(ctx, c.UserID)
 	switch {
@@ -146,7 +162,7 @@ func (fr *friendBook) addContact(ctx context.Context, c contact) (Friend, error)
 	case err != nil:
 		return Friend{}, fmt.Errorf("node: friend: %w", err)
 	case !c.Key.Equal(mustKey(f.PublicKey)):
-		return Friend{}, fmt.Errorf("%w: this invite carries a different key than the one pinned for %s", ErrInvalid, c.UserID)
+		return Friend{}, fail(ErrInvalid, "this invite carries a different key than the one pinned for %s", c.UserID)
 	}
 	prev := f.Status
 	f.Name, f.PublicKey = c.Name, c.Key.Bytes()
@@ -206,7 +222,7 @@ func (fr *friendBook) accept(ctx context.Context, id protocol.ID) (Friend, error
 		return fr.view(f), nil
 	case store.FriendPendingIn:
 	default:
-		return Friend{}, fmt.Errorf("%w: no pending request from %s", ErrNotFound, id)
+		return Friend{}, fail(ErrNotFound, "no pending request from %s", id)
 	}
 	f.Status = store.FriendAccepted
 	if f, err = fr.st.PutFriend(ctx, f); err != nil {
@@ -276,7 +292,7 @@ func (fr *friendBook) block(ctx context.Context, id protocol.ID) (Friend, error)
 }
 
 // VerifyFriend records that the user compared the safety number. number is
-// the number the user confirmed (digits only; optional for a friend whose
+// the number the user confirmed (spaces between groups allowed; optional for a friend whose
 // key did not change): when given, it must be the friend's SafetyNumber
 // now, and for a friend whose key changed without a chain (ChangedKey) it
 // is required, since verifying then accepts the new key. Otherwise the
@@ -287,11 +303,11 @@ func (n *Node) VerifyFriend(ctx context.Context, id protocol.ID, number ...strin
 		return err
 	}
 	if len(number) > 1 {
-		return fmt.Errorf("%w: more than one safety number", ErrInvalid)
+		return fail(ErrInvalid, "more than one safety number")
 	}
 	confirmed := ""
 	if len(number) == 1 {
-		confirmed = number[0]
+		confirmed = digitsOnly(number[0])
 	}
 	return u.friends.verify(ctx, id, confirmed)
 }
@@ -308,9 +324,9 @@ func (fr *friendBook) verify(ctx context.Context, id protocol.ID, confirmed stri
 	current := fr.view(f).SafetyNumber
 	switch {
 	case confirmed != "" && confirmed != current:
-		return fmt.Errorf("%w: for %s", ErrSafetyNumber, id)
+		return fail(ErrSafetyNumber, "for %s", id)
 	case confirmed == "" && f.ChangedKey != nil:
-		return fmt.Errorf("%w: %s changed key; compare the new safety number", ErrSafetyNumber, id)
+		return fail(ErrSafetyNumber, "%s changed key; compare the new safety number", id)
 	}
 	if f.Verified && f.ChangedKey == nil && !f.Forked {
 		return nil

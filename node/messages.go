@@ -23,21 +23,21 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	}
 	switch {
 	case len(text) == 0:
-		return store.Message{}, fmt.Errorf("%w: empty message", ErrInvalid)
+		return store.Message{}, fail(ErrInvalid, "empty message")
 	case len(text) > protocol.MaxBodySize:
-		return store.Message{}, fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(text), protocol.MaxBodySize)
+		return store.Message{}, fail(ErrTooLarge, "%d bytes (max %d)", len(text), protocol.MaxBodySize)
 	case !utf8.ValidString(text):
-		return store.Message{}, fmt.Errorf("%w: message is not UTF-8", ErrInvalid)
+		return store.Message{}, fail(ErrInvalid, "message is not UTF-8")
 	}
 	fe := s.friends.friend(to)
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
-		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
+		return store.Message{}, fail(ErrNotFriend, "%s", to)
 	}
 	if fe.f.ChangedKey != nil {
-		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
+		return store.Message{}, fail(ErrKeyChanged, "%s; verify their safety number again", to)
 	}
 	if fe.f.Forked {
-		return store.Message{}, fmt.Errorf("%w: %s; compare safety numbers again", ErrKeyFork, to)
+		return store.Message{}, fail(ErrKeyFork, "%s; compare safety numbers again", to)
 	}
 	m, pending, err := s.msgs.sealText(ctx, fe, text)
 	if err == nil {
@@ -50,7 +50,7 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	switch {
 	case errors.Is(err, store.ErrClosed):
 		// Close came while this send was on its way: nothing was written.
-		return store.Message{}, fmt.Errorf("%w: message not sent", ErrClosed)
+		return store.Message{}, fail(ErrClosed, "message not sent")
 	case err != nil:
 		return store.Message{}, err
 	}
@@ -113,7 +113,7 @@ func (n *Node) Messages(ctx context.Context, with protocol.ID, before store.Curs
 	}
 	ms, next, err := s.st.Messages(ctx, store.DirectConversation(with), before, limit)
 	if errors.Is(err, store.ErrInvalid) {
-		return nil, "", fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, "", fail(ErrInvalid, "%v", err)
 	}
 	if err != nil {
 		return nil, "", fmt.Errorf("node: messages: %w", err)
@@ -173,7 +173,7 @@ func (n *Node) MarkRead(ctx context.Context, with protocol.ID, upTo protocol.Msg
 	} else {
 		m, err := s.st.Message(ctx, upTo)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && m.Conversation != conv) {
-			return fmt.Errorf("%w: message %s in this conversation", ErrNotFound, upTo)
+			return fail(ErrNotFound, "message %s in this conversation", upTo)
 		}
 		if err != nil {
 			return fmt.Errorf("node: message: %w", err)

@@ -70,7 +70,7 @@ func (ms *messenger) forget(id protocol.ID) {
 // sendCard queues a contact request or accept carrying the own card.
 func (ms *messenger) sendCard(ctx context.Context, fe *friendEntry, kind protocol.Kind) error {
 	if fe.key == nil {
-		return fmt.Errorf("%w: no key for %s", ErrInvalid, fe.f.UserID)
+		return fail(ErrInvalid, "no key for %s", fe.f.UserID)
 	}
 	c, err := ms.keys.ownCard()
 	if err != nil {

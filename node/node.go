@@ -95,10 +95,10 @@ func (n *Node) DataDir() string { return n.cfg.DataDir }
 // passphrase, a host key and a signed prekey) and unlocks the node.
 func (n *Node) Register(ctx context.Context, name string, passphrase []byte) error {
 	if err := protocol.CheckName(name); err != nil {
-		return fmt.Errorf("%w: name: %v", ErrInvalid, err)
+		return fail(ErrInvalid, "name: %v", err)
 	}
 	if utf8.RuneCount(passphrase) < minPassphrase {
-		return fmt.Errorf("%w: at least %d characters", ErrWeakPassphrase, minPassphrase)
+		return fail(ErrWeakPassphrase, "at least %d characters", minPassphrase)
 	}
 	n.loginMu.Lock()
 	defer n.loginMu.Unlock()
@@ -140,14 +140,14 @@ func (n *Node) Register(ctx context.Context, name string, passphrase []byte) err
 // Unlock opens the identity with passphrase and starts the node. On an
 // unlocked node it checks the passphrase again (a second login). Wrong
 // passphrases are counted, and after a few of them every try waits longer
-// (*ThrottledError), across restarts.
+// (ErrThrottled, with RetryAfter), across restarts.
 func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 	n.loginMu.Lock()
 	defer n.loginMu.Unlock()
 	state := n.State()
 	switch state {
 	case StateNew:
-		return fmt.Errorf("%w: no identity yet; register first", ErrWrongState)
+		return fail(ErrWrongState, "no identity yet; register first")
 	case StateClosing, StateClosed:
 		return ErrClosed
 	}
@@ -157,7 +157,7 @@ func (n *Node) Unlock(ctx context.Context, passphrase []byte) error {
 	}
 	now := n.cfg.Now()
 	if wait := time.UnixMilli(ns.LoginNotBefore).Sub(now); ns.LoginNotBefore != 0 && wait > 0 {
-		return &ThrottledError{RetryAfter: wait}
+		return throttledError(wait)
 	}
 	var st *store.Store
 	if state == StateUnlocked {
@@ -276,7 +276,7 @@ func (n *Node) checkState(want State) error {
 	case n.state == StateClosing || n.state == StateClosed:
 		return ErrClosed
 	case n.state != want:
-		return fmt.Errorf("%w: node is %s", ErrWrongState, n.state)
+		return fail(ErrWrongState, "node is %s", n.state)
 	}
 	return nil
 }
@@ -291,7 +291,7 @@ func (n *Node) running() (*unlocked, error) {
 	case StateClosing, StateClosed:
 		return nil, ErrClosed
 	}
-	return nil, fmt.Errorf("%w: node is %s", ErrWrongState, n.state)
+	return nil, fail(ErrWrongState, "node is %s", n.state)
 }
 
 func (n *Node) storeOptions() store.Options {

@@ -40,7 +40,7 @@ func (n *Node) AddFriendByID(ctx context.Context, id protocol.ID) (Friend, error
 		return Friend{}, err
 	}
 	if id == s.me {
-		return Friend{}, fmt.Errorf("%w: that is your own user ID", ErrInvalid)
+		return Friend{}, fail(ErrInvalid, "that is your own user ID")
 	}
 	if fe := s.friends.friend(id); fe != nil && fe.f.Status != store.FriendBlocked {
 		// Known already: refresh what the directory says, accept a pending

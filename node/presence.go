@@ -213,20 +213,20 @@ func (n *Node) Connect(ctx context.Context, addr string) error {
 func (pr *presence) connect(ctx context.Context, addr string) error {
 	a, err := ma.NewMultiaddr(addr)
 	if err != nil {
-		return fmt.Errorf("%w: address: %v", ErrInvalid, err)
+		return fail(ErrInvalid, "address: %v", err)
 	}
 	info, err := peer.AddrInfoFromP2pAddr(a)
 	if err != nil {
-		return fmt.Errorf("%w: address must end in /p2p/<peer ID>: %v", ErrInvalid, err)
+		return fail(ErrInvalid, "address must end in /p2p/<peer ID>: %v", err)
 	}
 	if info.ID == pr.host.ID() {
-		return fmt.Errorf("%w: that is this node", ErrInvalid)
+		return fail(ErrInvalid, "that is this node")
 	}
 	pr.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
 	dctx, cancel := context.WithTimeout(ctx, pr.cfg.DialTimeout)
 	defer cancel()
 	if err := pr.host.Connect(dctx, *info); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fail(ErrUnavailable, "%v", err)
 	}
 	return nil
 }

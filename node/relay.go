@@ -86,7 +86,7 @@ type Relay struct {
 // StartRelay starts a relay and joins the DHT through cfg.Bootstrap.
 func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 	if cfg.DataDir == "" {
-		return nil, fmt.Errorf("%w: no data directory", ErrInvalid)
+		return nil, fail(ErrInvalid, "no data directory")
 	}
 	if len(cfg.Listen) == 0 {
 		cfg.Listen = DefaultRelayListen
@@ -206,13 +206,13 @@ func addrInfos(addrs []string) ([]peer.AddrInfo, error) {
 	for _, s := range addrs {
 		a, err := ma.NewMultiaddr(s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: bootstrap address %q: %v", ErrInvalid, s, err)
+			return nil, fail(ErrInvalid, "bootstrap address %q: %v", s, err)
 		}
 		mas = append(mas, a)
 	}
 	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
 	if err != nil {
-		return nil, fmt.Errorf("%w: bootstrap addresses must end in /p2p/<peer ID>: %v", ErrInvalid, err)
+		return nil, fail(ErrInvalid, "bootstrap addresses must end in /p2p/<peer ID>: %v", err)
 	}
 	return infos, nil
 }

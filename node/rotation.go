@@ -95,7 +95,7 @@ func (k *keyring) rotate(ctx context.Context) error {
 	k.mu.Unlock()
 	r, err := protocol.NewRotation(k.me, cur, next, seq, now)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalid, err)
+		return fail(ErrInvalid, "%v", err)
 	}
 	until := now.Add(k.cfg.KeyGrace)
 	if err := k.st.RotateIdentity(ctx, next, r, until); err != nil {

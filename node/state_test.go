@@ -108,12 +108,12 @@ func TestStateLifecycle(t *testing.T) {
 	}
 }
 
-// throttled checks that err is a *ThrottledError and returns its wait.
+// throttled checks that err is ErrThrottled with a wait, and returns the wait.
 func throttled(tb testing.TB, err error) time.Duration {
 	tb.Helper()
-	var te *ThrottledError
-	if !errors.As(err, &te) || !errors.Is(err, ErrThrottled) || te.RetryAfter <= 0 {
-		tb.Fatalf("err = %v, want a *ThrottledError with RetryAfter > 0", err)
+	var te *Error
+	if !errors.As(err, &te) || !errors.Is(err, ErrThrottled) || te.Code != CodeThrottled || te.RetryAfter <= 0 {
+		tb.Fatalf("err = %v, want ErrThrottled with RetryAfter > 0", err)
 	}
 	return te.RetryAfter
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -16,9 +14,11 @@ import (
 	"github.com/parley-chat/parley/store"
 )
 
-// nodeAPI adapts a *node.Node to api.Node: it parses the IDs the API
-// speaks, converts node and store types to the API's, and maps the node's
-// sentinel errors to *api.Error codes.
+// nodeAPI adapts a *node.Node to api.Node: it converts between the text
+// forms the API speaks and the node's and store's types, and nothing
+// more. The rules are the node's: which errors exist and their codes and
+// messages (node.Error), a friend's shown status (Friend.ShownStatus),
+// what a valid ID is (node.ParseUserID).
 type nodeAPI struct {
 	n *node.Node
 }
@@ -121,9 +121,9 @@ func (a *nodeAPI) AddFriend(ctx context.Context, invite string) (api.Friend, err
 }
 
 func (a *nodeAPI) AddFriendByID(ctx context.Context, userID string) (api.Friend, error) {
-	id, err := parseUserID("user_id", userID)
+	id, err := node.ParseUserID("user_id", userID)
 	if err != nil {
-		return api.Friend{}, err
+		return api.Friend{}, apiError(err)
 	}
 	f, err := a.n.AddFriendByID(ctx, id)
 	if err != nil {
@@ -133,42 +133,25 @@ func (a *nodeAPI) AddFriendByID(ctx context.Context, userID string) (api.Friend,
 }
 
 func (a *nodeAPI) RemoveFriend(ctx context.Context, userID string) error {
-	id, err := parseUserID("user_id", userID)
+	id, err := node.ParseUserID("user_id", userID)
 	if err != nil {
-		return err
+		return apiError(err)
 	}
 	return apiError(a.n.RemoveFriend(ctx, id))
 }
 
 func (a *nodeAPI) VerifyFriend(ctx context.Context, userID string, safetyNumber ...string) error {
-	id, err := parseUserID("user_id", userID)
+	id, err := node.ParseUserID("user_id", userID)
 	if err != nil {
-		return err
+		return apiError(err)
 	}
-	if len(safetyNumber) > 1 {
-		return &api.Error{Code: api.CodeBadRequest, Message: "give at most one safety number"}
-	}
-	// The number as the API shows it, in groups of five: the node takes
-	// the digits alone.
-	var number []string
-	for _, n := range safetyNumber {
-		number = append(number, strings.Join(strings.Fields(n), ""))
-	}
-	err = a.n.VerifyFriend(ctx, id, number...)
-	if errors.Is(err, node.ErrSafetyNumber) {
-		return &api.Error{
-			Code:    api.CodeConflict,
-			Message: "that is not the current safety number: compare the number shown now, then confirm it",
-			Err:     err,
-		}
-	}
-	return apiError(err)
+	return apiError(a.n.VerifyFriend(ctx, id, safetyNumber...))
 }
 
 func (a *nodeAPI) BlockFriend(ctx context.Context, userID string) (api.Friend, error) {
-	id, err := parseUserID("user_id", userID)
+	id, err := node.ParseUserID("user_id", userID)
 	if err != nil {
-		return api.Friend{}, err
+		return api.Friend{}, apiError(err)
 	}
 	f, err := a.n.BlockFriend(ctx, id)
 	if err != nil {
@@ -178,9 +161,9 @@ func (a *nodeAPI) BlockFriend(ctx context.Context, userID string) (api.Friend, e
 }
 
 func (a *nodeAPI) Send(ctx context.Context, to, text string) (api.Message, error) {
-	id, err := parseUserID("to", to)
+	id, err := node.ParseUserID("to", to)
 	if err != nil {
-		return api.Message{}, err
+		return api.Message{}, apiError(err)
 	}
 	m, err := a.n.Send(ctx, id, text)
 	if err != nil {
@@ -190,9 +173,9 @@ func (a *nodeAPI) Send(ctx context.Context, to, text string) (api.Message, error
 }
 
 func (a *nodeAPI) Messages(ctx context.Context, with, before string, limit int) ([]api.Message, string, error) {
-	id, err := parseUserID("with", with)
+	id, err := node.ParseUserID("with", with)
 	if err != nil {
-		return nil, "", err
+		return nil, "", apiError(err)
 	}
 	ms, next, err := a.n.Messages(ctx, id, store.Cursor(before), limit)
 	if err != nil {
@@ -218,15 +201,13 @@ func (a *nodeAPI) Conversations(ctx context.Context) ([]api.Conversation, error)
 }
 
 func (a *nodeAPI) MarkRead(ctx context.Context, with, upTo string) error {
-	id, err := parseUserID("with", with)
+	id, err := node.ParseUserID("with", with)
 	if err != nil {
-		return err
+		return apiError(err)
 	}
-	var msgID protocol.MsgID
-	if upTo != "" {
-		if msgID, err = protocol.ParseMsgID(upTo); err != nil {
-			return &api.Error{Code: api.CodeBadRequest, Message: "up_to is not a message ID (32 hex digits)", Err: err}
-		}
+	msgID, err := node.ParseMsgID("up_to", upTo)
+	if err != nil {
+		return apiError(err)
 	}
 	return apiError(a.n.MarkRead(ctx, id, msgID))
 }
@@ -313,14 +294,10 @@ func toAPIMessage(m store.Message) api.Message {
 }
 
 func toAPIFriend(f node.Friend) api.Friend {
-	status := string(f.Status)
-	if f.ChangedKey != nil {
-		status = "key_changed"
-	}
 	return api.Friend{
 		UserID:       f.UserID.String(),
 		Name:         f.Name,
-		Status:       status,
+		Status:       string(f.ShownStatus()),
 		Verified:     f.Verified,
 		Online:       f.Online,
 		SafetyNumber: formatSafetyNumber(f.SafetyNumber),
@@ -355,78 +332,13 @@ func toAPIConversation(c node.Conversation) api.Conversation {
 	return ac
 }
 
-// parseUserID parses a user ID the client gave in field; a malformed one
-// is a bad request.
-func parseUserID(field, s string) (protocol.ID, error) {
-	id, err := protocol.ParseID(s)
-	if err != nil {
-		return id, &api.Error{Code: api.CodeBadRequest, Message: field + " is not a user ID (52 base32 characters)", Err: err}
-	}
-	return id, nil
-}
-
-// apiError maps the node's sentinel errors to *api.Error; other errors
-// (nil included) pass through, and the API answers them 500 without
-// their text.
+// apiError gives the API a node error with its code and message, as the
+// node set them; other errors (nil included) pass through, and the API
+// answers them 500 without their text.
 func apiError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var te *node.ThrottledError
-	code := api.Code("")
-	msg := ""
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return err
-	case errors.As(err, &te):
-		return &api.Error{
-			Code:       api.CodeThrottled,
-			Message:    fmt.Sprintf("too many wrong passphrases: try again in %d s", api.RetryAfterSeconds(te.RetryAfter)),
-			RetryAfter: te.RetryAfter,
-			Err:        err,
-		}
-	case errors.Is(err, node.ErrClosed):
-		code, msg = api.CodeUnavailable, "the node is shutting down"
-	case errors.Is(err, node.ErrBadPassphrase):
-		code, msg = api.CodeBadPassphrase, "wrong passphrase"
-	case errors.Is(err, node.ErrExists):
-		code, msg = api.CodeConflict, "an identity already exists on this node"
-	case errors.Is(err, node.ErrWrongState):
-		code = api.CodeWrongState
-	case errors.Is(err, node.ErrWeakPassphrase), errors.Is(err, node.ErrInvalid):
-		code = api.CodeBadRequest
-	case errors.Is(err, node.ErrNotFound), errors.Is(err, node.ErrNotFriend):
-		code = api.CodeNotFound
-	case errors.Is(err, node.ErrTooLarge):
-		code = api.CodeTooLarge
-	case errors.Is(err, node.ErrKeyChanged), errors.Is(err, node.ErrKeyFork):
-		code = api.CodeKeyChanged
-	case errors.Is(err, node.ErrUnavailable):
-		code = api.CodeUnavailable
-	default:
+	var ne *node.Error
+	if !errors.As(err, &ne) {
 		return err
 	}
-	if msg == "" {
-		msg = userMessage(err)
-	}
-	return &api.Error{Code: code, Message: msg, Err: err}
-}
-
-// maxMessage bounds an error message shown to the user.
-const maxMessage = 300
-
-// userMessage is the text of a node error for the user: without the
-// package prefixes, on one line, not too long. The node's errors name
-// IDs, sizes and network causes, never content, keys or passphrases.
-func userMessage(err error) string {
-	s := strings.ReplaceAll(err.Error(), "node: ", "")
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > maxMessage {
-		cut := maxMessage
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
-	}
-	return s
+	return &api.Error{Code: api.Code(ne.Code), Message: ne.Message, RetryAfter: ne.RetryAfter, Err: err}
 }

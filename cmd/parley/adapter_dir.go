@@ -4,14 +4,15 @@ import (
 	"context"
 
 	"github.com/parley-chat/parley/api"
+	"github.com/parley-chat/parley/node"
 )
 
 // The directory side of nodeAPI: lookups, name search and key rotation.
 
 func (a *nodeAPI) LookupUser(ctx context.Context, userID string) (api.DirectoryEntry, error) {
-	id, err := parseUserID("user_id", userID)
+	id, err := node.ParseUserID("user_id", userID)
 	if err != nil {
-		return api.DirectoryEntry{}, err
+		return api.DirectoryEntry{}, apiError(err)
 	}
 	e, err := a.n.LookupUser(ctx, id)
 	if err != nil {

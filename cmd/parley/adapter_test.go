@@ -5,78 +5,39 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/parley-chat/parley/api"
+	"github.com/parley-chat/parley/api/conformance"
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
 
-func TestAPIErrorMapping(t *testing.T) {
-	for _, tc := range []struct {
-		err  error
-		code api.Code
-	}{
-		{node.ErrWrongState, api.CodeWrongState},
-		{fmt.Errorf("%w: node is locked", node.ErrWrongState), api.CodeWrongState},
-		{node.ErrExists, api.CodeConflict},
-		{node.ErrBadPassphrase, api.CodeBadPassphrase},
-		{node.ErrWeakPassphrase, api.CodeBadRequest},
-		{fmt.Errorf("%w: invite: bad", node.ErrInvalid), api.CodeBadRequest},
-		{node.ErrNotFound, api.CodeNotFound},
-		{fmt.Errorf("%w: someone", node.ErrNotFriend), api.CodeNotFound},
-		{node.ErrTooLarge, api.CodeTooLarge},
-		{fmt.Errorf("%w: dial failed", node.ErrUnavailable), api.CodeUnavailable},
-		{node.ErrClosed, api.CodeUnavailable},
-		{errors.Join(node.ErrClosed, errors.New("x")), api.CodeUnavailable},
-		{&node.ThrottledError{RetryAfter: 1500 * time.Millisecond}, api.CodeThrottled},
-		{fmt.Errorf("wrapped: %w", &node.ThrottledError{RetryAfter: time.Second}), api.CodeThrottled},
-	} {
-		got := apiError(tc.err)
-		var ae *api.Error
-		if !errors.As(got, &ae) {
-			t.Errorf("apiError(%v) = %v, not an *api.Error", tc.err, got)
-			continue
-		}
-		if ae.Code != tc.code {
-			t.Errorf("apiError(%v).Code = %s, want %s", tc.err, ae.Code, tc.code)
-		}
-		if !errors.Is(got, tc.err) {
-			t.Errorf("apiError(%v) does not wrap the cause", tc.err)
-		}
-		if ae.Message == "" || strings.Contains(ae.Message, "node: ") || strings.Contains(ae.Message, "\n") {
-			t.Errorf("apiError(%v).Message = %q, want a clean one-line message", tc.err, ae.Message)
-		}
-		if tc.code == api.CodeThrottled && ae.RetryAfter <= 0 {
-			t.Errorf("apiError(%v): no RetryAfter", tc.err)
-		}
+// TestAPIError: a node error reaches the API with the node's code and
+// message; anything else passes through, for a 500 without its text.
+func TestAPIError(t *testing.T) {
+	err := fmt.Errorf("wrapped: %w", node.ErrBadPassphrase)
+	var ae *api.Error
+	if !errors.As(apiError(err), &ae) || ae.Code != api.CodeBadPassphrase || ae.Message != node.ErrBadPassphrase.Message || !errors.Is(ae, node.ErrBadPassphrase) {
+		t.Errorf("apiError(%v) = %#v", err, ae)
 	}
-	// Anything else passes through unchanged, for a 500 without its text.
 	for _, err := range []error{nil, errors.New("disk on fire"), context.Canceled} {
 		if got := apiError(err); got != err {
 			t.Errorf("apiError(%v) = %v, want it unchanged", err, got)
 		}
 	}
-	// The wait in the message agrees with the Retry-After header.
-	if m := apiError(&node.ThrottledError{RetryAfter: 1500 * time.Millisecond}).(*api.Error).Message; !strings.HasSuffix(m, "try again in 2 s") {
-		t.Errorf("throttled message %q, want it to end in \"try again in 2 s\"", m)
-	}
-	long := fmt.Errorf("%w: %s", node.ErrUnavailable, strings.Repeat("dial é ", 200))
-	if m := apiError(long).(*api.Error).Message; len(m) > maxMessage+len("…") || !strings.HasSuffix(m, "…") {
-		t.Errorf("long message not cut: %d bytes", len(m))
-	}
-}
-
-// wantCode fails unless err is an *api.Error with code.
-func wantCode(t *testing.T, what string, err error, code api.Code) {
-	t.Helper()
-	var ae *api.Error
-	if !errors.As(err, &ae) || ae.Code != code {
-		t.Errorf("%s: err = %v, want code %s", what, err, code)
+	// Every code of the node is one the API answers with (else a 500).
+	for _, e := range []*node.Error{node.ErrWrongState, node.ErrExists, node.ErrBadPassphrase, node.ErrWeakPassphrase,
+		node.ErrInvalid, node.ErrNotFound, node.ErrNotFriend, node.ErrTooLarge, node.ErrUnavailable, node.ErrKeyChanged,
+		node.ErrKeyFork, node.ErrSafetyNumber, node.ErrClosed, node.ErrThrottled} {
+		if !slices.Contains(api.Codes(), api.Code(e.Code)) || api.Code(e.Code).Status() == http.StatusInternalServerError {
+			t.Errorf("node code %q of %v is not a client error code of the API", e.Code, e)
+		}
 	}
 }
 
@@ -87,11 +48,11 @@ func TestAdapterLifecycle(t *testing.T) {
 		t.Fatalf("state %s, want new", a.State())
 	}
 	_, err := a.Me(ctx)
-	wantCode(t, "Me while new", err, api.CodeWrongState)
+	conformance.WantCode(t, "Me while new", err, api.CodeWrongState)
 	_, err = a.Unlock(ctx, []byte(testPass))
-	wantCode(t, "Unlock while new", err, api.CodeWrongState)
+	conformance.WantCode(t, "Unlock while new", err, api.CodeWrongState)
 	_, err = a.Register(ctx, "Alice", []byte("short"))
-	wantCode(t, "weak passphrase", err, api.CodeBadRequest)
+	conformance.WantCode(t, "weak passphrase", err, api.CodeBadRequest)
 
 	me, err := a.Register(ctx, "Alice", []byte(testPass))
 	if err != nil {
@@ -106,7 +67,7 @@ func TestAdapterLifecycle(t *testing.T) {
 		t.Errorf("state %s, want unlocked", a.State())
 	}
 	_, err = a.Register(ctx, "Alice", []byte(testPass))
-	wantCode(t, "second Register", err, api.CodeConflict)
+	conformance.WantCode(t, "second Register", err, api.CodeConflict)
 
 	me2, err := a.Unlock(ctx, []byte(testPass))
 	if err != nil || me2.UserID != me.UserID {
@@ -118,10 +79,10 @@ func TestAdapterLifecycle(t *testing.T) {
 	}
 	for i := range 5 {
 		_, err = a.Unlock(ctx, []byte("wrong passphrase "+fmt.Sprint(i)))
-		wantCode(t, "wrong passphrase", err, api.CodeBadPassphrase)
+		conformance.WantCode(t, "wrong passphrase", err, api.CodeBadPassphrase)
 	}
 	_, err = a.Unlock(ctx, []byte(testPass))
-	wantCode(t, "after five wrong passphrases", err, api.CodeThrottled)
+	conformance.WantCode(t, "after five wrong passphrases", err, api.CodeThrottled)
 	var ae *api.Error
 	if errors.As(err, &ae) && (ae.RetryAfter <= 0 || ae.RetryAfter > time.Minute) {
 		t.Errorf("RetryAfter = %v", ae.RetryAfter)
@@ -134,177 +95,35 @@ func TestAdapterBadInput(t *testing.T) {
 	stranger := fixtureKey(t, "carol-2048").ID().String()
 	for _, bad := range []string{"", "not-an-id", strings.ToUpper(stranger[:51]) + "!", stranger + "a"} {
 		_, err := a.AddFriendByID(ctx, bad)
-		wantCode(t, "AddFriendByID "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "AddFriendByID "+bad, err, api.CodeBadRequest)
 		_, err = a.LookupUser(ctx, bad)
-		wantCode(t, "LookupUser "+bad, err, api.CodeBadRequest)
-		wantCode(t, "RemoveFriend "+bad, a.RemoveFriend(ctx, bad), api.CodeBadRequest)
-		wantCode(t, "VerifyFriend "+bad, a.VerifyFriend(ctx, bad), api.CodeBadRequest)
+		conformance.WantCode(t, "LookupUser "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "RemoveFriend "+bad, a.RemoveFriend(ctx, bad), api.CodeBadRequest)
+		conformance.WantCode(t, "VerifyFriend "+bad, a.VerifyFriend(ctx, bad), api.CodeBadRequest)
 		_, err = a.Send(ctx, bad, "hi")
-		wantCode(t, "Send "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "Send "+bad, err, api.CodeBadRequest)
 		_, _, err = a.Messages(ctx, bad, "", 10)
-		wantCode(t, "Messages "+bad, err, api.CodeBadRequest)
-		wantCode(t, "MarkRead "+bad, a.MarkRead(ctx, bad, ""), api.CodeBadRequest)
+		conformance.WantCode(t, "Messages "+bad, err, api.CodeBadRequest)
+		conformance.WantCode(t, "MarkRead "+bad, a.MarkRead(ctx, bad, ""), api.CodeBadRequest)
 	}
-	wantCode(t, "MarkRead bad up_to", a.MarkRead(ctx, stranger, "xyz"), api.CodeBadRequest)
-	wantCode(t, "MarkRead unknown up_to", a.MarkRead(ctx, stranger, strings.Repeat("ab", 16)), api.CodeNotFound)
+	conformance.WantCode(t, "MarkRead bad up_to", a.MarkRead(ctx, stranger, "xyz"), api.CodeBadRequest)
+	conformance.WantCode(t, "MarkRead unknown up_to", a.MarkRead(ctx, stranger, strings.Repeat("ab", 16)), api.CodeNotFound)
 	_, _, err := a.Messages(ctx, stranger, "!!bad cursor!!", 10)
-	wantCode(t, "Messages bad cursor", err, api.CodeBadRequest)
+	conformance.WantCode(t, "Messages bad cursor", err, api.CodeBadRequest)
 	_, err = a.Send(ctx, stranger, "hi")
-	wantCode(t, "Send to a stranger", err, api.CodeNotFound)
+	conformance.WantCode(t, "Send to a stranger", err, api.CodeNotFound)
 	_, err = a.AddFriendByID(ctx, stranger)
-	wantCode(t, "AddFriendByID a stranger without a directory record", err, api.CodeNotFound)
-	wantCode(t, "RemoveFriend a stranger", a.RemoveFriend(ctx, stranger), api.CodeNotFound)
+	conformance.WantCode(t, "AddFriendByID a stranger without a directory record", err, api.CodeNotFound)
+	conformance.WantCode(t, "RemoveFriend a stranger", a.RemoveFriend(ctx, stranger), api.CodeNotFound)
 	_, err = a.AddFriend(ctx, "parley:nonsense")
-	wantCode(t, "AddFriend bad invite", err, api.CodeBadRequest)
+	conformance.WantCode(t, "AddFriend bad invite", err, api.CodeBadRequest)
 	me, _ := a.Me(ctx)
 	_, err = a.AddFriend(ctx, me.Invite)
-	wantCode(t, "AddFriend own invite", err, api.CodeBadRequest)
-	wantCode(t, "Connect bad addr", a.Connect(ctx, "/not/a/multiaddr"), api.CodeBadRequest)
+	conformance.WantCode(t, "AddFriend own invite", err, api.CodeBadRequest)
+	conformance.WantCode(t, "Connect bad addr", a.Connect(ctx, "/not/a/multiaddr"), api.CodeBadRequest)
 	ms, next, err := a.Messages(ctx, stranger, "", 10)
 	if err != nil || len(ms) != 0 || next != "" {
 		t.Errorf("Messages with a stranger = %v, %q, %v; want none", ms, next, err)
-	}
-}
-
-var safetyNumber = regexp.MustCompile(`^[0-9]{5}( [0-9]{5}){11}$`)
-
-// TestAdapterTwoNodes befriends two nodes through the adapter and checks
-// the conversions of friends, messages, conversations and events.
-func TestAdapterTwoNodes(t *testing.T) {
-	ctx := context.Background()
-	a := newNodeAPI(registeredNode(t, "alice-2048", "Alice"))
-	b := newNodeAPI(registeredNode(t, "bob-2048", "Bob"))
-	ma, _ := a.Me(ctx)
-	mb, _ := b.Me(ctx)
-
-	evCtx, evCancel := context.WithCancel(ctx)
-	defer evCancel()
-	bEvents, bCancel := b.Subscribe(evCtx)
-	aEvents, aCancel := a.Subscribe(evCtx)
-
-	f, err := a.AddFriend(ctx, mb.Invite)
-	if err != nil || f.UserID != mb.UserID || f.Name != "Bob" || f.Status != "pending_out" {
-		t.Fatalf("AddFriend = %+v, %v", f, err)
-	}
-	req := nextEvent(t, bEvents, api.EventFriendRequest)
-	if rf := req.Data.(api.Friend); rf.UserID != ma.UserID || rf.Status != "pending_in" || rf.Name != "Alice" {
-		t.Errorf("friend_request data = %+v", rf)
-	}
-	f, err = b.AddFriendByID(ctx, ma.UserID)
-	if err != nil || f.Status != "accepted" {
-		t.Fatalf("AcceptFriend = %+v, %v", f, err)
-	}
-	nextEvent(t, aEvents, api.EventFriendAccepted)
-
-	fa, err := a.Friends(ctx)
-	if err != nil || len(fa) != 1 {
-		t.Fatalf("Friends = %v, %v", fa, err)
-	}
-	fb, _ := b.Friends(ctx)
-	if !safetyNumber.MatchString(fa[0].SafetyNumber) || fa[0].SafetyNumber != fb[0].SafetyNumber {
-		t.Errorf("safety numbers %q and %q, want the same, in twelve groups of five", fa[0].SafetyNumber, fb[0].SafetyNumber)
-	}
-	// The number as shown (groups of five) verifies; another is a conflict.
-	wantCode(t, "VerifyFriend with another number", a.VerifyFriend(ctx, mb.UserID, "00000 00000"), api.CodeConflict)
-	if err := a.VerifyFriend(ctx, mb.UserID, fa[0].SafetyNumber); err != nil {
-		t.Fatal(err)
-	}
-	if fa, _ = a.Friends(ctx); !fa[0].Verified {
-		t.Error("friend not verified after VerifyFriend")
-	}
-
-	sent, err := a.Send(ctx, mb.UserID, "hello, Bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sent.From != ma.UserID || sent.To != mb.UserID || sent.Text != "hello, Bob" || sent.Direction != "out" ||
-		sent.Status != "pending" || sent.ReceivedAt != nil || sent.SentAt.IsZero() || len(sent.ID) != 32 {
-		t.Errorf("sent = %+v", sent)
-	}
-	got := nextEvent(t, bEvents, api.EventMessage).Data.(api.Message)
-	if got.ID != sent.ID || got.From != ma.UserID || got.To != mb.UserID || got.Text != "hello, Bob" ||
-		got.Direction != "in" || got.ReceivedAt == nil || got.Path != "direct" || !got.SentAt.Equal(sent.SentAt) {
-		t.Errorf("message event = %+v", got)
-	}
-	st := nextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange)
-	if st.ID != sent.ID || st.With != mb.UserID || st.Status != "delivered" || st.Path != "direct" {
-		t.Errorf("status event = %+v", st)
-	}
-
-	ms, next, err := a.Messages(ctx, mb.UserID, "", 10)
-	if err != nil || len(ms) != 1 || next != "" || ms[0].Status != "delivered" || ms[0].ReceivedAt != nil {
-		t.Errorf("sender's Messages = %+v, %q, %v", ms, next, err)
-	}
-	cs, err := b.Conversations(ctx)
-	if err != nil || len(cs) != 1 {
-		t.Fatalf("Conversations = %+v, %v", cs, err)
-	}
-	c := cs[0]
-	if c.With != ma.UserID || c.Name != "Alice" || c.Unread != 1 || c.LastMessage == nil ||
-		c.LastMessage.ID != sent.ID || c.LastMessage.Text != "hello, Bob" || c.LastMessage.Direction != "in" || c.LastMessage.At.IsZero() {
-		t.Errorf("conversation = %+v, last %+v", c, c.LastMessage)
-	}
-	if err := b.MarkRead(ctx, ma.UserID, got.ID); err != nil {
-		t.Fatal(err)
-	}
-	if st := nextEvent(t, aEvents, api.EventMessageStatus).Data.(api.StatusChange); st.Status != "read" {
-		t.Errorf("status after read = %+v", st)
-	}
-	if cs, _ = b.Conversations(ctx); cs[0].Unread != 0 {
-		t.Errorf("unread %d after MarkRead", cs[0].Unread)
-	}
-	info, _ := a.NodeInfo(ctx)
-	if len(info.ConnectedPeers) == 0 || info.ConnectedPeers[0] != mb.PeerID {
-		t.Errorf("connected peers %v, want %s", info.ConnectedPeers, mb.PeerID)
-	}
-
-	if err := a.RemoveFriend(ctx, mb.UserID); err != nil {
-		t.Fatal(err)
-	}
-	if rf := nextEvent(t, aEvents, api.EventFriendRemoved).Data.(api.Friend); rf.UserID != mb.UserID {
-		t.Errorf("friend_removed data = %+v", rf)
-	}
-
-	// Both subscriptions end: by cancel, and by the context.
-	aCancel()
-	drained(t, aEvents)
-	evCancel()
-	drained(t, bEvents)
-	bCancel()
-}
-
-// nextEvent returns the next event of type typ, skipping others (presence).
-func nextEvent(t *testing.T, ch <-chan api.Event, typ api.EventType) api.Event {
-	t.Helper()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case ev, ok := <-ch:
-			if !ok {
-				t.Fatalf("event stream closed while waiting for %s", typ)
-			}
-			if ev.Type == typ {
-				return ev
-			}
-		case <-timeout:
-			t.Fatalf("no %s event", typ)
-		}
-	}
-}
-
-// drained reads ch until it is closed.
-func drained(t *testing.T, ch <-chan api.Event) {
-	t.Helper()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case _, ok := <-ch:
-			if !ok {
-				return
-			}
-		case <-timeout:
-			t.Fatal("event stream not closed")
-		}
 	}
 }
 

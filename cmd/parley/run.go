@@ -351,15 +351,15 @@ func unlockFromFile(ctx context.Context, n *node.Node, file string, log *slog.Lo
 		log.Warn("the passphrase file can be read by other users; chmod 600 it", "file", file)
 	}
 	err = n.Unlock(ctx, pass)
-	var te *node.ThrottledError
+	var ne *node.Error
 	switch {
 	case err == nil:
 		log.Info("unlocked with the passphrase file", "file", file)
 		return nil
 	case errors.Is(err, node.ErrBadPassphrase):
 		return fmt.Errorf("the passphrase in %s is wrong", file)
-	case errors.As(err, &te):
-		return fmt.Errorf("unlocking: too many wrong passphrases; try again in %d s", api.RetryAfterSeconds(te.RetryAfter))
+	case errors.Is(err, node.ErrThrottled) && errors.As(err, &ne):
+		return fmt.Errorf("unlocking: %s", ne.Message)
 	default:
 		return fmt.Errorf("unlocking: %w", err)
 	}

@@ -1,122 +1,44 @@
-// The one module that talks to the node's local API (api/openapi.json):
-// JSON over fetch, the bearer token, and the WebSocket of live events.
+// The one module that talks to the node's local API: typed calls through
+// openapi-fetch on the types generated from api/openapi.json (make api
+// writes src/api-types.gen.ts; the Go types of package api are the one
+// source), the bearer token, and the WebSocket of live events.
 
-export type NodeState = 'new' | 'locked' | 'unlocked';
+import createClient from 'openapi-fetch';
+import type { components, paths } from './api-types.gen';
 
-export type FriendStatus = 'pending_out' | 'pending_in' | 'accepted' | 'blocked' | 'key_changed';
+type Schemas = components['schemas'];
 
-export type MessageStatus = 'pending' | 'sent' | 'delivered' | 'read' | 'failed';
+export type NodeState = Schemas['State'];
+export type FriendStatus = Schemas['Friend']['status'];
+export type MessageStatus = Schemas['Message']['status'];
+export type Path = Schemas['Message']['path'];
+/** Every error code the API answers with (the "code" of an error). */
+export type ErrorCode = Schemas['Code'];
+export type EventType = Schemas['EventType'];
 
-export type Path = 'direct' | 'relay' | 'mailbox' | '';
-
-export interface Me {
-  user_id: string;
-  name: string;
-  peer_id: string;
-  addrs: string[];
-  invite: string;
-  fingerprint: string;
-}
-
-export interface NodeInfo {
-  peer_id: string;
-  addrs: string[];
-  connected_peers: string[];
-  reachability: string;
-}
-
-export interface Friend {
-  user_id: string;
-  name: string;
-  status: FriendStatus;
-  verified: boolean;
-  online: boolean;
-  safety_number: string;
-  /** Their key signed two different histories: sending is held until they are verified again. */
-  key_fork?: boolean;
-  /** Their key in use follows from their first key by a verified chain of rotations; the safety number stays. */
-  key_rotated?: boolean;
-}
-
-export interface Message {
-  msg_id: string;
-  from: string;
-  to: string;
-  text: string;
-  sent_at: string;
-  received_at: string | null;
-  status: MessageStatus;
-  direction: 'in' | 'out';
-  path: Path;
-  error?: string;
-}
-
-export interface LastMessage {
-  msg_id: string;
-  text: string;
-  at: string;
-  direction: 'in' | 'out';
-  status: MessageStatus;
-}
-
-export interface Conversation {
-  with: string;
-  name: string;
-  last_message: LastMessage | null;
-  unread: number;
-}
-
-export interface MessagesPage {
-  messages: Message[];
-  next: string | null;
-}
-
-export interface StatusChange {
-  msg_id: string;
-  with: string;
-  status: MessageStatus;
-  path: Path;
-  error?: string;
-}
-
-export interface Presence {
-  user_id: string;
-  peer_id: string;
-}
-
+export type Me = Schemas['Me'];
+export type NodeInfo = Schemas['NodeInfo'];
+/** key_fork: their key signed two histories (sending is held until they are verified again); key_rotated: their key follows from their first by a verified chain of rotations. */
+export type Friend = Schemas['Friend'];
+export type Message = Schemas['Message'];
+export type LastMessage = Schemas['LastMessage'];
+export type Conversation = Schemas['Conversation'];
+export type MessagesPage = Schemas['MessagesPage'];
+export type StatusChange = Schemas['StatusChange'];
+export type Presence = Schemas['Presence'];
 /** One user who claims a searched name (GET /api/v1/directory/search). */
-export interface SearchResult {
-  user_id: string;
-  name: string;
-  /** Tells apart users who claim the same name. */
-  fingerprint: string;
-  /** Already on the friend list. */
-  friend: boolean;
-}
-
+export type SearchResult = Schemas['SearchResult'];
 /** A user's verified directory record (GET /api/v1/directory/{user_id}). */
-export interface DirectoryEntry {
-  user_id: string;
-  name: string;
-  fingerprint: string;
-  devices: string[];
-  seq: number;
-  expires_at: string;
-}
+export type DirectoryEntry = Schemas['DirectoryEntry'];
 
+/** The friend events: their data is a Friend. */
+type FriendEventType = Exclude<EventType, 'message' | 'message_status' | 'peer_online' | 'peer_offline' | 'overflow'>;
+
+/** One event of the WebSocket (Event in the document), by its type. */
 export type ServerEvent =
   | { type: 'message'; data: Message }
   | { type: 'message_status'; data: StatusChange }
-  | {
-      type:
-        | 'friend_request'
-        | 'friend_accepted'
-        | 'friend_removed'
-        | 'friend_key_rotated'
-        | 'friend_key_changed'
-        | 'key_fork';
-      data: Friend;
-    }
+  | { type: FriendEventType; data: Friend }
   | { type: 'peer_online' | 'peer_offline'; data: Presence }
   | { type: 'overflow' };
 
@@ -194,31 +116,38 @@ export function sessionEnded(): void {
 
 const base = '/api/v1';
 
-async function request<T>(method: string, path: string, body?: unknown, auth = true): Promise<T> {
-  const headers: Record<string, string> = {};
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth && token) headers['Authorization'] = `Bearer ${token}`;
-  let res: Response;
+/** The API's origin: the page's own (the node serves the UI), or the default address outside a browser. */
+function apiOrigin(): string {
+  return typeof location !== 'undefined' && /^https?:$/.test(location.protocol) ? location.origin : 'http://127.0.0.1:7733';
+}
+
+const client = createClient<paths>({
+  baseUrl: apiOrigin(),
+  // Looked up at each call (tests stub it).
+  fetch: (req: Request) => globalThis.fetch(req),
+  cache: 'no-store',
+  credentials: 'omit',
+});
+
+/** The Authorization header of an authenticated call. */
+function authHeader(auth: boolean): Record<string, string> {
+  return auth && token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+/** The answer of an openapi-fetch call: its data, or an ApiError or NetworkError thrown. */
+async function call<T>(
+  pending: Promise<{ data?: T; error?: unknown; response: Response }>,
+  auth = true,
+): Promise<T> {
+  let r: { data?: T; error?: unknown; response: Response };
   try {
-    res = await fetch(base + path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-      credentials: 'omit',
-    });
+    r = await pending;
   } catch {
     throw new NetworkError();
   }
-  if (res.status === 204) return undefined as T;
-  let data: unknown = null;
-  try {
-    data = await res.json();
-  } catch {
-    data = null;
-  }
+  const res = r.response;
   if (!res.ok) {
-    const err = (data as { error?: { code?: string; message?: string } } | null)?.error;
+    const err = (r.error as { error?: { code?: string; message?: string } } | null)?.error;
     const retry = res.headers.get('Retry-After');
     const e = new ApiError(
       res.status,
@@ -229,47 +158,58 @@ async function request<T>(method: string, path: string, body?: unknown, auth = t
     if (auth && res.status === 401 && e.code === 'unauthorized') sessionEnded();
     throw e;
   }
-  return data as T;
+  return r.data as T;
 }
 
-const q = encodeURIComponent;
+const user = (userID: string) => ({ path: { user_id: userID } });
 
 export const api = {
-  health: () => request<{ status: string; state: NodeState }>('GET', '/health', undefined, false),
+  health: () => call(client.GET('/api/v1/health'), false),
   register: (name: string, passphrase: string) =>
-    request<{ user_id: string; peer_id: string; token: string }>('POST', '/register', { name, passphrase }, false),
-  login: (passphrase: string) =>
-    request<{ token: string; user_id: string }>('POST', '/login', { passphrase }, false),
-  logout: () => request<void>('POST', '/logout'),
-  me: () => request<Me>('GET', '/me'),
-  node: () => request<NodeInfo>('GET', '/node'),
-  friends: async () => (await request<{ friends: Friend[] }>('GET', '/friends')).friends,
-  addFriendByInvite: (invite: string) => request<Friend>('POST', '/friends', { invite }),
+    call(client.POST('/api/v1/register', { body: { name, passphrase } }), false),
+  login: (passphrase: string) => call(client.POST('/api/v1/login', { body: { passphrase } }), false),
+  logout: () => call<void>(client.POST('/api/v1/logout', { headers: authHeader(true) })),
+  me: () => call(client.GET('/api/v1/me', { headers: authHeader(true) })),
+  node: () => call(client.GET('/api/v1/node', { headers: authHeader(true) })),
+  friends: async () => (await call(client.GET('/api/v1/friends', { headers: authHeader(true) }))).friends,
+  addFriendByInvite: (invite: string) =>
+    call(client.POST('/api/v1/friends', { headers: authHeader(true), body: { invite } })),
   /** Adds a user by ID (through the directory), or accepts their pending request. */
-  addFriendByID: (userID: string) => request<Friend>('POST', '/friends', { user_id: userID }),
-  removeFriend: (userID: string) => request<void>('DELETE', `/friends/${q(userID)}`),
-  blockFriend: (userID: string) => request<Friend>('POST', `/friends/${q(userID)}/block`),
+  addFriendByID: (userID: string) =>
+    call(client.POST('/api/v1/friends', { headers: authHeader(true), body: { user_id: userID } })),
+  removeFriend: (userID: string) =>
+    call<void>(client.DELETE('/api/v1/friends/{user_id}', { headers: authHeader(true), params: user(userID) })),
+  blockFriend: (userID: string) =>
+    call(client.POST('/api/v1/friends/{user_id}/block', { headers: authHeader(true), params: user(userID) })),
   /** Marks a friend verified; safetyNumber is the number the user compared (the node refuses a stale one, 409). */
   verifyFriend: (userID: string, safetyNumber?: string) =>
-    request<void>(
-      'POST',
-      `/friends/${q(userID)}/verify`,
-      safetyNumber === undefined ? undefined : { safety_number: safetyNumber },
+    call<void>(
+      client.POST('/api/v1/friends/{user_id}/verify', {
+        headers: authHeader(true),
+        params: user(userID),
+        body: safetyNumber === undefined ? undefined : { safety_number: safetyNumber },
+      }),
     ),
   send: (to: string, text: string) =>
-    request<{ msg_id: string; status: MessageStatus }>('POST', '/send_message', { to, text }),
-  messages: (withID: string, before?: string, limit = 50) => {
-    let p = `/get_messages?with=${q(withID)}&limit=${limit}`;
-    if (before) p += `&before=${q(before)}`;
-    return request<MessagesPage>('GET', p);
-  },
+    call(client.POST('/api/v1/send_message', { headers: authHeader(true), body: { to, text } })),
+  messages: (withID: string, before?: string, limit = 50) =>
+    call(
+      client.GET('/api/v1/get_messages', {
+        headers: authHeader(true),
+        params: { query: before ? { with: withID, limit, before } : { with: withID, limit } },
+      }),
+    ),
   conversations: async () =>
-    (await request<{ conversations: Conversation[] }>('GET', '/conversations')).conversations,
+    (await call(client.GET('/api/v1/conversations', { headers: authHeader(true) }))).conversations,
   markRead: (withID: string, upTo?: string) =>
-    request<void>('POST', '/read', upTo ? { with: withID, up_to: upTo } : { with: withID }),
+    call<void>(
+      client.POST('/api/v1/read', { headers: authHeader(true), body: upTo ? { with: withID, up_to: upTo } : { with: withID } }),
+    ),
   searchDirectory: async (name: string) =>
-    (await request<{ results: SearchResult[] }>('GET', `/directory/search?name=${q(name)}`)).results ?? [],
-  lookupUser: (userID: string) => request<DirectoryEntry>('GET', `/directory/${q(userID)}`),
+    (await call(client.GET('/api/v1/directory/search', { headers: authHeader(true), params: { query: { name } } })))
+      .results ?? [],
+  lookupUser: (userID: string) =>
+    call(client.GET('/api/v1/directory/{user_id}', { headers: authHeader(true), params: user(userID) })),
 };
 
 export type Api = typeof api;
