@@ -438,3 +438,18 @@ export function formatWait(seconds: number): string {
   const r = s % 60;
   return r ? `${m} min ${r} s` : `${m} min`;
 }
+
+// ---- Added by the web UI helper (issue 13); the lead may fold these into `api` above. ----
+
+/** POST /api/v1/messages/{msg_id}/retry: sends a failed message of mine again (202). */
+export function retryMessage(id: string): Promise<{ msg_id: string; status: MessageStatus }> {
+  return request<{ msg_id: string; status: MessageStatus }>('POST', `/messages/${q(id)}/retry`);
+}
+
+/** DELETE /api/v1/messages/{msg_id}: deletes a message on this device only (204). */
+export function deleteMessage(id: string): Promise<void> {
+  return request<void>('DELETE', `/messages/${q(id)}`);
+}
+
+/** The calls above as one object (tests replace its methods). */
+export const messageApi = { retryMessage, deleteMessage };

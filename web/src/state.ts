@@ -12,6 +12,7 @@ import {
   type Presence,
   type StatusChange,
 } from './api';
+import { failureText } from './errors';
 
 export interface Thread {
   /** Oldest first. */
@@ -218,7 +219,7 @@ export function describeStatus(m: Pick<Message, 'status' | 'path' | 'error'>): {
   const label = statusLabels[m.status] ?? m.status;
   const how = m.path ? pathLabels[m.path] ?? m.path : '';
   if (m.status === 'failed') {
-    return { label, detail: `Failed: ${m.error || 'no reason given'}` };
+    return { label, detail: `Failed: ${failureText(m.error)}` };
   }
   if (m.status === 'pending') return { label, detail: 'Pending: waiting to reach their node' };
   return { label, detail: how ? `${label} (${how})` : label };
@@ -266,30 +267,42 @@ export function groupByDay(messages: Message[], now = new Date()): DayGroup[] {
   return groups;
 }
 
-export function dayLabel(d: Date, now = new Date()): string {
+export function dayLabel(d: Date, now = new Date(), locale?: string): string {
   const start = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
   const days = Math.round((start(now) - start(d)) / 86_400_000);
   if (days === 0) return 'Today';
   if (days === 1) return 'Yesterday';
   const sameYear = d.getFullYear() === now.getFullYear();
-  return d.toLocaleDateString(undefined, {
+  return new Intl.DateTimeFormat(locale, {
     weekday: days < 7 ? 'long' : undefined,
     day: 'numeric',
     month: 'long',
     year: sameYear ? undefined : 'numeric',
-  });
+  }).format(d);
 }
 
-/** The time of a message: "14:05". */
-export function timeLabel(iso: string): string {
-  return new Date(iso).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+// Times and dates follow the browser's locale (locale undefined); tests
+// pass one.
+
+/** The time of a message in the locale's short form: "14:05", "2:05 PM". */
+export function timeLabel(iso: string, locale?: string): string {
+  return new Intl.DateTimeFormat(locale, { timeStyle: 'short' }).format(new Date(iso));
 }
 
-/** The time in the chat list: the time today, else the weekday or date. */
-export function listTimeLabel(iso: string, now = new Date()): string {
+/** The full date and time of a message, for hovering its time. */
+export function dateTimeLabel(iso: string, locale?: string): string {
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'full', timeStyle: 'short' }).format(new Date(iso));
+}
+
+/** The send time in the chat list: the time today, "Yesterday", the weekday this week, else the date. */
+export function listTimeLabel(iso: string, now = new Date(), locale?: string): string {
   const d = new Date(iso);
-  const label = dayLabel(d, now);
-  return label === 'Today' ? timeLabel(iso) : label === 'Yesterday' ? label : d.toLocaleDateString();
+  const label = dayLabel(d, now, locale);
+  if (label === 'Today') return timeLabel(iso, locale);
+  if (label === 'Yesterday') return label;
+  const start = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  if ((start(now) - start(d)) / 86_400_000 < 7) return new Intl.DateTimeFormat(locale, { weekday: 'short' }).format(d);
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'short' }).format(d);
 }
 
 export interface Strength {
@@ -331,4 +344,5 @@ export const friendStatusLabels: Record<string, string> = {
   accepted: 'Friend',
   blocked: 'Blocked',
   key_changed: 'Key changed',
+  removed_by_peer: 'Removed you',
 };
