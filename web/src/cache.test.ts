@@ -105,3 +105,18 @@ describe('ChatCache', () => {
     expect(shouldRetry(0, new ApiError(401, 'unauthorized', 'x'))).toBe(false);
   });
 });
+
+describe('ChatCache, messages sent elsewhere', () => {
+  it('fetches a thread again when a status comes for a message of mine it does not hold', async () => {
+    const qc = testQueryClient();
+    const cache = new ChatCache(qc);
+    const sent = msg('other-tab', { direction: 'out', from: 'me', to: 'alice', status: 'sent' });
+    vi.spyOn(api, 'messages').mockResolvedValueOnce({ messages: [], next: null }).mockResolvedValue({ messages: [sent], next: null });
+    const stop = new QueryObserver(qc, { ...cache.threadQuery('alice'), staleTime: Infinity }).subscribe(() => {});
+    await vi.waitFor(() => expect(qc.getQueryData<Thread>(keys.thread('alice'))?.loaded).toBe(true));
+    await cache.applyEvent({ type: 'message_status', data: { msg_id: 'other-tab', with: 'alice', status: 'delivered', path: 'direct' } });
+    // The early status is applied to the message the refetch brings.
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages).toMatchObject([{ msg_id: 'other-tab', status: 'delivered' }]);
+    stop();
+  });
+});

@@ -170,9 +170,16 @@ export class ChatCache {
         this.dispatch({ type: 'message', message: m, peer: m.direction === 'in' ? m.from : m.to });
         return Promise.resolve();
       }
-      case 'message_status':
+      case 'message_status': {
+        const before = this.qc.getQueryData<Thread>(keys.thread(e.data.with));
         this.dispatch({ type: 'status', change: e.data });
+        // A message of mine this page did not send (another tab, the CLI):
+        // its thread is fetched again to show it.
+        if (before?.loaded && !before.messages.some((m) => m.msg_id === e.data.msg_id)) {
+          return this.qc.invalidateQueries({ queryKey: keys.thread(e.data.with) });
+        }
         return Promise.resolve();
+      }
       case 'friend_request':
       case 'friend_accepted':
       case 'friend_key_changed':
