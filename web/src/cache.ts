@@ -104,7 +104,6 @@ export class ChatCache {
       conversations: this.qc.getQueryData(keys.conversations) ?? [],
       friends: this.qc.getQueryData(keys.friends) ?? [],
       threads,
-      live: 'live',
       early: this.early,
     };
   }

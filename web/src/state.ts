@@ -6,7 +6,6 @@ import {
   MAX_TEXT_BYTES,
   type Conversation,
   type Friend,
-  type LiveState,
   type Message,
   type MessageStatus,
   type Presence,
@@ -26,7 +25,6 @@ export interface ChatState {
   conversations: Conversation[];
   friends: Friend[];
   threads: Record<string, Thread>;
-  live: LiveState;
   /** Status changes for messages not (yet) in a thread, by message ID. */
   early: Record<string, StatusChange>;
 }
@@ -35,7 +33,6 @@ export const initialState: ChatState = {
   conversations: [],
   friends: [],
   threads: {},
-  live: 'connecting',
   early: {},
 };
 
@@ -49,8 +46,7 @@ export type Action =
   | { type: 'status'; change: StatusChange }
   | { type: 'presence'; presence: Presence; online: boolean }
   /** The conversation was marked read; count: how many unread that covered (all when absent). */
-  | { type: 'read'; with: string; count?: number }
-  | { type: 'live'; live: LiveState };
+  | { type: 'read'; with: string; count?: number };
 
 const statusRank: Record<MessageStatus, number> = {
   pending: 0,
@@ -181,8 +177,6 @@ export function reducer(s: ChatState, a: Action): ChatState {
           c.with === a.with ? { ...c, unread: a.count === undefined ? 0 : Math.max(0, c.unread - a.count) } : c,
         ),
       };
-    case 'live':
-      return { ...s, live: a.live };
   }
 }
 
