@@ -1,6 +1,7 @@
-// The UI's state and the pure logic behind it: a reducer over what the API
-// and the live events say, and the small rules the screens show
-// (message status, composer limits, day groups, passphrase strength).
+// The pure logic of the UI's state: a reducer over what the API and the
+// live events say (cache.ts applies it to the TanStack Query cache), and
+// the small rules the screens show (message status, composer limits, day
+// groups, times in the browser's locale, passphrase strength).
 
 import {
   MAX_TEXT_BYTES,
