@@ -296,6 +296,26 @@ test('two people register, become friends by invite link and chat through the we
 
   const removalNotice = await apiMentions(A, 'removed_by_peer').catch(() => false);
   await step(
+    'a message to a friend who removed you fails, with the reason in plain words and a menu to retry it',
+    async () => {
+      await nav(A, 'Chats').click();
+      await chatItem(A, 'Bob').click();
+      await send(A, 'Are we still friends?');
+      const m = message(A, 'Are we still friends?');
+      const failedButton = m.getByRole('button', { name: 'Failed' });
+      await visible(failedButton);
+      await failedButton.click();
+      await hasText(m, 'Their node refused it: they are no longer friends with you.');
+      assert.equal(await m.getByText(/not-a-friend|refused by the recipient/).count(), 0);
+      await m.getByRole('button', { name: 'Message actions' }).click();
+      await visible(m.getByRole('menuitem', { name: 'Retry' }));
+      await visible(m.getByRole('menuitem', { name: 'Delete…' }));
+      await shot(A, 'message-failed');
+      await A.keyboard.press('Escape');
+    },
+    removalNotice && 'Alice’s node is told of the removal, so she cannot send to Bob any more',
+  );
+  await step(
     'Alice’s node learns it: "You are no longer friends with Bob", and her composer is disabled',
     async () => {
       await nav(A, 'Chats').click();
