@@ -8,7 +8,8 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { ParleyNode, cleanup, launchBrowser } from './nodes.mjs';
-import { chatItem, diagnose, message, nav, newPage, register, send } from './ui.mjs';
+import { execFileSync } from 'node:child_process';
+import { apiCall, apiMentions, chatItem, diagnose, hasRoute, layout, message, nav, newPage, register, rendersInColour, send } from './ui.mjs';
 import { count, gone, hasText, visible } from './wait.mjs';
 
 const shotsDir = process.env.PARLEY_SCREENSHOTS;
@@ -35,15 +36,18 @@ test('two people register, become friends by invite link and chat through the we
   const alice = await ParleyNode.create('alice');
   const bob = await ParleyNode.create('bob');
   await Promise.all([alice.start(), bob.start()]);
-  const A = await newPage(browser, alice);
-  const B = await newPage(browser, bob);
+  // Two locales: times follow the browser's (12-hour clock for Alice, 24-hour for Bob).
+  const A = await newPage(browser, alice, { locale: 'en-US' });
+  const B = await newPage(browser, bob, { locale: 'en-GB' });
   const passA = 'alice passphrase 1';
   const passB = 'bob passphrase 22';
   let inviteA, inviteB;
+  let bobUserID = '';
+  const bobID = async () => (bobUserID ||= (await apiCall(B, 'GET', 'me')).body.user_id);
 
   // Steps run in order; after a failure the rest are skipped, as they build on it.
-  const step = async (name, fn) => {
-    await t.test(name, { skip: failed.any && 'an earlier step failed' }, async () => {
+  const step = async (name, fn, skip = '') => {
+    await t.test(name, { skip: (failed.any && 'an earlier step failed') || skip || false }, async () => {
       try {
         await fn();
       } catch (e) {
@@ -65,6 +69,21 @@ test('two people register, become friends by invite link and chat through the we
     await B.getByRole('button', { name: 'Continue to Parley' }).click();
     await visible(A.getByRole('heading', { name: 'No chats yet' }));
     await shot(A, 'chats-empty');
+  });
+
+  await step('a wrong invite link or user ID is explained in plain words; the Friends page scrolls at the window edge', async () => {
+    await nav(A, 'Friends').click();
+    await A.getByLabel('Invite link', { exact: true }).fill('hello, this is not an invite');
+    await A.getByRole('button', { name: 'Add friend', exact: true }).click();
+    await hasText(A.getByRole('alert'), 'This isn’t a Parley invite link — ask your friend to copy it again.');
+    await A.getByLabel('User ID', { exact: true }).fill('not-a-user-id');
+    await A.getByRole('button', { name: 'Add by user ID', exact: true }).click();
+    await hasText(A.getByRole('alert'), /^That isn’t a Parley user ID/);
+    assert.equal(await A.getByRole('main').count(), 1);
+    const l = await layout(A, ['.page']);
+    assert.equal(l.pageScrolls, false, 'the document scrolls');
+    assert.equal(l.scrollers['.page'].overflowY, 'auto');
+    assert.equal(l.scrollers['.page'].rightGap, 0, 'the Friends page scroller stops short of the window edge');
   });
 
   await step('they add each other by invite link', async () => {
@@ -101,6 +120,9 @@ test('two people register, become friends by invite link and chat through the we
     await hasText(item.getByTestId('unread'), /^2$/);
     await hasText(item, 'Are you there?');
     await hasText(message(A, 'Are you there?').getByTestId('msg-status'), /Delivered/);
+    // The chat list shows when the last message was sent, in Bob's locale (24-hour).
+    await hasText(item.getByTestId('chat-time'), /^\d{2}:\d{2}$/);
+    await hasText(message(A, 'Hello Bob!').locator('time'), /^\d{1,2}:\d{2}\s(AM|PM)$/);
     await shot(B, 'chats-unread');
 
     await item.click();
@@ -123,6 +145,17 @@ test('two people register, become friends by invite link and chat through the we
     await shot(A, 'conversation');
   });
 
+  await step('emoji render in colour', async () => {
+    await send(A, 'Party time 🎉👋');
+    await visible(message(B, 'Party time 🎉👋'));
+    const fonts = execFileSync('fc-list', [':', 'family'], { encoding: 'utf8' });
+    if (/emoji/i.test(fonts)) {
+      assert.ok(await rendersInColour(B, '[data-testid="message"] .text', '🎉'), 'the emoji does not render in colour');
+    } else {
+      t.diagnostic('no colour emoji font on this machine (apt-get install fonts-noto-color-emoji): colour not checked');
+    }
+  });
+
   await step('a reload keeps the session and the history', async () => {
     await A.reload();
     await visible(message(A, 'Hello Bob!'));
@@ -143,6 +176,11 @@ test('two people register, become friends by invite link and chat through the we
     // The restarted node is locked and has forgotten the tab's token: log in again.
     const pass = B.getByLabel('Passphrase', { exact: true });
     await visible(pass);
+    // The login screen says whose node it is: the name when the node tells it before login, else its address.
+    const health = await (await fetch(`${bob.url}api/v1/health`)).json();
+    const owner = health.name ? 'This is Bob’s node.' : health.user_id ? `This is the node of user ${health.user_id}.` : `This is the Parley node at 127.0.0.1:${bob.apiPort}.`;
+    await hasText(B.getByTestId('node-owner'), owner);
+    await shot(B, 'login');
     await pass.fill('not the passphrase');
     await B.getByRole('button', { name: 'Log in', exact: true }).click();
     await hasText(B.getByRole('alert'), /Wrong passphrase/);
@@ -196,6 +234,99 @@ test('two people register, become friends by invite link and chat through the we
     await shot(P, 'phone-friends-dark');
     await P.context().close();
   });
+
+  await step('a long conversation scrolls its message list only, never the page', async () => {
+    for (const [p, name] of [[A, 'Bob'], [B, 'Alice']]) {
+      await nav(p, 'Chats').click();
+      await chatItem(p, name).click();
+      await visible(message(p, 'Party time 🎉👋'));
+    }
+    // Sent through the API, as another tab or the CLI would: Alice's page shows them too.
+    for (let i = 1; i <= 20; i++) {
+      const r = await apiCall(A, 'POST', 'send_message', { to: await bobID(), text: `filler ${i}` });
+      assert.equal(r.status, 202, JSON.stringify(r.body));
+    }
+    await visible(message(B, 'filler 20'));
+    await visible(message(A, 'filler 20'));
+    for (const p of [A, B]) {
+      assert.equal(await p.getByRole('main').count(), 1);
+      const l = await layout(p, ['.messages']);
+      assert.equal(l.pageScrolls, false, 'the document scrolls in a conversation');
+      assert.equal(l.scrollers['.messages'].scrolls, true, 'the message list does not scroll');
+    }
+  });
+
+  const canDelete = await hasRoute(A, 'DELETE', 'messages/00000000000000000000000000000000').catch(() => false);
+  await step(
+    'Alice deletes a message on her device, after a confirm',
+    async () => {
+      await nav(A, 'Chats').click();
+      await chatItem(A, 'Bob').click();
+      const m = message(A, 'Are you there?');
+      await m.getByRole('button', { name: 'Message actions' }).click();
+      await m.getByRole('menuitem', { name: 'Delete…' }).click();
+      await visible(m.getByRole('group', { name: 'Confirm delete' }));
+      await shot(A, 'delete-message');
+      await m.getByRole('button', { name: 'Delete', exact: true }).click();
+      await gone(message(A, 'Are you there?'));
+      await A.reload();
+      await visible(message(A, 'Hello Bob!'));
+      assert.equal(await message(A, 'Are you there?').count(), 0);
+      await visible(message(B, 'Are you there?')); // only on her device
+    },
+    !canDelete && 'this node has no DELETE /api/v1/messages/{msg_id} yet',
+  );
+
+  await step('Bob removes Alice: her chat stays, marked, readable, and he cannot write in it', async () => {
+    await nav(B, 'Friends').click();
+    const row = B.getByRole('region', { name: 'Your friends' }).getByRole('listitem', { name: 'Alice' });
+    await row.getByRole('button', { name: 'Remove', exact: true }).click();
+    await row.getByRole('button', { name: 'Yes, remove' }).click();
+    await gone(B.getByRole('region', { name: 'Your friends' }).getByRole('listitem', { name: 'Alice' }));
+    await nav(B, 'Chats').click();
+    const item = chatItem(B, 'Alice');
+    await hasText(item.getByTestId('chat-gone'), 'Not a friend');
+    assert.notEqual((await item.locator('.avatar').textContent()).trim(), '?');
+    await item.click();
+    await visible(B.getByTestId('not-a-friend'));
+    await visible(message(B, 'Hello Bob!'));
+    assert.equal(await B.getByRole('textbox', { name: 'Message', exact: true }).isDisabled(), true);
+    await shot(B, 'chat-not-a-friend');
+  });
+
+  const removalNotice = await apiMentions(A, 'removed_by_peer').catch(() => false);
+  await step(
+    'a message to a friend who removed you fails, with the reason in plain words and a menu to retry it',
+    async () => {
+      await nav(A, 'Chats').click();
+      await chatItem(A, 'Bob').click();
+      await send(A, 'Are we still friends?');
+      const m = message(A, 'Are we still friends?');
+      const failedButton = m.getByRole('button', { name: 'Failed' });
+      await visible(failedButton);
+      await failedButton.click();
+      await hasText(m, 'Their node refused it: they are no longer friends with you.');
+      assert.equal(await m.getByText(/not-a-friend|refused by the recipient/).count(), 0);
+      await m.getByRole('button', { name: 'Message actions' }).click();
+      await visible(m.getByRole('menuitem', { name: 'Retry' }));
+      await visible(m.getByRole('menuitem', { name: 'Delete…' }));
+      await shot(A, 'message-failed');
+      await A.keyboard.press('Escape');
+    },
+    removalNotice && 'Alice’s node is told of the removal, so she cannot send to Bob any more',
+  );
+  await step(
+    'Alice’s node learns it: "You are no longer friends with Bob", and her composer is disabled',
+    async () => {
+      await nav(A, 'Chats').click();
+      await chatItem(A, 'Bob').click();
+      await hasText(A.getByTestId('no-longer-friends'), /^You are no longer friends with Bob\./);
+      assert.equal(await A.getByRole('textbox', { name: 'Message', exact: true }).isDisabled(), true);
+      await hasText(chatItem(A, 'Bob').getByTestId('chat-gone'), 'Removed you');
+      await shot(A, 'no-longer-friends');
+    },
+    !removalNotice && 'this node does not tell a friend of a removal yet (no removed_by_peer in its API)',
+  );
 
   await step('no page error and no CSP violation', async () => {
     for (const p of [A, B]) {

@@ -72,3 +72,74 @@ export async function diagnose(pages) {
     console.error(`--- ${name}'s node, through the API ---\n${JSON.stringify(state, null, 1)}`);
   }
 }
+
+/** Calls the node's API from the page with its session token; resolves with the status and JSON body. */
+export function apiCall(page, method, path, body) {
+  return page.evaluate(
+    async ([method, path, body]) => {
+      const token = sessionStorage.getItem('parley.token');
+      const headers = { Authorization: `Bearer ${token}` };
+      if (body !== undefined) headers['Content-Type'] = 'application/json';
+      const r = await fetch(`/api/v1/${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+      return { status: r.status, body: await r.json().catch(() => null) };
+    },
+    [method, path, body],
+  );
+}
+
+/** Whether the node has an API route for method and path (an unknown route answers 404 "no such API route"). */
+export async function hasRoute(page, method, path) {
+  const r = await apiCall(page, method, path);
+  return !(r.status === 404 && /no such API route/i.test(r.body?.error?.message ?? '')) && r.status !== 405;
+}
+
+/** Whether the node's API document mentions word (a feature probe for steps that need a newer node). */
+export async function apiMentions(page, word) {
+  return page.evaluate(async (w) => (await (await fetch('/api/v1/openapi.json')).text()).includes(w), word);
+}
+
+/**
+ * The page layout checks: the document itself never scrolls, and each
+ * element of scrollers (CSS selectors) that can scroll spans to the
+ * window's right edge (so its scrollbar is not in the middle of the page).
+ */
+export async function layout(page, scrollers) {
+  return page.evaluate((sels) => {
+    const doc = document.scrollingElement;
+    const out = { pageScrolls: doc.scrollHeight > doc.clientHeight + 1, scrollers: {} };
+    for (const s of sels) {
+      const el = document.querySelector(s);
+      if (!el) continue;
+      const r = el.getBoundingClientRect();
+      out.scrollers[s] = {
+        scrolls: el.scrollHeight > el.clientHeight + 1,
+        overflowY: getComputedStyle(el).overflowY,
+        rightGap: Math.round(document.documentElement.clientWidth - r.right),
+      };
+    }
+    return out;
+  }, scrollers);
+}
+
+/** Whether text renders in colour in the font of the element sel (a colour emoji font is installed and chosen). */
+export async function rendersInColour(page, sel, text) {
+  return page.evaluate(
+    ([sel, text]) => {
+      const el = document.querySelector(sel);
+      const c = document.createElement('canvas');
+      c.width = 80;
+      c.height = 80;
+      const ctx = c.getContext('2d');
+      ctx.font = `48px ${getComputedStyle(el).fontFamily}`;
+      ctx.textBaseline = 'top';
+      ctx.fillStyle = '#000';
+      ctx.fillText(text, 8, 8);
+      const d = ctx.getImageData(0, 0, 80, 80).data;
+      for (let i = 0; i < d.length; i += 4) {
+        if (d[i + 3] > 0 && (Math.abs(d[i] - d[i + 1]) > 40 || Math.abs(d[i + 1] - d[i + 2]) > 40)) return true;
+      }
+      return false;
+    },
+    [sel, text],
+  );
+}

@@ -1,6 +1,8 @@
+import { useQueryClient } from '@tanstack/react-query';
 import { useCallback, useEffect, useState } from 'react';
 import { api, getToken, NetworkError, setToken, setUnauthorizedHandler, type NodeState } from './api';
-import { Login } from './components/Login';
+import { Login, type NodeOwner } from './components/Login';
+import { humanError } from './errors';
 import { Main } from './components/Main';
 import { Register } from './components/Register';
 
@@ -13,10 +15,15 @@ type Phase = { kind: 'loading' } | { kind: 'down'; message: string } | { kind: N
 export function App() {
   const [phase, setPhase] = useState<Phase>({ kind: 'loading' });
   const [notice, setNotice] = useState('');
+  const [owner, setOwner] = useState<NodeOwner>();
+  const qc = useQueryClient();
 
   const decide = useCallback(async () => {
     try {
       const h = await api.health();
+      // Whose node it is, when the node tells before login (optional fields).
+      const o = h as { name?: string; user_id?: string };
+      setOwner({ name: o.name, user_id: o.user_id });
       if (h.state === 'new') {
         setToken(null);
         return setPhase({ kind: 'new' });
@@ -25,9 +32,8 @@ export function App() {
       await api.me(); // a 401 here clears the token and shows login
       setPhase({ kind: 'app' });
     } catch (e) {
-      if (e instanceof NetworkError) setPhase({ kind: 'down', message: e.message });
-      else if (!getToken()) setPhase({ kind: 'locked' });
-      else setPhase({ kind: 'down', message: String((e as Error).message) });
+      if (!getToken() && !(e instanceof NetworkError)) setPhase({ kind: 'locked' });
+      else setPhase({ kind: 'down', message: humanError(e, 'load') });
     }
   }, []);
 
@@ -35,10 +41,11 @@ export function App() {
     setUnauthorizedHandler(() => {
       setNotice('Your session ended (the node restarted, or you logged out elsewhere). Log in again.');
       setToken(null);
+      qc.clear();
       setPhase({ kind: 'locked' });
     });
     void decide();
-  }, [decide]);
+  }, [decide, qc]);
 
   // While the node is down, look again now and then.
   useEffect(() => {
@@ -77,6 +84,7 @@ export function App() {
       return (
         <Login
           notice={notice}
+          owner={owner}
           onDone={() => {
             setNotice('');
             setPhase({ kind: 'app' });
@@ -88,6 +96,7 @@ export function App() {
         <Main
           onLoggedOut={() => {
             setToken(null);
+            qc.clear();
             setNotice('');
             setPhase({ kind: 'locked' });
           }}

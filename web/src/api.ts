@@ -378,3 +378,18 @@ export function formatWait(seconds: number): string {
   const r = s % 60;
   return r ? `${m} min ${r} s` : `${m} min`;
 }
+
+const message = (id: string) => ({ path: { msg_id: id } });
+
+/** POST /api/v1/messages/{msg_id}/retry: sends a failed message of mine again (202). */
+export function retryMessage(id: string): Promise<{ msg_id: string; status: MessageStatus }> {
+  return call(client.POST('/api/v1/messages/{msg_id}/retry', { headers: authHeader(true), params: message(id) }));
+}
+
+/** DELETE /api/v1/messages/{msg_id}: deletes a message on this device only (204). */
+export function deleteMessage(id: string): Promise<void> {
+  return call<void>(client.DELETE('/api/v1/messages/{msg_id}', { headers: authHeader(true), params: message(id) }));
+}
+
+/** The calls above as one object (tests replace its methods). */
+export const messageApi = { retryMessage, deleteMessage };

@@ -56,10 +56,13 @@ describe('message status', () => {
     expect(describeStatus({ status: 'sent', path: 'mailbox' }).detail).toBe('Sent (via mailbox)');
     expect(describeStatus({ status: 'read', path: 'relay' }).detail).toBe('Read (via relay)');
     expect(describeStatus({ status: 'pending', path: '' }).label).toBe('Pending');
-    expect(describeStatus({ status: 'failed', path: '', error: 'recipient refused' })).toEqual({
+    expect(describeStatus({ status: 'failed', path: '', error: 'friend removed' })).toEqual({
       label: 'Failed',
-      detail: 'Failed: recipient refused',
+      detail: 'Failed: Not sent: you removed this friend.',
     });
+    expect(describeStatus({ status: 'failed', path: '', error: 'some internal: thing' }).detail).toBe(
+      'Failed: It could not be delivered. You can retry it or delete it.',
+    );
   });
 });
 

@@ -1,17 +1,18 @@
-// The UI's state and the pure logic behind it: a reducer over what the API
-// and the live events say, and the small rules the screens show
-// (message status, composer limits, day groups, passphrase strength).
+// The pure logic of the UI's state: a reducer over what the API and the
+// live events say (cache.ts applies it to the TanStack Query cache), and
+// the small rules the screens show (message status, composer limits, day
+// groups, times in the browser's locale, passphrase strength).
 
 import {
   MAX_TEXT_BYTES,
   type Conversation,
   type Friend,
-  type LiveState,
   type Message,
   type MessageStatus,
   type Presence,
   type StatusChange,
 } from './api';
+import { failureText } from './errors';
 
 export interface Thread {
   /** Oldest first. */
@@ -25,7 +26,6 @@ export interface ChatState {
   conversations: Conversation[];
   friends: Friend[];
   threads: Record<string, Thread>;
-  live: LiveState;
   /** Status changes for messages not (yet) in a thread, by message ID. */
   early: Record<string, StatusChange>;
 }
@@ -34,7 +34,6 @@ export const initialState: ChatState = {
   conversations: [],
   friends: [],
   threads: {},
-  live: 'connecting',
   early: {},
 };
 
@@ -48,8 +47,7 @@ export type Action =
   | { type: 'status'; change: StatusChange }
   | { type: 'presence'; presence: Presence; online: boolean }
   /** The conversation was marked read; count: how many unread that covered (all when absent). */
-  | { type: 'read'; with: string; count?: number }
-  | { type: 'live'; live: LiveState };
+  | { type: 'read'; with: string; count?: number };
 
 const statusRank: Record<MessageStatus, number> = {
   pending: 0,
@@ -180,8 +178,6 @@ export function reducer(s: ChatState, a: Action): ChatState {
           c.with === a.with ? { ...c, unread: a.count === undefined ? 0 : Math.max(0, c.unread - a.count) } : c,
         ),
       };
-    case 'live':
-      return { ...s, live: a.live };
   }
 }
 
@@ -218,7 +214,7 @@ export function describeStatus(m: Pick<Message, 'status' | 'path' | 'error'>): {
   const label = statusLabels[m.status] ?? m.status;
   const how = m.path ? pathLabels[m.path] ?? m.path : '';
   if (m.status === 'failed') {
-    return { label, detail: `Failed: ${m.error || 'no reason given'}` };
+    return { label, detail: `Failed: ${failureText(m.error)}` };
   }
   if (m.status === 'pending') return { label, detail: 'Pending: waiting to reach their node' };
   return { label, detail: how ? `${label} (${how})` : label };
@@ -266,30 +262,42 @@ export function groupByDay(messages: Message[], now = new Date()): DayGroup[] {
   return groups;
 }
 
-export function dayLabel(d: Date, now = new Date()): string {
+export function dayLabel(d: Date, now = new Date(), locale?: string): string {
   const start = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
   const days = Math.round((start(now) - start(d)) / 86_400_000);
   if (days === 0) return 'Today';
   if (days === 1) return 'Yesterday';
   const sameYear = d.getFullYear() === now.getFullYear();
-  return d.toLocaleDateString(undefined, {
+  return new Intl.DateTimeFormat(locale, {
     weekday: days < 7 ? 'long' : undefined,
     day: 'numeric',
     month: 'long',
     year: sameYear ? undefined : 'numeric',
-  });
+  }).format(d);
 }
 
-/** The time of a message: "14:05". */
-export function timeLabel(iso: string): string {
-  return new Date(iso).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+// Times and dates follow the browser's locale (locale undefined); tests
+// pass one.
+
+/** The time of a message in the locale's short form: "14:05", "2:05 PM". */
+export function timeLabel(iso: string, locale?: string): string {
+  return new Intl.DateTimeFormat(locale, { timeStyle: 'short' }).format(new Date(iso));
 }
 
-/** The time in the chat list: the time today, else the weekday or date. */
-export function listTimeLabel(iso: string, now = new Date()): string {
+/** The full date and time of a message, for hovering its time. */
+export function dateTimeLabel(iso: string, locale?: string): string {
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'full', timeStyle: 'short' }).format(new Date(iso));
+}
+
+/** The send time in the chat list: the time today, "Yesterday", the weekday this week, else the date. */
+export function listTimeLabel(iso: string, now = new Date(), locale?: string): string {
   const d = new Date(iso);
-  const label = dayLabel(d, now);
-  return label === 'Today' ? timeLabel(iso) : label === 'Yesterday' ? label : d.toLocaleDateString();
+  const label = dayLabel(d, now, locale);
+  if (label === 'Today') return timeLabel(iso, locale);
+  if (label === 'Yesterday') return label;
+  const start = (x: Date) => new Date(x.getFullYear(), x.getMonth(), x.getDate()).getTime();
+  if ((start(now) - start(d)) / 86_400_000 < 7) return new Intl.DateTimeFormat(locale, { weekday: 'short' }).format(d);
+  return new Intl.DateTimeFormat(locale, { dateStyle: 'short' }).format(d);
 }
 
 export interface Strength {
@@ -331,4 +339,5 @@ export const friendStatusLabels: Record<string, string> = {
   accepted: 'Friend',
   blocked: 'Blocked',
   key_changed: 'Key changed',
+  removed_by_peer: 'Removed you',
 };

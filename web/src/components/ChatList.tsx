@@ -1,15 +1,19 @@
 import type { Conversation, Friend } from '../api';
-import { describeStatus, listTimeLabel } from '../state';
+import { formerFriend, removedByPeer } from '../cache';
+import { dateTimeLabel, describeStatus, listTimeLabel } from '../state';
 import { Link } from './Main';
 
 /** The conversation list: newest first, with last message, time, unread count and online dot. */
 export function ChatList({
   conversations,
   friends,
+  friendsLoaded = true,
   openChat,
 }: {
   conversations: Conversation[];
   friends: Friend[];
+  /** The friend list is loaded: a chat whose person is not on it is marked. */
+  friendsLoaded?: boolean;
   openChat?: string;
 }) {
   const byID = new Map(friends.map((f) => [f.user_id, f]));
@@ -34,6 +38,9 @@ export function ChatList({
         {conversations.map((c) => {
           const f = byID.get(c.with);
           const lm = c.last_message;
+          const name = f?.name || c.name || formerFriend(c.with);
+          // Whoever is not a friend (any more) keeps their chat, marked: history to read, nothing to send.
+          const gone = removedByPeer(f) ? 'Removed you' : friendsLoaded && !f ? 'Not a friend' : '';
           const preview = lm ? (lm.direction === 'out' ? `You: ${lm.text}` : lm.text) : 'No messages yet';
           return (
             <li key={c.with}>
@@ -44,14 +51,19 @@ export function ChatList({
                 data-testid="chat-item"
               >
                 <span className={`avatar ${f?.online ? 'online' : ''}`} aria-hidden="true">
-                  {initials(c.name)}
+                  {initials(name)}
                 </span>
                 <span className="chat-main">
                   <span className="chat-top">
-                    <span className="chat-name">{c.name}</span>
+                    <span className="chat-name">{name}</span>
                     {f?.online && <span className="sr-only">, online</span>}
+                    {gone && (
+                      <span className="badge gone" data-testid="chat-gone">
+                        {gone}
+                      </span>
+                    )}
                     {lm && (
-                      <time className="chat-time" dateTime={lm.at}>
+                      <time className="chat-time" dateTime={lm.at} title={dateTimeLabel(lm.at)} data-testid="chat-time">
                         {listTimeLabel(lm.at)}
                       </time>
                     )}

@@ -1,6 +1,10 @@
-import { useCallback, useEffect, useLayoutEffect, useRef, useState, type Dispatch } from 'react';
-import { api, ApiError, errorText, type Conversation as Conv, type Friend, type Me, type Message } from '../api';
-import { groupByDay, timeLabel, type Action, type Thread } from '../state';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
+import { api, ApiError, type Conversation as Conv, type Friend, type Me, type Message } from '../api';
+import { removedByPeer } from '../cache';
+import { humanError } from '../errors';
+import { useChatCache, useThread } from '../hooks';
+import { dateTimeLabel, groupByDay, timeLabel } from '../state';
+import { MessageMenu } from './MessageMenu';
 import { Composer } from './Composer';
 import { KeyForkWarning } from './KeyForkWarning';
 import { Link } from './Main';
@@ -11,54 +15,44 @@ export function Conversation({
   me,
   peer,
   friend,
+  friendsLoaded = true,
   conversation,
-  thread,
-  dispatch,
-  reloadKey,
 }: {
   me: Me;
   peer: string;
   friend?: Friend;
+  /** The friend list is loaded: a missing friend is not a friend (any more). */
+  friendsLoaded?: boolean;
   conversation?: Conv;
-  thread?: Thread;
-  dispatch: Dispatch<Action>;
-  reloadKey: number;
 }) {
-  const [error, setError] = useState('');
+  const cache = useChatCache();
+  const dispatch = cache.dispatch;
+  const threadQ = useThread(peer);
+  const thread = threadQ.data;
+  const [olderError, setOlderError] = useState('');
+  const error = threadQ.error ? humanError(threadQ.error, 'load') : olderError;
   const [sendError, setSendError] = useState('');
   const [keyChanged, setKeyChanged] = useState(false);
   const [loadingOlder, setLoadingOlder] = useState(false);
   const scroller = useRef<HTMLDivElement>(null);
   const stick = useRef(true); // follow new messages while at the bottom
   const keepFrom = useRef<number | null>(null); // scrollHeight before older messages were added
-  const name = friend?.name ?? conversation?.name ?? peer.slice(0, 12);
-
-  // The newest page, on opening and after a reconnect.
-  useEffect(() => {
-    let live = true;
-    api
-      .messages(peer)
-      .then((p) => live && dispatch({ type: 'page', with: peer, messages: p.messages, next: p.next, older: false }))
-      .catch((e) => live && setError(errorText(e)));
-    return () => {
-      live = false;
-    };
-  }, [peer, reloadKey, dispatch]);
+  const name = friend?.name || conversation?.name || cache.nameOf(peer);
 
   const loadOlder = useCallback(async () => {
     if (!thread?.next || loadingOlder) return;
     setLoadingOlder(true);
+    setOlderError('');
     keepFrom.current = scroller.current?.scrollHeight ?? null;
     try {
-      const p = await api.messages(peer, thread.next);
-      dispatch({ type: 'page', with: peer, messages: p.messages, next: p.next, older: true });
+      await cache.loadOlder(peer);
     } catch (e) {
-      setError(errorText(e));
+      setOlderError(humanError(e, 'load'));
       keepFrom.current = null;
     } finally {
       setLoadingOlder(false);
     }
-  }, [thread?.next, loadingOlder, peer, dispatch]);
+  }, [thread?.next, loadingOlder, peer, cache]);
 
   // Keep the view where it was when older messages come in above, and at
   // the bottom when new ones arrive while the reader is there.
@@ -90,22 +84,23 @@ export function Conversation({
   }, []);
   // One call at a time; what arrives during a call is left unread, so
   // that the next call (when the count changes) covers it.
-  // A failed call is tried again when the count changes, not in a loop.
+  // A call is made once per count: a failed one is tried again when the
+  // count changes, not in a loop, and a render that still shows the count a
+  // finished call covered (the cache updates a tick later) makes none.
   const [marking, setMarking] = useState(false);
-  const failedAt = useRef(-1);
+  const settledAt = useRef(-1);
   useEffect(() => {
-    if (!visible || unread === 0 || marking || failedAt.current === unread) return;
+    if (unread === 0) settledAt.current = -1;
+    if (!visible || unread === 0 || marking || settledAt.current === unread) return;
     setMarking(true);
     api
       .markRead(peer)
-      .then(() => {
-        failedAt.current = -1;
-        dispatch({ type: 'read', with: peer, count: unread });
-      })
-      .catch(() => {
-        failedAt.current = unread;
-      })
-      .finally(() => setMarking(false));
+      .then(() => dispatch({ type: 'read', with: peer, count: unread }))
+      .catch(() => {})
+      .finally(() => {
+        settledAt.current = unread;
+        setMarking(false);
+      });
   }, [visible, unread, marking, peer, dispatch]);
 
   async function send(text: string): Promise<boolean> {
@@ -128,7 +123,7 @@ export function Conversation({
       return true;
     } catch (e) {
       if (e instanceof ApiError && e.code === 'key_changed') setKeyChanged(true);
-      setSendError(errorText(e));
+      setSendError(humanError(e, 'send'));
       return false;
     }
   }
@@ -136,7 +131,10 @@ export function Conversation({
   const status = friend?.status;
   const forked = friend?.key_fork === true;
   const showKeyWarning = (keyChanged || status === 'key_changed') && !forked;
-  const canSend = (status === undefined || status === 'accepted') && !forked;
+  const theyRemoved = removedByPeer(friend);
+  const notFriend = friendsLoaded && !friend;
+  // Only to an accepted friend: never to someone who is not (or no longer) a friend.
+  const canSend = status === 'accepted' && !forked;
   const groups = groupByDay(thread?.messages ?? []);
 
   return (
@@ -175,6 +173,17 @@ export function Conversation({
         </p>
       )}
       {status === 'blocked' && <p className="banner">You blocked {name}.</p>}
+      {theyRemoved && (
+        <p role="status" className="banner gone" data-testid="no-longer-friends">
+          You are no longer friends with {name}. Your messages stay here to read, but you can&rsquo;t send new ones.
+        </p>
+      )}
+      {notFriend && (
+        <p role="status" className="banner gone" data-testid="not-a-friend">
+          {name} is not on your friend list any more. Your messages stay here to read; to write again, add them in{' '}
+          <Link to={{ name: 'friends' }}>Friends</Link>.
+        </p>
+      )}
       {error && (
         <p role="alert" className="banner error">
           {error}
@@ -202,8 +211,11 @@ export function Conversation({
                 <span className="sr-only">{m.direction === 'out' ? 'You' : name}: </span>
                 <p className="text">{m.text}</p>
                 <span className="meta">
-                  <time dateTime={m.sent_at}>{timeLabel(m.sent_at)}</time>
+                  <time dateTime={m.sent_at} title={dateTimeLabel(m.sent_at)}>
+                    {timeLabel(m.sent_at)}
+                  </time>
                   {m.direction === 'out' && <MessageStatus m={m} />}
+                  <MessageMenu m={m} peer={peer} />
                 </span>
               </div>
             ))}

@@ -1,5 +1,7 @@
 import { useState, type Dispatch, type FormEvent } from 'react';
-import { api, errorText, type SearchResult, type Friend, type Me } from '../api';
+import { api, type SearchResult, type Friend, type Me } from '../api';
+import { removedByPeer } from '../cache';
+import { humanError, type Action as ErrorAction } from '../errors';
 import { friendStatusLabels, type Action } from '../state';
 import { initials } from './ChatList';
 import { InviteCard } from './InviteCard';
@@ -68,7 +70,7 @@ function Request({ f, dispatch, onChanged }: { f: Friend; dispatch: Dispatch<Act
       }
       await onChanged();
     } catch (e) {
-      setError(errorText(e));
+      setError(humanError(e, 'friend'));
     } finally {
       setBusy(false);
     }
@@ -118,7 +120,7 @@ function FriendRow({ f, dispatch, onChanged }: { f: Friend; dispatch: Dispatch<A
       setConfirm('');
       await onChanged();
     } catch (e) {
-      setError(errorText(e));
+      setError(humanError(e, 'friend'));
     } finally {
       setBusy(false);
     }
@@ -137,6 +139,9 @@ function FriendRow({ f, dispatch, onChanged }: { f: Friend; dispatch: Dispatch<A
           {friendStatusLabels[f.status] ?? f.status}
           {f.online ? ' · online' : ''}
         </span>
+        {removedByPeer(f) && (
+          <span className="muted small">They removed you from their friends. Remove them here too, or keep the chat to read.</span>
+        )}
         {f.status === 'key_changed' && (
           <span role="alert" className="warn small">
             Their key changed: messages are held until you compare safety numbers.
@@ -150,12 +155,12 @@ function FriendRow({ f, dispatch, onChanged }: { f: Friend; dispatch: Dispatch<A
         )}
       </span>
       <span className="actions">
-        {(f.status === 'accepted' || f.status === 'key_changed') && (
+        {(f.status === 'accepted' || f.status === 'key_changed' || removedByPeer(f)) && (
           <Link to={{ name: 'chats', with: f.user_id }} className="button-like">
             Open chat
           </Link>
         )}
-        {f.status !== 'pending_out' && f.status !== 'blocked' && (
+        {f.status !== 'pending_out' && f.status !== 'blocked' && !removedByPeer(f) && (
           <Link to={{ name: 'safety', userID: f.user_id }} className="button-like">
             Safety number
           </Link>
@@ -195,13 +200,13 @@ function AddFriend({ dispatch, onChanged }: { dispatch: Dispatch<Action>; onChan
   const [busy, setBusy] = useState(false);
   const [msg, setMsg] = useState<{ kind: 'ok' | 'error'; text: string } | null>(null);
 
-  async function run(fn: () => Promise<void>) {
+  async function run(action: ErrorAction, fn: () => Promise<void>) {
     setBusy(true);
     setMsg(null);
     try {
       await fn();
     } catch (e) {
-      setMsg({ kind: 'error', text: errorText(e) });
+      setMsg({ kind: 'error', text: humanError(e, action) });
     } finally {
       setBusy(false);
     }
@@ -221,21 +226,21 @@ function AddFriend({ dispatch, onChanged }: { dispatch: Dispatch<Action>; onChan
 
   const byInvite = (e: FormEvent) => {
     e.preventDefault();
-    void run(async () => {
+    void run('invite', async () => {
       await added(await api.addFriendByInvite(invite.trim()));
       setInvite('');
     });
   };
   const byID = (e: FormEvent) => {
     e.preventDefault();
-    void run(async () => {
+    void run('addByID', async () => {
       await added(await api.addFriendByID(userID.trim()));
       setUserID('');
     });
   };
   const search = (e: FormEvent) => {
     e.preventDefault();
-    void run(async () => setResults(await api.searchDirectory(name.trim())));
+    void run('search', async () => setResults(await api.searchDirectory(name.trim())));
   };
 
   return (
@@ -299,7 +304,7 @@ function AddFriend({ dispatch, onChanged }: { dispatch: Dispatch<Action>; onChan
                     <button
                       type="button"
                       disabled={busy}
-                      onClick={() => void run(async () => added(await api.addFriendByID(u.user_id)))}
+                      onClick={() => void run('addByID', async () => added(await api.addFriendByID(u.user_id)))}
                     >
                       Add {u.name}
                     </button>

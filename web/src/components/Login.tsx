@@ -1,8 +1,22 @@
 import { useEffect, useState, type FormEvent } from 'react';
-import { api, ApiError, errorText, formatWait, setToken } from '../api';
+import { api, ApiError, setToken } from '../api';
+import { formatWait, humanError } from '../errors';
 
-/** Log in (node state locked, or a new tab): the passphrase. */
-export function Login({ onDone, notice }: { onDone: () => void; notice?: string }) {
+/** Whose node this is, as far as the node tells before login (GET /api/v1/health). */
+export interface NodeOwner {
+  name?: string;
+  user_id?: string;
+}
+
+/** The line that says whose node the login screen unlocks. */
+export function ownerLine(owner: NodeOwner | undefined, host: string): string {
+  if (owner?.name) return `This is ${owner.name}’s node.`;
+  if (owner?.user_id) return `This is the node of user ${owner.user_id}.`;
+  return `This is the Parley node at ${host}.`;
+}
+
+/** Log in (node state locked, or a new tab): whose node it is, and the passphrase. */
+export function Login({ onDone, notice, owner }: { onDone: () => void; notice?: string; owner?: NodeOwner }) {
   const [pass, setPass] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
@@ -33,7 +47,7 @@ export function Login({ onDone, notice }: { onDone: () => void; notice?: string 
         setWaitUntil(Date.now() + err.retryAfter * 1000);
         setNow(Date.now());
       }
-      setError(errorText(err));
+      setError(humanError(err, 'login'));
     } finally {
       setBusy(false);
     }
@@ -48,6 +62,9 @@ export function Login({ onDone, notice }: { onDone: () => void; notice?: string 
             {notice}
           </p>
         )}
+        <p className="owner" data-testid="node-owner">
+          {ownerLine(owner, location.host)}
+        </p>
         <p className="muted">Enter the passphrase of this node&rsquo;s identity.</p>
         <label>
           Passphrase

@@ -1,7 +1,8 @@
-import { useCallback, useEffect, useMemo, useReducer, useRef, useState, type MouseEvent } from 'react';
-import { api, EventSocket, sessionEnded, type Me, type ServerEvent } from '../api';
+import { useEffect, useMemo, useRef, useState, type MouseEvent } from 'react';
+import { api, EventSocket, sessionEnded, type LiveState, type ServerEvent } from '../api';
+import { humanError } from '../errors';
+import { useChatCache, useConversations, useFriends, useMe } from '../hooks';
 import { navigate, routePath, useRoute, type Route } from '../router';
-import { initialState, reducer } from '../state';
 import { ChatList } from './ChatList';
 import { Conversation } from './Conversation';
 import { Friends } from './Friends';
@@ -24,112 +25,53 @@ export function Link({ to, children, ...rest }: { to: Route; children: React.Rea
 
 /** Main is the app once logged in: navigation, live events, and the screens. */
 export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
-  const [s, dispatch] = useReducer(reducer, initialState);
-  const [me, setMe] = useState<Me | null>(null);
-  const [loadError, setLoadError] = useState('');
+  const cache = useChatCache();
+  const meQ = useMe();
+  const friendsQ = useFriends();
+  const convsQ = useConversations();
+  const me = meQ.data ?? null;
+  const [live, setLive] = useState<LiveState>('connecting');
   const [notice, setNotice] = useState('');
-  const friendsRef = useRef(s.friends);
-  friendsRef.current = s.friends;
+  const friendsRef = useRef(friendsQ.data ?? []);
+  friendsRef.current = friendsQ.data ?? [];
   const route = useRoute();
   const openChat = route.name === 'chats' ? route.with : undefined;
-  const openChatRef = useRef(openChat);
-  openChatRef.current = openChat;
-  const [reloadKey, setReloadKey] = useState(0);
+  const loadFailed = meQ.error ?? friendsQ.error ?? convsQ.error;
+  const loadError = loadFailed ? humanError(loadFailed, 'load') : '';
 
-  // Counts the live events that change the lists. A list fetched while
-  // one arrived may predate it (the socket can overtake the answer), so it
-  // is fetched again rather than put over the newer state.
-  const eventSeq = useRef(0);
-  const fetchLists = useCallback(async () => {
-    for (let i = 0; ; i++) {
-      const start = eventSeq.current;
-      const [friends, conversations] = await Promise.all([api.friends(), api.conversations()]);
-      if (eventSeq.current === start || i === 4) return { friends, conversations };
-    }
-  }, []);
-
-  const refreshLists = useCallback(async () => {
-    try {
-      const { friends, conversations } = await fetchLists();
-      dispatch({ type: 'friends', friends });
-      dispatch({ type: 'conversations', conversations });
-      setLoadError('');
-    } catch (e) {
-      // the next event or reconnect tries again
-      setLoadError((e as Error).message);
-    }
-  }, [fetchLists]);
-
-  useEffect(() => {
-    api
-      .me()
-      .then(setMe)
-      .catch((e) => setLoadError((e as Error).message));
-    void refreshLists();
-  }, [refreshLists]);
-
-  // Live events.
+  // Live events: the cache applies them; here, the notices and notifications.
   useEffect(() => {
     const onEvent = (e: ServerEvent) => {
-      eventSeq.current++;
+      void cache.applyEvent(e);
       switch (e.type) {
-        case 'message': {
-          const m = e.data;
-          const peer = m.direction === 'in' ? m.from : m.to;
-          dispatch({ type: 'message', message: m, peer });
-          if (m.direction === 'in') notify(m.from, m.text);
-          break;
-        }
-        case 'message_status':
-          dispatch({ type: 'status', change: e.data });
-          break;
-        case 'friend_request':
-        case 'friend_accepted':
-        case 'friend_key_changed':
-          dispatch({ type: 'friend', friend: e.data });
-          void refreshLists();
+        case 'message':
+          if (e.data.direction === 'in') notify(e.data.from, e.data.text);
           break;
         case 'key_fork':
-          dispatch({ type: 'friend', friend: e.data });
           setNotice(
             `${e.data.name}’s key signed two different histories. Someone may have stolen their key. Messages to them are held until you compare safety numbers again.`,
           );
-          void refreshLists();
           break;
         case 'friend_key_rotated':
-          dispatch({ type: 'friend', friend: e.data });
           setNotice(`${e.data.name} moved to a new key, signed by their old one. Nothing to do.`);
-          void refreshLists();
-          break;
-        case 'friend_removed':
-          dispatch({ type: 'friendRemoved', userID: e.data.user_id });
-          void refreshLists();
-          break;
-        case 'peer_online':
-        case 'peer_offline':
-          dispatch({ type: 'presence', presence: e.data, online: e.type === 'peer_online' });
-          break;
-        case 'overflow':
-          void refreshLists();
-          setReloadKey((k) => k + 1);
           break;
       }
     };
     const sock = new EventSocket({
       onEvent,
-      onState: (live) => dispatch({ type: 'live', live }),
+      onState: setLive,
       onUnauthorized: sessionEnded,
       // Whatever happened before the socket was ready (the first load, or
       // while it was down) is fetched again: lists, unread counts, the open
       // conversation.
-      onReady: () => {
-        void refreshLists();
-        setReloadKey((k) => k + 1);
+      onReady: (reconnected) => {
+        if (reconnected) void cache.refreshAll();
+        else void cache.refreshLists();
       },
     });
     sock.start();
     return () => sock.stop();
-  }, [refreshLists]);
+  }, [cache]);
 
   const notify = (from: string, text: string) => {
     if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
@@ -152,12 +94,13 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
   }
 
   // While the node is out of reach nobody is known to be online.
-  const friends = useMemo(
-    () => (s.live === 'live' ? s.friends : s.friends.map((f) => (f.online ? { ...f, online: false } : f))),
-    [s.friends, s.live],
-  );
+  const friends = useMemo(() => {
+    const fs = friendsQ.data ?? [];
+    return live === 'live' ? fs : fs.map((f) => (f.online ? { ...f, online: false } : f));
+  }, [friendsQ.data, live]);
+  const conversations = convsQ.data ?? [];
   const pending = friends.filter((f) => f.status === 'pending_in').length;
-  const unread = s.conversations.reduce((n, c) => n + c.unread, 0);
+  const unread = conversations.reduce((n, c) => n + c.unread, 0);
   const section = route.name === 'safety' ? 'friends' : route.name;
 
   useEffect(() => {
@@ -182,7 +125,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
           </Link>
         </nav>
       </header>
-      {s.live === 'reconnecting' && (
+      {live === 'reconnecting' && (
         <p role="status" className="banner reconnecting">
           <span className="spinner" aria-hidden="true" /> Reconnecting to your node…
         </p>
@@ -201,9 +144,14 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
         </p>
       )}
       {section === 'chats' && (
-        <div className="split">
+        <main className="split">
           <aside className="list-pane" aria-label="Chats">
-            <ChatList conversations={s.conversations} friends={friends} openChat={openChat} />
+            <ChatList
+              conversations={conversations}
+              friends={friends}
+              friendsLoaded={friendsQ.isSuccess}
+              openChat={openChat}
+            />
           </aside>
           <section className="chat-pane">
             {openChat && me ? (
@@ -212,10 +160,8 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
                 me={me}
                 peer={openChat}
                 friend={friends.find((f) => f.user_id === openChat)}
-                conversation={s.conversations.find((c) => c.with === openChat)}
-                thread={s.threads[openChat]}
-                dispatch={dispatch}
-                reloadKey={reloadKey}
+                friendsLoaded={friendsQ.isSuccess}
+                conversation={conversations.find((c) => c.with === openChat)}
               />
             ) : (
               <div className="placeholder muted">
@@ -223,13 +169,13 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
               </div>
             )}
           </section>
-        </div>
+        </main>
       )}
       {section === 'friends' && route.name === 'friends' && me && (
-        <Friends me={me} friends={friends} dispatch={dispatch} onChanged={refreshLists} />
+        <Friends me={me} friends={friends} dispatch={cache.dispatch} onChanged={cache.refreshLists} />
       )}
       {route.name === 'safety' && me && (
-        <SafetyNumber friend={friends.find((f) => f.user_id === route.userID)} onChanged={refreshLists} />
+        <SafetyNumber friend={friends.find((f) => f.user_id === route.userID)} onChanged={cache.refreshLists} />
       )}
       {section === 'settings' && me && <Settings me={me} onLogout={logout} />}
     </div>

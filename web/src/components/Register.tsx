@@ -1,6 +1,7 @@
 import { useState, type FormEvent } from 'react';
-import { api, errorText, MIN_PASSPHRASE_CHARS, setToken, type Me } from '../api';
-import { passphraseStrength } from '../state';
+import { api, MIN_PASSPHRASE_CHARS, setToken, type Me } from '../api';
+import { codeSentences, humanError, MAX_NAME_BYTES } from '../errors';
+import { passphraseStrength, utf8Length } from '../state';
 import { InviteCard } from './InviteCard';
 
 /** Registration (node state new): name and passphrase, then the invite link. */
@@ -18,6 +19,7 @@ export function Register({ onDone }: { onDone: () => void }) {
     e.preventDefault();
     setError('');
     if (!name.trim()) return setError('Choose a display name.');
+    if (utf8Length(name.trim()) > MAX_NAME_BYTES) return setError(codeSentences.name_too_long);
     if ([...pass].length < MIN_PASSPHRASE_CHARS) {
       return setError(`The passphrase needs at least ${MIN_PASSPHRASE_CHARS} characters.`);
     }
@@ -30,7 +32,7 @@ export function Register({ onDone }: { onDone: () => void }) {
       setConfirm('');
       setMe(await api.me());
     } catch (err) {
-      setError(errorText(err));
+      setError(humanError(err, 'register'));
     } finally {
       setBusy(false);
     }
@@ -61,7 +63,14 @@ export function Register({ onDone }: { onDone: () => void }) {
         </p>
         <label>
           Display name
-          <input value={name} onChange={(e) => setName(e.target.value)} autoComplete="nickname" required disabled={busy} />
+          <input
+            value={name}
+            onChange={(e) => setName(e.target.value)}
+            autoComplete="nickname"
+            maxLength={MAX_NAME_BYTES}
+            required
+            disabled={busy}
+          />
         </label>
         <label>
           Passphrase

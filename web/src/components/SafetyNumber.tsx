@@ -1,5 +1,6 @@
 import { useState } from 'react';
-import { api, ApiError, errorText, type Friend } from '../api';
+import { api, ApiError, type Friend } from '../api';
+import { humanError } from '../errors';
 import { safetyGroups } from '../state';
 import { Link } from './Main';
 import { QRCode } from './QRCode';
@@ -30,7 +31,7 @@ export function SafetyNumber({ friend, onChanged }: { friend?: Friend; onChanged
         setError('The safety number changed while it was shown. Compare the number shown now, then mark it as verified.');
         await onChanged().catch(() => undefined);
       } else {
-        setError(errorText(e));
+        setError(humanError(e, 'verify'));
       }
     } finally {
       setBusy(false);

@@ -1,27 +1,16 @@
-import { useEffect, useState } from 'react';
-import { api, errorText, type Me, type NodeInfo } from '../api';
+import { useQuery } from '@tanstack/react-query';
+import { useState } from 'react';
+import { api, type Me } from '../api';
+import { keys } from '../cache';
+import { humanError } from '../errors';
 import { CopyButton } from './CopyButton';
 
 /** Settings: who I am, the node's network side, notifications, log out. */
 export function Settings({ me, onLogout }: { me: Me; onLogout: () => void }) {
-  const [info, setInfo] = useState<NodeInfo | null>(null);
-  const [error, setError] = useState('');
+  const nodeQ = useQuery({ queryKey: keys.node, queryFn: api.node, refetchInterval: 5000 });
+  const info = nodeQ.data ?? null;
+  const error = nodeQ.error ? humanError(nodeQ.error, 'load') : '';
   const [perm, setPerm] = useState(() => (typeof Notification === 'undefined' ? 'unsupported' : Notification.permission));
-
-  useEffect(() => {
-    let live = true;
-    const load = () =>
-      api
-        .node()
-        .then((n) => live && (setInfo(n), setError('')))
-        .catch((e) => live && setError(errorText(e)));
-    void load();
-    const t = setInterval(load, 5000);
-    return () => {
-      live = false;
-      clearInterval(t);
-    };
-  }, []);
 
   async function askNotifications() {
     if (typeof Notification === 'undefined') return;

@@ -1,6 +1,6 @@
 import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { api, ApiError } from '../api';
+import { api, ApiError, NetworkError } from '../api';
 import { Composer } from './Composer';
 import { Friends } from './Friends';
 import { Login } from './Login';
@@ -17,12 +17,14 @@ describe('MessageStatus', () => {
   });
 
   it('shows why a message failed on tap', () => {
-    render(<MessageStatus m={{ status: 'failed', path: '', error: 'key changed' }} />);
+    render(<MessageStatus m={{ status: 'failed', path: '', error: 'refused by the recipient: not-a-friend' }} />);
     const b = screen.getByRole('button', { name: 'Failed' });
-    expect(b.title).toBe('Failed: key changed');
-    expect(screen.queryByText('Failed: key changed')).toBeNull();
+    const why = 'Failed: Their node refused it: they are no longer friends with you.';
+    expect(b.title).toBe(why);
+    expect(screen.queryByText(why)).toBeNull();
     fireEvent.click(b);
-    expect(screen.getByText('Failed: key changed')).toBeTruthy();
+    expect(screen.getByText(why)).toBeTruthy();
+    expect(document.body.textContent).not.toMatch(/not-a-friend/);
   });
 });
 
@@ -76,7 +78,7 @@ describe('Login', () => {
     await act(async () => {
       fireEvent.click(screen.getByRole('button', { name: 'Log in' }));
     });
-    expect(screen.getByRole('alert').textContent).toBe('Wrong passphrase.');
+    expect(screen.getByRole('alert').textContent).toBe('Wrong passphrase. Check it and try again.');
 
     login.mockRejectedValueOnce(new ApiError(429, 'throttled', 'too many', 30));
     fireEvent.change(screen.getByLabelText('Passphrase'), { target: { value: 'nope nope nope' } });
@@ -123,13 +125,35 @@ describe('Friends', () => {
     expect(screen.getByRole('alert').textContent).toMatch(/key changed/i);
   });
 
-  it('shows the API error plainly when adding by user ID fails', async () => {
-    vi.spyOn(api, 'addFriendByID').mockRejectedValue(new ApiError(404, 'not_found', 'no such user in the directory'));
+  it('says in plain words that a user ID is unknown, never the API message', async () => {
+    vi.spyOn(api, 'addFriendByID').mockRejectedValue(new ApiError(404, 'not_found', 'node: not found: no such user in the directory'));
     render(<Friends me={me} friends={[]} dispatch={vi.fn()} onChanged={vi.fn()} />);
     fireEvent.change(screen.getByLabelText('User ID'), { target: { value: 'abc' } });
     await act(async () => {
       fireEvent.click(screen.getByRole('button', { name: 'Add by user ID' }));
     });
-    expect(screen.getByRole('alert').textContent).toBe('no such user in the directory');
+    expect(screen.getByRole('alert').textContent).toBe(
+      'Nobody with that user ID was found. Check the ID with your friend, or ask for their invite link.',
+    );
+  });
+
+  it('says an invalid invite is not a Parley invite link', async () => {
+    vi.spyOn(api, 'addFriendByInvite').mockRejectedValue(new ApiError(400, 'bad_request', 'node: invalid argument: card: malformed'));
+    render(<Friends me={me} friends={[]} dispatch={vi.fn()} onChanged={vi.fn()} />);
+    fireEvent.change(screen.getByLabelText('Invite link'), { target: { value: 'hello there' } });
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Add friend' }));
+    });
+    expect(screen.getByRole('alert').textContent).toBe('This isn’t a Parley invite link — ask your friend to copy it again.');
+  });
+
+  it('says the node is unreachable when the request never got an answer', async () => {
+    vi.spyOn(api, 'addFriendByInvite').mockRejectedValue(new NetworkError());
+    render(<Friends me={me} friends={[]} dispatch={vi.fn()} onChanged={vi.fn()} />);
+    fireEvent.change(screen.getByLabelText('Invite link'), { target: { value: 'parley:x' } });
+    await act(async () => {
+      fireEvent.click(screen.getByRole('button', { name: 'Add friend' }));
+    });
+    expect(screen.getByRole('alert').textContent).toMatch(/^Can’t reach your Parley node/);
   });
 });

@@ -1,6 +1,7 @@
 import { act, cleanup, render, screen } from '@testing-library/react';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { api, type Friend } from '../api';
+import { renderWithQuery } from '../testutil';
 import { Conversation } from './Conversation';
 import { Friends } from './Friends';
 
@@ -44,7 +45,7 @@ describe('key fork warning', () => {
     vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
     const send = vi.spyOn(api, 'send');
     await act(async () => {
-      render(<Conversation me={me} peer="alice" friend={alice} dispatch={vi.fn()} reloadKey={0} />);
+      renderWithQuery(<Conversation me={me} peer="alice" friend={alice} />);
     });
     const banner = screen.getByTestId('key-fork-warning');
     expect(banner.textContent).toMatch(forkText);
@@ -57,8 +58,8 @@ describe('key fork warning', () => {
   it('shows nothing once the friend is verified again', async () => {
     vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
     await act(async () => {
-      render(
-        <Conversation me={me} peer="alice" friend={{ ...alice, key_fork: false, verified: true }} dispatch={vi.fn()} reloadKey={0} />,
+      renderWithQuery(
+        <Conversation me={me} peer="alice" friend={{ ...alice, key_fork: false, verified: true }} />,
       );
     });
     expect(screen.queryByTestId('key-fork-warning')).toBeNull();

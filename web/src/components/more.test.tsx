@@ -1,10 +1,13 @@
-import { act, cleanup, fireEvent, render, screen } from '@testing-library/react';
-import { useReducer } from 'react';
+import { act, cleanup, fireEvent, render, screen, waitFor } from '@testing-library/react';
+import { useQuery, type QueryClient } from '@tanstack/react-query';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { api, ApiError, type Friend } from '../api';
+import { keys } from '../cache';
+import { codeSentences } from '../errors';
+import type { Thread } from '../state';
+import { renderWithQuery, testQueryClient } from '../testutil';
 import { Conversation } from './Conversation';
 import { Friends } from './Friends';
-import { initialState, reducer, type ChatState } from '../state';
 
 afterEach(cleanup);
 
@@ -34,7 +37,7 @@ describe('name search', () => {
 });
 
 describe('Conversation', () => {
-  it('shows messages from the API and warns clearly when a send is held for a changed key', async () => {
+  it('shows messages from the API and warns in plain words when a send is held for a changed key', async () => {
     vi.spyOn(api, 'messages').mockResolvedValue({
       messages: [
         {
@@ -44,67 +47,64 @@ describe('Conversation', () => {
       ],
       next: null,
     });
-    vi.spyOn(api, 'send').mockRejectedValue(new ApiError(409, 'key_changed', "Bob's key changed: verify it first"));
-    const dispatch = vi.fn();
+    vi.spyOn(api, 'send').mockRejectedValue(new ApiError(409, 'key_changed', "node: friend's key changed"));
+    let qc!: QueryClient;
     await act(async () => {
-      render(<Conversation me={me} peer="bob" friend={bob} dispatch={dispatch} reloadKey={0} />);
+      ({ qc } = renderWithQuery(<Conversation me={me} peer="bob" friend={bob} />));
     });
-    expect(dispatch).toHaveBeenCalledWith(expect.objectContaining({ type: 'page', with: 'bob' }));
+    await screen.findByText('hi there');
+    expect(qc.getQueryData<Thread>(keys.thread('bob'))?.messages).toHaveLength(1);
     const box = screen.getByRole('textbox', { name: 'Message' }) as HTMLTextAreaElement;
     fireEvent.change(box, { target: { value: 'still there?' } });
     await act(async () => {
       fireEvent.keyDown(box, { key: 'Enter' });
     });
-    const alerts = screen.getAllByRole('alert').map((a) => a.textContent);
-    expect(alerts.some((t) => /key has changed/.test(t ?? ''))).toBe(true);
-    expect(alerts).toContain("Bob's key changed: verify it first");
+    const alerts = screen.getAllByRole('alert').map((a) => a.textContent ?? '');
+    expect(alerts.some((t) => /key has changed/.test(t))).toBe(true);
+    expect(alerts).toContain(codeSentences.key_changed);
+    expect(alerts.join(' ')).not.toMatch(/node:/);
     expect(box.value).toBe('still there?');
   });
 
   it('marks the conversation read while it is visible and has unread messages', async () => {
     vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
     const markRead = vi.spyOn(api, 'markRead').mockResolvedValue(undefined);
-    let state: ChatState = {
-      ...initialState,
-      conversations: [{ with: 'bob', name: 'Bob', unread: 2, last_message: null }],
-    };
+    const qc = testQueryClient();
+    qc.setQueryData(keys.conversations, [{ with: 'bob', name: 'Bob', unread: 2, last_message: null }]);
     function Harness() {
-      const [s, dispatch] = useReducer(reducer, state);
-      state = s;
-      return (
-        <Conversation me={me} peer="bob" friend={bob} conversation={s.conversations[0]} dispatch={dispatch} reloadKey={0} />
-      );
+      const { data } = useQuery({ queryKey: keys.conversations, queryFn: () => Promise.resolve([]) });
+      return <Conversation me={me} peer="bob" friend={bob} conversation={data?.[0]} />;
     }
     await act(async () => {
-      render(<Harness />);
+      renderWithQuery(<Harness />, qc);
     });
+    await waitFor(() => expect(qc.getQueryData<{ unread: number }[]>(keys.conversations)?.[0].unread).toBe(0));
     expect(markRead).toHaveBeenCalledOnce();
     expect(markRead).toHaveBeenCalledWith('bob');
-    expect(state.conversations[0].unread).toBe(0);
   });
 
   it('loads older messages when scrolled to the top', async () => {
-    const messages = vi.spyOn(api, 'messages').mockResolvedValue({ messages: [], next: null });
-    const dispatch = vi.fn();
-    const thread = {
-      loaded: true,
-      next: 'cursor-1',
-      messages: [
-        {
-          msg_id: 'm2', from: 'bob', to: 'me', text: 'newer', sent_at: new Date().toISOString(),
-          received_at: null, status: 'delivered' as const, direction: 'in' as const, path: 'direct' as const,
-        },
-      ],
+    const newer = {
+      msg_id: 'm2', from: 'bob', to: 'me', text: 'newer', sent_at: new Date().toISOString(),
+      received_at: null, status: 'delivered' as const, direction: 'in' as const, path: 'direct' as const,
     };
+    const older = { ...newer, msg_id: 'm1', text: 'older', sent_at: new Date(Date.now() - 60_000).toISOString() };
+    const messages = vi
+      .spyOn(api, 'messages')
+      .mockResolvedValueOnce({ messages: [newer], next: 'cursor-1' })
+      .mockResolvedValueOnce({ messages: [older], next: null });
     await act(async () => {
-      render(<Conversation me={me} peer="bob" friend={bob} thread={thread} dispatch={dispatch} reloadKey={0} />);
+      renderWithQuery(<Conversation me={me} peer="bob" friend={bob} />);
     });
+    await screen.findByRole('button', { name: 'Load older messages' });
     await act(async () => {
       fireEvent.scroll(screen.getByRole('log'));
     });
-    expect(messages).toHaveBeenCalledWith('bob', 'cursor-1');
-    expect(dispatch).toHaveBeenCalledWith({ type: 'page', with: 'bob', messages: [], next: null, older: true });
-    expect(screen.getByRole('button', { name: 'Load older messages' })).toBeTruthy();
+    expect(messages).toHaveBeenLastCalledWith('bob', 'cursor-1');
+    await waitFor(() =>
+      expect(screen.getAllByTestId('message').map((m) => m.querySelector('.text')?.textContent)).toEqual(['older', 'newer']),
+    );
+    expect(screen.queryByRole('button', { name: 'Load older messages' })).toBeNull();
   });
 });
 

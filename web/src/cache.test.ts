@@ -1,0 +1,122 @@
+import { QueryObserver, type QueryClient } from '@tanstack/react-query';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { api, ApiError, NetworkError, type Friend, type Message } from './api';
+import { ChatCache, keys, REMOVED_BY_PEER, shouldRetry } from './cache';
+import type { Thread } from './state';
+import { testQueryClient } from './testutil';
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const alice: Friend = { user_id: 'alice', name: 'Alice', status: 'accepted', verified: false, online: true, safety_number: '1' };
+
+function msg(id: string, over: Partial<Message> = {}): Message {
+  return {
+    msg_id: id, from: 'alice', to: 'me', text: `text ${id}`, sent_at: '2026-01-01T10:00:00Z',
+    received_at: null, status: 'delivered', direction: 'in', path: 'direct', ...over,
+  };
+}
+
+/** A cache whose lists are watched, as Main watches them (invalidation refetches watched queries). */
+function setup() {
+  const qc = testQueryClient();
+  const cache = new ChatCache(qc);
+  return { qc, cache };
+}
+
+function watch(qc: QueryClient, cache: ChatCache) {
+  const stops = [
+    new QueryObserver(qc, { ...cache.friendsQuery(), staleTime: Infinity }).subscribe(() => {}),
+    new QueryObserver(qc, { ...cache.conversationsQuery(), staleTime: Infinity }).subscribe(() => {}),
+  ];
+  return () => stops.forEach((s) => s());
+}
+
+describe('ChatCache', () => {
+  it('puts a live message in its thread and the conversation list at once', async () => {
+    const { qc, cache } = setup();
+    qc.setQueryData(keys.friends, [alice]);
+    qc.setQueryData(keys.conversations, []);
+    await cache.applyEvent({ type: 'message', data: msg('m1') });
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages.map((m) => m.msg_id)).toEqual(['m1']);
+    expect(qc.getQueryData<{ with: string; unread: number; name: string }[]>(keys.conversations)).toMatchObject([
+      { with: 'alice', unread: 1, name: 'Alice' },
+    ]);
+  });
+
+  it('refetches the lists on a friend event; an answer older than the event is not kept', async () => {
+    const { qc, cache } = setup();
+    let answer: (f: Friend[]) => void = () => {};
+    const friends = vi
+      .spyOn(api, 'friends')
+      .mockImplementationOnce(() => new Promise((r) => (answer = r))) // in flight when the event comes
+      .mockResolvedValueOnce([{ ...alice, status: 'accepted' }]);
+    vi.spyOn(api, 'conversations').mockResolvedValue([]);
+    const stop = watch(qc, cache); // fetches both lists: the friend list's answer waits
+    const done = cache.applyEvent({ type: 'friend_accepted', data: { ...alice, status: 'accepted' } });
+    answer([{ ...alice, status: 'pending_out' }]); // the stale answer
+    await done;
+    expect(friends).toHaveBeenCalledTimes(2);
+    expect(qc.getQueryData<Friend[]>(keys.friends)?.[0].status).toBe('accepted');
+    stop();
+  });
+
+  it('marks a friend who removed me, keeping them and their chat', async () => {
+    const { qc, cache } = setup();
+    qc.setQueryData(keys.friends, [alice]);
+    vi.spyOn(api, 'friends').mockResolvedValue([{ ...alice, status: REMOVED_BY_PEER }]);
+    vi.spyOn(api, 'conversations').mockResolvedValue([]);
+    const done = cache.applyEvent({ type: 'friend_removed', data: { user_id: 'alice' } as Friend });
+    // At once, before the refetch answers.
+    expect(qc.getQueryData<Friend[]>(keys.friends)).toMatchObject([{ user_id: 'alice', name: 'Alice', status: REMOVED_BY_PEER }]);
+    await done;
+    expect(qc.getQueryData<Friend[]>(keys.friends)?.[0].status).toBe(REMOVED_BY_PEER);
+  });
+
+  it('drops a friend I removed from the list, and their chat keeps the name', async () => {
+    const { qc, cache } = setup();
+    vi.spyOn(api, 'friends').mockResolvedValueOnce([alice]).mockResolvedValue([]);
+    vi.spyOn(api, 'conversations').mockResolvedValue([{ with: 'alice', name: '', unread: 0, last_message: null }]);
+    await qc.fetchQuery(cache.friendsQuery());
+    const stop = watch(qc, cache);
+    await cache.applyEvent({ type: 'friend_removed', data: alice });
+    stop();
+    expect(qc.getQueryData(keys.friends)).toEqual([]);
+    expect(qc.getQueryData(keys.conversations)).toMatchObject([{ with: 'alice', name: 'Alice' }]);
+    expect(cache.nameOf('stranger-id-123')).toMatch(/^Former friend stranger/);
+  });
+
+  it('lets a retried message go back from failed to pending, and removes a deleted one', () => {
+    const { qc, cache } = setup();
+    const failed = msg('m1', { direction: 'out', from: 'me', to: 'alice', status: 'failed', error: 'x' });
+    qc.setQueryData<Thread>(keys.thread('alice'), { messages: [failed, msg('m2')], next: null, loaded: true });
+    cache.replaceMessage('alice', 'm1', { ...failed, status: 'pending', error: undefined });
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages[0]).toMatchObject({ msg_id: 'm1', status: 'pending' });
+    cache.removeMessage('alice', 'm2');
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages.map((m) => m.msg_id)).toEqual(['m1']);
+  });
+
+  it('retries what may pass later, not what the node refused', () => {
+    expect(shouldRetry(0, new NetworkError())).toBe(true);
+    expect(shouldRetry(3, new NetworkError())).toBe(false);
+    expect(shouldRetry(0, new ApiError(503, 'unavailable', 'x'))).toBe(true);
+    expect(shouldRetry(0, new ApiError(404, 'not_found', 'x'))).toBe(false);
+    expect(shouldRetry(0, new ApiError(401, 'unauthorized', 'x'))).toBe(false);
+  });
+});
+
+describe('ChatCache, messages sent elsewhere', () => {
+  it('fetches a thread again when a status comes for a message of mine it does not hold', async () => {
+    const qc = testQueryClient();
+    const cache = new ChatCache(qc);
+    const sent = msg('other-tab', { direction: 'out', from: 'me', to: 'alice', status: 'sent' });
+    vi.spyOn(api, 'messages').mockResolvedValueOnce({ messages: [], next: null }).mockResolvedValue({ messages: [sent], next: null });
+    const stop = new QueryObserver(qc, { ...cache.threadQuery('alice'), staleTime: Infinity }).subscribe(() => {});
+    await vi.waitFor(() => expect(qc.getQueryData<Thread>(keys.thread('alice'))?.loaded).toBe(true));
+    await cache.applyEvent({ type: 'message_status', data: { msg_id: 'other-tab', with: 'alice', status: 'delivered', path: 'direct' } });
+    // The early status is applied to the message the refetch brings.
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages).toMatchObject([{ msg_id: 'other-tab', status: 'delivered' }]);
+    stop();
+  });
+});
