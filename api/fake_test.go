@@ -75,6 +75,12 @@ func (f *fakeNode) called(method string) bool {
 	return slices.Contains(f.calls, method)
 }
 
+func (f *fakeNode) Owner() (name, userID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.me.Name, f.me.UserID
+}
+
 func (f *fakeNode) State() State {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -27,6 +27,9 @@ type Node interface {
 // Lifecycle reports the node's state.
 type Lifecycle interface {
 	State() State
+	// Owner says whose node it is (also while locked): the identity's
+	// name and user ID, empty before there is one.
+	Owner() (name, userID string)
 }
 
 // Auth creates or opens the identity.

@@ -193,7 +193,8 @@ func (h *handler) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) 
 
 // health answers without auth, in every state.
 func (s *Server) health(q *request) error {
-	writeJSON(q.w, http.StatusOK, Health{Status: "ok", State: s.node.State()})
+	name, userID := s.node.Owner()
+	writeJSON(q.w, http.StatusOK, Health{Status: "ok", State: s.node.State(), Name: name, UserID: userID})
 	return nil
 }
 

@@ -15,6 +15,10 @@ import "encoding/json"
 type Health struct {
 	Status string `json:"status" jsonschema:"enum=ok"`
 	State  State  `json:"state"`
+	// Name and UserID say whose node it is, for the login screen; absent
+	// before the first registration.
+	Name   string `json:"name,omitempty"`
+	UserID string `json:"user_id,omitempty"`
 }
 
 // Secret is a JSON string kept as its raw JSON text, so that the server

@@ -82,6 +82,16 @@ func New(cfg Config) (*Node, error) {
 }
 
 // State reports the node's state.
+// Owner says whose node it is, in any state: the name and user ID of its
+// identity, as last unlocked (both empty before the first unlock).
+func (n *Node) Owner() (name, userID string) {
+	ns, err := readState(n.cfg.DataDir)
+	if err != nil {
+		return "", ""
+	}
+	return ns.Name, ns.UserID
+}
+
 func (n *Node) State() State {
 	n.mu.Lock()
 	defer n.mu.Unlock()

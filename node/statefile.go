@@ -16,7 +16,11 @@ import (
 const stateFile = "node.json"
 
 type nodeState struct {
-	PeerID        string `json:"peer_id,omitempty"`
+	PeerID string `json:"peer_id,omitempty"`
+	// UserID and Name say whose node it is while it is locked (the login
+	// screen); both are public (the directory record carries them).
+	UserID        string `json:"user_id,omitempty"`
+	Name          string `json:"name,omitempty"`
 	LoginFailures int    `json:"login_failures,omitempty"`
 	// LoginNotBefore is when the next passphrase may be tried (unix ms).
 	LoginNotBefore int64 `json:"login_not_before,omitempty"`

@@ -117,8 +117,8 @@ func newUnlocked(ctx context.Context, n *Node, st *store.Store) (*unlocked, erro
 	}
 	close(listening)
 	ns, err := readState(n.cfg.DataDir)
-	if err == nil && ns.PeerID != u.host.ID().String() {
-		ns.PeerID = u.host.ID().String()
+	if err == nil && (ns.PeerID != u.host.ID().String() || ns.UserID != u.me.String() || ns.Name != p.Name) {
+		ns.PeerID, ns.UserID, ns.Name = u.host.ID().String(), u.me.String(), p.Name
 		err = writeState(n.cfg.DataDir, ns)
 	}
 	if err != nil {

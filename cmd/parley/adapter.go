@@ -29,6 +29,8 @@ func newNodeAPI(n *node.Node) *nodeAPI { return &nodeAPI{n: n} }
 
 // State maps the node's state to the API's; a node closing or closed
 // serves nothing more, as a locked one does not.
+func (a *nodeAPI) Owner() (name, userID string) { return a.n.Owner() }
+
 func (a *nodeAPI) State() api.State {
 	switch st := a.n.State(); st {
 	case node.StateClosing, node.StateClosed:

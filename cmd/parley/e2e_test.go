@@ -319,6 +319,12 @@ func TestE2EAPIHardening(t *testing.T) {
 	if st := a.state(); st != "locked" {
 		t.Fatalf("state after restart %q, want locked", st)
 	}
+	// The locked node says whose it is (the login screen shows it).
+	var h api.Health
+	a.must("GET", "/api/v1/health", nil, http.StatusOK, &h)
+	if h.UserID != a.userID || h.Name == "" {
+		t.Errorf("health of the locked node %+v, want its owner's name and user ID %s", h, a.userID)
+	}
 	sent = time.Now()
 	left := windowEnd.Sub(sent)
 	if left <= 0 {

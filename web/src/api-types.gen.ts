@@ -439,6 +439,12 @@ export interface components {
             /** @enum {string} */
             status: "ok";
             state: components["schemas"]["State"];
+            /**
+             * @description Name and UserID say whose node it is, for the login screen; absent
+             *     before the first registration.
+             */
+            name?: string;
+            user_id?: string;
         };
         /** @description LastMessage summarises a conversation's newest message. */
         LastMessage: {
