@@ -354,31 +354,6 @@ function defaultEventsURL(): string {
   return `${scheme}//${location.host}${base}/events`;
 }
 
-/** A user-facing sentence for any error a call may throw. */
-export function errorText(e: unknown): string {
-  if (e instanceof ApiError) {
-    if (e.code === 'throttled' && e.retryAfter) {
-      return `Too many wrong passphrases. Try again in ${formatWait(e.retryAfter)}.`;
-    }
-    if (e.code === 'bad_passphrase') return 'Wrong passphrase.';
-    if (e.status === 404 && e.code === 'not_found' && /no such API route/.test(e.message)) {
-      return `This node does not offer that yet (${e.message}).`;
-    }
-    return e.message;
-  }
-  if (e instanceof Error) return e.message;
-  return String(e);
-}
-
-/** A wait in seconds as words: "45 s", "3 min 5 s". */
-export function formatWait(seconds: number): string {
-  const s = Math.max(0, Math.ceil(seconds));
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  const r = s % 60;
-  return r ? `${m} min ${r} s` : `${m} min`;
-}
-
 const message = (id: string) => ({ path: { msg_id: id } });
 
 /** POST /api/v1/messages/{msg_id}/retry: sends a failed message of mine again (202). */
