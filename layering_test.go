@@ -59,7 +59,7 @@ var layerRules = []layerRule{
 	},
 	{
 		pkgs:        mod + "/directory/...",
-		onlyProject: []string{mod + "/directory/...", mod + "/protocol/..."},
+		onlyProject: []string{mod + "/directory/...", mod + "/protocol/...", mod + "/internal/promreg"},
 	},
 	{
 		pkgs: mod + "/api/...",
@@ -76,7 +76,7 @@ var layerRules = []layerRule{
 		// relay serves it and the node uses its client, so it cannot
 		// reach back into either, nor into the node's store.
 		pkgs:        mod + "/node/mailbox/...",
-		onlyProject: []string{mod + "/node/mailbox/...", mod + "/directory/...", mod + "/protocol/..."},
+		onlyProject: []string{mod + "/node/mailbox/...", mod + "/directory/...", mod + "/protocol/...", mod + "/internal/promreg"},
 	},
 	{
 		pkgs: mod + "/node/...",

@@ -2,7 +2,8 @@ package directory
 
 import (
 	"context"
-	"errors"
+
+	"github.com/parley-chat/parley/internal/promreg"
 
 	"github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
@@ -27,22 +28,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "DHT requests served, by type (GET_VALUE is a record lookup, GET_PROVIDERS a name lookup).",
 		}, []string{"type"}),
 	}
-	m.requests = register(reg, m.requests)
+	m.requests = promreg.Register(reg, m.requests)
 	return m
-}
-
-// register registers c with reg, or returns the equal collector already
-// registered (a node that unlocks again in the same process).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-	}
-	return c
 }
 
 func (m *Metrics) request(t dhtpb.Message_MessageType) {

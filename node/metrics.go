@@ -1,7 +1,7 @@
 package node
 
 import (
-	"errors"
+	"github.com/parley-chat/parley/internal/promreg"
 
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,14 +22,7 @@ func newReservationTracer(reg prometheus.Registerer) *reservationTracer {
 			Help: "Circuit relay v2 reservations currently held.",
 		}),
 	}
-	if err := reg.Register(t.active); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if g, ok := are.ExistingCollector.(prometheus.Gauge); ok {
-				t.active = g
-			}
-		}
-	}
+	t.active = promreg.Register(reg, t.active)
 	return t
 }
 

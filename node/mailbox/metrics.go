@@ -1,7 +1,7 @@
 package mailbox
 
 import (
-	"errors"
+	"github.com/parley-chat/parley/internal/promreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -37,10 +37,10 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 			Help: "Envelopes deleted unfetched at the end of their TTL.",
 		}),
 	}
-	m.deposits = register(reg, m.deposits)
-	m.fetches = register(reg, m.fetches)
-	m.acked = register(reg, m.acked)
-	m.expired = register(reg, m.expired)
+	m.deposits = promreg.Register(reg, m.deposits)
+	m.fetches = promreg.Register(reg, m.fetches)
+	m.acked = promreg.Register(reg, m.acked)
+	m.expired = promreg.Register(reg, m.expired)
 	// A second server in one process (tests) keeps the first one's gauges.
 	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "mailbox", Name: "envelopes_held",
@@ -51,20 +51,6 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 		Help: "Bytes of envelopes the relay holds for offline recipients.",
 	}, func() float64 { _, b := d.totals(); return float64(b) }))
 	return m
-}
-
-// register registers c with reg, or returns the equal collector already
-// registered.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-	}
-	return c
 }
 
 func (m *metrics) deposit(c Code) {

@@ -1,8 +1,9 @@
 package outbox
 
 import (
-	"errors"
 	"sync/atomic"
+
+	"github.com/parley-chat/parley/internal/promreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -41,7 +42,7 @@ func newCounters(reg prometheus.Registerer) *counters {
 		return c
 	}
 	counter := func(name, help string) prometheus.Counter {
-		return register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		return promreg.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "outbox", Name: name, Help: help,
 		}))
 	}
@@ -51,20 +52,6 @@ func newCounters(reg prometheus.Registerer) *counters {
 	c.promBreaks = counter("stream_breaks_total", "Delivery streams given up as broken, each followed by a rewind to the first unacknowledged entry.")
 	c.promUnacked = counter("unacked_at_break_total",
 		"Delivery frames in flight (written, not acknowledged) on streams when they broke, summed: what the rewinds may send again.")
-	return c
-}
-
-// register registers c with reg, or returns the counter already
-// registered under its name.
-func register(reg prometheus.Registerer, c prometheus.Counter) prometheus.Counter {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if old, ok := are.ExistingCollector.(prometheus.Counter); ok {
-				return old
-			}
-		}
-	}
 	return c
 }
 
