@@ -347,7 +347,7 @@ func TestLayeringCatchesViolations(t *testing.T) {
 		"store imports github.com/libp2p/go-libp2p/core/peer (store -> example.com/helper -> github.com/libp2p/go-libp2p/core/peer): store knows nothing of libp2p",
 		"api imports github.com/libp2p/go-libp2p/core/peer (api -> store -> example.com/helper -> github.com/libp2p/go-libp2p/core/peer): api never touches the network layer",
 		"api imports store (api -> store): api talks to the node through its own interface, not to storage",
-		"directory imports store (directory -> store): directory/... may import only directory/..., protocol/... among project packages",
+		"directory imports store (directory -> store): directory/... may import only directory/..., protocol/..., internal/promreg among project packages",
 		"node imports web (node -> web): only cmd/parley wires in the embedded UI",
 	}
 	slices.Sort(got)

@@ -17,8 +17,16 @@ func TestHealthInEachState(t *testing.T) {
 		a.expect(t, http.StatusOK, "")
 		var out map[string]string
 		a.decode(t, &out)
-		if out["status"] != "ok" || out["state"] != string(st) || len(out) != 2 {
+		if out["status"] != "ok" || out["state"] != string(st) {
 			t.Errorf("health in state %s: %v", st, out)
+		}
+		// Whose node it is, once there is an identity.
+		name, id := out["name"], out["user_id"]
+		if st == StateNew && (name != "" || id != "" || len(out) != 2) {
+			t.Errorf("health of a new node names an owner: %v", out)
+		}
+		if st != StateNew && (name != "alice" || id != "alice-id" || len(out) != 4) {
+			t.Errorf("health in state %s: %v, want the owner's name and user ID", st, out)
 		}
 	}
 }
