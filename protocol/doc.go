@@ -260,7 +260,8 @@
 //
 // Its hash is SHA-256("parley/v1/group-hash" ‖ its protobuf encoding,
 // signature included). A new group's state (VerifyGroupGenesis) must be
-// of epoch 1 and signed by one of its own admins. A change (Accept) is
+// of epoch 1 and signed by one of its own admins; someone added at a later
+// epoch, who holds no earlier state, checks only that (VerifyGroupState). A change (Accept) is
 // accepted only for the same group (ErrGroupWrongGroup), for exactly the
 // next epoch (ErrGroupEpoch: no replays of old states, no skipped
 // epochs), with previous = the current state's hash (ErrGroupPrevious: a

@@ -376,8 +376,18 @@ func VerifyGroupGenesis(s *GroupState, key *PublicKey) error {
 	if s.Epoch != 1 {
 		return fmt.Errorf("%w: a new group starts at epoch 1, not %d", ErrGroupEpoch, s.Epoch)
 	}
+	return VerifyGroupState(s, key)
+}
+
+// VerifyGroupState checks a state on its own, as someone added to a group
+// at a later epoch does who has none of the states before it: signed by
+// key, which must be the key of s.Signer (ErrUnknownSender, ErrAuth), an
+// admin of s itself (ErrGroupNotAdmin). It proves that an admin of the
+// state made it, not that the state follows the group's history; members
+// who hold the previous state use Accept.
+func VerifyGroupState(s *GroupState, key *PublicKey) error {
 	if !s.IsAdmin(s.Signer) {
-		return fmt.Errorf("%w: %s is not an admin of the new group", ErrGroupNotAdmin, s.Signer)
+		return fmt.Errorf("%w: %s is not an admin of the state it signed", ErrGroupNotAdmin, s.Signer)
 	}
 	return s.verifySignature(key)
 }

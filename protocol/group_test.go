@@ -149,6 +149,15 @@ func TestGroupStateRefused(t *testing.T) {
 	if err := VerifyGroupGenesis(good, f.alice.Public()); !errors.Is(err, ErrGroupEpoch) {
 		t.Fatalf("genesis at epoch 2 = %v, want ErrGroupEpoch", err)
 	}
+	// Someone added at epoch 2 checks the state on its own: signed by one
+	// of its admins. A member who demotes the admin and signs is refused.
+	if err := VerifyGroupState(good, f.alice.Public()); err != nil {
+		t.Fatalf("epoch 2 on its own: %v", err)
+	}
+	coup := f.next(t, s, f.bob, member(f.alice, RoleMember), member(f.bob, RoleMember), member(f.carol, RoleAdmin))
+	if err := VerifyGroupState(coup, f.bob.Public()); !errors.Is(err, ErrGroupNotAdmin) {
+		t.Fatalf("a state signed by one who is not its admin = %v, want ErrGroupNotAdmin", err)
+	}
 }
 
 func TestParseGroupStateMalformed(t *testing.T) {
