@@ -196,8 +196,22 @@ func (net *groupNet) waitKeyed(st *protocol.GroupState) {
 
 // meshTracer follows a router's mesh per topic (pubsub.RawTracer).
 type meshTracer struct {
-	mu   sync.Mutex
-	mesh map[string]map[peer.ID]bool
+	mu       sync.Mutex
+	mesh     map[string]map[peer.ID]bool
+	rejected int             // messages the validator rejected
+	seen     map[string]bool // data of every message validated
+}
+
+func (m *meshTracer) saw(data []byte) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seen[string(data)]
+}
+
+func (m *meshTracer) rejects() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rejected
 }
 
 func (m *meshTracer) has(topic string, peers []peer.ID) bool {
@@ -226,11 +240,26 @@ func (m *meshTracer) Prune(p peer.ID, topic string) {
 	delete(m.mesh[topic], p)
 }
 
-func (m *meshTracer) Join(string)                                          {}
-func (m *meshTracer) Leave(string)                                         {}
-func (m *meshTracer) ValidateMessage(*pubsub.Message)                      {}
-func (m *meshTracer) DeliverMessage(*pubsub.Message)                       {}
-func (m *meshTracer) RejectMessage(*pubsub.Message, string)                {}
+func (m *meshTracer) Join(string)  {}
+func (m *meshTracer) Leave(string) {}
+func (m *meshTracer) ValidateMessage(msg *pubsub.Message) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seen == nil {
+		m.seen = map[string]bool{}
+	}
+	m.seen[string(msg.GetData())] = true
+}
+
+func (m *meshTracer) DeliverMessage(*pubsub.Message) {}
+func (m *meshTracer) RejectMessage(_ *pubsub.Message, reason string) {
+	if reason == pubsub.RejectValidationFailed {
+		m.mu.Lock()
+		m.rejected++
+		m.mu.Unlock()
+	}
+}
+
 func (m *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
 func (m *meshTracer) ThrottlePeer(peer.ID)                                 {}
 func (m *meshTracer) RecvRPC(*pubsub.RPC)                                  {}
