@@ -213,6 +213,7 @@ func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.S
 	if err := g.st.PutSenderChain(ctx, c); err != nil && !errors.Is(err, store.ErrDuplicate) {
 		return err
 	}
+	g.learn(c)
 	return nil
 }
 

@@ -111,6 +111,9 @@ type groups struct {
 	topics  map[protocol.GroupID]*groupTopic
 	locks   map[protocol.GroupID]*sync.Mutex
 	pending []pendingKey
+	// known is the public part of every sender chain of the joined
+	// epochs, so that the validator verifies without reading the store.
+	known map[protocol.ChainID]protocol.ChainPublic
 }
 
 // groupTopic is the joined topic of a group's current epoch.
@@ -123,7 +126,10 @@ type groupTopic struct {
 }
 
 func newGroups() *groups {
-	return &groups{topics: map[protocol.GroupID]*groupTopic{}, locks: map[protocol.GroupID]*sync.Mutex{}}
+	return &groups{
+		topics: map[protocol.GroupID]*groupTopic{}, locks: map[protocol.GroupID]*sync.Mutex{},
+		known: map[protocol.ChainID]protocol.ChainPublic{},
+	}
 }
 
 // lockGroup takes the group's lock and returns its unlock.
@@ -192,9 +198,21 @@ func (g *groups) join(id protocol.GroupID, epoch uint64) error {
 		return fmt.Errorf("node: subscribing to a group topic: %w", err)
 	}
 	gt := &groupTopic{group: id, epoch: epoch, name: name, topic: t, sub: sub}
+	chains, err := g.st.SenderChains(context.Background(), id, epoch)
+	if err != nil {
+		g.log.Warn("group sender keys unreadable", "group", id.String(), "err", err)
+	}
 	g.mu.Lock()
 	old := g.topics[id]
 	g.topics[id] = gt
+	for k, p := range g.known {
+		if p.Group == id && p.Epoch < epoch {
+			delete(g.known, k)
+		}
+	}
+	for _, c := range chains {
+		g.known[c.ID()] = c.Public()
+	}
 	g.mu.Unlock()
 	g.spawn(func(ctx context.Context) { g.read(ctx, gt) })
 	if old != nil {
@@ -210,10 +228,39 @@ func (g *groups) leave(id protocol.GroupID) {
 	g.mu.Lock()
 	t := g.topics[id]
 	delete(g.topics, id)
+	for k, p := range g.known {
+		if p.Group == id {
+			delete(g.known, k)
+		}
+	}
 	g.mu.Unlock()
 	if t != nil {
 		g.close(t)
 	}
+}
+
+// learn adds a stored chain's public part to what the validator knows.
+func (g *groups) learn(c *protocol.SenderChain) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.known[c.ID()] = c.Public()
+}
+
+// chain returns the public part of a known chain: from memory, else from
+// the store (a key stored while its topic was being joined).
+func (g *groups) chain(ctx context.Context, m *protocol.GroupMessage) (protocol.ChainPublic, bool) {
+	g.mu.Lock()
+	p, ok := g.known[m.Chain]
+	g.mu.Unlock()
+	if ok {
+		return p, true
+	}
+	c, err := g.st.SenderChain(ctx, m.Group, m.Epoch, m.Sender, m.Chain)
+	if err != nil {
+		return protocol.ChainPublic{}, false
+	}
+	g.learn(c)
+	return c.Public(), true
 }
 
 func (g *groups) close(t *groupTopic) {
@@ -250,8 +297,8 @@ func (g *groups) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 	if err := m.CheckTime(g.now(), 0, 0); err != nil {
 		return pubsub.ValidationIgnore
 	}
-	c, err := g.st.SenderChain(ctx, m.Group, m.Epoch, m.Sender, m.Chain)
-	if err != nil {
+	c, ok := g.chain(ctx, m)
+	if !ok {
 		return pubsub.ValidationIgnore
 	}
 	if err := c.Verify(m); err != nil {

@@ -134,25 +134,43 @@ func (c *SenderChain) Seal(kind Kind, body []byte, now time.Time) (*GroupMessage
 	return m, &next, nil
 }
 
+// ChainPublic is the public part of a sender chain: its group, epoch,
+// owner and Ed25519 key. It verifies messages (what a topic validator
+// needs) and holds no secret.
+type ChainPublic struct {
+	Group  GroupID
+	Epoch  uint64
+	Sender ID
+	Chain  ChainID
+}
+
+// Public returns the chain's public part.
+func (c *SenderChain) Public() ChainPublic {
+	return ChainPublic{Group: c.group, Epoch: c.epoch, Sender: c.sender, Chain: c.chain}
+}
+
 // Verify checks what can be checked of m without the chain key, in this
 // order: the group (ErrGroupWrongGroup), the epoch (ErrGroupEpoch), that
 // m's sender owns this chain (ErrGroupWrongSender) and the chain's
 // signature (ErrAuth). A topic validator runs it before forwarding.
-func (c *SenderChain) Verify(m *GroupMessage) error {
-	if m.Group != c.group {
-		return fmt.Errorf("%w: message of group %s on a chain of %s", ErrGroupWrongGroup, m.Group, c.group)
+func (p ChainPublic) Verify(m *GroupMessage) error {
+	if m.Group != p.Group {
+		return fmt.Errorf("%w: message of group %s on a chain of %s", ErrGroupWrongGroup, m.Group, p.Group)
 	}
-	if m.Epoch != c.epoch {
-		return fmt.Errorf("%w: message of epoch %d on a chain of epoch %d", ErrGroupEpoch, m.Epoch, c.epoch)
+	if m.Epoch != p.Epoch {
+		return fmt.Errorf("%w: message of epoch %d on a chain of epoch %d", ErrGroupEpoch, m.Epoch, p.Epoch)
 	}
-	if m.Sender != c.sender || m.Chain != c.chain {
-		return fmt.Errorf("%w: message of %s on a chain of %s", ErrGroupWrongSender, m.Sender, c.sender)
+	if m.Sender != p.Sender || m.Chain != p.Chain {
+		return fmt.Errorf("%w: message of %s on a chain of %s", ErrGroupWrongSender, m.Sender, p.Sender)
 	}
-	if !ed25519.Verify(ed25519.PublicKey(c.chain[:]), m.signedBytes(m.Canonical()), m.Signature) {
+	if !ed25519.Verify(ed25519.PublicKey(p.Chain[:]), m.signedBytes(m.Canonical()), m.Signature) {
 		return fmt.Errorf("%w: group message signature", ErrAuth)
 	}
 	return nil
 }
+
+// Verify is c.Public().Verify(m).
+func (c *SenderChain) Verify(m *GroupMessage) error { return c.Public().Verify(m) }
 
 // Open verifies m (Verify), derives its key (ErrGroupReplay for an
 // iteration used or dropped, ErrGroupTooFarAhead beyond MaxGroupSkip) and
