@@ -594,6 +594,225 @@ func (x *SenderChainState) GetSkipped() []*GroupSkippedKey {
 	return nil
 }
 
+// GroupSyncWant asks for the messages of one chain from an iteration on.
+type GroupSyncWant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sender        []byte                 `protobuf:"bytes,1,opt,name=sender,proto3" json:"sender,omitempty"` // the chain's owner (32)
+	Chain         []byte                 `protobuf:"bytes,2,opt,name=chain,proto3" json:"chain,omitempty"`   // the chain (32)
+	From          uint32                 `protobuf:"varint,3,opt,name=from,proto3" json:"from,omitempty"`    // the first iteration wanted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSyncWant) Reset() {
+	*x = GroupSyncWant{}
+	mi := &file_protocol_pb_group_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSyncWant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSyncWant) ProtoMessage() {}
+
+func (x *GroupSyncWant) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSyncWant.ProtoReflect.Descriptor instead.
+func (*GroupSyncWant) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GroupSyncWant) GetSender() []byte {
+	if x != nil {
+		return x.Sender
+	}
+	return nil
+}
+
+func (x *GroupSyncWant) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *GroupSyncWant) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+// GroupSyncRequest is what a member who missed messages asks another
+// member on /parley/group-sync/1.0.0, signed with the requester's own
+// chain key of the epoch (which proves membership) under
+// "parley/v1/group-sync", for one responder (its peer ID).
+type GroupSyncRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Version        uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	GroupId        []byte                 `protobuf:"bytes,2,opt,name=group_id,json=groupId,proto3" json:"group_id,omitempty"`
+	Epoch          uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Requester      []byte                 `protobuf:"bytes,4,opt,name=requester,proto3" json:"requester,omitempty"`                                 // user ID (32)
+	RequesterChain []byte                 `protobuf:"bytes,5,opt,name=requester_chain,json=requesterChain,proto3" json:"requester_chain,omitempty"` // the requester's own chain of the epoch (32)
+	Responder      []byte                 `protobuf:"bytes,6,opt,name=responder,proto3" json:"responder,omitempty"`                                 // the responder's peer ID
+	TimestampMs    int64                  `protobuf:"varint,7,opt,name=timestamp_ms,json=timestampMs,proto3" json:"timestamp_ms,omitempty"`
+	Wants          []*GroupSyncWant       `protobuf:"bytes,8,rep,name=wants,proto3" json:"wants,omitempty"`
+	Signature      []byte                 `protobuf:"bytes,9,opt,name=signature,proto3" json:"signature,omitempty"` // Ed25519 (64)
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GroupSyncRequest) Reset() {
+	*x = GroupSyncRequest{}
+	mi := &file_protocol_pb_group_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSyncRequest) ProtoMessage() {}
+
+func (x *GroupSyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSyncRequest.ProtoReflect.Descriptor instead.
+func (*GroupSyncRequest) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GroupSyncRequest) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupSyncRequest) GetGroupId() []byte {
+	if x != nil {
+		return x.GroupId
+	}
+	return nil
+}
+
+func (x *GroupSyncRequest) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *GroupSyncRequest) GetRequester() []byte {
+	if x != nil {
+		return x.Requester
+	}
+	return nil
+}
+
+func (x *GroupSyncRequest) GetRequesterChain() []byte {
+	if x != nil {
+		return x.RequesterChain
+	}
+	return nil
+}
+
+func (x *GroupSyncRequest) GetResponder() []byte {
+	if x != nil {
+		return x.Responder
+	}
+	return nil
+}
+
+func (x *GroupSyncRequest) GetTimestampMs() int64 {
+	if x != nil {
+		return x.TimestampMs
+	}
+	return 0
+}
+
+func (x *GroupSyncRequest) GetWants() []*GroupSyncWant {
+	if x != nil {
+		return x.Wants
+	}
+	return nil
+}
+
+func (x *GroupSyncRequest) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+// GroupSyncResponse carries stored messages (GroupMessage encodings), in
+// chain and iteration order.
+type GroupSyncResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Messages      [][]byte               `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupSyncResponse) Reset() {
+	*x = GroupSyncResponse{}
+	mi := &file_protocol_pb_group_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupSyncResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupSyncResponse) ProtoMessage() {}
+
+func (x *GroupSyncResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupSyncResponse.ProtoReflect.Descriptor instead.
+func (*GroupSyncResponse) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GroupSyncResponse) GetMessages() [][]byte {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
 var File_protocol_pb_group_proto protoreflect.FileDescriptor
 
 const file_protocol_pb_group_proto_rawDesc = "" +
@@ -654,7 +873,23 @@ const file_protocol_pb_group_proto_rawDesc = "" +
 	"signingKey\x12\x1c\n" +
 	"\titeration\x18\a \x01(\rR\titeration\x12\x1b\n" +
 	"\tchain_key\x18\b \x01(\fR\bchainKey\x124\n" +
-	"\askipped\x18\t \x03(\v2\x1a.parley.v1.GroupSkippedKeyR\askippedB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
+	"\askipped\x18\t \x03(\v2\x1a.parley.v1.GroupSkippedKeyR\askipped\"Q\n" +
+	"\rGroupSyncWant\x12\x16\n" +
+	"\x06sender\x18\x01 \x01(\fR\x06sender\x12\x14\n" +
+	"\x05chain\x18\x02 \x01(\fR\x05chain\x12\x12\n" +
+	"\x04from\x18\x03 \x01(\rR\x04from\"\xb3\x02\n" +
+	"\x10GroupSyncRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x19\n" +
+	"\bgroup_id\x18\x02 \x01(\fR\agroupId\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1c\n" +
+	"\trequester\x18\x04 \x01(\fR\trequester\x12'\n" +
+	"\x0frequester_chain\x18\x05 \x01(\fR\x0erequesterChain\x12\x1c\n" +
+	"\tresponder\x18\x06 \x01(\fR\tresponder\x12!\n" +
+	"\ftimestamp_ms\x18\a \x01(\x03R\vtimestampMs\x12.\n" +
+	"\x05wants\x18\b \x03(\v2\x18.parley.v1.GroupSyncWantR\x05wants\x12\x1c\n" +
+	"\tsignature\x18\t \x01(\fR\tsignature\"/\n" +
+	"\x11GroupSyncResponse\x12\x1a\n" +
+	"\bmessages\x18\x01 \x03(\fR\bmessagesB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
 
 var (
 	file_protocol_pb_group_proto_rawDescOnce sync.Once
@@ -668,7 +903,7 @@ func file_protocol_pb_group_proto_rawDescGZIP() []byte {
 	return file_protocol_pb_group_proto_rawDescData
 }
 
-var file_protocol_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_protocol_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_protocol_pb_group_proto_goTypes = []any{
 	(*GroupMember)(nil),           // 0: parley.v1.GroupMember
 	(*GroupState)(nil),            // 1: parley.v1.GroupState
@@ -676,15 +911,19 @@ var file_protocol_pb_group_proto_goTypes = []any{
 	(*GroupMessage)(nil),          // 3: parley.v1.GroupMessage
 	(*GroupSkippedKey)(nil),       // 4: parley.v1.GroupSkippedKey
 	(*SenderChainState)(nil),      // 5: parley.v1.SenderChainState
+	(*GroupSyncWant)(nil),         // 6: parley.v1.GroupSyncWant
+	(*GroupSyncRequest)(nil),      // 7: parley.v1.GroupSyncRequest
+	(*GroupSyncResponse)(nil),     // 8: parley.v1.GroupSyncResponse
 }
 var file_protocol_pb_group_proto_depIdxs = []int32{
 	0, // 0: parley.v1.GroupState.members:type_name -> parley.v1.GroupMember
 	4, // 1: parley.v1.SenderChainState.skipped:type_name -> parley.v1.GroupSkippedKey
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	6, // 2: parley.v1.GroupSyncRequest.wants:type_name -> parley.v1.GroupSyncWant
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_protocol_pb_group_proto_init() }
@@ -698,7 +937,7 @@ func file_protocol_pb_group_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pb_group_proto_rawDesc), len(file_protocol_pb_group_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
