@@ -91,7 +91,7 @@ type groups struct {
 	st       *store.Store
 	log      *slog.Logger
 	me       protocol.ID
-	self     peer.ID
+	host     host.Host
 	ps       *pubsub.PubSub
 	now      func() time.Time
 	identity func() (*protocol.PrivateKey, error)
@@ -159,6 +159,8 @@ func (g *groups) serve(ctx context.Context) error {
 			}
 		}
 	}
+	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
+	defer g.host.RemoveStreamHandler(groupSyncProtocol)
 	<-ctx.Done()
 	g.mu.Lock()
 	joined := make([]*groupTopic, 0, len(g.topics))
@@ -316,7 +318,7 @@ func (g *groups) read(ctx context.Context, t *groupTopic) {
 		if err != nil {
 			return // cancelled, or the node stopping
 		}
-		if msg.ReceivedFrom == g.self {
+		if msg.ReceivedFrom == g.host.ID() {
 			continue // our own, stored when sent
 		}
 		m, ok := msg.ValidatorData.(*protocol.GroupMessage)

@@ -98,7 +98,7 @@ func (net *groupNet) add(key *protocol.PrivateKey, sign bool) *groupMember {
 	}
 	me := key.ID()
 	g := newGroups()
-	g.st, g.log, g.me, g.self, g.ps, g.now = st, testLogger(t), me, h.ID(), ps, time.Now
+	g.st, g.log, g.me, g.host, g.ps, g.now = st, testLogger(t), me, h, ps, time.Now
 	g.identity = func() (*protocol.PrivateKey, error) { return key, nil }
 	g.keyOf = func(_ context.Context, user, id protocol.ID) (*protocol.PublicKey, error) {
 		if k := net.keys[user]; k != nil && k.ID() == id {

@@ -87,6 +87,16 @@ func (c *SenderChain) Own() bool { return c.signing != nil }
 // Skipped returns how many keys of skipped iterations the chain keeps.
 func (c *SenderChain) Skipped() int { return len(c.skipped) }
 
+// FirstMissing returns the first iteration of another member's chain not
+// received yet: the oldest skipped one whose key is kept, else the next
+// expected. A member catching up asks for messages from there on.
+func (c *SenderChain) FirstMissing() uint32 {
+	if len(c.skipped) > 0 {
+		return c.skipped[0].n
+	}
+	return c.iteration
+}
+
 // Distribution returns the sender key to hand to the other members of
 // state (its epoch's state): the chain at its current iteration, so that
 // they read what the owner sends from now on.
