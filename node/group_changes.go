@@ -111,23 +111,24 @@ func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
 	}
 	raw := d.Marshal()
 	state := st.Marshal()
+	var errs []error
 	for _, m := range st.Members {
 		if m.User == g.me {
 			continue
 		}
 		// The signer hands the state to everyone; every member hands its
-		// own key. A member who cannot be reached now gets both when the
-		// caller retries (the outbox keeps session messages).
+		// own key. direct queues them in the 1:1 session (whose outbox
+		// retries); a member it fails for does not stop the others.
 		if st.Signer == g.me {
 			if err := g.direct(ctx, m.User, protocol.KindGroupState, state); err != nil {
-				return fmt.Errorf("node: handing out group state: %w", err)
+				errs = append(errs, fmt.Errorf("node: handing out group state to %s: %w", m.User, err))
 			}
 		}
 		if err := g.direct(ctx, m.User, protocol.KindSenderKey, raw); err != nil {
-			return fmt.Errorf("node: handing out sender key: %w", err)
+			errs = append(errs, fmt.Errorf("node: handing out sender key to %s: %w", m.User, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (g *groups) updated(ctx context.Context, id protocol.GroupID) {

@@ -179,7 +179,9 @@ func (s *GroupState) Canonical() []byte {
 	return c.b
 }
 
-// Marshal encodes s (protobuf, canonical).
+// Marshal encodes s (protobuf, canonical): the encoding it was parsed
+// from or signed as, which its signature and Hash cover (a state's fields
+// are not to be changed after that).
 func (s *GroupState) Marshal() []byte {
 	if s.raw != nil {
 		return slices.Clone(s.raw)
