@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
@@ -21,6 +22,7 @@ import (
 // signed with its own chain key of the epoch); the responder answers
 // with the ciphertext it stored, and the asker opens and stores each as
 // if it came over the topic, once. One request, one response per stream.
+// A node asks every peer that joins one of its group topics (catchUp).
 
 const groupSyncProtocol = libp2pprotocol.ID("/parley/group-sync/1.0.0")
 
@@ -68,6 +70,28 @@ func (g *groups) handleSync(s network.Stream) {
 	}
 	if err := protocol.WriteGroupSyncResponse(s, out); err != nil {
 		_ = s.Reset()
+	}
+}
+
+// catchUp asks every peer that joins a group's topic for what this node
+// missed (group sync), until the topic is left: a member back from being
+// offline, or a peer newly connected, fills the gaps gossipsub leaves.
+func (g *groups) catchUp(ctx context.Context, t *groupTopic) {
+	for {
+		ev, err := t.peers.NextPeerEvent(ctx)
+		if err != nil {
+			return // cancelled, or the node stopping
+		}
+		if ev.Type != pubsub.PeerJoin {
+			continue
+		}
+		n, err := g.syncGroup(ctx, t.group, ev.Peer)
+		switch {
+		case err != nil:
+			g.log.Debug("group sync failed", "group", t.group.String(), "peer", ev.Peer.String(), "err", err)
+		case n > 0:
+			g.log.Debug("group sync caught up", "group", t.group.String(), "messages", n)
+		}
 	}
 }
 

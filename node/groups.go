@@ -123,6 +123,7 @@ type groupTopic struct {
 	name  string
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
+	peers *pubsub.TopicEventHandler // peers joining: each is asked for what we missed
 }
 
 func newGroups() *groups {
@@ -199,7 +200,14 @@ func (g *groups) join(id protocol.GroupID, epoch uint64) error {
 		_ = g.ps.UnregisterTopicValidator(name)
 		return fmt.Errorf("node: subscribing to a group topic: %w", err)
 	}
-	gt := &groupTopic{group: id, epoch: epoch, name: name, topic: t, sub: sub}
+	peers, err := t.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		_ = t.Close()
+		_ = g.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("node: group topic events: %w", err)
+	}
+	gt := &groupTopic{group: id, epoch: epoch, name: name, topic: t, sub: sub, peers: peers}
 	chains, err := g.st.SenderChains(context.Background(), id, epoch)
 	if err != nil {
 		g.log.Warn("group sender keys unreadable", "group", id.String(), "err", err)
@@ -217,6 +225,7 @@ func (g *groups) join(id protocol.GroupID, epoch uint64) error {
 	}
 	g.mu.Unlock()
 	g.spawn(func(ctx context.Context) { g.read(ctx, gt) })
+	g.spawn(func(ctx context.Context) { g.catchUp(ctx, gt) })
 	if old != nil {
 		g.close(old)
 	}
@@ -266,6 +275,7 @@ func (g *groups) chain(ctx context.Context, m *protocol.GroupMessage) (protocol.
 }
 
 func (g *groups) close(t *groupTopic) {
+	t.peers.Cancel()
 	t.sub.Cancel()
 	_ = g.ps.UnregisterTopicValidator(t.name)
 	// Close fails while pubsub has not yet processed the cancel; the
