@@ -35,7 +35,8 @@
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
 //	groups      group states, sender keys, one gossipsub topic per group and
-//	            epoch (serve: joins the topics); not wired yet: the lead connects
+//	            epoch, catch-up on /parley/group-sync/1.0.0 (serve: joins the
+//	            topics, answers sync requests); not wired yet: the lead connects
 //	            it to the host's pubsub and, for kinds KindGroupState and
 //	            KindSenderKey, to the messenger's 1:1 sessions (groups.go)
 //	bus         events to the API (Node-wide; no goroutine)

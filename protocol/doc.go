@@ -324,6 +324,22 @@
 // handed out pairwise, so the removed member's old chains open nothing
 // sent after it.
 //
+// Sync. A member who missed messages asks another member's node for
+// them (pb.GroupSyncRequest: group, epoch, its own user ID and chain, the
+// responder's peer ID, a time, and per chain {sender, chain, first
+// iteration wanted}), signed with its own chain's Ed25519 key under
+// "parley/v1/group-sync" over
+//
+//	u8 version ‖ group_id (32) ‖ u64 epoch ‖ requester (32) ‖
+//	requester_chain (32) ‖ bytes(responder) ‖ i64 timestamp_ms ‖
+//	u32 count ‖ (sender (32) ‖ chain (32) ‖ u32 from)*
+//
+// The responder answers only a request that verifies with a chain of that
+// epoch it holds, names it, and is inside the envelope time window
+// (ChainPublic.VerifySync), with at most MaxSyncMessages stored messages
+// (pb.GroupSyncResponse), which the asker opens like any other. Both are
+// length-prefixed frames, as the delivery frames are.
+//
 // What a group message shows in clear: group ID, epoch, sender, chain,
 // iteration, time, kind and size (to 256 bytes), to every node carrying
 // the topic. It is signed (transferable proof of authorship among those
