@@ -48,14 +48,27 @@ type groupMember struct {
 // groupNetKeys are fixture identities, each a different user.
 var groupNetKeys = []string{"alice-2048", "bob-2048", "carol-2048", "alice-3072", "bob-3072", "carol-3072", "big-4096"}
 
-// newGroupNet starts n members (n ≤ len(groupNetKeys)) and connects them
+// groupNetKey is member i's identity: a fixture key, or a new one past
+// the fixtures (RSA key generation takes a while).
+func groupNetKey(t *testing.T, i int) *protocol.PrivateKey {
+	if i < len(groupNetKeys) {
+		return fixtureKey(t, groupNetKeys[i])
+	}
+	k, err := protocol.GenerateKey(protocol.MinRSABits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newGroupNet starts n members and connects them
 // in a line, 0–1–…–n-1, so that what one publishes must be carried by the
 // members between.
 func newGroupNet(t *testing.T, n int, sign bool) *groupNet {
 	t.Helper()
 	net := &groupNet{t: t, byUser: map[protocol.ID]*groupMember{}, keys: map[protocol.ID]*protocol.PublicKey{}}
 	for i := range n {
-		net.add(fixtureKey(t, groupNetKeys[i]), sign)
+		net.add(groupNetKey(t, i), sign)
 	}
 	for i := 1; i < n; i++ {
 		net.connect(i-1, i)
@@ -335,17 +348,17 @@ func hasExactly(history []store.GroupMessage, want map[protocol.MsgID]string) bo
 	return true
 }
 
-// TestGroupOverGossipsub: five members on a line of real hosts, no
+// TestGroupOverGossipsub: ten members (seven fixture identities, three made here) on a line of real hosts, no
 // relay. Every member posts; every member stores every message exactly
 // once. Then the admin removes the last member, whose node, though it
 // joins the new epoch's topic by hand and keeps its old keys, reads
 // nothing sent after the removal, while the others go on.
 func TestGroupOverGossipsub(t *testing.T) {
-	const n, each = 5, 4
+	const n, each = 10, 4
 	net := newGroupNet(t, n, false)
 	ctx := context.Background()
 	admin := net.members[0]
-	st, err := admin.g.createGroup(ctx, "line of five", net.users())
+	st, err := admin.g.createGroup(ctx, "line of ten", net.users())
 	if err != nil {
 		t.Fatal(err)
 	}
