@@ -348,9 +348,9 @@ func hasExactly(history []store.GroupMessage, want map[protocol.MsgID]string) bo
 	return true
 }
 
-// TestGroupOverGossipsub: ten members (seven fixture identities, three made here) on a line of real hosts, no
-// relay. Every member posts; every member stores every message exactly
-// once. Then the admin removes the last member, whose node, though it
+// TestGroupOverGossipsub: ten members (seven fixture identities, three
+// made here) on a line of real hosts, no relay. Every member posts; every
+// member stores every message exactly once. Then the admin removes the last member, whose node, though it
 // joins the new epoch's topic by hand and keeps its old keys, reads
 // nothing sent after the removal, while the others go on.
 func TestGroupOverGossipsub(t *testing.T) {
