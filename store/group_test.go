@@ -20,7 +20,7 @@ type groupPeer struct {
 	dist  *protocol.SenderKeyDistribution
 }
 
-func newGroupPeer(t *testing.T) *groupPeer {
+func newGroupPeer(t testing.TB) *groupPeer {
 	t.Helper()
 	st, err := protocol.NewGroupState(otherKey, otherKey.ID(), "test group",
 		[]protocol.GroupMember{{User: testKey.ID(), Role: protocol.RoleMember}}, time.Now())
@@ -39,7 +39,7 @@ func newGroupPeer(t *testing.T) *groupPeer {
 }
 
 // seal makes otherKey's next group message with the given sender time.
-func (p *groupPeer) seal(t *testing.T, body string, at time.Time) *protocol.GroupMessage {
+func (p *groupPeer) seal(t testing.TB, body string, at time.Time) *protocol.GroupMessage {
 	t.Helper()
 	m, next, err := p.own.Seal(protocol.KindText, []byte(body), at)
 	if err != nil {
@@ -51,7 +51,7 @@ func (p *groupPeer) seal(t *testing.T, body string, at time.Time) *protocol.Grou
 
 // joinGroup stores the peer's group and their sender key as the store's
 // owner receives them, and makes the owner's own chain.
-func joinGroup(t *testing.T, s *Store, p *groupPeer) {
+func joinGroup(t testing.TB, s *Store, p *groupPeer) {
 	t.Helper()
 	ctx := context.Background()
 	mine, err := protocol.NewSenderChain(p.state, testKey.ID())
