@@ -34,6 +34,11 @@
 //	outbox      delivery: one ordered queue per recipient (package node/outbox)
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
+//	groups      group states, sender keys, one gossipsub topic per group and
+//	            epoch, catch-up on /parley/group-sync/1.0.0 (serve: joins the
+//	            topics, answers sync requests); not wired yet: the lead connects
+//	            it to the host's pubsub and, for kinds KindGroupState and
+//	            KindSenderKey, to the messenger's 1:1 sessions (groups.go)
 //	bus         events to the API (Node-wide; no goroutine)
 //
 // "Session" means a double-ratchet session with a friend (messenger's
@@ -72,6 +77,7 @@
 //	keyring.rotateMu  >  keyring.mu
 //	friendBook.changeMu  >  peerSess.mu (one friend's sessions)  >  messenger.mu, friendBook.mu, keyring.mu
 //	outbox.Outbox.mu  >  outbox link.mu
+//	groups: one group's lock (lockGroup)  >  groups.mu
 //
 // The store and the outbox take no lock of this package.
 //

@@ -1,10 +1,14 @@
 // Package protocol owns Parley's wire formats and cryptography: identities,
-// envelopes, signed prekeys, contact cards, key rotation and safety numbers.
+// envelopes, signed prekeys, contact cards, key rotation, safety numbers,
+// sessions and groups.
 // It is pure and silent: no network, no disk, no logging, no global state.
 // Callers branch on its sentinel errors (ErrAuth, ErrMalformed, ErrTooLarge,
 // ErrNotForMe, ErrStale, ErrUnknownPrekey, ErrUnknownSender, ErrKeySize,
 // ErrExpired, ErrBadChain; for sessions ErrSessionUnknown,
-// ErrSessionKeyMissing, ErrMessageKeyGone, ErrSkipLimit).
+// ErrSessionKeyMissing, ErrMessageKeyGone, ErrSkipLimit; for groups
+// ErrGroupWrongGroup, ErrGroupEpoch, ErrGroupPrevious, ErrGroupNotAdmin,
+// ErrGroupNotMember, ErrGroupWrongSender, ErrGroupReplay,
+// ErrGroupTooFarAhead).
 //
 // # Identities
 //
@@ -236,4 +240,108 @@
 // ErrSkipLimit; ErrSessionUnknown comes before any signature and is not
 // answered as a replay). So nobody learns whether a message was delivered
 // by sending something they could not sign.
+//
+// # Groups
+//
+// A group is a random 32-byte ID, a signed roster per epoch (the group
+// state), one sender key per member and epoch, and one gossipsub topic
+// per epoch. Wire forms: pb/group.proto.
+//
+// Group state (pb.GroupState): version, group ID, name (UTF-8, at most
+// 128 bytes), epoch (1 for a new group), members (at most 1,000, ordered
+// by user ID, each admin (1) or member (2), at least one admin), the
+// previous state's hash (none at epoch 1), issued-at, and the signing
+// admin's user ID and RSA key ID, signed with RSA-PSS under
+// "parley/v1/group-state" over
+//
+//	u8 version ‖ group_id (32) ‖ bytes(name) ‖ u64 epoch ‖
+//	u32 count ‖ (user_id (32) ‖ u8 role)* ‖ bytes(previous) ‖
+//	i64 issued_ms ‖ signer (32) ‖ signer_key (32)
+//
+// Its hash is SHA-256("parley/v1/group-hash" ‖ its protobuf encoding,
+// signature included). A new group's state (VerifyGroupGenesis) must be
+// of epoch 1 and signed by one of its own admins; someone added at a later
+// epoch, who holds no earlier state, checks only that (VerifyGroupState). A change (Accept) is
+// accepted only for the same group (ErrGroupWrongGroup), for exactly the
+// next epoch (ErrGroupEpoch: no replays of old states, no skipped
+// epochs), with previous = the current state's hash (ErrGroupPrevious: a
+// fork), signed by an admin of the current state (ErrGroupNotAdmin) with
+// the key the caller holds for them (ErrUnknownSender; ErrAuth for the
+// signature). States travel to members inside 1:1 session messages of
+// kind KindGroupState (7).
+//
+// Sender keys. Each member makes, per epoch, a chain: a random 32-byte
+// chain key and a fresh Ed25519 key pair, whose public key is the chain's
+// ID (NewSenderChain). The chain moves as a session's sending chain does:
+//
+//	mk_i   = HMAC-SHA256(ck_i, 0x01)
+//	ck_i+1 = HMAC-SHA256(ck_i, 0x02)
+//
+// The owner hands {group ID, epoch, state hash, owner, chain ID,
+// iteration, chain key} (pb.SenderKeyDistribution) to every other member
+// inside a 1:1 session message of kind KindSenderKey (8), so every sender
+// key is anchored in its owner's RSA identity as the session is. A
+// receiver accepts it (AcceptSenderKey) only for its current state
+// (group, epoch, and state hash: ErrGroupWrongGroup, ErrGroupEpoch,
+// ErrGroupPrevious), only from the session of its owner (ErrGroupWrongSender:
+// Alice's key inside Mallory's session is refused), and only from a member
+// (ErrGroupNotMember). Receivers get the chain key and the public key, never
+// the signing key, so a member who holds Alice's chain cannot post on it.
+//
+// Group messages (pb.GroupMessage) have the canonical header
+//
+//	u8 version ‖ u16 kind ‖ group_id (32) ‖ u64 epoch ‖ sender (32) ‖
+//	chain (32) ‖ u32 iteration ‖ msg_id (16) ‖ i64 timestamp_ms
+//
+// and are made with the message key mk of the chain's next iteration:
+//
+//	key ‖ nonce = HKDF-Expand-SHA256(mk, "parley/v1/group-key" ‖ msg_id), 32 + 12 bytes
+//	plaintext   = u32 len(body) ‖ body, zero-padded to a multiple of 256 bytes
+//	ciphertext  = AES-256-GCM(key, nonce, plaintext, AAD = "parley/v1/group-msg" ‖ header)
+//	signature   = Ed25519(chain key pair, "parley/v1/group-sig" ‖ header ‖ SHA-256(ciphertext))
+//
+// so group ID, epoch, sender, chain and iteration (and msg_id, time and
+// kind) are bound to the ciphertext and the signature. A receiver checks,
+// in order (SenderChain.Open): group, epoch, that the sender owns the
+// chain (ErrGroupWrongSender), the Ed25519 signature (ErrAuth), then the
+// iteration, then the AEAD (ErrAuth). An iteration already used is
+// ErrGroupReplay; one more than MaxGroupSkip (2,000) past the next
+// expected is ErrGroupTooFarAhead with nothing derived; the keys of
+// skipped iterations are kept, at most MaxGroupSkip of them (the oldest
+// go first; their messages are then ErrGroupReplay). SenderChain.Verify
+// is the part that needs no chain key (the signature and the binding),
+// which a topic validator runs before a message is forwarded. Chains are
+// values: Seal and Open return the next state, which the caller stores
+// with the message in one transaction (SenderChain.Marshal, pb.SenderChainState:
+// private keys included, to be sealed).
+//
+// Topic. Epoch e of group g is carried on the gossipsub topic
+// "/parley/group/1/" ‖ hex(SHA-256("parley/v1/group-topic" ‖ g ‖ u64 e)),
+// so the topic names neither the group's ID nor its name (the name never
+// leaves 1:1 sessions; the ID is in every message's header, so nodes that
+// carry the topic's traffic see it). Removing a member
+// starts a new epoch: a new topic and new chains for everyone remaining,
+// handed out pairwise, so the removed member's old chains open nothing
+// sent after it.
+//
+// Sync. A member who missed messages asks another member's node for
+// them (pb.GroupSyncRequest: group, epoch, its own user ID and chain, the
+// responder's peer ID, a time, and per chain {sender, chain, first
+// iteration wanted}), signed with its own chain's Ed25519 key under
+// "parley/v1/group-sync" over
+//
+//	u8 version ‖ group_id (32) ‖ u64 epoch ‖ requester (32) ‖
+//	requester_chain (32) ‖ bytes(responder) ‖ i64 timestamp_ms ‖
+//	u32 count ‖ (sender (32) ‖ chain (32) ‖ u32 from)*
+//
+// The responder answers only a request that verifies with a chain of that
+// epoch it holds, names it, and is inside the envelope time window
+// (ChainPublic.VerifySync), with at most MaxSyncMessages stored messages
+// (pb.GroupSyncResponse), which the asker opens like any other. Both are
+// length-prefixed frames, as the delivery frames are.
+//
+// What a group message shows in clear: group ID, epoch, sender, chain,
+// iteration, time, kind and size (to 256 bytes), to every node carrying
+// the topic. It is signed (transferable proof of authorship among those
+// who hold the chain's public key), not deniable.
 package protocol

@@ -2,8 +2,9 @@
 // data directory, encrypted at rest, plus a small clear-text metadata file.
 // It owns the keystore (the user's RSA identity key, X25519 prekeys, the
 // libp2p host key as opaque bytes), friends, conversations, messages, the
-// outbox and the persistent replay cache (seen envelope IDs). It knows
-// nothing of libp2p; among project packages it imports only protocol.
+// outbox, the persistent replay cache (seen envelope IDs) and groups
+// (states, sender keys, messages). It knows nothing of libp2p; among
+// project packages it imports only protocol.
 //
 // # Files
 //
@@ -74,6 +75,21 @@
 //	'V' ‖ user ID(32) ‖ digest(32) key fork evidence (KeyFork): sealed JSON of
 //	                               both statements; digest is SHA-256 over the
 //	                               kind and the pair, so a pair is kept once
+//	'G' ‖ group ID(32)             group: sealed JSON of its current signed
+//	                               state (protocol encoding), removed, unread,
+//	                               last message
+//	'E' ‖ group(32) ‖ epoch u64 ‖ sender(32) ‖ chain(32)
+//	                               sender-key chain: sealed(secrets) protobuf
+//	                               (protocol.SenderChain; own chains hold the
+//	                               Ed25519 signing key)
+//	'N' ‖ group(32) ‖ time ‖ msg ID(16)
+//	                               group message: sealed JSON, plaintext and
+//	                               wire form; time is the sender's
+//	'W' ‖ group(32) ‖ sender(32) ‖ chain(32) ‖ iteration u32
+//	                               group message index: sealed time ‖ msg ID;
+//	                               a message is stored once per (group,
+//	                               sender, chain, iteration), with its chain's
+//	                               next state in the same transaction
 //
 // 'D' is retired: older versions kept an outbox due index there ('D' ‖
 // due time ‖ msg ID). Open deletes any such rows left on disk, and gives

@@ -1,0 +1,247 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Group states and sender keys: making a group, changing its members,
+// and what arrives of both inside 1:1 sessions. A new state (a new
+// epoch) comes with a new sender chain of this user's, stored with it in
+// one transaction and handed to every other member; the part then joins
+// the epoch's topic.
+
+// createGroup makes a group with this user as its admin and members as
+// members, stores it with this user's sender chain, joins its topic and
+// hands the state and the sender key to every member.
+func (g *groups) createGroup(ctx context.Context, name string, members []protocol.ID) (*protocol.GroupState, error) {
+	key, err := g.identity()
+	if err != nil {
+		return nil, err
+	}
+	list := make([]protocol.GroupMember, 0, len(members))
+	for _, m := range members {
+		if m == g.me {
+			continue
+		}
+		list = append(list, protocol.GroupMember{User: m, Role: protocol.RoleMember})
+	}
+	st, err := protocol.NewGroupState(key, g.me, name, list, g.now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := g.adopt(ctx, st); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// changeMembers makes and hands out the next state of a group with the
+// given members (the signer, an admin, lists itself to stay): adding,
+// removing, promoting. Removed members get the state too, so that they
+// learn of their removal; they get no sender key of the new epoch.
+func (g *groups) changeMembers(ctx context.Context, id protocol.GroupID, name string, members []protocol.GroupMember) (*protocol.GroupState, error) {
+	key, err := g.identity()
+	if err != nil {
+		return nil, err
+	}
+	gr, err := g.st.Group(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: group %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if gr.Removed || !gr.State.IsAdmin(g.me) {
+		return nil, fmt.Errorf("%w: only an admin changes group %s", ErrNotMember, id)
+	}
+	next, err := gr.State.Next(key, g.me, name, members, g.now())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := g.adopt(ctx, next); err != nil {
+		return nil, err
+	}
+	for _, m := range gr.State.Members {
+		if !next.IsMember(m.User) {
+			if err := g.direct(ctx, m.User, protocol.KindGroupState, next.Marshal()); err != nil {
+				g.log.Debug("removed member not told", "group", id.String(), "err", err)
+			}
+		}
+	}
+	return next, nil
+}
+
+// adopt stores a verified state (with a new own chain when this user is
+// a member of it), joins or leaves the topic, applies sender keys that
+// came early, and, for a state made here or received, hands this user's
+// state and sender key to the other members.
+func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
+	var own *protocol.SenderChain
+	member := st.IsMember(g.me)
+	if member {
+		var err error
+		if own, err = protocol.NewSenderChain(st, g.me); err != nil {
+			return err
+		}
+	}
+	unlock := g.lockGroup(st.Group)
+	err := g.st.PutGroupState(ctx, st, own)
+	unlock()
+	if err != nil {
+		return err
+	}
+	if !member {
+		g.leave(st.Group)
+		g.updated(ctx, st.Group)
+		return nil
+	}
+	if err := g.join(st.Group, st.Epoch); err != nil {
+		return err
+	}
+	g.applyPending(ctx, st)
+	g.updated(ctx, st.Group)
+	d, err := own.Distribution(st)
+	if err != nil {
+		return err
+	}
+	raw := d.Marshal()
+	state := st.Marshal()
+	var errs []error
+	for _, m := range st.Members {
+		if m.User == g.me {
+			continue
+		}
+		// The signer hands the state to everyone; every member hands its
+		// own key. direct queues them in the 1:1 session (whose outbox
+		// retries); a member it fails for does not stop the others.
+		if st.Signer == g.me {
+			if err := g.direct(ctx, m.User, protocol.KindGroupState, state); err != nil {
+				errs = append(errs, fmt.Errorf("node: handing out group state to %s: %w", m.User, err))
+			}
+		}
+		if err := g.direct(ctx, m.User, protocol.KindSenderKey, raw); err != nil {
+			errs = append(errs, fmt.Errorf("node: handing out sender key to %s: %w", m.User, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (g *groups) updated(ctx context.Context, id protocol.GroupID) {
+	if g.onUpdate == nil {
+		return
+	}
+	if gr, err := g.st.Group(ctx, id); err == nil {
+		g.onUpdate(gr)
+	}
+}
+
+// receiveDirect takes a group state or sender key that arrived inside
+// the 1:1 session with from (the session's authenticated peer).
+func (g *groups) receiveDirect(ctx context.Context, from protocol.ID, kind protocol.Kind, body []byte) error {
+	switch kind {
+	case protocol.KindGroupState:
+		st, err := protocol.ParseGroupState(body)
+		if err != nil {
+			return err
+		}
+		return g.receiveState(ctx, st)
+	case protocol.KindSenderKey:
+		d, err := protocol.ParseSenderKeyDistribution(body)
+		if err != nil {
+			return err
+		}
+		return g.receiveKey(ctx, from, d)
+	}
+	return fmt.Errorf("%w: session message of kind %d for groups", ErrInvalid, kind)
+}
+
+// receiveState accepts a group state: for a group this node has, only the
+// next epoch, from an admin of the current state, with the right previous
+// hash (protocol.GroupState.Accept); for a new one, a state that lists
+// this user, signed by one of its admins (protocol.VerifyGroupState). A
+// state of an epoch already held is ignored.
+func (g *groups) receiveState(ctx context.Context, st *protocol.GroupState) error {
+	key, err := g.keyOf(ctx, st.Signer, st.SignerKey)
+	if err != nil {
+		return fmt.Errorf("%w: %w: signer of group state: %v", ErrInvalid, protocol.ErrUnknownSender, err)
+	}
+	cur, err := g.st.Group(ctx, st.Group)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		if !st.IsMember(g.me) {
+			return fmt.Errorf("%w: a new group's state without this user", protocol.ErrGroupNotMember)
+		}
+		if err := protocol.VerifyGroupState(st, key); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	case st.Epoch == cur.State.Epoch && st.Hash() == cur.State.Hash():
+		return nil // the current state again
+	default:
+		if err := cur.State.Accept(st, key); err != nil {
+			return err
+		}
+	}
+	return g.adopt(ctx, st)
+}
+
+// receiveKey stores another member's sender key. A key of an epoch this
+// node has no state for yet waits (at most maxPendingKeys of them) until
+// the state arrives.
+func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.SenderKeyDistribution) error {
+	gr, err := g.st.Group(ctx, d.Group)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && d.Epoch > gr.State.Epoch) {
+		g.mu.Lock()
+		if len(g.pending) < maxPendingKeys {
+			g.pending = append(g.pending, pendingKey{from: from, d: d})
+		}
+		g.mu.Unlock()
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	c, err := protocol.AcceptSenderKey(gr.State, d, from)
+	if err != nil {
+		return err
+	}
+	if err := g.st.PutSenderChain(ctx, c); err != nil && !errors.Is(err, store.ErrDuplicate) {
+		return err
+	}
+	g.learn(c)
+	return nil
+}
+
+// applyPending stores the keys that came before st, and drops those of
+// its group's earlier epochs.
+func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
+	g.mu.Lock()
+	var ready, keep []pendingKey
+	for _, p := range g.pending {
+		switch {
+		case p.d.Group != st.Group || p.d.Epoch > st.Epoch:
+			keep = append(keep, p)
+		case p.d.Epoch == st.Epoch:
+			ready = append(ready, p)
+		}
+	}
+	g.pending = keep
+	g.mu.Unlock()
+	for _, p := range ready {
+		if err := g.receiveKey(ctx, p.from, p.d); err != nil {
+			g.log.Debug("early sender key refused", "group", st.Group.String(), "err", err)
+		}
+	}
+}
+
+// pendingKey is a sender key that came before its state.
+type pendingKey struct {
+	from protocol.ID
+	d    *protocol.SenderKeyDistribution
+}
