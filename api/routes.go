@@ -84,6 +84,8 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, pattern: "/api/v1/directory/{user_id}", handle: s.lookupUser},
 		{method: http.MethodPost, pattern: "/api/v1/keys/rotate", body: bodyEmpty, handle: s.rotateKey},
 		{method: http.MethodGet, pattern: "/api/v1/events", auth: authSocket, handle: s.events},
+		{method: http.MethodPost, pattern: "/api/v1/backup", body: bodyJSON, handle: s.backup},
+		{method: http.MethodGet, pattern: "/api/v1/audit", handle: s.auditLog},
 	}
 	for i := range rs {
 		rs[i].segs = strings.Split(rs[i].pattern, "/")
@@ -186,7 +188,9 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := rt.handle(req); err != nil {
+	err := rt.handle(req)
+	s.audit(rt, params, err)
+	if err != nil {
 		s.writeError(w, r, err)
 	}
 }

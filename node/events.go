@@ -26,6 +26,9 @@ const (
 	EventPeerOnline       EventType = "peer_online"        // a device of User connected
 	EventPeerOffline      EventType = "peer_offline"       // User's last device went away
 	EventOverflow         EventType = "overflow"           // the subscriber lost events
+	// EventEnvelopeRefused: an envelope from Peer (sender User, when
+	// known) was refused with Code. For the audit log, not the UI.
+	EventEnvelopeRefused EventType = "envelope_refused"
 )
 
 // Event is one thing that happened, for the UI. It never leaves the
@@ -35,7 +38,8 @@ type Event struct {
 	Message store.Message // EventMessage, EventMessageStatus
 	Friend  Friend        // friend events
 	User    protocol.ID   // presence events
-	Peer    peer.ID       // presence events
+	Peer    peer.ID       // presence events, EventEnvelopeRefused
+	Code    string        // EventEnvelopeRefused: the refusal's ack code
 }
 
 // subscriberBuffer is how many events a subscriber may fall behind.
