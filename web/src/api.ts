@@ -438,3 +438,65 @@ export function formatWait(seconds: number): string {
   const r = s % 60;
   return r ? `${m} min ${r} s` : `${m} min`;
 }
+
+// ---- Operations: backup and the audit log (api/ops_routes.go) ----
+
+/** One line of the node's audit log: a security event, never content. */
+export interface AuditEvent {
+  time: string;
+  event: string;
+  fields?: Record<string, string>;
+}
+
+/** A backup file as the node streamed it, and the name it suggests. */
+export interface BackupFile {
+  blob: Blob;
+  filename: string;
+}
+
+export const opsApi = {
+  /**
+   * Downloads an encrypted backup of the whole node. The passphrase is the
+   * node's; a wrong one is ApiError 403 `forbidden` and nothing is sent.
+   */
+  backup: async (passphrase: string): Promise<BackupFile> => {
+    const headers: Record<string, string> = { 'Content-Type': 'application/json' };
+    const t = getToken();
+    if (t) headers['Authorization'] = `Bearer ${t}`;
+    let res: Response;
+    try {
+      res = await fetch(base + '/backup', {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({ passphrase }),
+        cache: 'no-store',
+        credentials: 'omit',
+      });
+    } catch {
+      throw new NetworkError();
+    }
+    if (!res.ok) {
+      let err: { code?: string; message?: string } | undefined;
+      try {
+        err = ((await res.json()) as { error?: { code?: string; message?: string } }).error;
+      } catch {
+        err = undefined;
+      }
+      const retry = res.headers.get('Retry-After');
+      const e = new ApiError(
+        res.status,
+        err?.code ?? 'http_' + res.status,
+        err?.message ?? `The node answered ${res.status}`,
+        retry ? Number(retry) : undefined,
+      );
+      if (res.status === 401 && e.code === 'unauthorized') sessionEnded();
+      throw e;
+    }
+    const cd = res.headers.get('Content-Disposition') ?? '';
+    const filename = /filename="([^"]+)"/.exec(cd)?.[1] ?? 'parley-backup.age';
+    return { blob: await res.blob(), filename };
+  },
+  /** The newest audit events, newest first. */
+  audit: async (limit = 50) =>
+    (await request<{ events: AuditEvent[] }>('GET', `/audit?limit=${limit}`)).events,
+};

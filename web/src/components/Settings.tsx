@@ -1,5 +1,7 @@
 import { useEffect, useState } from 'react';
 import { api, errorText, type Me, type NodeInfo } from '../api';
+import { AuditLog } from './AuditLog';
+import { Backup } from './Backup';
 import { CopyButton } from './CopyButton';
 
 /** Settings: who I am, the node's network side, notifications, log out. */
@@ -86,6 +88,8 @@ export function Settings({ me, onLogout }: { me: Me; onLogout: () => void }) {
           </button>
         )}
       </section>
+      <Backup />
+      <AuditLog />
       <button type="button" className="danger" onClick={onLogout}>
         Log out
       </button>
