@@ -73,7 +73,11 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 
 // runRelay is `parley relay`.
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseRelayConfig(args, os.Getenv, stderr)
+	getenv, _, err := withConfig("relay", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	c, err := parseRelayConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

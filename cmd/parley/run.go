@@ -199,7 +199,11 @@ func parseLogLevel(s string) (slog.Level, error) {
 
 // runRun is `parley run`.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseRunConfig(args, os.Getenv, stderr)
+	getenv, _, err := withConfig("run", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	c, err := parseRunConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
