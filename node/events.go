@@ -49,6 +49,10 @@ const subscriberBuffer = 256
 // events and gets one EventOverflow when it has room again; publishing
 // never blocks.
 type bus struct {
+	// observe, if set, sees every event first (the node's metrics); it
+	// must not block. Set before the node runs, never changed.
+	observe func(Event)
+
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
 }
@@ -61,6 +65,9 @@ type subscriber struct {
 func newBus() *bus { return &bus{subs: make(map[*subscriber]struct{})} }
 
 func (b *bus) publish(e Event) {
+	if b.observe != nil {
+		b.observe(e)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {

@@ -94,6 +94,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stopMetrics()
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+		registerDiskMetrics(reg, c.dataDir)
 	}
 	cfg := node.RelayConfig{DataDir: c.dataDir, Listen: c.listen, Bootstrap: c.bootstrap, Logger: log}
 	if reg != nil {

@@ -265,6 +265,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 		}
 		defer stopMetrics()
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+		registerDiskMetrics(reg, c.dataDir)
 		cfg.Metrics = reg
 	}
 	n, err := node.New(cfg)
