@@ -42,15 +42,17 @@ export function Backup({ save = saveFile }: { save?: (blob: Blob, filename: stri
         One file with everything needed to continue on another machine, encrypted under your passphrase. Restore it
         there with <code>parley restore --in FILE</code>.
       </p>
-      <form onSubmit={(e) => void submit(e)}>
-        <label htmlFor="backup-pass">Passphrase</label>
-        <input
-          id="backup-pass"
-          type="password"
-          autoComplete="current-password"
-          value={passphrase}
-          onChange={(e) => setPassphrase(e.target.value)}
-        />
+      <form className="backup-form" onSubmit={(e) => void submit(e)} aria-busy={busy}>
+        <label>
+          Passphrase
+          <input
+            type="password"
+            autoComplete="current-password"
+            value={passphrase}
+            onChange={(e) => setPassphrase(e.target.value)}
+            disabled={busy}
+          />
+        </label>
         <button type="submit" disabled={!passphrase || busy}>
           {busy ? 'Preparing backup…' : 'Download backup'}
         </button>
