@@ -218,3 +218,20 @@ func TestBackupDir(t *testing.T) {
 		t.Fatalf("Restore: %+v, %v", r, err)
 	}
 }
+
+// TestBackupThrottled: wrong passphrases to Backup count as wrong logins,
+// so the backup route cannot be used to guess the passphrase faster.
+func TestBackupThrottled(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, backupConfig(t, "alice-2048"), "alice")
+	var buf bytes.Buffer
+	for i := range freeTries {
+		if err := a.Backup(ctx, []byte("wrong passphrase!"), &buf); !errors.Is(err, ErrBadPassphrase) {
+			t.Fatalf("wrong passphrase %d: %v", i+1, err)
+		}
+	}
+	var te *ThrottledError
+	if err := a.Backup(ctx, []byte(testPass), &buf); !errors.As(err, &te) || buf.Len() != 0 {
+		t.Fatalf("backup after %d wrong passphrases: %v, %d bytes, want a ThrottledError and nothing", freeTries, err, buf.Len())
+	}
+}
