@@ -37,7 +37,7 @@ function details(e: AuditEvent): string {
 }
 
 /** Settings' "Security events": the newest lines of the node's audit log. */
-export function AuditLog({ limit = 50 }: { limit?: number }) {
+export function AuditLog({ limit = 20 }: { limit?: number }) {
   const [events, setEvents] = useState<AuditEvent[] | null>(null);
   const [error, setError] = useState('');
 
