@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"io"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type Node interface {
 	Messages
 	Directory
 	Events
+	Ops
 }
 
 // Lifecycle reports the node's state.
@@ -114,6 +116,17 @@ type Events interface {
 	// the channel is closed then. A subscriber that falls behind loses
 	// events and receives an EventOverflow in their place.
 	Subscribe(ctx context.Context) (events <-chan Event, cancel func())
+}
+
+// Ops is what a person running the node for real needs: backups and the
+// audit log.
+type Ops interface {
+	// Backup writes an encrypted backup of the whole node to w. The
+	// passphrase must be the node's (CodeBadPassphrase, or CodeThrottled
+	// after too many); it is checked before anything is written.
+	Backup(ctx context.Context, passphrase []byte, w io.Writer) error
+	// AuditLog returns up to limit audit events, newest first.
+	AuditLog(ctx context.Context, limit int) ([]AuditEvent, error)
 }
 
 // State is a node's lifecycle state.

@@ -113,6 +113,10 @@ func (s *Server) routeTable() []route {
 			op: "rotateKey", summary: "Replace the identity key by one signed by the old key", out: Me{}, status: 200},
 		{method: "GET", pattern: "/api/v1/events", auth: authSocket, handle: s.events,
 			op: "events", summary: "The WebSocket of live events", out: Event{}, status: 101},
+		{method: "POST", pattern: "/api/v1/backup", body: bodyJSON, handle: s.backup,
+			op: "backup", summary: "Download an encrypted backup of the whole node (age, under the passphrase)", in: BackupRequest{}, out: Binary{}, status: 200},
+		{method: "GET", pattern: "/api/v1/audit", handle: s.auditLog,
+			op: "audit", summary: "The newest security events of the audit log, newest first", query: AuditQuery{}, out: AuditLog{}, status: 200},
 	}
 }
 
@@ -186,7 +190,9 @@ func (h *handler) serveRoute(rt *route, w http.ResponseWriter, r *http.Request) 
 			return
 		}
 	}
-	if err := rt.handle(req); err != nil {
+	err := rt.handle(req)
+	s.audit(rt, req, err)
+	if err != nil {
 		s.writeError(w, r, err)
 	}
 }

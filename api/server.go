@@ -73,6 +73,9 @@ type Options struct {
 	AllowedHosts []string
 	// UI holds the built web UI (index.html and assets/); nil serves none.
 	UI fs.FS
+	// Auditor, if set, records logins, tokens and other security events
+	// (ops_routes.go).
+	Auditor Auditor
 }
 
 // Server is the local HTTP API of one node. Create it with New and run it
@@ -85,6 +88,7 @@ type Server struct {
 	allowedHosts []string
 	ui           fs.FS
 	routes       []route
+	auditor      Auditor
 	// crossOrigin refuses cross-origin browser requests with unsafe
 	// methods by Sec-Fetch-Site (and Origin for older browsers).
 	crossOrigin *http.CrossOriginProtection
@@ -147,6 +151,7 @@ func New(node Node, opts Options) (*Server, error) {
 		tls:            tlsConf,
 		allowedHosts:   append([]string(nil), opts.AllowedHosts...),
 		ui:             opts.UI,
+		auditor:        opts.Auditor,
 		wsAuthTimeout:  wsAuthTimeout,
 		wsPingInterval: wsPingInterval,
 		wsPingTimeout:  wsPingTimeout,

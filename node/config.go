@@ -113,6 +113,9 @@ type Config struct {
 	// KeyGrace is how long an old identity key still opens envelopes
 	// after a rotation (14 days); then it is deleted.
 	KeyGrace time.Duration
+	// BackupWorkFactor is the scrypt log2(N) of backup files (0: age's
+	// default, 18); tests lower it.
+	BackupWorkFactor int
 
 	// extraParts run beside the node's own parts (tests: a part that
 	// fails).

@@ -26,6 +26,9 @@ const (
 	EventPeerOnline       EventType = "peer_online"        // a device of User connected
 	EventPeerOffline      EventType = "peer_offline"       // User's last device went away
 	EventOverflow         EventType = "overflow"           // the subscriber lost events
+	// EventEnvelopeRefused: an envelope from Peer (sender User, when
+	// known) was refused with Code. For the audit log, not the UI.
+	EventEnvelopeRefused EventType = "envelope_refused"
 )
 
 // Event is one thing that happened, for the UI. It never leaves the
@@ -35,7 +38,8 @@ type Event struct {
 	Message store.Message // EventMessage, EventMessageStatus
 	Friend  Friend        // friend events
 	User    protocol.ID   // presence events
-	Peer    peer.ID       // presence events
+	Peer    peer.ID       // presence events, EventEnvelopeRefused
+	Code    string        // EventEnvelopeRefused: the refusal's ack code
 }
 
 // subscriberBuffer is how many events a subscriber may fall behind.
@@ -45,6 +49,10 @@ const subscriberBuffer = 256
 // events and gets one EventOverflow when it has room again; publishing
 // never blocks.
 type bus struct {
+	// observe, if set, sees every event first (the node's metrics); it
+	// must not block. Set before the node runs, never changed.
+	observe func(Event)
+
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
 }
@@ -57,6 +65,9 @@ type subscriber struct {
 func newBus() *bus { return &bus{subs: make(map[*subscriber]struct{})} }
 
 func (b *bus) publish(e Event) {
+	if b.observe != nil {
+		b.observe(e)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for s := range b.subs {

@@ -113,3 +113,10 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 	ms.outbox.Notify(fe.f.UserID)
 	return nil
 }
+
+// sessionCount is the number of friends whose sessions are loaded.
+func (ms *messenger) sessionCount() int {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	return len(ms.sessions)
+}

@@ -75,6 +75,9 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, events: newBus(), state: StateNew, lock: lock, done: make(chan struct{})}
+	if cfg.Metrics != nil {
+		n.events.observe = newNodeMetrics(cfg.Metrics, n).observe
+	}
 	if store.Exists(cfg.DataDir) {
 		n.state = StateLocked
 	}

@@ -236,6 +236,7 @@ func (ms *messenger) audit(remote peer.ID, from protocol.ID, code protocol.AckCo
 		attrs = append(attrs, "reason", err.Error())
 	}
 	ms.log.Warn("envelope rejected", attrs...)
+	ms.events.publish(Event{Type: EventEnvelopeRefused, Peer: remote, User: from, Code: code.String()})
 }
 
 // errSeen is an envelope whose msg_id was seen before (AckReplay).

@@ -113,4 +113,12 @@
 // one transaction and synced once (group commit), so concurrent writers
 // share their syncs and never conflict with each other. A write that
 // fails leaves nothing behind; the others in its group are unaffected.
+//
+// # Backup
+//
+// Store.Backup streams the whole database (badger's backup stream, one
+// snapshot) with every row as stored, still sealed; Load fills a fresh
+// database beside the same MetaFile from such a stream and opens it once
+// to check the identity. The backup file's own format and encryption
+// belong to node/archive.
 package store

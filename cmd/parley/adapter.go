@@ -10,6 +10,7 @@ import (
 
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
+	"github.com/parley-chat/parley/node/audit"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -20,7 +21,8 @@ import (
 // messages (node.Error), a friend's shown status (Friend.ShownStatus),
 // what a valid ID is (node.ParseUserID).
 type nodeAPI struct {
-	n *node.Node
+	n     *node.Node
+	audit *audit.Log // the audit log AuditLog reads (audit.go); nil: none
 }
 
 var _ api.Node = (*nodeAPI)(nil)
@@ -236,6 +238,9 @@ func (a *nodeAPI) Subscribe(ctx context.Context) (<-chan api.Event, func()) {
 	go func() {
 		defer close(out)
 		for ev := range in {
+			if ev.Type == node.EventEnvelopeRefused {
+				continue // for the audit log, not the UI
+			}
 			select {
 			case out <- toAPIEvent(ev):
 			case <-done:

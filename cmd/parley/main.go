@@ -52,15 +52,16 @@ type command struct {
 // commands lists the subcommands in the order usage shows them.
 func commands() []command {
 	return []command{
-		{name: "init", summary: "create a data directory: RSA identity, host key, encrypted store"},
+		{name: "init", summary: "create a data directory: RSA identity, host key, encrypted store", run: runInit},
 		{name: "run", summary: "run a node with the local API and web UI on 127.0.0.1:7733", run: runRun},
 		{name: "relay", summary: "run a relay: DHT server, bootstrap peer, circuit relay, AutoNAT, gossipsub", run: runRelay},
 		{name: "id", summary: "print this node's user ID, fingerprint and peer ID", run: runID},
-		{name: "backup", summary: "write the whole node (keys and database) to one encrypted file"},
-		{name: "restore", summary: "restore a node from a backup file"},
+		{name: "backup", summary: "write the whole node (keys and database) to one encrypted file", run: runBackup},
+		{name: "restore", summary: "restore a node from a backup file", run: runRestore},
 		{name: "rotate-key", summary: "replace the RSA identity key, signed by the old key", run: runRotateKey},
 		{name: "bench", summary: "measure this machine's crypto and storage hot paths"},
 		{name: "version", summary: "print the parley and Go versions", run: runVersion},
+		{name: "config", summary: "print the effective settings of run or relay (flags, PARLEY_*, --config file)", run: runConfigCmd},
 	}
 }
 

@@ -81,8 +81,9 @@ func TestNoCommand(t *testing.T) {
 }
 
 func TestCommandsMatchDesign(t *testing.T) {
-	// The subcommands DESIGN.md gives cmd/parley, in order.
-	want := []string{"init", "run", "relay", "id", "backup", "restore", "rotate-key", "bench", "version"}
+	// The subcommands DESIGN.md gives cmd/parley, in order, then config
+	// (issue 17: config print).
+	want := []string{"init", "run", "relay", "id", "backup", "restore", "rotate-key", "bench", "version", "config"}
 	var got []string
 	for _, c := range commands() {
 		got = append(got, c.name)

@@ -39,9 +39,10 @@ func serveMetrics(ctx context.Context, addr string, reg *prometheus.Registry, lo
 	}, nil
 }
 
-// metricsAndLogFlags adds the --metrics and --log-level flags that run and
-// relay share; it returns the log level's flag value.
+// metricsAndLogFlags adds the --metrics, --log-level and --config flags
+// that run and relay share; it returns the log level's flag value.
 func metricsAndLogFlags(fs *flag.FlagSet, getenv func(string) string, metrics *string) *string {
+	configFlag(fs, getenv)
 	fs.StringVar(metrics, "metrics", getenv(envMetrics),
 		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
 	return fs.String("log-level", orDefault(getenv(envLogLevel), "info"),

@@ -54,7 +54,9 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	bootstrap := &listFlag{values: splitList(getenv(envBootstrap))}
 	fs.Var(bootstrap, "bootstrap", "another relay's `multiaddr` ending in /p2p/<peer ID>; repeatable ["+envBootstrap+"]")
 	level := metricsAndLogFlags(fs, getenv, &c.metrics)
-	mailboxFlags(fs, &c.mailbox)
+	if err := mailboxFlags(fs, &c.mailbox, getenv); err != nil {
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return c, err
 	}
@@ -79,7 +81,11 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 
 // runRelay is `parley relay`.
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseRelayConfig(args, os.Getenv, stderr)
+	getenv, _, err := withConfig("relay", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	c, err := parseRelayConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -96,6 +102,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		defer stopMetrics()
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+		registerDiskMetrics(reg, c.dataDir)
 	}
 	cfg := node.RelayConfig{DataDir: c.dataDir, Listen: c.listen, Bootstrap: c.bootstrap, Logger: log}
 	if reg != nil {

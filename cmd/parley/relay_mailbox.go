@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -24,20 +26,52 @@ type mailboxOptions struct {
 	limits  mailbox.Limits
 }
 
-// mailboxFlags defines the mailbox flags on fs, with the defaults of
-// package mailbox.
-func mailboxFlags(fs *flag.FlagSet, o *mailboxOptions) {
+// The environment variables of the mailbox flags (and so their keys in a
+// configuration file).
+const (
+	envMailbox             = "PARLEY_MAILBOX"
+	envMailboxMaxEnvelopes = "PARLEY_MAILBOX_MAX_ENVELOPES"
+	envMailboxMaxBytes     = "PARLEY_MAILBOX_MAX_BYTES"
+	envMailboxMaxPerSender = "PARLEY_MAILBOX_MAX_PER_SENDER"
+	envMailboxTTL          = "PARLEY_MAILBOX_TTL"
+	envMailboxRate         = "PARLEY_MAILBOX_RATE"
+	envMailboxBurst        = "PARLEY_MAILBOX_BURST"
+)
+
+// mailboxFlags defines the mailbox flags on fs, their defaults from the
+// environment (or package mailbox's). A variable that does not parse is
+// an error.
+func mailboxFlags(fs *flag.FlagSet, o *mailboxOptions, getenv func(string) string) error {
 	d := mailbox.DefaultLimits()
 	o.limits.Registration = d.Registration // no flag
-	fs.BoolVar(&o.enabled, "mailbox", true,
-		"hold envelopes for offline users ("+mailbox.ID+") in <data-dir>/"+mailboxDir+"; --mailbox=false turns it off")
-	fs.IntVar(&o.limits.MaxEnvelopes, "mailbox-max-envelopes", d.MaxEnvelopes, "envelopes held per recipient")
-	fs.Int64Var(&o.limits.MaxBytes, "mailbox-max-bytes", d.MaxBytes, "bytes held per recipient")
+	var errs []error
+	env := func(name string, parse func(string) error) {
+		if v := getenv(name); v != "" {
+			if err := parse(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
+			}
+		}
+	}
+	enabled := true
+	env(envMailbox, func(v string) (err error) { enabled, err = strconv.ParseBool(v); return })
+	env(envMailboxMaxEnvelopes, func(v string) (err error) { d.MaxEnvelopes, err = strconv.Atoi(v); return })
+	env(envMailboxMaxBytes, func(v string) (err error) { d.MaxBytes, err = strconv.ParseInt(v, 10, 64); return })
+	env(envMailboxMaxPerSender, func(v string) (err error) { d.MaxPerDepositor, err = strconv.Atoi(v); return })
+	env(envMailboxTTL, func(v string) (err error) { d.TTL, err = time.ParseDuration(v); return })
+	env(envMailboxRate, func(v string) (err error) { d.DepositRate, err = strconv.ParseFloat(v, 64); return })
+	env(envMailboxBurst, func(v string) (err error) { d.DepositBurst, err = strconv.Atoi(v); return })
+	fs.BoolVar(&o.enabled, "mailbox", enabled,
+		"hold envelopes for offline users ("+mailbox.ID+") in <data-dir>/"+mailboxDir+"; --mailbox=false turns it off ["+envMailbox+"]")
+	fs.IntVar(&o.limits.MaxEnvelopes, "mailbox-max-envelopes", d.MaxEnvelopes, "envelopes held per recipient ["+envMailboxMaxEnvelopes+"]")
+	fs.Int64Var(&o.limits.MaxBytes, "mailbox-max-bytes", d.MaxBytes, "bytes held per recipient ["+envMailboxMaxBytes+"]")
 	fs.IntVar(&o.limits.MaxPerDepositor, "mailbox-max-per-sender", d.MaxPerDepositor,
-		"envelopes held for one recipient from one depositing peer")
-	fs.DurationVar(&o.limits.TTL, "mailbox-ttl", d.TTL, "how long an unfetched envelope is held")
-	fs.Float64Var(&o.limits.DepositRate, "mailbox-rate", d.DepositRate, "deposits (and registers, fetches) per second allowed per peer")
-	fs.IntVar(&o.limits.DepositBurst, "mailbox-burst", d.DepositBurst, "requests a peer may make at once before the rate applies")
+		"envelopes held for one recipient from one depositing peer ["+envMailboxMaxPerSender+"]")
+	fs.DurationVar(&o.limits.TTL, "mailbox-ttl", d.TTL, "how long an unfetched envelope is held ["+envMailboxTTL+"]")
+	fs.Float64Var(&o.limits.DepositRate, "mailbox-rate", d.DepositRate,
+		"deposits (and registers, fetches) per second allowed per peer ["+envMailboxRate+"]")
+	fs.IntVar(&o.limits.DepositBurst, "mailbox-burst", d.DepositBurst,
+		"requests a peer may make at once before the rate applies ["+envMailboxBurst+"]")
+	return errors.Join(errs...)
 }
 
 // check refuses limits that are not positive.

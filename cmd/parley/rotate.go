@@ -69,6 +69,7 @@ func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return fmt.Errorf("parley rotate-key: %w", err)
 	}
+	auditCLI(n.DataDir(), "key_rotated", map[string]string{"via": "cli"})
 	fmt.Fprintf(stdout, "Rotated the identity key of %s (fingerprint %s, unchanged).\n", me.UserID, me.Fingerprint)
 	return n.Close()
 }

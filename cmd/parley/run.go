@@ -68,6 +68,7 @@ type testSettings struct {
 	kdf          store.KDFParams // a new store's KDF (store.DefaultKDF)
 	keyBits      int             // a new RSA identity key's size (node.DefaultKeyBits)
 	loginBackoff time.Duration   // node.Config.LoginBackoff (node.DefaultLoginBackoff)
+	backupWork   int             // backups' scrypt log2(N) (node.BackupOptions.WorkFactor)
 }
 
 // listFlag is a repeatable flag of strings. Each value may also hold a
@@ -198,7 +199,11 @@ func parseLogLevel(s string) (slog.Level, error) {
 
 // runRun is `parley run`.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseRunConfig(args, os.Getenv, stderr)
+	getenv, _, err := withConfig("run", args, os.Getenv)
+	if err != nil {
+		return err
+	}
+	c, err := parseRunConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -242,6 +247,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 
 	c.test.warn(log)
 	cfg := node.Config{
+		BackupWorkFactor:    c.test.backupWork,
 		DataDir:             c.dataDir,
 		Listen:              c.listen,
 		Bootstrap:           c.bootstrap,
@@ -259,6 +265,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 		}
 		defer stopMetrics()
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
+		registerDiskMetrics(reg, c.dataDir)
 		cfg.Metrics = reg
 	}
 	n, err := node.New(cfg)
@@ -270,7 +277,15 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 			err = errors.Join(err, fmt.Errorf("parley run: closing the node: %w", cerr))
 		}
 	}()
-	srv, err := api.New(newNodeAPI(n), api.Options{Logger: log, TLS: tlsConf, AllowedHosts: c.apiHosts, UI: web.UI()})
+	auditLog, stopAudit, err := startAudit(ctx, n, log)
+	if err != nil {
+		return fmt.Errorf("parley run: %w", err)
+	}
+	defer stopAudit()
+	napi := newNodeAPI(n)
+	napi.audit = auditLog
+	srv, err := api.New(napi, api.Options{Logger: log, TLS: tlsConf, AllowedHosts: c.apiHosts, UI: web.UI(),
+		Auditor: apiAuditor{auditLog}})
 	if err != nil {
 		return fmt.Errorf("parley run: %w", err)
 	}

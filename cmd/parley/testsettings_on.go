@@ -22,8 +22,9 @@ import (
 // nothing; an unknown value is an error rather than a silent default.
 const (
 	// envTestKDF=cheap creates a new store with storetest.CheapKDF
-	// (Argon2id t=1, m=1 MiB, p=1) instead of store.DefaultKDF. An
-	// existing store keeps the parameters it was created with.
+	// (Argon2id t=1, m=1 MiB, p=1) instead of store.DefaultKDF, and
+	// writes backup files with scrypt 2^10 instead of 2^18. An existing
+	// store keeps the parameters it was created with.
 	envTestKDF = "PARLEY_TEST_KDF"
 	// envTestKeyBits=2048 (or 3072, 4096) sets the size of a new RSA
 	// identity key instead of node.DefaultKeyBits.
@@ -41,6 +42,7 @@ func readTestSettings(getenv func(string) string) (testSettings, error) {
 	case "":
 	case "cheap":
 		t.kdf = storetest.CheapKDF
+		t.backupWork = 10 // backup files too: scrypt 2^10
 	default:
 		return testSettings{}, fmt.Errorf("%s=%q: the only value is cheap", envTestKDF, v)
 	}

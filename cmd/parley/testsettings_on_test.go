@@ -27,7 +27,7 @@ func TestTestSettingsParse(t *testing.T) {
 		envTestKeyBits:      "2048",
 		envTestLoginBackoff: "10s",
 	}))
-	want := testSettings{kdf: storetest.CheapKDF, keyBits: 2048, loginBackoff: 10 * time.Second}
+	want := testSettings{kdf: storetest.CheapKDF, backupWork: 10, keyBits: 2048, loginBackoff: 10 * time.Second}
 	if err != nil || got != want {
 		t.Errorf("readTestSettings = %+v, %v; want %+v", got, err, want)
 	}

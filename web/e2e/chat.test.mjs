@@ -211,6 +211,25 @@ test('two people register, become friends by invite link and chat through the we
     await visible(A.getByText('User ID', { exact: true }));
     await visible(A.getByText('Reachability'));
     await shot(A, 'settings');
+    // Download backup: a wrong passphrase is said plainly; the right one
+    // saves an age file, and the security events show both.
+    const backup = A.getByRole('region', { name: 'Backup' });
+    await backup.getByLabel('Passphrase').fill('not the passphrase');
+    await backup.getByRole('button', { name: 'Download backup' }).click();
+    await visible(backup.getByText('Wrong passphrase: no backup was made.'));
+    await backup.getByLabel('Passphrase').fill(passA);
+    const [download] = await Promise.all([
+      A.waitForEvent('download'),
+      backup.getByRole('button', { name: 'Download backup' }).click(),
+    ]);
+    assert.match(download.suggestedFilename(), /^parley-backup-\d{8}-\d{6}\.age$/);
+    const chunks = [];
+    for await (const c of await download.createReadStream()) chunks.push(c);
+    assert.ok(Buffer.concat(chunks).subarray(0, 22).toString() === 'age-encryption.org/v1\n', 'the download is an age file');
+    const events = A.getByRole('region', { name: 'Security events' });
+    await events.getByRole('button', { name: 'Refresh' }).click();
+    await visible(events.getByText('Backup made'));
+    await visible(events.getByText('Backup refused: wrong passphrase'));
     await A.getByRole('button', { name: 'Log out' }).click();
     await visible(A.getByRole('button', { name: 'Log in', exact: true }));
     // Keyboard only: the passphrase field has the focus, Enter submits.

@@ -4,6 +4,40 @@
  */
 
 export interface paths {
+    "/api/v1/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The newest security events of the audit log, newest first */
+        get: operations["audit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/backup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Download an encrypted backup of the whole node (age, under the passphrase) */
+        post: operations["backup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/conversations": {
         parameters: {
             query?: never;
@@ -354,6 +388,24 @@ export interface components {
             invite?: string;
             user_id?: string;
         };
+        /** @description AuditEvent is one line of the audit log, as GET /api/v1/audit shows it. */
+        AuditEvent: {
+            /** Format: date-time */
+            time: string;
+            event: string;
+            fields?: {
+                [key: string]: string;
+            };
+        };
+        /** @description AuditLog is the answer of GET /api/v1/audit: newest first. */
+        AuditLog: {
+            events: components["schemas"]["AuditEvent"][];
+        };
+        /** @description BackupRequest is the body of POST /api/v1/backup. */
+        BackupRequest: {
+            /** @description the node's passphrase */
+            passphrase: string;
+        };
         /** @enum {string} */
         Code: "bad_passphrase" | "bad_request" | "conflict" | "empty_text" | "forbidden" | "internal" | "key_changed" | "method_not_allowed" | "not_found" | "throttled" | "too_large" | "unauthorized" | "unavailable" | "unsupported_media_type" | "wrong_state";
         /** @description ConnectRequest is the body of POST /api/v1/peers/connect: a multiaddr ending in /p2p/<peer ID>. */
@@ -589,6 +641,55 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    audit: {
+        parameters: {
+            query?: {
+                /** @description 1 to 1000, default 100 */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditLog"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    backup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BackupRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
     conversations: {
         parameters: {
             query?: never;

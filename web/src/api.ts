@@ -368,3 +368,31 @@ export function deleteMessage(id: string): Promise<void> {
 
 /** The calls above as one object (tests replace its methods). */
 export const messageApi = { retryMessage, deleteMessage };
+
+// ---- Operations: backup and the audit log ----
+
+/** One line of the node's audit log: a security event, never content. */
+export type AuditEvent = Schemas['AuditEvent'];
+
+/** A backup file as the node streamed it, and the name it suggests. */
+export interface BackupFile {
+  blob: Blob;
+  filename: string;
+}
+
+export const opsApi = {
+  /**
+   * Downloads an encrypted backup of the whole node. The passphrase is the
+   * node's; a wrong one is ApiError 403 `forbidden` and nothing is sent.
+   */
+  backup: async (passphrase: string): Promise<BackupFile> => {
+    const blob = await call<Blob>(
+      client.POST('/api/v1/backup', { headers: authHeader(true), body: { passphrase }, parseAs: 'blob' }),
+    );
+    const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+    return { blob, filename: `parley-backup-${stamp}.age` };
+  },
+  /** The newest audit events, newest first. */
+  audit: async (limit = 50) =>
+    (await call(client.GET('/api/v1/audit', { headers: authHeader(true), params: { query: { limit } } }))).events,
+};

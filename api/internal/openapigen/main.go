@@ -213,7 +213,9 @@ func (g *generator) operation(rt api.RouteDoc) (map[string]any, error) {
 	}
 	resp := map[string]any{"description": http.StatusText(rt.Status)}
 	if rt.Answer != nil {
-		if reflect.TypeOf(rt.Answer).Kind() == reflect.Map {
+		if _, ok := rt.Answer.(api.Binary); ok {
+			resp["content"] = map[string]any{"application/octet-stream": map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}
+		} else if reflect.TypeOf(rt.Answer).Kind() == reflect.Map {
 			resp["content"] = jsonContent(&jsonschema.Schema{Type: "object"})
 		} else {
 			resp["content"] = jsonContent(g.schema(rt.Answer))

@@ -3,6 +3,8 @@ import { useState } from 'react';
 import { api, type Me } from '../api';
 import { keys } from '../cache';
 import { humanError } from '../errors';
+import { AuditLog } from './AuditLog';
+import { Backup } from './Backup';
 import { CopyButton } from './CopyButton';
 
 /** Settings: who I am, the node's network side, notifications, log out. */
@@ -75,6 +77,8 @@ export function Settings({ me, onLogout }: { me: Me; onLogout: () => void }) {
           </button>
         )}
       </section>
+      <Backup />
+      <AuditLog />
       <button type="button" className="danger" onClick={onLogout}>
         Log out
       </button>
