@@ -277,9 +277,11 @@ func (o *Outbox) Drop(ctx context.Context, to protocol.ID, reason string) error 
 }
 
 // Withdraw keeps message id's entry, queued for to, off the wire from now
-// on, then calls remove, which deletes it from the store. It reports
-// whether the entry was on the wire already (written to a stream and not
-// acknowledged): the recipient may then still get it. The courier never
+// on, then calls remove, which deletes it from the store, and returns
+// remove's error. It reports whether the entry was on the wire already
+// (written to a stream and not acknowledged): the recipient may then still
+// get it. (An entry acknowledged already is gone from the store: remove
+// says so.) The courier never
 // writes a withdrawn entry (it checks, under the lock Withdraw takes,
 // just before it puts an entry in flight), so no entry read before
 // remove deleted it goes out after Withdraw returns.
