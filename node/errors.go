@@ -43,7 +43,18 @@ var (
 	ErrSafetyNumber = errors.New("node: not the current safety number")
 	// ErrClosed is a call after Close.
 	ErrClosed = errors.New("node: closed")
+	// ErrRemovedByPeer is sending to a friend who removed us (their signed
+	// removal notice arrived): nothing goes to them until one side adds
+	// the other again.
+	ErrRemovedByPeer = errors.New("node: this friend removed you")
+	// ErrNotRetryable is RetryMessage of a message that is not a failed
+	// outgoing one (still on its way, delivered, or received).
+	ErrNotRetryable = errors.New("node: only a failed outgoing message can be sent again")
 )
+
+// ErrEmptyMessage is a message with no text, or only white space. It
+// wraps ErrInvalid.
+var ErrEmptyMessage = fmt.Errorf("%w: the message is empty or only white space", ErrInvalid)
 
 // ThrottledError is a login refused without checking the passphrase,
 // because too many wrong ones came before it. It wraps ErrThrottled.

@@ -144,6 +144,9 @@ func TestFriendRemovedIsRefused(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the first message arrives", func() bool { return len(convHistory(t, b, ma.UserID)) == 1 })
 	evB := watch(t, b)
+	// B's removal notice waits, so that A does not know yet
+	// (removal_test.go covers the notice).
+	unlockedOf(t, b).outbox.Hold(ma.UserID)
 	if err := b.RemoveFriend(ctx, ma.UserID); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -22,22 +23,16 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		return store.Message{}, err
 	}
 	switch {
-	case len(text) == 0:
-		return store.Message{}, fmt.Errorf("%w: empty message", ErrInvalid)
 	case len(text) > protocol.MaxBodySize:
 		return store.Message{}, fmt.Errorf("%w: %d bytes (max %d)", ErrTooLarge, len(text), protocol.MaxBodySize)
 	case !utf8.ValidString(text):
 		return store.Message{}, fmt.Errorf("%w: message is not UTF-8", ErrInvalid)
+	case strings.TrimSpace(text) == "":
+		return store.Message{}, ErrEmptyMessage
 	}
-	fe := s.friends.friend(to)
-	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
-		return store.Message{}, fmt.Errorf("%w: %s", ErrNotFriend, to)
-	}
-	if fe.f.ChangedKey != nil {
-		return store.Message{}, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
-	}
-	if fe.f.Forked {
-		return store.Message{}, fmt.Errorf("%w: %s; compare safety numbers again", ErrKeyFork, to)
+	fe, err := s.friends.sendable(to)
+	if err != nil {
+		return store.Message{}, err
 	}
 	m, pending, err := s.msgs.sealText(ctx, fe, text)
 	if err == nil {
@@ -56,6 +51,23 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	}
 	s.outbox.Notify(to)
 	return m, nil
+}
+
+// sendable returns the friend to send to, or why nothing may be sent to
+// them now.
+func (fr *friendBook) sendable(to protocol.ID) (*friendEntry, error) {
+	fe := fr.friend(to)
+	switch {
+	case fe != nil && fe.f.Status == store.FriendRemovedByPeer:
+		return nil, fmt.Errorf("%w: %s", ErrRemovedByPeer, to)
+	case fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil:
+		return nil, fmt.Errorf("%w: %s", ErrNotFriend, to)
+	case fe.f.ChangedKey != nil:
+		return nil, fmt.Errorf("%w: %s; verify their safety number again", ErrKeyChanged, to)
+	case fe.f.Forked:
+		return nil, fmt.Errorf("%w: %s; compare safety numbers again", ErrKeyFork, to)
+	}
+	return fe, nil
 }
 
 // sealText seals text for fe and queues its write (message, outbox entry

@@ -145,7 +145,7 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey) error {
 
 	fr := u.friends
 	fr.st, fr.cfg, fr.log, fr.me, fr.keys, fr.events, fr.outbox, fr.dir = u.st, u.cfg, u.log, u.me, u.keys, events, u.outbox, u.dir
-	fr.lookup, fr.sendCard, fr.spawn = u.lookup, u.msgs.sendCard, spawn
+	fr.lookup, fr.sendCard, fr.sendRemoval, fr.spawn = u.lookup, u.msgs.sendCard, u.msgs.sendRemoval, spawn
 	fr.online, fr.dial = u.presence.isOnline, u.presence.dialFriend
 	fr.cached = u.presence.cached
 	fr.forgotten = func(id protocol.ID) {
