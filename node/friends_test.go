@@ -260,7 +260,10 @@ func TestFriendAndSendRefusals(t *testing.T) {
 		name, text string
 		want       error
 	}{
-		{"empty", "", ErrInvalid},
+		{"empty", "", ErrEmptyMessage},
+		{"spaces", "   ", ErrEmptyMessage},
+		{"white space", " \t\r\n\u00a0\u2003 ", ErrEmptyMessage},
+		{"white space is invalid too", "\n", ErrInvalid},
 		{"over 32 KiB", strings.Repeat("x", protocol.MaxBodySize+1), ErrTooLarge},
 		{"invalid UTF-8", "caf\xe9", ErrInvalid},
 		{"cut rune", "€"[:2], ErrInvalid},
