@@ -107,7 +107,8 @@ func (fr *friendBook) view(f store.Friend) Friend {
 	return v
 }
 
-// AddFriend adds the user of an invite card. A stranger gets a contact
+// AddFriend adds the user of an invite: a card link, or a short invite
+// whose card is fetched from the inviter's device (invite.go). A stranger gets a contact
 // request (and becomes pending_out); a pending request from them is
 // accepted (both become accepted); an existing friend's card is updated.
 func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
@@ -115,9 +116,12 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 	if err != nil {
 		return Friend{}, err
 	}
+	if protocol.IsInviteURI(invite) {
+		return n.addByInvite(ctx, s, invite)
+	}
 	c, err := protocol.ParseCardURI(invite)
 	if err != nil {
-		return Friend{}, fmt.Errorf("%w: invite: %v", ErrInvalid, err)
+		return Friend{}, fmt.Errorf("%w: %v", ErrBadInvite, err)
 	}
 	return s.friends.addContact(ctx, contact{UserID: c.UserID, Name: c.Name, Key: c.Key, Genesis: c.Genesis, Card: c.URI()})
 }

@@ -31,6 +31,7 @@ import (
 //	outbox    outbox      delivery: one ordered queue per recipient
 //	presence  presence    who is online, dialling friends, reachability
 //	pub       publisher   the own directory record and name claim
+//	invites   inviter     short invites: the card protocol (invite.go)
 //
 // Parts get what they use explicitly (the store, host, config, logger,
 // other parts or functions of them); none holds a pointer to unlocked or
@@ -50,6 +51,7 @@ type unlocked struct {
 	outbox   *outbox.Outbox
 	presence *presence
 	pub      *publisher
+	invites  *inviter
 
 	// life is the running node's lifetime, cancelled by close. libp2p
 	// calls stream handlers and notifiees without a context; they derive
@@ -137,7 +139,11 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey) error {
 	u.msgs = newMessenger()
 	u.presence = newPresence()
 	u.pub = newPublisher(u.st, u.cfg, u.log, u.keys, u.host, u.dir, hk, u.presence.connect)
-	var err error
+	seed, err := hk.Raw()
+	if err != nil {
+		return fmt.Errorf("node: host key: %w", err)
+	}
+	u.invites = newInviter(u.cfg, u.log, u.me, u.host, u.keys, seed, &u.track)
 	if u.outbox, err = u.newOutbox(events); err != nil {
 		return err
 	}
@@ -218,6 +224,7 @@ func (u *unlocked) start() {
 	serve("friends", u.friends.serve)
 	serve("presence", u.presence.serve)
 	serve("publisher", u.pub.serve)
+	serve("invites", u.invites.serve)
 	for _, p := range u.cfg.extraParts {
 		serve(p.name, p.serve)
 	}
