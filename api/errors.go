@@ -35,6 +35,12 @@ const (
 	CodeThrottled        Code = "throttled"              // 429, with Retry-After
 	CodeUnavailable      Code = "unavailable"            // 503: e.g. the network is not reachable
 	CodeInternal         Code = "internal"               // 500
+
+	CodeEmptyMessage  Code = "empty_message"   // 400: a message with no text, or only white space
+	CodeBadInvite     Code = "bad_invite"      // 400: not a Parley invite link
+	CodeInviteRefused Code = "invite_refused"  // 400: the inviter's node refused the short invite, or gave another user's card
+	CodeNotRetryable  Code = "not_retryable"   // 409: only a failed outgoing message can be sent again
+	CodeRemovedByPeer Code = "removed_by_peer" // 409: the friend removed the user; nothing is sent to them
 )
 
 // codeStatus is the HTTP status of each code.
@@ -53,6 +59,11 @@ var codeStatus = map[Code]int{
 	CodeThrottled:        http.StatusTooManyRequests,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeEmptyMessage:     http.StatusBadRequest,
+	CodeBadInvite:        http.StatusBadRequest,
+	CodeInviteRefused:    http.StatusBadRequest,
+	CodeNotRetryable:     http.StatusConflict,
+	CodeRemovedByPeer:    http.StatusConflict,
 }
 
 // Status returns the HTTP status an answer with this code carries, and 500

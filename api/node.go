@@ -71,6 +71,16 @@ type Node interface {
 	// MarkRead marks the conversation read up to the message upTo (the
 	// newest when empty) and sends the friend a read receipt.
 	MarkRead(ctx context.Context, with, upTo string) error
+	// RetryMessage sends a failed outgoing message again, with the same
+	// msg_id, at the end of its friend's queue; it returns the message,
+	// pending (CodeNotFound for an unknown message, CodeNotRetryable for
+	// one that has not failed or is not outgoing, CodeRemovedByPeer when
+	// the friend removed the user).
+	RetryMessage(ctx context.Context, msgID string) (Message, error)
+	// DeleteMessage deletes a message on this node only; a message still
+	// queued is withdrawn from the outbox (CodeNotFound for an unknown
+	// message).
+	DeleteMessage(ctx context.Context, msgID string) error
 
 	// Subscribe streams live events until ctx ends or cancel is called;
 	// the channel is closed then. A subscriber that falls behind loses
@@ -90,12 +100,16 @@ const (
 
 // Me is the node's own user.
 type Me struct {
-	UserID      string   `json:"user_id"`
-	Name        string   `json:"name"`
-	PeerID      string   `json:"peer_id"`
-	Addrs       []string `json:"addrs"`
-	Invite      string   `json:"invite"`
-	Fingerprint string   `json:"fingerprint"`
+	UserID string   `json:"user_id"`
+	Name   string   `json:"name"`
+	PeerID string   `json:"peer_id"`
+	Addrs  []string `json:"addrs"`
+	Invite string   `json:"invite"`
+	// ShortInvite is a "parley:invite/" link of about 150 characters that
+	// fits a small QR code: the friend's node fetches the card from this
+	// node and checks it against the user ID.
+	ShortInvite string `json:"short_invite"`
+	Fingerprint string `json:"fingerprint"`
 }
 
 // NodeInfo describes the libp2p side of the node.
@@ -110,7 +124,7 @@ type NodeInfo struct {
 type Friend struct {
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
-	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked, key_changed (see CodeKeyChanged)
+	Status       string `json:"status"` // pending_out, pending_in, accepted, blocked, removed_by_peer, key_changed (see CodeKeyChanged)
 	Verified     bool   `json:"verified"`
 	Online       bool   `json:"online"`
 	SafetyNumber string `json:"safety_number"`
@@ -195,9 +209,10 @@ type EventType string
 const (
 	EventMessage          EventType = "message"            // Message: a message arrived
 	EventMessageStatus    EventType = "message_status"     // StatusChange
+	EventMessageDeleted   EventType = "message_deleted"    // MessageDeleted
 	EventFriendRequest    EventType = "friend_request"     // Friend
 	EventFriendAccepted   EventType = "friend_accepted"    // Friend
-	EventFriendRemoved    EventType = "friend_removed"     // Friend
+	EventFriendRemoved    EventType = "friend_removed"     // Friend: removed or blocked here, or (status removed_by_peer) they removed the user
 	EventFriendKeyRotated EventType = "friend_key_rotated" // Friend: see above
 	EventFriendKeyChanged EventType = "friend_key_changed" // Friend: see above
 	EventKeyFork          EventType = "key_fork"           // Friend: see above
@@ -213,6 +228,12 @@ type StatusChange struct {
 	Status string `json:"status"`
 	Path   string `json:"path"`
 	Error  string `json:"error,omitempty"`
+}
+
+// MessageDeleted is the data of EventMessageDeleted.
+type MessageDeleted struct {
+	ID   string `json:"msg_id"`
+	With string `json:"with"`
 }
 
 // Presence is the data of EventPeerOnline and EventPeerOffline.

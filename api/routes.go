@@ -78,6 +78,8 @@ func (s *Server) routeTable() []route {
 		{method: http.MethodGet, pattern: "/api/v1/get_messages", handle: s.getMessages},
 		{method: http.MethodGet, pattern: "/api/v1/conversations", handle: s.conversations},
 		{method: http.MethodPost, pattern: "/api/v1/read", body: bodyJSON, handle: s.markRead},
+		{method: http.MethodPost, pattern: "/api/v1/messages/{msg_id}/retry", body: bodyEmpty, handle: s.retryMessage},
+		{method: http.MethodDelete, pattern: "/api/v1/messages/{msg_id}", body: bodyEmpty, handle: s.deleteMessage},
 		{method: http.MethodGet, pattern: "/api/v1/node", handle: s.nodeInfo},
 		{method: http.MethodPost, pattern: "/api/v1/peers/connect", body: bodyJSON, handle: s.connect},
 		{method: http.MethodGet, pattern: "/api/v1/directory/search", handle: s.searchDirectory},

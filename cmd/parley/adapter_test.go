@@ -35,6 +35,11 @@ func TestAPIErrorMapping(t *testing.T) {
 		{errors.Join(node.ErrClosed, errors.New("x")), api.CodeUnavailable},
 		{&node.ThrottledError{RetryAfter: 1500 * time.Millisecond}, api.CodeThrottled},
 		{fmt.Errorf("wrapped: %w", &node.ThrottledError{RetryAfter: time.Second}), api.CodeThrottled},
+		{node.ErrEmptyMessage, api.CodeEmptyMessage},
+		{fmt.Errorf("%w: x", node.ErrBadInvite), api.CodeBadInvite},
+		{fmt.Errorf("%w: another user's card", node.ErrInviteRefused), api.CodeInviteRefused},
+		{fmt.Errorf("%w: message x is delivered", node.ErrNotRetryable), api.CodeNotRetryable},
+		{fmt.Errorf("%w: someone", node.ErrRemovedByPeer), api.CodeRemovedByPeer},
 	} {
 		got := apiError(tc.err)
 		var ae *api.Error
@@ -155,7 +160,19 @@ func TestAdapterBadInput(t *testing.T) {
 	wantCode(t, "AddFriendByID a stranger without a directory record", err, api.CodeNotFound)
 	wantCode(t, "RemoveFriend a stranger", a.RemoveFriend(ctx, stranger), api.CodeNotFound)
 	_, err = a.AddFriend(ctx, "parley:nonsense")
-	wantCode(t, "AddFriend bad invite", err, api.CodeBadRequest)
+	wantCode(t, "AddFriend bad invite", err, api.CodeBadInvite)
+	_, err = a.AddFriend(ctx, "parley:invite/AAAA")
+	wantCode(t, "AddFriend bad short invite", err, api.CodeBadInvite)
+	for _, bad := range []string{"", "xyz", strings.Repeat("ab", 17)} {
+		_, err = a.RetryMessage(ctx, bad)
+		wantCode(t, "RetryMessage "+bad, err, api.CodeBadRequest)
+		wantCode(t, "DeleteMessage "+bad, a.DeleteMessage(ctx, bad), api.CodeBadRequest)
+	}
+	_, err = a.RetryMessage(ctx, strings.Repeat("ab", 16))
+	wantCode(t, "RetryMessage unknown", err, api.CodeNotFound)
+	wantCode(t, "DeleteMessage unknown", a.DeleteMessage(ctx, strings.Repeat("ab", 16)), api.CodeNotFound)
+	_, err = a.Send(ctx, stranger, " \t ")
+	wantCode(t, "Send white space", err, api.CodeEmptyMessage)
 	me, _ := a.Me(ctx)
 	_, err = a.AddFriend(ctx, me.Invite)
 	wantCode(t, "AddFriend own invite", err, api.CodeBadRequest)
@@ -182,7 +199,10 @@ func TestAdapterTwoNodes(t *testing.T) {
 	bEvents, bCancel := b.Subscribe(evCtx)
 	aEvents, aCancel := a.Subscribe(evCtx)
 
-	f, err := a.AddFriend(ctx, mb.Invite)
+	if !strings.HasPrefix(mb.ShortInvite, "parley:invite/") {
+		t.Fatalf("short invite %q", mb.ShortInvite)
+	}
+	f, err := a.AddFriend(ctx, mb.ShortInvite) // the card comes from B's node
 	if err != nil || f.UserID != mb.UserID || f.Name != "Bob" || f.Status != "pending_out" {
 		t.Fatalf("AddFriend = %+v, %v", f, err)
 	}
@@ -263,6 +283,18 @@ func TestAdapterTwoNodes(t *testing.T) {
 	}
 	if rf := nextEvent(t, aEvents, api.EventFriendRemoved).Data.(api.Friend); rf.UserID != mb.UserID {
 		t.Errorf("friend_removed data = %+v", rf)
+	}
+	// B learns it from A's notice, and may not send to A any more.
+	if rf := nextEvent(t, bEvents, api.EventFriendRemoved).Data.(api.Friend); rf.UserID != ma.UserID || rf.Status != "removed_by_peer" {
+		t.Errorf("B's friend_removed data = %+v", rf)
+	}
+	_, err = b.Send(ctx, ma.UserID, "still there?")
+	wantCode(t, "Send to a friend who removed us", err, api.CodeRemovedByPeer)
+	if err := a.DeleteMessage(ctx, sent.ID); err != nil {
+		t.Fatal(err)
+	}
+	if d := nextEvent(t, aEvents, api.EventMessageDeleted).Data.(api.MessageDeleted); d.ID != sent.ID || d.With != mb.UserID {
+		t.Errorf("message_deleted data = %+v", d)
 	}
 
 	// Both subscriptions end: by cancel, and by the context.
