@@ -34,16 +34,11 @@ type relayConfig struct {
 
 func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) (relayConfig, error) {
 	var c relayConfig
-	fs := flag.NewFlagSet("parley relay", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: parley relay [flags]\n\n"+
-			"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
+	fs := newFlagSet("parley relay", "parley relay [flags]",
+		"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
 			"circuit relay for nodes behind NAT, the AutoNAT service and a gossipsub peer. It\n"+
 			"needs no identity and no passphrase. It prints its addresses: give one of them\n"+
-			"to other nodes as --bootstrap.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+			"to other nodes as --bootstrap.")
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envRelayDataDir),
 		"the relay's data `directory`, which keeps its host key (default ~/.parley-relay) ["+envRelayDataDir+"]")
 	listen := &listFlag{values: splitList(getenv(envListen))}
@@ -52,7 +47,7 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	bootstrap := &listFlag{values: splitList(getenv(envBootstrap))}
 	fs.Var(bootstrap, "bootstrap", "another relay's `multiaddr` ending in /p2p/<peer ID>; repeatable ["+envBootstrap+"]")
 	level := metricsAndLogFlags(fs, getenv, &c.metrics)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
 	c.listen, c.bootstrap = listen.values, bootstrap.values
@@ -73,7 +68,7 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 
 // runRelay is `parley relay`.
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseRelayConfig(args, os.Getenv, stderr)
+	c, err := parseRelayConfig(args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
