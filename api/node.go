@@ -28,7 +28,10 @@ type Node interface {
 	Connect(ctx context.Context, addr string) error
 
 	Friends(ctx context.Context) ([]Friend, error)
-	// AddFriend adds (or accepts) a friend from an invite link.
+	// AddFriend adds (or accepts) a friend from an invite link: a card
+	// link, or a short invite whose card the node fetches from the
+	// inviter's node (CodeBadInvite for neither, CodeInviteRefused when
+	// that node refuses it or gives another user's card).
 	AddFriend(ctx context.Context, invite string) (Friend, error)
 	// AddFriendByID adds a user by user ID alone: accepts their pending
 	// request, or looks their signed record up in the directory, verifies

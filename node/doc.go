@@ -2,8 +2,10 @@
 // libp2p host (its Ed25519 key, kept in the store, is the device identity),
 // the messaging service on /parley/msg/1.0.0, delivery (package
 // node/outbox), friends, receipts, prekey rotation and the in-process
-// event stream. It holds the use cases the local API calls (register,
-// unlock, send, history, friends, read receipts, connect); it holds no
+// event stream, removal notices (removal.go) and short invites
+// (invite.go). It holds the use cases the local API calls (register,
+// unlock, send, retry, delete, history, friends, read receipts, connect,
+// invites); it holds no
 // HTTP handlers, badger keys or wire encoding, which belong to api, store
 // and protocol.
 //
@@ -34,6 +36,7 @@
 //	outbox      delivery: one ordered queue per recipient (package node/outbox)
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
+//	inviter     short invites: serves the own card on /parley/card/1.0.0, fetches friends' (invite.go)
 //	bus         events to the API (Node-wide; no goroutine)
 //
 // "Session" means a double-ratchet session with a friend (messenger's

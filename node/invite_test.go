@@ -169,3 +169,37 @@ func TestShortInviteLength(t *testing.T) {
 		t.Fatalf("short invite of %d characters, card link %d", len(me.ShortInvite), len(me.Invite))
 	}
 }
+
+// TestShortInviteDirectoryFallback: when the invite's device does not
+// answer, B's node finds A's record in the directory and adds A from it.
+func TestShortInviteDirectoryFallback(t *testing.T) {
+	ctx := context.Background()
+	relay := startRelays(t, 1)[0]
+	a := startNode(t, dirConfig(t, fixtureKey(t, "alice-2048"), relay.Addrs()[0]), "Alice")
+	b := startNode(t, dirConfig(t, fixtureKey(t, "bob-2048"), relay.Addrs()[0]), "Bob")
+	waitPublished(t, a)
+	ma, mb := meOf(t, a), meOf(t, b)
+	real, err := protocol.ParseInviteURI(ma.ShortInvite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A device nobody runs, at an address where nothing listens.
+	ghost, err := libp2p.New(libp2p.NoListenAddrs, libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghostID := ghost.ID()
+	ghost.Close()
+	dead, err := protocol.NewInvite(ma.UserID, real.Secret, []byte(ghostID), real.Addrs[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := b.AddFriend(ctx, dead.URI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.UserID != ma.UserID || f.Name != "Alice" || f.Status != store.FriendPendingOut || len(f.Record) == 0 {
+		t.Fatalf("AddFriend through the directory = %+v", f.Friend)
+	}
+	waitStatus(t, a, mb.UserID, store.FriendPendingIn)
+}
