@@ -20,7 +20,9 @@
 //
 // Notify (something was queued), Rush (the recipient came online) and
 // the periodic scan only tell a courier to go; none of them hands it
-// work. The outbox's state is guarded by Outbox.mu; a courier's cursor
+// work. Withdraw takes an entry back (a message deleted while queued):
+// the courier checks, as it puts an entry in flight, that it was not
+// withdrawn, so a withdrawn entry it had read already is never written. The outbox's state is guarded by Outbox.mu; a courier's cursor
 // and stream belong to its goroutine, and a link's in-flight list to
 // link.mu (taken after Outbox.mu when both are held, never the reverse).
 package outbox
