@@ -94,6 +94,21 @@ func TestShortInviteWrongSecret(t *testing.T) {
 	if _, err := unlockedOf(t, b).invites.fetch(ctx, inv); !isErr(err, errCardUnreachable) || !strings.Contains(err.Error(), "busy") {
 		t.Fatalf("card fetch after %d guesses: %v, want busy", cardBurst+2, err)
 	}
+
+	// Guesses from many peers: once refusedBurst were refused in a
+	// window, every peer is told "busy", with the right secret too.
+	c := startNode(t, testConfig(t, "carol-2048"), "Carol")
+	uc := unlockedOf(t, c)
+	if _, err := uc.invites.fetch(ctx, inv); err != nil {
+		t.Fatalf("a fresh peer with the right secret: %v", err)
+	}
+	ua := unlockedOf(t, a)
+	for range refusedBurst {
+		ua.invites.refused.admit(struct{}{}, ua.cfg.Now())
+	}
+	if _, err := uc.invites.fetch(ctx, inv); !isErr(err, errCardUnreachable) || !strings.Contains(err.Error(), "busy") {
+		t.Fatalf("card fetch after %d refusals from all peers: %v, want busy", refusedBurst, err)
+	}
 }
 
 // TestShortInviteHostileDevice: a device that answers with a card that is
