@@ -392,7 +392,7 @@ func (s *Server) sendMessage(q *request) error {
 	case req.To == "":
 		return apiError(CodeBadRequest, "to is required")
 	case req.Text == "":
-		return apiError(CodeEmptyMessage, "text is empty")
+		return apiError(CodeBadRequest, "text is empty")
 	case len(req.Text) > maxTextBytes:
 		return apiError(CodeTooLarge, "text is longer than %d bytes", maxTextBytes)
 	case !utf8.ValidString(req.Text):

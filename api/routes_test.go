@@ -264,7 +264,7 @@ func TestSendMessage(t *testing.T) {
 		t.Errorf("send answer %v", out)
 	}
 
-	send(`{"to":"bob","text":""}`).expect(t, http.StatusBadRequest, CodeEmptyMessage)
+	send(`{"to":"bob","text":""}`).expect(t, http.StatusBadRequest, CodeBadRequest)
 	send(`{"to":"bob"}`).expect(t, http.StatusBadRequest, CodeBadRequest)
 	send(`{"text":"hi"}`).expect(t, http.StatusBadRequest, CodeBadRequest)
 	send(`{"to":"bob","text":"`+strings.Repeat("x", maxTextBytes)+`"}`).expect(t, http.StatusAccepted, "")
