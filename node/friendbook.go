@@ -90,7 +90,7 @@ func (fr *friendBook) load(ctx context.Context) error {
 	for _, f := range friends {
 		fr.cacheFriend(f)
 	}
-	return fr.dropStranded(ctx)
+	return fr.resumeStranded(ctx)
 }
 
 // userOf is the friend whose device p is.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -26,10 +27,11 @@ import (
 // history, marked with the reason.
 //
 // The friend's record is deleted at once; the notice's courier reaches
-// their devices through the entry kept in friendBook.leaving until the
-// node stops. A notice still queued when the node stops is dropped at the
-// next unlock (dropStranded): without the friend's record the node no
-// longer knows where to send it.
+// their devices through the entry kept in friendBook.leaving. A notice
+// still queued when the node stops is found again at the next unlock
+// (resumeStranded): the node looks the removed friend's devices up in
+// the directory and sends it; if the directory has no record of them
+// after farewellTries lookups, the notice is dropped.
 //
 // On the receiving side a notice from an accepted friend, whose signature
 // by their pinned key verified, sets them removed_by_peer: their history
@@ -105,10 +107,15 @@ func (fr *friendBook) receiveRemoval(ctx context.Context, m *protocol.Message) e
 	return nil
 }
 
-// dropStranded fails what is queued for users who are no longer friends:
-// a removal notice that was still on its way when the node stopped (see
-// above). It runs once, at unlock, after load.
-func (fr *friendBook) dropStranded(ctx context.Context) error {
+// farewellTries bounds the directory lookups for a removal notice found
+// queued at unlock; they are RetryMax apart.
+const farewellTries = 10
+
+// resumeStranded looks at what is queued for users who are no longer
+// friends, once, at unlock (after load): a removal notice that was on its
+// way when the node stopped is sent once the directory says where the
+// removed friend's devices are (resumeFarewell); anything else is failed.
+func (fr *friendBook) resumeStranded(ctx context.Context) error {
 	tos, err := fr.st.OutboxRecipients(ctx)
 	if err != nil {
 		return fmt.Errorf("node: outbox recipients: %w", err)
@@ -117,10 +124,68 @@ func (fr *friendBook) dropStranded(ctx context.Context) error {
 		if fr.friend(to) != nil {
 			continue
 		}
+		es, err := fr.st.OutboxQueue(ctx, to, 0, 1)
+		if err != nil {
+			return fmt.Errorf("node: outbox queue: %w", err)
+		}
+		if len(es) == 1 && es[0].Control && isRemovalNotice(es[0].Envelope) {
+			fr.spawn(func(ctx context.Context) { fr.resumeFarewell(ctx, to) })
+			continue
+		}
 		fr.log.Info("dropping what is queued for a user who is no longer a friend", "user", to.String())
 		if err := fr.outbox.Drop(ctx, to, removalReason); err != nil {
 			return fmt.Errorf("node: drop stranded queue: %w", err)
 		}
 	}
 	return nil
+}
+
+// isRemovalNotice reports whether raw is an envelope of kind
+// KindFriendRemoved.
+func isRemovalNotice(raw []byte) bool {
+	env, err := protocol.ParseEnvelope(raw)
+	return err == nil && env.Kind == protocol.KindFriendRemoved
+}
+
+// resumeFarewell finds a removed friend's devices in the directory and
+// has the outbox send their removal notice; after farewellTries failed
+// lookups the notice is dropped. A friend added again meanwhile has their own entry, and the
+// notice goes to them first, in queue order.
+func (fr *friendBook) resumeFarewell(ctx context.Context, to protocol.ID) {
+	for try := 1; ; try++ {
+		rec, err := fr.lookup(ctx, to)
+		if err == nil {
+			fe := &friendEntry{f: store.Friend{UserID: to, PublicKey: rec.Key().Bytes()}, key: rec.Key()}
+			fe.infos = mergeDevices(nil, rec.DevicePeers())
+			fe.devices = rec.DevicePeers()
+			fr.mu.Lock()
+			if fr.friends[to] == nil {
+				fr.leaving[to] = fe
+			}
+			fr.mu.Unlock()
+			fr.outbox.Rush(to)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Not found may only mean that the DHT is not joined yet, just
+		// after unlock: it is tried again too.
+		if try == farewellTries {
+			fr.log.Info("removal notice dropped: the removed friend's devices are not known", "user", to.String(), "err", err)
+			if fr.friend(to) == nil {
+				if err := fr.outbox.Drop(ctx, to, removalReason); err != nil && ctx.Err() == nil {
+					fr.log.Error("removal notice not dropped", "user", to.String(), "err", err)
+				}
+			}
+			return
+		}
+		t := time.NewTimer(fr.cfg.RetryMax)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
 }
