@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/parley-chat/parley/node/outbox"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -102,10 +103,41 @@ func (fr *friendBook) receiveRemoval(ctx context.Context, m *protocol.Message) e
 	}
 	fr.cacheFriend(f)
 	fr.dropQueued(ctx, f.UserID, theirRemovalReason)
+	fr.explainRefusals(ctx, f.UserID)
 	fr.log.Info("a friend removed us", "friend", f.UserID.String())
 	fr.events.publish(Event{Type: EventFriendRemoved, Friend: fr.view(f)})
 	return nil
 }
+
+// explainRefusals gives the messages to a friend who removed us that
+// their node refused as from a stranger (sent while the notice was on its
+// way) the reason the user can act on. It looks at the newest
+// refusalScan messages of the conversation.
+func (fr *friendBook) explainRefusals(ctx context.Context, id protocol.ID) {
+	ms, _, err := fr.st.Messages(ctx, store.DirectConversation(id), "", refusalScan)
+	if err != nil {
+		fr.log.Warn("refused messages not explained", "friend", id.String(), "err", err)
+		return
+	}
+	for _, m := range ms {
+		if m.Direction != store.Out || m.Status != store.StatusFailed || m.Error != refusedAsStranger {
+			continue
+		}
+		up, err := fr.st.UpdateStatus(ctx, m.ID, store.StatusFailed, "", theirRemovalReason)
+		if err != nil {
+			fr.log.Warn("refused message not explained", "msg", m.ID.String(), "err", err)
+			return
+		}
+		fr.events.publish(Event{Type: EventMessageStatus, Message: up})
+	}
+}
+
+// refusedAsStranger is the error the outbox gives a message the
+// recipient refused as not from a friend; refusalScan bounds
+// explainRefusals.
+var refusedAsStranger = outbox.RefusedError(protocol.AckNotAFriend)
+
+const refusalScan = 200
 
 // farewellTries bounds the directory lookups for a removal notice found
 // queued at unlock; they are RetryMax apart.

@@ -83,6 +83,40 @@ func TestRemovalNotice(t *testing.T) {
 	waitFor(t, 10*time.Second, "B's message reaches A", func() bool { return len(convHistory(t, a, mb.UserID)) == 3 })
 }
 
+// TestRemovalNoticeExplainsRefusals: what B sent while A's notice was on
+// its way, and A refused as from a stranger, is marked with the reason
+// once the notice arrives.
+func TestRemovalNoticeExplainsRefusals(t *testing.T) {
+	ctx := context.Background()
+	a, b, ma, mb := twoStrangers(t)
+	befriend(t, a, b)
+	ua := unlockedOf(t, a)
+	ua.outbox.Hold(mb.UserID) // the notice waits
+	if err := a.RemoveFriend(ctx, mb.UserID); err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.Send(ctx, ma.UserID, "hello?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "A refuses B's message", func() bool {
+		return messageOf(t, b, m.ID).Status == store.StatusFailed
+	})
+	if got := messageOf(t, b, m.ID).Error; got != refusedAsStranger {
+		t.Fatalf("refused message's error %q", got)
+	}
+	evB := watch(t, b)
+	ua.outbox.Rush(mb.UserID)
+	waitStatus(t, b, ma.UserID, store.FriendRemovedByPeer)
+	waitFor(t, 10*time.Second, "the refusal explained", func() bool { return messageOf(t, b, m.ID).Error == theirRemovalReason })
+	if got := messageOf(t, b, m.ID); got.Status != store.StatusFailed {
+		t.Fatalf("refused message after the notice: %s, want failed", got.Status)
+	}
+	evB.waitEvent(t, 5*time.Second, "the message's status event", func(e Event) bool {
+		return e.Type == EventMessageStatus && e.Message.ID == m.ID && e.Message.Error == theirRemovalReason
+	})
+}
+
 // TestRemovalNoticeByTheRemoved: B, removed by A, adds A again: a
 // request A can accept.
 func TestRemovalNoticeAddBack(t *testing.T) {

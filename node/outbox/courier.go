@@ -411,7 +411,7 @@ func (l *link) readAcks() {
 			// Seal it again in a new session, in its place, and send it
 			// and what followed it on a new stream.
 			if !o.cfg.Reseal(context.Background(), *stale) {
-				l.settle([]store.Settle{{MsgID: stale.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}})
+				l.settle([]store.Settle{{MsgID: stale.MsgID, Status: store.StatusFailed, Error: RefusedError(ack.Code)}})
 				l.mu.Lock()
 				l.flight = l.flight[1:]
 				l.mu.Unlock()
@@ -433,10 +433,14 @@ func (l *link) outcome(e store.OutboxEntry, ack *protocol.Ack) (store.Settle, bo
 		return store.Settle{}, false
 	case ack.Code.Permanent():
 		l.c.o.cfg.Logger.Warn("delivery refused", "msg", e.MsgID.String(), "to", e.Recipient.String(), "code", ack.Code.String())
-		return store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}, true
+		return store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: RefusedError(ack.Code)}, true
 	}
 	return store.Settle{}, false
 }
+
+// RefusedError is the error text of a message the recipient refused with
+// code, for good.
+func RefusedError(code protocol.AckCode) string { return "refused by the recipient: " + code.String() }
 
 // settle finishes acknowledged entries. A failed write leaves them
 // queued (they would go again, and the receiver answer replay), and stops
