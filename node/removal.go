@@ -36,9 +36,10 @@ import (
 //
 // On the receiving side a notice from an accepted friend, whose signature
 // by their pinned key verified, sets them removed_by_peer: their history
-// stays, what is queued for them fails ("they removed you"), sending to
-// them is refused with ErrRemovedByPeer, and EventFriendRemoved tells the
-// UI. A notice from anyone else, or about a friendship that is not
+// stays, what is queued for them fails ("they removed you"), and so is
+// explained what their node refused as from a stranger while the notice
+// was on its way; sending to them is refused with ErrRemovedByPeer, and
+// EventFriendRemoved tells the UI. A notice from anyone else, or about a friendship that is not
 // accepted, changes nothing. Adding them again (either side) starts over
 // with a contact request.
 
