@@ -225,7 +225,7 @@ func TestRotateKey(t *testing.T) {
 	a.expect(t, http.StatusOK, "")
 	var me map[string]any
 	a.decode(t, &me)
-	if me["user_id"] != "alice-id" || me["fingerprint"] != "fp'" || len(me) != 6 {
+	if me["user_id"] != "alice-id" || me["fingerprint"] != "fp'" || len(me) != 7 {
 		t.Errorf("rotate answer %s", a.body)
 	}
 	if !strings.Contains(string(a.body), `"addrs":[]`) {

@@ -24,7 +24,7 @@ type Code string
 // (POST /api/v1/friends/{user_id}/verify).
 const (
 	CodeBadRequest       Code = "bad_request"            // 400: malformed JSON, unknown field, bad value
-	CodeEmptyText        Code = "empty_text"             // 400: a message text empty or only white space
+	CodeEmptyText        Code = "empty_text"             // 400: a message text empty or only white space (also from the node)
 	CodeUnauthorized     Code = "unauthorized"           // 401: missing, wrong or expired token
 	CodeBadPassphrase    Code = "bad_passphrase"         // 401: login with a wrong passphrase
 	CodeForbidden        Code = "forbidden"              // 403: foreign Host or Origin
@@ -38,6 +38,11 @@ const (
 	CodeThrottled        Code = "throttled"              // 429, with Retry-After
 	CodeUnavailable      Code = "unavailable"            // 503: e.g. the network is not reachable
 	CodeInternal         Code = "internal"               // 500
+
+	CodeBadInvite     Code = "bad_invite"      // 400: not a Parley invite link
+	CodeInviteRefused Code = "invite_refused"  // 400: the inviter's node refused the short invite, or gave another user's card
+	CodeNotRetryable  Code = "not_retryable"   // 409: only a failed outgoing message can be sent again
+	CodeRemovedByPeer Code = "removed_by_peer" // 409: the friend removed the user; nothing is sent to them
 )
 
 // codeStatus is the HTTP status of each code.
@@ -57,6 +62,10 @@ var codeStatus = map[Code]int{
 	CodeThrottled:        http.StatusTooManyRequests,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeBadInvite:        http.StatusBadRequest,
+	CodeInviteRefused:    http.StatusBadRequest,
+	CodeNotRetryable:     http.StatusConflict,
+	CodeRemovedByPeer:    http.StatusConflict,
 }
 
 // Codes lists every Code, sorted.

@@ -63,7 +63,10 @@ type Peers interface {
 // Friends is the friend list.
 type Friends interface {
 	Friends(ctx context.Context) ([]Friend, error)
-	// AddFriend adds (or accepts) a friend from an invite link.
+	// AddFriend adds (or accepts) a friend from an invite link: a card
+	// link, or a short invite whose card the node fetches from the
+	// inviter's node (CodeBadInvite for neither, CodeInviteRefused when
+	// that node refuses it or gives another user's card).
 	AddFriend(ctx context.Context, invite string) (Friend, error)
 	// AddFriendByID adds a user by user ID alone: accepts their pending
 	// request, or looks their signed record up in the directory, verifies
@@ -94,6 +97,16 @@ type Messages interface {
 	// MarkRead marks the conversation read up to the message upTo (the
 	// newest when empty) and sends the friend a read receipt.
 	MarkRead(ctx context.Context, with, upTo string) error
+	// RetryMessage sends a failed outgoing message again, with the same
+	// msg_id, at the end of its friend's queue; it returns the message,
+	// pending (CodeNotFound for an unknown message, CodeNotRetryable for
+	// one that has not failed or is not outgoing, CodeRemovedByPeer when
+	// the friend removed the user).
+	RetryMessage(ctx context.Context, msgID string) (Message, error)
+	// DeleteMessage deletes a message on this node only; a message still
+	// queued is withdrawn from the outbox (CodeNotFound for an unknown
+	// message).
+	DeleteMessage(ctx context.Context, msgID string) error
 }
 
 // Directory is the signed user directory.
@@ -141,12 +154,16 @@ const (
 
 // Me is the node's own user.
 type Me struct {
-	UserID      string   `json:"user_id"`
-	Name        string   `json:"name"`
-	PeerID      string   `json:"peer_id"`
-	Addrs       []string `json:"addrs"`
-	Invite      string   `json:"invite"`
-	Fingerprint string   `json:"fingerprint"`
+	UserID string   `json:"user_id"`
+	Name   string   `json:"name"`
+	PeerID string   `json:"peer_id"`
+	Addrs  []string `json:"addrs"`
+	Invite string   `json:"invite"`
+	// ShortInvite is a "parley:invite/" link of about 150 characters that
+	// fits a small QR code: the friend's node fetches the card from this
+	// node and checks it against the user ID.
+	ShortInvite string `json:"short_invite"`
+	Fingerprint string `json:"fingerprint"`
 }
 
 // NodeInfo describes the libp2p side of the node.
@@ -161,7 +178,7 @@ type NodeInfo struct {
 type Friend struct {
 	UserID       string `json:"user_id"`
 	Name         string `json:"name"`
-	Status       string `json:"status" jsonschema:"enum=pending_out,enum=pending_in,enum=accepted,enum=blocked,enum=key_changed"` // key_changed: see CodeKeyChanged
+	Status       string `json:"status" jsonschema:"enum=pending_out,enum=pending_in,enum=accepted,enum=blocked,enum=removed_by_peer,enum=key_changed"` // key_changed: see CodeKeyChanged; removed_by_peer: they removed the user
 	Verified     bool   `json:"verified"`
 	Online       bool   `json:"online"`
 	SafetyNumber string `json:"safety_number"`
@@ -248,9 +265,10 @@ type EventType string
 const (
 	EventMessage          EventType = "message"            // Message: a message arrived
 	EventMessageStatus    EventType = "message_status"     // StatusChange
+	EventMessageDeleted   EventType = "message_deleted"    // MessageDeleted
 	EventFriendRequest    EventType = "friend_request"     // Friend
 	EventFriendAccepted   EventType = "friend_accepted"    // Friend
-	EventFriendRemoved    EventType = "friend_removed"     // Friend
+	EventFriendRemoved    EventType = "friend_removed"     // Friend: removed or blocked here, or (status removed_by_peer) they removed the user
 	EventFriendKeyRotated EventType = "friend_key_rotated" // Friend: see above
 	EventFriendKeyChanged EventType = "friend_key_changed" // Friend: see above
 	EventKeyFork          EventType = "key_fork"           // Friend: see above
@@ -262,7 +280,7 @@ const (
 // EventTypes lists every EventType.
 func EventTypes() []EventType {
 	return []EventType{
-		EventMessage, EventMessageStatus, EventFriendRequest, EventFriendAccepted, EventFriendRemoved,
+		EventMessage, EventMessageStatus, EventMessageDeleted, EventFriendRequest, EventFriendAccepted, EventFriendRemoved,
 		EventFriendKeyRotated, EventFriendKeyChanged, EventKeyFork, EventPeerOnline, EventPeerOffline, EventOverflow,
 	}
 }
@@ -277,6 +295,12 @@ type StatusChange struct {
 	Status string `json:"status" jsonschema:"enum=pending,enum=sent,enum=delivered,enum=read,enum=failed"`
 	Path   string `json:"path" jsonschema:"enum=direct,enum=relay,enum=mailbox,enum="`
 	Error  string `json:"error,omitempty"`
+}
+
+// MessageDeleted is the data of EventMessageDeleted.
+type MessageDeleted struct {
+	ID   string `json:"msg_id"`
+	With string `json:"with"`
 }
 
 // Presence is the data of EventPeerOnline and EventPeerOffline.

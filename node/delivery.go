@@ -69,7 +69,7 @@ func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 // any, else each device at the addresses on its card, or where the DHT
 // says it is.
 func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
-	fe := ms.friends.friend(to)
+	fe := ms.friends.reachable(to)
 	if fe == nil || len(fe.infos) == 0 {
 		return nil, fail(ErrNotFound, "no known device of %s", to)
 	}

@@ -2,8 +2,10 @@
 // libp2p host (its Ed25519 key, kept in the store, is the device identity),
 // the messaging service on /parley/msg/1.0.0, delivery (package
 // node/outbox), friends, receipts, prekey rotation and the in-process
-// event stream. It holds the use cases the local API calls (register,
-// unlock, send, history, friends, read receipts, connect); it holds no
+// event stream, removal notices (removal.go) and short invites
+// (invite.go). It holds the use cases the local API calls (register,
+// unlock, send, retry, delete, history, friends, read receipts, connect,
+// invites); it holds no
 // HTTP handlers, badger keys or wire encoding, which belong to api, store
 // and protocol.
 //
@@ -35,10 +37,12 @@
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
 //	groups      group states, sender keys, one gossipsub topic per group and
-//	            epoch, catch-up on /parley/group-sync/1.0.0 (serve: joins the
-//	            topics, answers sync requests); not wired yet: the lead connects
-//	            it to the host's pubsub and, for kinds KindGroupState and
-//	            KindSenderKey, to the messenger's 1:1 sessions (groups.go)
+//	            epoch, catch-up on /parley/group-sync/1.0.0 (groups.go); built
+//	            and tested, not yet started by the running node, nor carried
+//	            in 1:1 sessions (KindGroupState, KindSenderKey)
+//	inviter     short invites: serves the own card on /parley/card/1.0.0, fetches friends' (invite.go)
+//	reserver    a slot on each relay from the start; circuit addresses for the card (reservations.go)
+//	puncher     retries hole punches libp2p's single attempt missed (punch.go)
 //	bus         events to the API (Node-wide; no goroutine)
 //
 // "Session" means a double-ratchet session with a friend (messenger's

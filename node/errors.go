@@ -17,15 +17,20 @@ type Code string
 
 // The codes of the node's errors. Each sentinel below carries one.
 const (
-	CodeBadRequest    Code = "bad_request"    // an argument that does not parse or is out of range
-	CodeBadPassphrase Code = "bad_passphrase" // a wrong passphrase
-	CodeConflict      Code = "conflict"       // an identity exists; not the current safety number
-	CodeWrongState    Code = "wrong_state"    // not possible in the node's state
-	CodeNotFound      Code = "not_found"      // unknown friend, message, peer or user
-	CodeTooLarge      Code = "too_large"      // a message over the size limit
-	CodeKeyChanged    Code = "key_changed"    // sending is held: the friend's key changed or forked
-	CodeThrottled     Code = "throttled"      // too many wrong passphrases: RetryAfter says how long
-	CodeUnavailable   Code = "unavailable"    // the network or the node cannot do it now
+	CodeBadRequest    Code = "bad_request"     // an argument that does not parse or is out of range
+	CodeBadPassphrase Code = "bad_passphrase"  // a wrong passphrase
+	CodeConflict      Code = "conflict"        // an identity exists; not the current safety number
+	CodeWrongState    Code = "wrong_state"     // not possible in the node's state
+	CodeNotFound      Code = "not_found"       // unknown friend, message, peer or user
+	CodeTooLarge      Code = "too_large"       // a message over the size limit
+	CodeKeyChanged    Code = "key_changed"     // sending is held: the friend's key changed or forked
+	CodeThrottled     Code = "throttled"       // too many wrong passphrases: RetryAfter says how long
+	CodeUnavailable   Code = "unavailable"     // the network or the node cannot do it now
+	CodeEmptyText     Code = "empty_text"      // a message with no text, or only white space
+	CodeBadInvite     Code = "bad_invite"      // not a Parley invite link
+	CodeInviteRefused Code = "invite_refused"  // the inviter's device refused a short invite, or gave another user's card
+	CodeNotRetryable  Code = "not_retryable"   // only a failed outgoing message can be sent again
+	CodeRemovedByPeer Code = "removed_by_peer" // the friend removed the user: nothing is sent to them
 )
 
 // Error is a failure of the node a caller can act on: a stable Code, and a
@@ -86,6 +91,16 @@ var (
 	ErrSafetyNumber = &Error{Code: CodeConflict, Message: "that is not the current safety number"}
 	// ErrClosed is a call after Close.
 	ErrClosed = &Error{Code: CodeUnavailable, Message: "the node is shutting down"}
+	// ErrRemovedByPeer is sending to a friend who removed us (their signed
+	// removal notice arrived): nothing goes to them until one side adds
+	// the other again.
+	ErrRemovedByPeer = &Error{Code: CodeRemovedByPeer, Message: "this friend removed you"}
+	// ErrNotRetryable is RetryMessage of a message that is not a failed
+	// outgoing one (still on its way, delivered, or received).
+	ErrNotRetryable = &Error{Code: CodeNotRetryable, Message: "only a failed outgoing message can be sent again"}
+	// ErrEmptyMessage is a message with no text, or only white space; it is
+	// also a case of ErrInvalid.
+	ErrEmptyMessage = &Error{Code: CodeEmptyText, Message: "the message is empty or only white space", Err: ErrInvalid}
 	// ErrThrottled is a login refused without checking the passphrase,
 	// because too many wrong ones came before it. The error returned wraps
 	// it and carries RetryAfter.

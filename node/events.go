@@ -17,6 +17,7 @@ type EventType string
 const (
 	EventMessage          EventType = "message"            // Message arrived
 	EventMessageStatus    EventType = "message_status"     // Message's status changed
+	EventMessageDeleted   EventType = "message_deleted"    // Message was deleted locally (msgedit.go)
 	EventFriendRequest    EventType = "friend_request"     // Friend asked to be friends
 	EventFriendAccepted   EventType = "friend_accepted"    // Friend became accepted
 	EventFriendRemoved    EventType = "friend_removed"     // Friend was removed or blocked
@@ -35,7 +36,7 @@ const (
 // process except through the local API.
 type Event struct {
 	Type    EventType
-	Message store.Message // EventMessage, EventMessageStatus
+	Message store.Message // EventMessage, EventMessageStatus, EventMessageDeleted
 	Friend  Friend        // friend events
 	User    protocol.ID   // presence events
 	Peer    peer.ID       // presence events, EventEnvelopeRefused

@@ -37,8 +37,10 @@ type friendBook struct {
 	dir    *directory.DHT
 	// lookup finds a user's verified record (the own one from memory).
 	lookup func(ctx context.Context, id protocol.ID) (*directory.Record, error)
-	// sendCard queues a contact request or accept with the own card.
-	sendCard func(ctx context.Context, fe *friendEntry, kind protocol.Kind) error
+	// sendCard queues a contact request or accept with the own card,
+	// sendRemoval a removal notice (removal.go).
+	sendCard    func(ctx context.Context, fe *friendEntry, kind protocol.Kind) error
+	sendRemoval func(ctx context.Context, fe *friendEntry) error
 	// online reports whether a friend is shown online; dial connects to
 	// their devices in the background.
 	online func(id protocol.ID) bool
@@ -58,6 +60,7 @@ type friendBook struct {
 	mu      sync.Mutex
 	friends map[protocol.ID]*friendEntry // every stored friend
 	devices map[peer.ID]protocol.ID      // friends' device peer IDs
+	leaving map[protocol.ID]*friendEntry // removed friends, for their removal notice (removal.go)
 }
 
 // friendEntry caches what sending to and hearing from a friend needs.
@@ -75,6 +78,7 @@ func newFriendBook() *friendBook {
 	return &friendBook{
 		friends: make(map[protocol.ID]*friendEntry),
 		devices: make(map[peer.ID]protocol.ID),
+		leaving: make(map[protocol.ID]*friendEntry),
 	}
 }
 
@@ -87,7 +91,7 @@ func (fr *friendBook) load(ctx context.Context) error {
 	for _, f := range friends {
 		fr.cacheFriend(f)
 	}
-	return nil
+	return fr.resumeStranded(ctx)
 }
 
 // userOf is the friend whose device p is.
@@ -156,6 +160,7 @@ func (fr *friendBook) cacheFriend(f store.Friend) *friendEntry {
 		}
 	}
 	fr.friends[f.UserID] = fe
+	delete(fr.leaving, f.UserID)
 	for _, d := range fe.devices {
 		fr.devices[d] = f.UserID
 	}

@@ -123,7 +123,8 @@ func (fr *friendBook) view(f store.Friend) Friend {
 	return v
 }
 
-// AddFriend adds the user of an invite card. A stranger gets a contact
+// AddFriend adds the user of an invite: a card link, or a short invite
+// whose card is fetched from the inviter's device (invite.go). A stranger gets a contact
 // request (and becomes pending_out); a pending request from them is
 // accepted (both become accepted); an existing friend's card is updated.
 func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
@@ -131,9 +132,12 @@ func (n *Node) AddFriend(ctx context.Context, invite string) (Friend, error) {
 	if err != nil {
 		return Friend{}, err
 	}
+	if protocol.IsInviteURI(invite) {
+		return n.addByInvite(ctx, s, invite)
+	}
 	c, err := protocol.ParseCardURI(invite)
 	if err != nil {
-		return Friend{}, fail(ErrInvalid, "invite: %v", err)
+		return Friend{}, fail(ErrBadInvite, "%v", err)
 	}
 	return s.friends.addContact(ctx, contact{UserID: c.UserID, Name: c.Name, Key: c.Key, Genesis: c.Genesis, Card: c.URI()})
 }
@@ -181,7 +185,7 @@ func (fr *friendBook) addContact(ctx context.Context, c contact) (Friend, error)
 		f.Status, kind = store.FriendAccepted, protocol.KindContactAccept
 	case store.FriendAccepted:
 		kind = 0 // a card update; nothing to send
-	case store.FriendBlocked:
+	case store.FriendBlocked, store.FriendRemovedByPeer:
 		f.Status = store.FriendPendingOut
 	}
 	f, err = fr.st.PutFriend(ctx, f)
@@ -238,8 +242,8 @@ func (fr *friendBook) accept(ctx context.Context, id protocol.ID) (Friend, error
 }
 
 // RemoveFriend forgets a friend (or declines their request): their
-// messages are refused from now on, and what is still queued for them
-// fails.
+// messages are refused from now on, what is still queued for them fails,
+// and an accepted friend gets a signed removal notice (removal.go).
 func (n *Node) RemoveFriend(ctx context.Context, id protocol.ID) error {
 	u, err := n.running()
 	if err != nil {
@@ -255,11 +259,17 @@ func (fr *friendBook) remove(ctx context.Context, id protocol.ID) error {
 	if err != nil {
 		return err
 	}
+	fe := fr.friend(id)
 	if err := fr.st.DeleteFriend(ctx, id); err != nil {
 		return fmt.Errorf("node: remove friend: %w", err)
 	}
 	fr.forgetFriend(id)
-	fr.dropQueued(ctx, id, "friend removed")
+	// What was queued for them fails; then they are told, if they were a
+	// friend (removal.go: why in this order).
+	fr.dropQueued(ctx, id, removalReason)
+	if f.Status == store.FriendAccepted && fe != nil {
+		fr.farewell(ctx, fe)
+	}
 	fr.events.publish(Event{Type: EventFriendRemoved, Friend: Friend{Friend: f}})
 	return nil
 }
@@ -401,6 +411,9 @@ func (fr *friendBook) receiveContact(ctx context.Context, m *protocol.Message, c
 	switch {
 	case m.Kind == protocol.KindContactRequest && !known:
 		ev = EventFriendRequest
+	case m.Kind == protocol.KindContactRequest && prev == store.FriendRemovedByPeer:
+		// They removed us and now ask again: a new request.
+		f.Status, ev = store.FriendPendingIn, EventFriendRequest
 	case m.Kind == protocol.KindContactRequest && prev == store.FriendPendingOut:
 		// Both sides asked. Our request may never have reached them (they
 		// had blocked us, or refused it), so accept theirs explicitly.

@@ -144,6 +144,9 @@ func TestFriendRemovedIsRefused(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the first message arrives", func() bool { return len(convHistory(t, b, ma.UserID)) == 1 })
 	evB := watch(t, b)
+	// B's removal notice waits, so that A does not know yet
+	// (removal_test.go covers the notice).
+	unlockedOf(t, b).outbox.Hold(ma.UserID)
 	if err := b.RemoveFriend(ctx, ma.UserID); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +260,10 @@ func TestFriendAndSendRefusals(t *testing.T) {
 		name, text string
 		want       error
 	}{
-		{"empty", "", ErrInvalid},
+		{"empty", "", ErrEmptyMessage},
+		{"spaces", "   ", ErrEmptyMessage},
+		{"white space", " \t\r\n\u00a0\u2003 ", ErrEmptyMessage},
+		{"white space is invalid too", "\n", ErrInvalid},
 		{"over 32 KiB", strings.Repeat("x", protocol.MaxBodySize+1), ErrTooLarge},
 		{"invalid UTF-8", "caf\xe9", ErrInvalid},
 		{"cut rune", "€"[:2], ErrInvalid},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -22,22 +23,16 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 		return store.Message{}, err
 	}
 	switch {
-	case len(text) == 0:
-		return store.Message{}, fail(ErrInvalid, "empty message")
 	case len(text) > protocol.MaxBodySize:
 		return store.Message{}, fail(ErrTooLarge, "%d bytes (max %d)", len(text), protocol.MaxBodySize)
 	case !utf8.ValidString(text):
 		return store.Message{}, fail(ErrInvalid, "message is not UTF-8")
+	case strings.TrimSpace(text) == "":
+		return store.Message{}, ErrEmptyMessage
 	}
-	fe := s.friends.friend(to)
-	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
-		return store.Message{}, fail(ErrNotFriend, "%s", to)
-	}
-	if fe.f.ChangedKey != nil {
-		return store.Message{}, fail(ErrKeyChanged, "%s; verify their safety number again", to)
-	}
-	if fe.f.Forked {
-		return store.Message{}, fail(ErrKeyFork, "%s; compare safety numbers again", to)
+	fe, err := s.friends.sendable(to)
+	if err != nil {
+		return store.Message{}, err
 	}
 	m, pending, err := s.msgs.sealText(ctx, fe, text)
 	if err == nil {
@@ -56,6 +51,23 @@ func (n *Node) Send(ctx context.Context, to protocol.ID, text string) (store.Mes
 	}
 	s.outbox.Notify(to)
 	return m, nil
+}
+
+// sendable returns the friend to send to, or why nothing may be sent to
+// them now.
+func (fr *friendBook) sendable(to protocol.ID) (*friendEntry, error) {
+	fe := fr.friend(to)
+	switch {
+	case fe != nil && fe.f.Status == store.FriendRemovedByPeer:
+		return nil, fail(ErrRemovedByPeer, "%s", to)
+	case fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil:
+		return nil, fail(ErrNotFriend, "%s", to)
+	case fe.f.ChangedKey != nil:
+		return nil, fail(ErrKeyChanged, "%s; verify their safety number again", to)
+	case fe.f.Forked:
+		return nil, fail(ErrKeyFork, "%s; compare safety numbers again", to)
+	}
+	return fe, nil
 }
 
 // sealText seals text for fe and queues its write (message, outbox entry

@@ -42,7 +42,7 @@ func (n *Node) AddFriendByID(ctx context.Context, id protocol.ID) (Friend, error
 	if id == s.me {
 		return Friend{}, fail(ErrInvalid, "that is your own user ID")
 	}
-	if fe := s.friends.friend(id); fe != nil && fe.f.Status != store.FriendBlocked {
+	if fe := s.friends.friend(id); fe != nil && fe.f.Status != store.FriendBlocked && fe.f.Status != store.FriendRemovedByPeer {
 		// Known already: refresh what the directory says, accept a pending
 		// request, and otherwise leave things as they are.
 		if rec, err := s.lookup(ctx, id); err == nil {

@@ -238,6 +238,7 @@ type Me struct {
 	PeerID      peer.ID
 	Addrs       []string // full multiaddrs, with /p2p/
 	Invite      string   // the own card as a parley:card/ link
+	ShortInvite string   // a parley:invite/ link that fits a small QR code (invite.go)
 	Fingerprint string
 }
 
@@ -251,7 +252,12 @@ func (n *Node) Me(ctx context.Context) (Me, error) {
 	if err != nil {
 		return Me{}, err
 	}
+	short, err := s.invites.link()
+	if err != nil {
+		return Me{}, err
+	}
 	return Me{
+		ShortInvite: short,
 		UserID:      s.me,
 		Name:        s.keys.displayName(),
 		PeerID:      s.host.ID(),

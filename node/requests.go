@@ -36,31 +36,43 @@ const (
 // errDuplicateRequest marks a repeated request from a pending stranger.
 var errDuplicateRequest = errors.New("node: duplicate contact request")
 
-// requestLimit counts contact requests per sender in fixed windows. Its
-// lock guards its map only.
-type requestLimit struct {
+// windowLimit counts events per key in fixed windows: at most burst per
+// window (requestBurst per requestWindow when they are zero). Its lock
+// guards its map only; past requestSenders keys, windows that ended are
+// forgotten, and if none had, all are.
+type windowLimit[K comparable] struct {
+	burst  int
+	window time.Duration
+
 	mu   sync.Mutex
-	seen map[protocol.ID]*requestCount
+	seen map[K]*requestCount
 }
+
+// requestLimit counts contact requests per sender.
+type requestLimit = windowLimit[protocol.ID]
 
 type requestCount struct {
 	start time.Time
 	n     int
 }
 
-// admit records a request from id at now and reports whether it is
-// within the sender's limit.
-func (l *requestLimit) admit(id protocol.ID, now time.Time) bool {
+// admit records an event for id at now and reports whether it is within
+// id's limit.
+func (l *windowLimit[K]) admit(id K, now time.Time) bool {
+	burst, window := l.burst, l.window
+	if burst == 0 {
+		burst, window = requestBurst, requestWindow
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.seen == nil {
-		l.seen = make(map[protocol.ID]*requestCount)
+		l.seen = make(map[K]*requestCount)
 	}
 	c := l.seen[id]
-	if c == nil || now.Sub(c.start) >= requestWindow || now.Before(c.start) {
+	if c == nil || now.Sub(c.start) >= window || now.Before(c.start) {
 		if c == nil && len(l.seen) >= requestSenders {
 			for k, v := range l.seen {
-				if now.Sub(v.start) >= requestWindow {
+				if now.Sub(v.start) >= window {
 					delete(l.seen, k)
 				}
 			}
@@ -72,7 +84,7 @@ func (l *requestLimit) admit(id protocol.ID, now time.Time) bool {
 		l.seen[id] = c
 	}
 	c.n++
-	return c.n <= requestBurst
+	return c.n <= burst
 }
 
 // pendingRequest reports whether sender's request already waits for the

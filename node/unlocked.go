@@ -32,6 +32,7 @@ import (
 //	outbox    outbox      delivery: one ordered queue per recipient
 //	presence  presence    who is online, dialling friends, reachability
 //	pub       publisher   the own directory record and name claim
+//	invites   inviter     short invites: the card protocol (invite.go)
 //
 // Parts get what they use explicitly (the store, host, config, logger,
 // other parts or functions of them); none holds a pointer to unlocked or
@@ -53,6 +54,7 @@ type unlocked struct {
 	pub      *publisher
 	reserver *reserver
 	puncher  *puncher // nil without relays
+	invites  *inviter
 
 	// life is the running node's lifetime, cancelled by close. libp2p
 	// calls stream handlers and notifiees without a context; they derive
@@ -148,7 +150,11 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) 
 	u.msgs = newMessenger()
 	u.presence = newPresence()
 	u.pub = newPublisher(u.st, u.cfg, u.log, u.keys, u.host, u.dir, hk, u.presence.connect)
-	var err error
+	seed, err := hk.Raw()
+	if err != nil {
+		return fmt.Errorf("node: host key: %w", err)
+	}
+	u.invites = newInviter(u.cfg, u.log, u.me, u.host, u.keys, seed, &u.track)
 	if u.outbox, err = u.newOutbox(events); err != nil {
 		return err
 	}
@@ -156,7 +162,7 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) 
 
 	fr := u.friends
 	fr.st, fr.cfg, fr.log, fr.me, fr.keys, fr.events, fr.outbox, fr.dir = u.st, u.cfg, u.log, u.me, u.keys, events, u.outbox, u.dir
-	fr.lookup, fr.sendCard, fr.spawn = u.lookup, u.msgs.sendCard, spawn
+	fr.lookup, fr.sendCard, fr.sendRemoval, fr.spawn = u.lookup, u.msgs.sendCard, u.msgs.sendRemoval, spawn
 	fr.online, fr.dial = u.presence.isOnline, u.presence.dialFriend
 	fr.cached = u.presence.cached
 	fr.forgotten = func(id protocol.ID) {
@@ -233,6 +239,7 @@ func (u *unlocked) start() {
 	if u.puncher != nil {
 		serve("puncher", u.puncher.serve)
 	}
+	serve("invites", u.invites.serve)
 	for _, p := range u.cfg.extraParts {
 		serve(p.name, p.serve)
 	}

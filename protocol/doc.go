@@ -64,8 +64,13 @@
 // validity window, signed under "parley/v1/prekey". A contact card (Card) is
 // a user's signed bundle {user ID, display name, RSA public key, devices,
 // multiaddrs, current signed prekey, issued-at} under "parley/v1/card",
-// shared as a "parley:card/…" link. SafetyNumber computes the 60-digit
-// number two users compare to verify each other's keys.
+// shared as a "parley:card/…" link, or fetched from the user's device
+// with a short invite (Invite, "parley:invite/…": user ID, device, one or
+// two addresses and a secret; see invite.go). SafetyNumber computes the
+// 60-digit number two users compare to verify each other's keys.
+//
+// An envelope of kind KindFriendRemoved (9, empty body) tells a friend
+// that the sender removed them; it is never a session message.
 //
 // # Safety numbers
 //

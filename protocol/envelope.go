@@ -72,6 +72,11 @@ const (
 	KindContactRequest Kind = 3 // carries the sender's contact card
 	KindContactAccept  Kind = 4 // carries the sender's contact card
 	// KindSessionStart (5) and KindSessionReset (6): see session_wire.go.
+
+	// KindFriendRemoved tells the recipient that the sender removed them
+	// from their friends. Its body is empty. It is always an envelope,
+	// signed by the sender's identity key, never a session message.
+	KindFriendRemoved Kind = 9
 )
 
 func (k Kind) String() string {
@@ -88,6 +93,12 @@ func (k Kind) String() string {
 		return "session-start"
 	case KindSessionReset:
 		return "session-reset"
+	case KindFriendRemoved:
+		return "friend-removed"
+	case KindGroupState:
+		return "group-state"
+	case KindSenderKey:
+		return "sender-key"
 	}
 	return fmt.Sprintf("kind(%d)", uint16(k))
 }

@@ -269,7 +269,7 @@ func TestSessionErrorsLeaveStateUnchanged(t *testing.T) {
 
 	// A session message from a stranger or to a stranger.
 	sessUnchanged(t, alice, ErrNotForMe, func() error { _, err := alice.ps.Open(m, alice.key.Public(), now); return err })
-	for _, k := range []Kind{0, KindSessionStart, KindSessionReset} {
+	for _, k := range []Kind{0, KindSessionStart, KindSessionReset, KindFriendRemoved} {
 		if _, err := alice.ps.Seal(k, nil, now, nil); !errors.Is(err, ErrMalformed) {
 			t.Fatalf("Seal of kind %s: %v", k, err)
 		}

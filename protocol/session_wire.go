@@ -45,8 +45,11 @@ const (
 )
 
 // sessionKind reports whether a session message may be of kind k: any
-// kind but 0 and the two that manage sessions, which are envelopes.
-func sessionKind(k Kind) bool { return k != 0 && k != KindSessionStart && k != KindSessionReset }
+// kind but 0, the two that manage sessions and a removal notice, which
+// are envelopes.
+func sessionKind(k Kind) bool {
+	return k != 0 && k != KindSessionStart && k != KindSessionReset && k != KindFriendRemoved
+}
 
 // SuiteSession marks a Message opened from a session message (never an
 // envelope: ParseEnvelope refuses it).

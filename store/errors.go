@@ -37,6 +37,9 @@ var (
 	ErrLocked = errors.New("store: in use by another process")
 	// ErrClosed is a call on a closed store.
 	ErrClosed = errors.New("store: closed")
+	// ErrConflict is a change the row's state does not allow (sending
+	// again a message that has not failed).
+	ErrConflict = errors.New("store: not possible in the row's state")
 )
 
 // RowError reports a problem with one row: which kind of row, and the

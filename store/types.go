@@ -93,12 +93,16 @@ const (
 	FriendPendingIn  FriendStatus = "pending_in"  // they asked
 	FriendAccepted   FriendStatus = "accepted"
 	FriendBlocked    FriendStatus = "blocked"
+	// FriendRemovedByPeer: they removed us (a removal notice signed by
+	// their key arrived). Their history stays; nothing is sent to them
+	// until one side adds the other again.
+	FriendRemovedByPeer FriendStatus = "removed_by_peer"
 )
 
 // Valid reports whether s is a known friend status.
 func (s FriendStatus) Valid() bool {
 	switch s {
-	case FriendPendingOut, FriendPendingIn, FriendAccepted, FriendBlocked:
+	case FriendPendingOut, FriendPendingIn, FriendAccepted, FriendBlocked, FriendRemovedByPeer:
 		return true
 	}
 	return false

@@ -277,6 +277,20 @@ func (c *Client) MarkRead(ctx context.Context, with, upTo string) error {
 	return c.do(ctx, http.MethodPost, "/api/v1/read", api.MarkReadRequest{With: with, UpTo: upTo}, nil)
 }
 
+// RetryMessage answers the message ID and its new status only (the
+// route's answer); the conversation has the rest.
+func (c *Client) RetryMessage(ctx context.Context, msgID string) (api.Message, error) {
+	var out api.SendMessageResponse
+	if err := c.do(ctx, http.MethodPost, "/api/v1/messages/"+url.PathEscape(msgID)+"/retry", nil, &out); err != nil {
+		return api.Message{}, err
+	}
+	return api.Message{ID: out.ID, Status: out.Status, Direction: "out"}, nil
+}
+
+func (c *Client) DeleteMessage(ctx context.Context, msgID string) error {
+	return c.do(ctx, http.MethodDelete, "/api/v1/messages/"+url.PathEscape(msgID), nil, nil)
+}
+
 func (c *Client) LookupUser(ctx context.Context, userID string) (api.DirectoryEntry, error) {
 	var e api.DirectoryEntry
 	return e, c.do(ctx, http.MethodGet, "/api/v1/directory/"+url.PathEscape(userID), nil, &e)

@@ -67,6 +67,7 @@ func (a *nodeAPI) Me(ctx context.Context) (api.Me, error) {
 		PeerID:      me.PeerID.String(),
 		Addrs:       me.Addrs,
 		Invite:      me.Invite,
+		ShortInvite: me.ShortInvite,
 		Fingerprint: me.Fingerprint,
 	}, nil
 }
@@ -216,6 +217,36 @@ func (a *nodeAPI) MarkRead(ctx context.Context, with, upTo string) error {
 	return apiError(a.n.MarkRead(ctx, id, msgID))
 }
 
+func (a *nodeAPI) RetryMessage(ctx context.Context, msgID string) (api.Message, error) {
+	id, err := parseMsgID("msg_id", msgID)
+	if err != nil {
+		return api.Message{}, err
+	}
+	m, err := a.n.RetryMessage(ctx, id)
+	if err != nil {
+		return api.Message{}, apiError(err)
+	}
+	return toAPIMessage(m), nil
+}
+
+func (a *nodeAPI) DeleteMessage(ctx context.Context, msgID string) error {
+	id, err := parseMsgID("msg_id", msgID)
+	if err != nil {
+		return err
+	}
+	return apiError(a.n.DeleteMessage(ctx, id))
+}
+
+// parseMsgID parses a message ID the client gave in field; a malformed one
+// is a bad request.
+func parseMsgID(field, s string) (protocol.MsgID, error) {
+	id, err := protocol.ParseMsgID(s)
+	if err != nil {
+		return id, &api.Error{Code: api.CodeBadRequest, Message: field + " is not a message ID (32 hex digits)", Err: err}
+	}
+	return id, nil
+}
+
 // eventBuffer is how many converted events wait for a slow reader; behind
 // it, the node's own buffer fills and the node reports an overflow.
 const eventBuffer = 16
@@ -268,6 +299,8 @@ func toAPIEvent(ev node.Event) api.Event {
 			Path:   string(m.Path),
 			Error:  m.Error,
 		}
+	case node.EventMessageDeleted:
+		e.Data = api.MessageDeleted{ID: ev.Message.ID.String(), With: ev.Message.Conversation.String()}
 	case node.EventFriendRequest, node.EventFriendAccepted, node.EventFriendRemoved,
 		node.EventFriendKeyRotated, node.EventFriendKeyChanged, node.EventKeyFork:
 		e.Data = toAPIFriend(ev.Friend)

@@ -24,23 +24,19 @@ type backupConfig struct {
 // parseBackupConfig reads the flags of backup (restore false) or restore.
 func parseBackupConfig(name string, args []string, getenv func(string) string, out io.Writer) (backupConfig, error) {
 	var c backupConfig
-	fs := flag.NewFlagSet("parley "+name, flag.ContinueOnError)
-	fs.SetOutput(out)
 	restore := name == "restore"
-	fs.Usage = func() {
-		if restore {
-			fmt.Fprint(out, "Usage: parley restore --in FILE [--data-dir DIR] [--force]\n\n"+
-				"Restores a stopped node from a backup file (parley backup). The data directory\n"+
+	var fs *flag.FlagSet
+	if restore {
+		fs = newFlagSet("parley restore", "parley restore --in FILE [--data-dir DIR] [--force]",
+			"Restores a stopped node from a backup file (parley backup). The data directory\n"+
 				"must not hold an identity, unless --force replaces it. Nothing in it changes\n"+
 				"unless the whole file reads and checks. The passphrase is the node's at the\n"+
-				"time of the backup, read from --passphrase-file or a terminal prompt.\n\nFlags:\n")
-		} else {
-			fmt.Fprint(out, "Usage: parley backup --out FILE [--data-dir DIR]\n\n"+
-				"Writes the whole stopped node (keys, friends, sessions, history) to one file,\n"+
+				"time of the backup, read from --passphrase-file or a terminal prompt.")
+	} else {
+		fs = newFlagSet("parley backup", "parley backup --out FILE [--data-dir DIR]",
+			"Writes the whole stopped node (keys, friends, sessions, history) to one file,\n"+
 				"encrypted under its passphrase (age, scrypt). For a running node use\n"+
-				"POST /api/v1/backup, or Settings > Download backup in the web UI.\n\nFlags:\n")
-		}
-		fs.PrintDefaults()
+				"POST /api/v1/backup, or Settings > Download backup in the web UI.")
 	}
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envDataDir), "the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
 	if restore {
@@ -51,7 +47,7 @@ func parseBackupConfig(name string, args []string, getenv func(string) string, o
 	}
 	fs.StringVar(&c.passphraseFile, "passphrase-file", getenv(envPassphraseFile),
 		"read the passphrase from this `file` instead of prompting ["+envPassphraseFile+"]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
 	if c.file == "" {
@@ -75,7 +71,7 @@ func parseBackupConfig(name string, args []string, getenv func(string) string, o
 
 // runBackup is `parley backup`.
 func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseBackupConfig("backup", args, os.Getenv, stderr)
+	c, err := parseBackupConfig("backup", args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -103,7 +99,7 @@ func runBackup(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // runRestore is `parley restore`.
 func runRestore(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseBackupConfig("restore", args, os.Getenv, stderr)
+	c, err := parseBackupConfig("restore", args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -16,23 +16,15 @@ import (
 // directory. It needs no passphrase and opens no database, so it works
 // while the node is locked and while another process runs it.
 func runID(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("parley id", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: parley id [--data-dir DIR]\n\n"+
-			"Prints the user ID, peer ID and fingerprint of a data directory. It needs no\n"+
-			"passphrase and works while the node runs.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlagSet("parley id", "parley id [--data-dir DIR]",
+		"Prints the user ID, peer ID and fingerprint of a data directory. It needs no\n"+
+			"passphrase and works while the node runs.")
 	dataDir := fs.String("data-dir", os.Getenv(envDataDir), "the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return fmt.Errorf("parley id: %v: %w", err, errUsage)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("parley id: unexpected arguments %q: %w", fs.Args(), errUsage)
+		return err
 	}
 	dir := *dataDir
 	if dir == "" {

@@ -23,21 +23,16 @@ type initConfig struct {
 
 func parseInitConfig(args []string, getenv func(string) string, out io.Writer) (initConfig, error) {
 	var c initConfig
-	fs := flag.NewFlagSet("parley init", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: parley init --name NAME [--data-dir DIR] [--passphrase-file FILE]\n\n"+
-			"Creates an identity without the web UI, for servers and scripts: the RSA key,\n"+
+	fs := newFlagSet("parley init", "parley init --name NAME [--data-dir DIR] [--passphrase-file FILE]",
+		"Creates an identity without the web UI, for servers and scripts: the RSA key,\n"+
 			"the encrypted store and the host key. The passphrase comes from --passphrase-file\n"+
 			"or a terminal prompt (asked twice). Then `parley run --passphrase-file FILE`\n"+
-			"starts the node unlocked.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+			"starts the node unlocked.")
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envDataDir), "the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
 	fs.StringVar(&c.name, "name", "", "the display `name` (a label others see; not an identity)")
 	fs.StringVar(&c.passphraseFile, "passphrase-file", getenv(envPassphraseFile),
 		"read the passphrase from this `file` (one trailing newline is ignored) ["+envPassphraseFile+"]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
 	if c.name == "" {
@@ -57,7 +52,7 @@ func parseInitConfig(args []string, getenv func(string) string, out io.Writer) (
 
 // runInit is `parley init`.
 func runInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	c, err := parseInitConfig(args, os.Getenv, stderr)
+	c, err := parseInitConfig(args, os.Getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

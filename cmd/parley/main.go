@@ -1,25 +1,32 @@
 // Command parley is the one Parley binary: it creates, runs and maintains a
-// node (init, run, relay, id, backup, restore, rotate-key, bench, version).
-//
-// It stays thin: parsing arguments, signal handling and wiring node to api
-// happen here, everything else lives in the packages. Built so far:
+// node. Its commands:
 //
 //   - run (run.go): a node with the local API on 127.0.0.1:7733 (or over
 //     TLS), until SIGINT or SIGTERM; flags and PARLEY_* environment
 //     variables. Its test-only PARLEY_TEST_* settings exist only in a
 //     binary built with the parleytest tag (testsettings_on.go), as the
 //     end-to-end tests build it;
+//   - relay (relay.go): a relay node;
 //   - id (id.go): the user ID, peer ID and fingerprint of a data
 //     directory, without the passphrase;
-//   - version and help.
+//   - rotate-key (rotate.go): a new identity key for a stopped node;
+//   - version, help.
+//
+// As in other CLIs, `parley --version` prints the version, and `parley
+// <command> --help` (or -h, or `parley help <command>`) the command's
+// usage and flags: help asked for goes to stdout with exit code 0; a
+// command line parley does not understand is an error on stderr with exit
+// code 2, and any other failure exit code 1. DESIGN.md's init, backup,
+// restore and bench are not listed until they are built.
 //
 // adapter.go adapts *node.Node to api.Node, the one place where the two
-// meet. The other subcommands report that they are not built yet.
+// meet.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -27,26 +34,21 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
 // version is set at link time: go build -ldflags "-X main.version=v0.1.0".
 var version = "dev"
 
-var (
-	// errUsage marks a command line parley does not understand (exit code 2).
-	errUsage = errors.New("usage error")
-	// errNotImplemented marks a subcommand that exists in the design but is
-	// not built yet (exit code 2).
-	errNotImplemented = errors.New("not implemented yet (see README)")
-)
+// errUsage marks a command line parley does not understand (exit code 2).
+var errUsage = errors.New("usage error")
 
 // command is one subcommand of parley.
 type command struct {
 	name    string
 	summary string
-	// run is nil for subcommands that are not built yet.
-	run func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // commands lists the subcommands in the order usage shows them.
@@ -59,7 +61,6 @@ func commands() []command {
 		{name: "backup", summary: "write the whole node (keys and database) to one encrypted file", run: runBackup},
 		{name: "restore", summary: "restore a node from a backup file", run: runRestore},
 		{name: "rotate-key", summary: "replace the RSA identity key, signed by the old key", run: runRotateKey},
-		{name: "bench", summary: "measure this machine's crypto and storage hot paths"},
 		{name: "version", summary: "print the parley and Go versions", run: runVersion},
 		{name: "config", summary: "print the effective settings of run or relay (flags, PARLEY_*, --config file)", run: runConfigCmd},
 	}
@@ -97,9 +98,9 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
-// run executes the command line args (without the program name) and
-// returns an error wrapping errUsage or errNotImplemented when parley
-// cannot do what was asked.
+// run executes the command line args (without the program name). Help
+// asked for goes to stdout; an error wrapping errUsage means parley did
+// not understand the command line (main prints it to stderr).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		usage(stderr)
@@ -108,17 +109,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	name, rest := args[0], args[1:]
 	switch name {
 	case "help", "-h", "-help", "--help":
-		usage(stdout)
-		return nil
+		if len(rest) == 0 {
+			usage(stdout)
+			return nil
+		}
+		if len(rest) > 1 || strings.HasPrefix(rest[0], "-") {
+			return fmt.Errorf("parley help: give one command, got %q: %w", rest, errUsage)
+		}
+		// parley help <command> is parley <command> --help.
+		name, rest = rest[0], []string{"--help"}
+	case "--version", "-version":
+		name = "version"
+		if len(rest) > 0 {
+			return fmt.Errorf("parley %s: takes no arguments, got %q: %w", args[0], rest, errUsage)
+		}
 	}
 	for _, c := range commands() {
-		if c.name != name {
-			continue
+		if c.name == name {
+			return c.run(ctx, rest, stdout, stderr)
 		}
-		if c.run == nil {
-			return fmt.Errorf("parley %s: %w", name, errNotImplemented)
-		}
-		return c.run(ctx, rest, stdout, stderr)
 	}
 	usage(stderr)
 	return fmt.Errorf("parley: unknown command %q: %w", name, errUsage)
@@ -139,7 +148,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, errUsage), errors.Is(err, errNotImplemented):
+	case errors.Is(err, errUsage):
 		return 2
 	default:
 		return 1
@@ -147,8 +156,12 @@ func exitCode(err error) int {
 }
 
 func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
-	if len(args) > 0 {
-		return fmt.Errorf("parley version: takes no arguments, got %q: %w", args, errUsage)
+	fs := newFlagSet("parley version", "parley version", "Prints the parley version, and the Go version and platform it was built with.")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
 	}
 	_, err := fmt.Fprintf(stdout, "parley %s (%s %s/%s)\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	if err != nil {
@@ -159,14 +172,50 @@ func runVersion(_ context.Context, args []string, stdout, _ io.Writer) error {
 
 func usage(w io.Writer) {
 	fmt.Fprint(w, "Parley is a peer-to-peer, end-to-end encrypted chat node.\n\n")
-	fmt.Fprint(w, "Usage: parley <command> [arguments]\n\nCommands:\n")
+	fmt.Fprint(w, "Usage: parley <command> [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		note := ""
-		if c.run == nil {
-			note = " (not implemented yet)"
-		}
-		fmt.Fprintf(w, "  %-11s %s%s\n", c.name, c.summary, note)
+		fmt.Fprintf(w, "  %-11s %s\n", c.name, c.summary)
 	}
-	fmt.Fprint(w, "  help        print this help\n")
-	fmt.Fprint(w, "\nRun 'parley <command> -h' for the flags of a command.\n")
+	fmt.Fprint(w, "  help        print this help, or a command's: parley help <command>\n")
+	fmt.Fprint(w, "\nRun 'parley <command> --help' for the flags of a command, 'parley --version' for the version.\n")
+}
+
+// newFlagSet is a command's flag set; its usage is "Usage: " and use, the
+// description, and the flags.
+func newFlagSet(name, use, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: %s\n\n%s\n", use, description)
+		n := 0
+		fs.VisitAll(func(*flag.Flag) { n++ })
+		if n > 0 {
+			fmt.Fprint(w, "\nFlags:\n")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseFlags parses a command's flags, as other CLIs do: -h, -help or
+// --help prints the usage to stdout and answers flag.ErrHelp (the command
+// then ends with exit code 0); a flag it does not know, or an argument
+// left over, is an error wrapping errUsage that names the command and
+// points at its help (main prints it to stderr: exit code 2). Nothing is
+// printed on the way.
+func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return err
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %v (see '%s --help'): %w", fs.Name(), err, fs.Name(), errUsage)
+	}
+	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -47,19 +46,4 @@ func metricsAndLogFlags(fs *flag.FlagSet, getenv func(string) string, metrics *s
 		"serve Prometheus metrics at http://`ADDR`/metrics (host:port) ["+envMetrics+"]")
 	return fs.String("log-level", orDefault(getenv(envLogLevel), "info"),
 		"log `level`: debug, info, warn or error; logs go to stderr ["+envLogLevel+"]")
-}
-
-// parseFlags parses args with fs, which takes no positional arguments. A
-// -h answers flag.ErrHelp; anything else wrong wraps errUsage.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("%s: %v: %w", fs.Name(), err, errUsage)
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%s: unexpected arguments %q: %w", fs.Name(), fs.Args(), errUsage)
-	}
-	return nil
 }

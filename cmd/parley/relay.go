@@ -35,17 +35,12 @@ type relayConfig struct {
 
 func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) (relayConfig, error) {
 	var c relayConfig
-	fs := flag.NewFlagSet("parley relay", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: parley relay [flags]\n\n"+
-			"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
+	fs := newFlagSet("parley relay", "parley relay [flags]",
+		"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
 			"circuit relay for nodes behind NAT, the AutoNAT service, a gossipsub peer and a\n"+
 			"mailbox that holds encrypted envelopes for offline users. It needs no identity\n"+
 			"and no passphrase. It prints its addresses: give one of them to other nodes as\n"+
-			"--bootstrap.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+			"--bootstrap.")
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envRelayDataDir),
 		"the relay's data `directory`, which keeps its host key (default ~/.parley-relay) ["+envRelayDataDir+"]")
 	listen := &listFlag{values: splitList(getenv(envListen))}
@@ -57,7 +52,7 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	if err := mailboxFlags(fs, &c.mailbox, getenv); err != nil {
 		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
 	}
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
 	if err := c.mailbox.check(); err != nil {
@@ -85,7 +80,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	c, err := parseRelayConfig(args, getenv, stderr)
+	c, err := parseRelayConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -17,19 +17,14 @@ import (
 // the new card, the next time the node runs (or at once over the API of a
 // running node: POST /api/v1/keys/rotate).
 func runRotateKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("parley rotate-key", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: parley rotate-key [flags]\n\n"+
-			"Replaces the RSA identity key of a stopped node by a new one, signed by the old key.\n"+
+	fs := newFlagSet("parley rotate-key", "parley rotate-key [flags]",
+		"Replaces the RSA identity key of a stopped node by a new one, signed by the old key.\n"+
 			"The user ID and the safety numbers stay the same; friends move to the new key\n"+
-			"through the directory. The old key still opens messages for 14 days.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+			"through the directory. The old key still opens messages for 14 days.")
 	dataDir := fs.String("data-dir", os.Getenv(envDataDir), "the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
 	passFile := fs.String("passphrase-file", os.Getenv(envPassphraseFile),
 		"the `file` holding the passphrase (one trailing newline is ignored) ["+envPassphraseFile+"]")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}

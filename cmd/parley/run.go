@@ -111,19 +111,14 @@ func splitList(s string) []string {
 }
 
 // parseRunConfig reads the flags of `parley run` from args and, for what
-// the flags do not say, the environment through getenv. A -h answers
-// flag.ErrHelp after printing the flags to out.
+// the flags do not say, the environment through getenv. A -h or --help
+// answers flag.ErrHelp after printing the usage and flags to out.
 func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (runConfig, error) {
 	var c runConfig
-	fs := flag.NewFlagSet("parley run", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: parley run [flags]\n\n"+
-			"Runs a node and its local API and web UI until SIGINT or SIGTERM. Each flag\n"+
+	fs := newFlagSet("parley run", "parley run [flags]",
+		"Runs a node and its local API and web UI until SIGINT or SIGTERM. Each flag\n"+
 			"can also come from the environment variable named in brackets; the flag wins.\n"+
-			"Lists take the flag repeatedly, or comma-separated values.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+			"Lists take the flag repeatedly, or comma-separated values.")
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envDataDir),
 		"the node's data `directory` (default ~/.parley) ["+envDataDir+"]")
 	fs.StringVar(&c.apiAddr, "api", orDefault(getenv(envAPI), api.DefaultAddr),
@@ -146,7 +141,7 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 		"sign every session message with the RSA identity key (RSA-PSS) instead of the session's Ed25519 key "+
 			"certified by it; slower, the original per-message RSA signature ["+envStrictRSA+"=1]")
 	level := metricsAndLogFlags(fs, getenv, &c.metrics)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
 	c.listen, c.bootstrap, c.apiHosts = listen.values, bootstrap.values, apiHosts.values
@@ -203,7 +198,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	c, err := parseRunConfig(args, getenv, stderr)
+	c, err := parseRunConfig(args, getenv, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ type courier struct {
 	to     protocol.ID
 	signal chan struct{} // something to do; capacity 1
 	rushed bool          // a Rush since the last dial (Outbox.mu)
+	live   *link         // the current stream, nil if none (Outbox.mu)
 
 	cursor   uint64 // the last Seq put on the current stream, or settled
 	failures int    // dials and streams that failed in a row
@@ -34,6 +36,7 @@ func (c *courier) run(ctx context.Context) {
 	var l *link
 	defer func() {
 		if l != nil {
+			c.setLive(nil)
 			l.close(ctx)
 		}
 	}()
@@ -45,6 +48,7 @@ func (c *courier) run(ctx context.Context) {
 		}
 		if l != nil && (l.broken() || (c.takeRush() && l.str.Conn().IsClosed())) {
 			c.rewind(l)
+			c.setLive(nil)
 			l.close(ctx)
 			l = nil
 		}
@@ -123,6 +127,7 @@ func (c *courier) run(ctx context.Context) {
 				continue
 			}
 			l = newLink(c, str)
+			c.setLive(l)
 		}
 		if err := c.sendAll(ctx, l, es); err != nil && ctx.Err() == nil {
 			c.o.cfg.Logger.Debug("stream to recipient broke", "to", c.to.String(), "err", err)
@@ -142,9 +147,12 @@ func (c *courier) sendAll(ctx context.Context, l *link, es []store.OutboxEntry) 
 			c.cursor = e.Seq
 			continue
 		}
-		if err := l.write(e, d); err != nil {
+		if ok, err := l.write(e, d); err != nil {
 			l.kill()
 			return err
+		} else if !ok {
+			c.cursor = e.Seq // withdrawn: the store no longer has it
+			continue
 		}
 		c.o.stats.wrote(e.Seq <= c.sentMax)
 		c.sentMax = max(c.sentMax, e.Seq)
@@ -168,6 +176,13 @@ func (c *courier) rewind(l *link) {
 	if !l.progressed() {
 		c.fail()
 	}
+}
+
+// setLive records the courier's current stream, for Withdraw.
+func (c *courier) setLive(l *link) {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	c.live = l
 }
 
 // fail counts a failure and holds the courier for the backoff.
@@ -215,6 +230,8 @@ func (c *courier) retire() bool {
 	}
 	if c.o.couriers[c.to] == c {
 		delete(c.o.couriers, c.to)
+		// No entry read before a Withdraw is still in hand.
+		delete(c.o.withdrawn, c.to)
 	}
 	c.o.sentMax[c.to] = max(c.o.sentMax[c.to], c.sentMax)
 	return true
@@ -284,12 +301,29 @@ func (l *link) firstUnacked() (seq uint64, inflight int) {
 	return l.flight[0].Seq, len(l.flight)
 }
 
-// write buffers one frame and puts e in flight.
-func (l *link) write(e store.OutboxEntry, d *protocol.Delivery) error {
+// holds reports whether message id is in flight on l.
+func (l *link) holds(id store.MsgID) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.ContainsFunc(l.flight, func(e store.OutboxEntry) bool { return e.MsgID == id })
+}
+
+// write buffers one frame and puts e in flight; false (and nothing
+// written) when e was withdrawn. The check and putting e in flight are
+// one step under Outbox.mu, so that Withdraw sees either the one or the
+// other.
+func (l *link) write(e store.OutboxEntry, d *protocol.Delivery) (bool, error) {
+	o := l.c.o
+	o.mu.Lock()
+	if _, gone := o.withdrawn[e.Recipient][e.MsgID]; gone {
+		o.mu.Unlock()
+		return false, nil
+	}
+	l.mu.Lock()
+	o.mu.Unlock()
 	if l.dead {
 		l.mu.Unlock()
-		return fmt.Errorf("outbox: stream closed")
+		return false, fmt.Errorf("outbox: stream closed")
 	}
 	if len(l.flight) == 0 {
 		// The reader may be waiting with no deadline: from now on an
@@ -299,7 +333,7 @@ func (l *link) write(e store.OutboxEntry, d *protocol.Delivery) error {
 	l.flight = append(l.flight, e)
 	l.mu.Unlock()
 	l.str.SetWriteDeadline(time.Now().Add(l.c.o.cfg.AckTimeout))
-	return protocol.WriteDelivery(l.bw, d)
+	return true, protocol.WriteDelivery(l.bw, d)
 }
 
 func (l *link) flush() error {
@@ -388,7 +422,7 @@ func (l *link) readAcks() {
 			// Seal it again in a new session, in its place, and send it
 			// and what followed it on a new stream.
 			if !o.cfg.Reseal(context.Background(), *stale) {
-				l.settle([]store.Settle{{MsgID: stale.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}})
+				l.settle([]store.Settle{{MsgID: stale.MsgID, Status: store.StatusFailed, Error: RefusedError(ack.Code)}})
 				l.mu.Lock()
 				l.flight = l.flight[1:]
 				l.mu.Unlock()
@@ -410,10 +444,14 @@ func (l *link) outcome(e store.OutboxEntry, ack *protocol.Ack) (store.Settle, bo
 		return store.Settle{}, false
 	case ack.Code.Permanent():
 		l.c.o.cfg.Logger.Warn("delivery refused", "msg", e.MsgID.String(), "to", e.Recipient.String(), "code", ack.Code.String())
-		return store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: "refused by the recipient: " + ack.Code.String()}, true
+		return store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: RefusedError(ack.Code)}, true
 	}
 	return store.Settle{}, false
 }
+
+// RefusedError is the error text of a message the recipient refused with
+// code, for good.
+func RefusedError(code protocol.AckCode) string { return "refused by the recipient: " + code.String() }
 
 // settle finishes acknowledged entries. A failed write leaves them
 // queued (they would go again, and the receiver answer replay), and stops

@@ -20,7 +20,9 @@
 //
 // Notify (something was queued), Rush (the recipient came online) and
 // the periodic scan only tell a courier to go; none of them hands it
-// work. The outbox's state is guarded by Outbox.mu; a courier's cursor
+// work. Withdraw takes an entry back (a message deleted while queued):
+// the courier checks, as it puts an entry in flight, that it was not
+// withdrawn, so a withdrawn entry it had read already is never written. The outbox's state is guarded by Outbox.mu; a courier's cursor
 // and stream belong to its goroutine, and a link's in-flight list to
 // link.mu (taken after Outbox.mu when both are held, never the reverse).
 package outbox
@@ -131,7 +133,10 @@ type Outbox struct {
 	couriers map[protocol.ID]*courier
 	held     map[protocol.ID]time.Time // no dialing before then (backoff), until a Rush
 	sentMax  map[protocol.ID]uint64    // a retired courier's sentMax, for the next one
-	wg       sync.WaitGroup            // couriers
+	// withdrawn are entries that must not be written any more (Withdraw),
+	// by recipient; a recipient's are forgotten when its courier retires.
+	withdrawn map[protocol.ID]map[store.MsgID]struct{}
+	wg        sync.WaitGroup // couriers
 
 	stats *counters
 	// failed receives the first store failure that leaves acknowledged
@@ -146,12 +151,13 @@ func New(cfg Config) (*Outbox, error) {
 		return nil, err
 	}
 	return &Outbox{
-		cfg:      cfg,
-		couriers: make(map[protocol.ID]*courier),
-		held:     make(map[protocol.ID]time.Time),
-		sentMax:  make(map[protocol.ID]uint64),
-		stats:    newCounters(cfg.Metrics),
-		failed:   make(chan error, 1),
+		cfg:       cfg,
+		couriers:  make(map[protocol.ID]*courier),
+		held:      make(map[protocol.ID]time.Time),
+		sentMax:   make(map[protocol.ID]uint64),
+		withdrawn: make(map[protocol.ID]map[store.MsgID]struct{}),
+		stats:     newCounters(cfg.Metrics),
+		failed:    make(chan error, 1),
 	}, nil
 }
 
@@ -276,6 +282,30 @@ func (o *Outbox) Drop(ctx context.Context, to protocol.ID, reason string) error 
 			return err
 		}
 	}
+}
+
+// Withdraw keeps message id's entry, queued for to, off the wire from now
+// on, then calls remove, which deletes it from the store, and returns
+// remove's error. It reports whether the entry was on the wire already
+// (written to a stream and not acknowledged): the recipient may then still
+// get it. (An entry acknowledged already is gone from the store: remove
+// says so.) The courier never
+// writes a withdrawn entry (it checks, under the lock Withdraw takes,
+// just before it puts an entry in flight), so no entry read before
+// remove deleted it goes out after Withdraw returns.
+func (o *Outbox) Withdraw(ctx context.Context, to protocol.ID, id store.MsgID, remove func(ctx context.Context) error) (onWire bool, err error) {
+	o.mu.Lock()
+	ids := o.withdrawn[to]
+	if ids == nil {
+		ids = make(map[store.MsgID]struct{})
+		o.withdrawn[to] = ids
+	}
+	ids[id] = struct{}{}
+	if c := o.couriers[to]; c != nil && c.live != nil {
+		onWire = c.live.holds(id)
+	}
+	o.mu.Unlock()
+	return onWire, remove(ctx)
 }
 
 // finish settles entries in one write and reports their messages.

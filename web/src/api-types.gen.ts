@@ -277,6 +277,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/messages/{msg_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete a message on this node only (a queued one is withdrawn) */
+        delete: operations["deleteMessage"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/messages/{msg_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a failed outgoing message again, at the end of its friend's queue */
+        post: operations["retryMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/node": {
         parameters: {
             query?: never;
@@ -407,7 +441,7 @@ export interface components {
             passphrase: string;
         };
         /** @enum {string} */
-        Code: "bad_passphrase" | "bad_request" | "conflict" | "empty_text" | "forbidden" | "internal" | "key_changed" | "method_not_allowed" | "not_found" | "throttled" | "too_large" | "unauthorized" | "unavailable" | "unsupported_media_type" | "wrong_state";
+        Code: "bad_invite" | "bad_passphrase" | "bad_request" | "conflict" | "empty_text" | "forbidden" | "internal" | "invite_refused" | "key_changed" | "method_not_allowed" | "not_found" | "not_retryable" | "removed_by_peer" | "throttled" | "too_large" | "unauthorized" | "unavailable" | "unsupported_media_type" | "wrong_state";
         /** @description ConnectRequest is the body of POST /api/v1/peers/connect: a multiaddr ending in /p2p/<peer ID>. */
         ConnectRequest: {
             addr: string;
@@ -455,16 +489,16 @@ export interface components {
             data?: components["schemas"]["Message"] | components["schemas"]["StatusChange"] | components["schemas"]["Friend"] | components["schemas"]["Presence"];
         };
         /** @enum {string} */
-        EventType: "message" | "message_status" | "friend_request" | "friend_accepted" | "friend_removed" | "friend_key_rotated" | "friend_key_changed" | "key_fork" | "peer_online" | "peer_offline" | "overflow";
+        EventType: "message" | "message_status" | "message_deleted" | "friend_request" | "friend_accepted" | "friend_removed" | "friend_key_rotated" | "friend_key_changed" | "key_fork" | "peer_online" | "peer_offline" | "overflow";
         /** @description Friend is one entry of the friend list. */
         Friend: {
             user_id: string;
             name: string;
             /**
-             * @description key_changed: see CodeKeyChanged
+             * @description key_changed: see CodeKeyChanged; removed_by_peer: they removed the user
              * @enum {string}
              */
-            status: "pending_out" | "pending_in" | "accepted" | "blocked" | "key_changed";
+            status: "pending_out" | "pending_in" | "accepted" | "blocked" | "removed_by_peer" | "key_changed";
             verified: boolean;
             online: boolean;
             safety_number: string;
@@ -531,6 +565,12 @@ export interface components {
             peer_id: string;
             addrs: string[];
             invite: string;
+            /**
+             * @description ShortInvite is a "parley:invite/" link of about 150 characters that
+             *     fits a small QR code: the friend's node fetches the card from this
+             *     node and checks it against the user ID.
+             */
+            short_invite: string;
             fingerprint: string;
         };
         /** @description Message is one chat message. */
@@ -1024,6 +1064,50 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Me"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    deleteMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                msg_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    retryMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                msg_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendMessageResponse"];
                 };
             };
             default: components["responses"]["Error"];

@@ -46,6 +46,12 @@ export const codeSentences: Record<string, string> = {
   name_too_long: `That name is too long: use at most ${MAX_NAME_BYTES} bytes (about ${MAX_NAME_BYTES} letters, fewer with accents or emoji).`,
   unknown_user: 'Nobody with that user ID was found. Check the ID with your friend, or ask for their invite link.',
   not_friend: 'You can only write to friends who accepted your request.',
+  bad_invite: 'This isn’t a Parley invite link — ask your friend to copy it again.',
+  invite_refused:
+    'Your friend’s Parley did not accept this invite link. Ask them for a new one, or add them by their user ID.',
+  not_retryable: 'Only a message that failed can be sent again.',
+  removed_by_peer: 'This person removed you from their friends, so your messages can’t reach them.',
+  empty_text: 'There is nothing to send: type a message first.',
 };
 
 /** Sentences for a code while doing one thing; they win over codeSentences. */

@@ -51,7 +51,7 @@ export function Friends({
           </ul>
         )}
       </section>
-      <InviteCard invite={me.invite} />
+      <InviteCard invite={me.short_invite || me.invite} />
     </main>
   );
 }

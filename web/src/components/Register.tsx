@@ -44,7 +44,7 @@ export function Register({ onDone }: { onDone: () => void }) {
         <div className="gate-box wide">
           <h1>Welcome, {me.name}</h1>
           <p>Your keys are made and stay on this node. To chat, a friend adds you with your invite link — or you add theirs.</p>
-          <InviteCard invite={me.invite} />
+          <InviteCard invite={me.short_invite || me.invite} />
           <button type="button" className="primary" onClick={onDone}>
             Continue to Parley
           </button>

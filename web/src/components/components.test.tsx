@@ -91,7 +91,7 @@ describe('Login', () => {
 });
 
 describe('Friends', () => {
-  const me = { user_id: 'me', name: 'Me', peer_id: 'p', addrs: [], invite: 'parley:card/x', fingerprint: 'f' };
+  const me = { user_id: 'me', name: 'Me', peer_id: 'p', addrs: [], invite: 'parley:card/x', short_invite: 'parley:invite/x', fingerprint: 'f' };
 
   it('accepts and declines requests, and warns on a changed key', async () => {
     const accept = vi.spyOn(api, 'addFriendByID').mockResolvedValue({

@@ -11,7 +11,7 @@ import { Friends } from './Friends';
 
 afterEach(cleanup);
 
-const me = { user_id: 'me', name: 'Me', peer_id: 'p', addrs: [], invite: 'parley:card/x', fingerprint: 'f' };
+const me = { user_id: 'me', name: 'Me', peer_id: 'p', addrs: [], invite: 'parley:card/x', short_invite: 'parley:invite/x', fingerprint: 'f' };
 const bob: Friend = { user_id: 'bob', name: 'Bob', status: 'accepted', verified: false, online: true, safety_number: '1' };
 
 describe('name search', () => {
