@@ -176,7 +176,7 @@ func Run(t *testing.T, setup Setup) {
 	_, _, err = a.Messages(ctx, "not-a-user-id", "", 10)
 	WantCode(t, "Messages of a malformed ID", err, api.CodeBadRequest)
 	_, err = a.AddFriend(ctx, "parley:nonsense")
-	WantCode(t, "AddFriend with a bad invite", err, api.CodeBadRequest)
+	WantCode(t, "AddFriend with a bad invite", err, api.CodeBadInvite)
 	_, err = a.AddFriend(ctx, ma.Invite)
 	WantCode(t, "AddFriend with one's own invite", err, api.CodeBadRequest)
 

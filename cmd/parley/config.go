@@ -225,13 +225,17 @@ func configValue(v any) (string, error) {
 // runConfigCmd is `parley config print [run|relay] [flags]`.
 func runConfigCmd(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "print" {
-		fmt.Fprint(stderr, "Usage: parley config print [run|relay] [the command's flags]\n\n"+
+		// Only -h/--help before "print": any other flag or word is a usage error.
+		fs := newFlagSet("parley config", "parley config print [run|relay] [the command's flags]",
 			"Prints the settings the command would run with, from its flags, PARLEY_*\n"+
-			"variables, --config file and defaults, as a TOML file it can read back.\n")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return nil
+				"variables, --config file and defaults, as a TOML file it can read back.")
+		if err := parseFlags(fs, args, stdout); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return err
 		}
-		return fmt.Errorf("parley config: want \"print\": %w", errUsage)
+		return fmt.Errorf("parley config: want \"print\" (see 'parley config --help'): %w", errUsage)
 	}
 	args = args[1:]
 	command := "run"
