@@ -237,14 +237,14 @@ func (a *nodeAPI) DeleteMessage(ctx context.Context, msgID string) error {
 	return apiError(a.n.DeleteMessage(ctx, id))
 }
 
-// parseMsgID parses a message ID the client gave in field; a malformed one
-// is a bad request.
+// parseMsgID parses the message ID of a message route, which names one
+// message: "" is a bad request too (node.ParseMsgID reads it as none).
 func parseMsgID(field, s string) (protocol.MsgID, error) {
-	id, err := protocol.ParseMsgID(s)
-	if err != nil {
-		return id, &api.Error{Code: api.CodeBadRequest, Message: field + " is not a message ID (32 hex digits)", Err: err}
+	if s == "" {
+		return protocol.MsgID{}, &api.Error{Code: api.CodeBadRequest, Message: field + " is required"}
 	}
-	return id, nil
+	id, err := node.ParseMsgID(field, s)
+	return id, apiError(err)
 }
 
 // eventBuffer is how many converted events wait for a slow reader; behind

@@ -52,9 +52,16 @@ describe('message status', () => {
   });
 
   it('describes each status and how the message travelled; a failure carries its reason', () => {
-    expect(describeStatus({ status: 'delivered', path: 'direct' })).toEqual({ label: 'Delivered', detail: 'Delivered (direct)' });
-    expect(describeStatus({ status: 'sent', path: 'mailbox' }).detail).toBe('Sent (via mailbox)');
-    expect(describeStatus({ status: 'read', path: 'relay' }).detail).toBe('Read (via relay)');
+    expect(describeStatus({ status: 'delivered', path: 'direct' })).toEqual({
+      label: 'Delivered',
+      detail: 'Delivered: stored on their node (direct)',
+    });
+    // Sent through a mailbox says what sent means, and when it turns delivered.
+    expect(describeStatus({ status: 'sent', path: 'mailbox' }).detail).toBe(
+      'Sent: held in their mailbox on a relay while their node is offline; it turns Delivered when their node has it (via mailbox)',
+    );
+    expect(describeStatus({ status: 'sent', path: 'direct' }).detail).toBe('Sent: on its way to their node (direct)');
+    expect(describeStatus({ status: 'read', path: 'relay' }).detail).toBe('Read: they opened the conversation (via relay)');
     expect(describeStatus({ status: 'pending', path: '' }).label).toBe('Pending');
     expect(describeStatus({ status: 'failed', path: '', error: 'friend removed' })).toEqual({
       label: 'Failed',

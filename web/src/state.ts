@@ -217,7 +217,16 @@ export function describeStatus(m: Pick<Message, 'status' | 'path' | 'error'>): {
     return { label, detail: `Failed: ${failureText(m.error)}` };
   }
   if (m.status === 'pending') return { label, detail: 'Pending: waiting to reach their node' };
-  return { label, detail: how ? `${label} (${how})` : label };
+  const meaning: Record<string, string> = {
+    sent:
+      m.path === 'mailbox'
+        ? 'Sent: held in their mailbox on a relay while their node is offline; it turns Delivered when their node has it'
+        : 'Sent: on its way to their node',
+    delivered: 'Delivered: stored on their node',
+    read: 'Read: they opened the conversation',
+  };
+  const said = meaning[m.status] ?? label;
+  return { label, detail: how ? `${said} (${how})` : said };
 }
 
 /** Bytes of UTF-8 in s. */

@@ -13,7 +13,7 @@ describe('MessageStatus', () => {
     render(<MessageStatus m={{ status: 'delivered', path: 'relay' }} />);
     const s = screen.getByTestId('msg-status');
     expect(s.textContent).toBe('Delivered · relay');
-    expect(s.title).toBe('Delivered (via relay)');
+    expect(s.title).toBe('Delivered: stored on their node (via relay)');
   });
 
   it('shows why a message failed on tap', () => {
