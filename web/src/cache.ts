@@ -17,6 +17,7 @@ export const keys = {
   threads: ['thread'] as const,
   thread: (peer: string) => ['thread', peer] as const,
   node: ['node'] as const,
+  health: ['health'] as const,
 };
 
 /** Whether a failed query is tried again: not for answers the node gave on purpose (4xx), else up to 3 times. */

@@ -1,5 +1,7 @@
+import { useQuery } from '@tanstack/react-query';
 import { useEffect, useState, type FormEvent } from 'react';
 import { api, ApiError, setToken } from '../api';
+import { keys } from '../cache';
 import { formatWait, humanError } from '../errors';
 
 /** Whose node this is, as far as the node tells before login (GET /api/v1/health). */
@@ -17,6 +19,10 @@ export function ownerLine(owner: NodeOwner | undefined, host: string): string {
 
 /** Log in (node state locked, or a new tab): whose node it is, and the passphrase. */
 export function Login({ onDone, notice, owner }: { onDone: () => void; notice?: string; owner?: NodeOwner }) {
+  // Asked again here: the owner the app learnt at load may predate the
+  // identity (a node registered since, then restarted locked).
+  const health = useQuery({ queryKey: keys.health, queryFn: api.health, staleTime: 0 });
+  const whose: NodeOwner | undefined = health.data?.name || health.data?.user_id ? health.data : owner;
   const [pass, setPass] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
@@ -63,7 +69,7 @@ export function Login({ onDone, notice, owner }: { onDone: () => void; notice?: 
           </p>
         )}
         <p className="owner" data-testid="node-owner">
-          {ownerLine(owner, location.host)}
+          {ownerLine(whose, location.host)}
         </p>
         <p className="muted">Enter the passphrase of this node&rsquo;s identity.</p>
         <label>

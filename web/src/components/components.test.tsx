@@ -5,6 +5,7 @@ import { Composer } from './Composer';
 import { Friends } from './Friends';
 import { Login } from './Login';
 import { MessageStatus } from './MessageStatus';
+import { renderWithQuery } from '../testutil';
 
 afterEach(cleanup);
 
@@ -73,7 +74,8 @@ describe('Login', () => {
   it('shows a wrong passphrase, and the wait when throttled', async () => {
     const login = vi.spyOn(api, 'login');
     login.mockRejectedValueOnce(new ApiError(401, 'bad_passphrase', 'wrong passphrase'));
-    render(<Login onDone={() => {}} />);
+    vi.spyOn(api, 'health').mockResolvedValue({ status: 'ok', state: 'locked' });
+    renderWithQuery(<Login onDone={() => {}} />);
     fireEvent.change(screen.getByLabelText('Passphrase'), { target: { value: 'nope nope nope' } });
     await act(async () => {
       fireEvent.click(screen.getByRole('button', { name: 'Log in' }));
