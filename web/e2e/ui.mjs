@@ -87,17 +87,6 @@ export function apiCall(page, method, path, body) {
   );
 }
 
-/** Whether the node has an API route for method and path (an unknown route answers 404 "no such API route"). */
-export async function hasRoute(page, method, path) {
-  const r = await apiCall(page, method, path);
-  return !(r.status === 404 && /no such API route/i.test(r.body?.error?.message ?? '')) && r.status !== 405;
-}
-
-/** Whether the node's API document mentions word (a feature probe for steps that need a newer node). */
-export async function apiMentions(page, word) {
-  return page.evaluate(async (w) => (await (await fetch('/api/v1/openapi.json')).text()).includes(w), word);
-}
-
 /**
  * The page layout checks: the document itself never scrolls, and each
  * element of scrollers (CSS selectors) that can scroll spans to the
