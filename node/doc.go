@@ -34,6 +34,7 @@
 //	outbox      delivery: one ordered queue per recipient (package node/outbox)
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
+//	mailboxes   relays' mailboxes: subscribe and store (delivery receipts), deposit for the outbox
 //	bus         events to the API (Node-wide; no goroutine)
 //
 // "Session" means a double-ratchet session with a friend (messenger's

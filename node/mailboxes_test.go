@@ -1,0 +1,242 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/parley-chat/parley/node/mailbox"
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// mailRelay is a relay serving the mailbox beside it, as `parley relay`
+// does (cmd/parley/relay_mailbox.go).
+type mailRelay struct {
+	*Relay
+	srv  *mailbox.Server
+	stop func()
+}
+
+// startMailRelay starts a relay with its mailbox on dir, listening on
+// listen (loopback, any port if empty); it stops when the test ends.
+func startMailRelay(tb testing.TB, dir, listen string) *mailRelay {
+	tb.Helper()
+	if listen == "" {
+		listen = "/ip4/127.0.0.1/tcp/0"
+	}
+	r, err := StartRelay(context.Background(), RelayConfig{DataDir: dir, Listen: []string{listen}, Logger: testLogger(tb)})
+	if err != nil {
+		tb.Fatalf("StartRelay: %v", err)
+	}
+	srv, err := mailbox.NewServer(r.Host(), mailbox.Config{Dir: filepath.Join(dir, "mailbox"), Directory: r.Directory(), Logger: testLogger(tb)})
+	if err != nil {
+		r.Close()
+		tb.Fatalf("mailbox.NewServer: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	mr := &mailRelay{Relay: r, srv: srv}
+	stopped := false
+	mr.stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil {
+			tb.Errorf("mailbox Serve: %v", err)
+		}
+		if err := errors.Join(srv.Close(), r.Close()); err != nil {
+			tb.Errorf("closing the relay: %v", err)
+		}
+	}
+	tb.Cleanup(mr.stop)
+	return mr
+}
+
+// held is how many envelopes the relay's mailbox holds.
+func (mr *mailRelay) held() int {
+	n, _ := mr.srv.Held()
+	return n
+}
+
+// listenAddr is the relay's TCP listen address without /p2p, to restart
+// it where it was.
+func (mr *mailRelay) listenAddr(tb testing.TB) string {
+	tb.Helper()
+	a, err := ma.NewMultiaddr(mr.Addrs()[0])
+	if err != nil {
+		tb.Fatal(err)
+	}
+	transport, _ := ma.SplitLast(a)
+	return transport.String()
+}
+
+// mailPair starts Alice and Bob, who bootstrap from relay, befriends them
+// and waits until Bob takes mail at the relay and Alice knows it.
+func mailPair(tb testing.TB, relay *mailRelay) (a, b *Node, cfgB Config) {
+	tb.Helper()
+	boot := relay.Addrs()[0]
+	cfgA := dirConfig(tb, fixtureKey(tb, "alice-2048"), boot)
+	cfgB = dirConfig(tb, fixtureKey(tb, "bob-2048"), boot)
+	a = startNode(tb, cfgA, "Alice")
+	b = startNode(tb, cfgB, "Bob")
+	waitPublished(tb, a)
+	waitPublished(tb, b)
+	befriend(tb, a, b)
+	waitMailReady(tb, b)
+	bID := meOf(tb, b).UserID
+	sa := unlockedOf(tb, a)
+	waitFor(tb, 30*time.Second, "Alice knows Bob's mailbox relay", func() bool {
+		if fe := sa.friends.friend(bID); fe != nil && len(fe.relays) > 0 {
+			return true
+		}
+		// Bob's record lists the relay; Alice looks it up now and then.
+		sa.friends.refreshFriend(context.Background(), bID)
+		return false
+	})
+	return a, b, cfgB
+}
+
+// waitMailReady waits until n is subscribed to its mailbox relay.
+func waitMailReady(tb testing.TB, n *Node) {
+	tb.Helper()
+	s := unlockedOf(tb, n)
+	waitFor(tb, 30*time.Second, "subscribed to the mailbox", func() bool { return s.mail.ready.Load() > 0 })
+}
+
+// waitOffline waits until a sees user offline.
+func waitOffline(tb testing.TB, a *Node, user protocol.ID) {
+	tb.Helper()
+	waitFor(tb, 10*time.Second, "the friend goes offline", func() bool {
+		f, err := a.Friend(context.Background(), user)
+		return err == nil && !f.Online
+	})
+}
+
+// waitDeposited waits until every message from sender to user is sent
+// through a mailbox and nothing is queued.
+func waitDeposited(tb testing.TB, sender *Node, user protocol.ID, n int) {
+	tb.Helper()
+	waitFor(tb, 60*time.Second, "the messages are deposited", func() bool {
+		ms := convHistory(tb, sender, user)
+		return len(ms) == n && allStatus(ms, store.StatusSent) && len(queuedFor(tb, sender, user)) == 0
+	})
+	for _, m := range convHistory(tb, sender, user) {
+		if m.Path != store.PathMailbox {
+			tb.Fatalf("message %s went by path %q, want mailbox", m.ID, m.Path)
+		}
+	}
+}
+
+// checkMailDelivered waits until to holds texts from sender exactly once,
+// in order, and sender sees them all delivered through the mailbox.
+func checkMailDelivered(tb testing.TB, sender, to *Node, texts []string) {
+	tb.Helper()
+	sID, toID := meOf(tb, sender).UserID, meOf(tb, to).UserID
+	waitFor(tb, 60*time.Second, "the messages arrive from the mailbox", func() bool {
+		return len(convHistory(tb, to, sID)) >= len(texts)
+	})
+	checkExactlyOnce(tb, convHistory(tb, to, sID), texts)
+	waitFor(tb, 30*time.Second, "the sender sees them delivered", func() bool {
+		return allStatus(convHistory(tb, sender, toID), store.StatusDelivered)
+	})
+	for _, m := range convHistory(tb, sender, toID) {
+		if m.Path != store.PathMailbox {
+			tb.Fatalf("message %s: path %q, want mailbox", m.ID, m.Path)
+		}
+	}
+	if n := len(convHistory(tb, to, sID)); n != len(texts) {
+		tb.Fatalf("recipient holds %d messages, want %d", n, len(texts))
+	}
+}
+
+// Bob's node is closed: Alice's 50 messages go to Bob's mailbox on the
+// relay (sent, path mailbox); Bob starts again, fetches them, each stored
+// once and in order, and tells Alice, who marks them delivered.
+func TestMailboxOfflineDelivery(t *testing.T) {
+	relay := startMailRelay(t, t.TempDir(), "")
+	a, b, cfgB := mailPair(t, relay)
+	bID := meOf(t, b).UserID
+	closeNode(t, b)
+	waitOffline(t, a, bID)
+
+	texts := numbered("mailbox", 50)
+	sendAll(t, a, bID, texts)
+	waitDeposited(t, a, bID, len(texts))
+	if got := relay.held(); got != len(texts) {
+		t.Fatalf("relay holds %d envelopes, want %d", got, len(texts))
+	}
+	if got := unlockedOf(t, a).outbox.Stats().Deposited; got != uint64(len(texts)) {
+		t.Fatalf("outbox Stats().Deposited = %d, want %d", got, len(texts))
+	}
+
+	b = unlockNode(t, cfgB)
+	checkMailDelivered(t, a, b, texts)
+	waitFor(t, 10*time.Second, "the relay drops what Bob acknowledged", func() bool { return relay.held() == 0 })
+}
+
+// An envelope that arrives both from the mailbox and directly is stored
+// once, and the relay drops its copy.
+func TestMailboxAndDirectStoredOnce(t *testing.T) {
+	relay := startMailRelay(t, t.TempDir(), "")
+	a, b, _ := mailPair(t, relay)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sa := unlockedOf(t, a)
+	ctx := context.Background()
+
+	sa.outbox.Hold(bID)
+	if _, err := a.Send(ctx, bID, "twice"); err != nil {
+		t.Fatal(err)
+	}
+	q := queuedFor(t, a, bID)
+	if len(q) != 1 {
+		t.Fatalf("%d queued, want 1", len(q))
+	}
+	d, err := sa.msgs.frame(q[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sa.mail.deposit(ctx, bID, d); err != nil {
+		t.Fatalf("deposit: %v", err)
+	}
+	sa.outbox.Rush(bID) // and directly
+	waitFor(t, 30*time.Second, "delivered", func() bool {
+		ms := convHistory(t, a, bID)
+		return len(ms) == 1 && ms[0].Status == store.StatusDelivered
+	})
+	waitFor(t, 30*time.Second, "the relay's copy is fetched", func() bool { return relay.held() == 0 })
+	checkExactlyOnce(t, convHistory(t, b, aID), []string{"twice"})
+}
+
+// The relay restarts between the deposits and the fetch: its database
+// kept them, and Bob gets every one.
+func TestMailboxSurvivesRelayRestart(t *testing.T) {
+	dir := t.TempDir()
+	relay := startMailRelay(t, dir, "")
+	a, b, cfgB := mailPair(t, relay)
+	bID := meOf(t, b).UserID
+	closeNode(t, b)
+	waitOffline(t, a, bID)
+
+	texts := numbered("kept", 10)
+	sendAll(t, a, bID, texts)
+	waitDeposited(t, a, bID, len(texts))
+
+	listen := relay.listenAddr(t)
+	relay.stop()
+	relay = startMailRelay(t, dir, listen)
+	if got := relay.held(); got != len(texts) {
+		t.Fatalf("restarted relay holds %d envelopes, want %d", got, len(texts))
+	}
+	// The restarted relay's DHT is empty: Bob's record reaches it when
+	// Bob publishes at start, and his fetch is authorised then.
+	b = unlockNode(t, cfgB)
+	checkMailDelivered(t, a, b, texts)
+}
