@@ -196,6 +196,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.FriendRecheck <= 0 {
 		c.FriendRecheck = 10 * time.Minute
 	}
+	if _, err := addrInfos(c.MailboxRelays); err != nil {
+		return c, fmt.Errorf("node: mailbox relays: %w", err)
+	}
 	if c.KeyGrace <= 0 {
 		c.KeyGrace = 14 * 24 * time.Hour
 	}

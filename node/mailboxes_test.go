@@ -23,13 +23,14 @@ type mailRelay struct {
 }
 
 // startMailRelay starts a relay with its mailbox on dir, listening on
-// listen (loopback, any port if empty); it stops when the test ends.
-func startMailRelay(tb testing.TB, dir, listen string) *mailRelay {
+// listen (loopback, any port if empty), joining the DHT through boot; it
+// stops when the test ends.
+func startMailRelay(tb testing.TB, dir, listen string, boot ...string) *mailRelay {
 	tb.Helper()
 	if listen == "" {
 		listen = "/ip4/127.0.0.1/tcp/0"
 	}
-	r, err := StartRelay(context.Background(), RelayConfig{DataDir: dir, Listen: []string{listen}, Logger: testLogger(tb)})
+	r, err := StartRelay(context.Background(), RelayConfig{DataDir: dir, Listen: []string{listen}, Bootstrap: boot, Logger: testLogger(tb)})
 	if err != nil {
 		tb.Fatalf("StartRelay: %v", err)
 	}
@@ -237,6 +238,45 @@ func TestMailboxSurvivesRelayRestart(t *testing.T) {
 	}
 	// The restarted relay's DHT is empty: Bob's record reaches it when
 	// Bob publishes at start, and his fetch is authorised then.
+	b = unlockNode(t, cfgB)
+	checkMailDelivered(t, a, b, texts)
+}
+
+// Bob takes mail at a relay of his choice (--mailbox-relay), not at his
+// bootstrap peer, which does not speak the mailbox protocol: his record
+// lists both, Alice's deposit fails at the first and is held by the
+// second, and Bob fetches it there.
+func TestMailboxRelayChosen(t *testing.T) {
+	plain := startRelays(t, 1)[0] // no mailbox
+	mr := startMailRelay(t, t.TempDir(), "", plain.Addrs()[0])
+	boot := plain.Addrs()[0]
+	cfgA := dirConfig(t, fixtureKey(t, "alice-2048"), boot)
+	cfgB := dirConfig(t, fixtureKey(t, "bob-2048"), boot)
+	cfgB.MailboxRelays = []string{mr.Addrs()[0]}
+	a := startNode(t, cfgA, "Alice")
+	b := startNode(t, cfgB, "Bob")
+	waitPublished(t, a)
+	waitPublished(t, b)
+	befriend(t, a, b)
+	waitMailReady(t, b)
+	bID := meOf(t, b).UserID
+	sa := unlockedOf(t, a)
+	waitFor(t, 30*time.Second, "Alice knows Bob's two relays", func() bool {
+		if fe := sa.friends.friend(bID); fe != nil && len(fe.relays) == 2 {
+			return fe.relays[0].ID == plain.ID() && fe.relays[1].ID == mr.ID()
+		}
+		sa.friends.refreshFriend(context.Background(), bID)
+		return false
+	})
+	closeNode(t, b)
+	waitOffline(t, a, bID)
+
+	texts := numbered("chosen", 3)
+	sendAll(t, a, bID, texts)
+	waitDeposited(t, a, bID, len(texts))
+	if got := mr.held(); got != len(texts) {
+		t.Fatalf("the chosen relay holds %d, want %d", got, len(texts))
+	}
 	b = unlockNode(t, cfgB)
 	checkMailDelivered(t, a, b, texts)
 }
