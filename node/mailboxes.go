@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,12 @@ import (
 // mailboxTag protects the connections to the node's mailbox relays from
 // the connection manager: a subscription is a stream that waits.
 const mailboxTag = "parley-mailbox"
+
+// mailRetries is how many times an envelope from a mailbox may fail for
+// a reason that is not permanent (a store error, a key retired, too many
+// contact requests) before it is given up: the relay hands envelopes over
+// in order, so one that never goes would hold back all that follow.
+const mailRetries = 5
 
 // deliveredDelay gathers the delivery receipts of a burst fetched from a
 // mailbox into one control message per friend.
@@ -57,6 +64,7 @@ type mailboxes struct {
 
 	mu        sync.Mutex
 	delivered map[protocol.ID][]protocol.MsgID // stored from a mailbox, receipt not yet queued
+	failures  map[[sha256.Size]byte]int        // temporary failures, by envelope
 	kick      chan struct{}                    // delivered has grown; capacity 1
 }
 
@@ -64,6 +72,7 @@ func newMailboxes(h host.Host, relays []peer.AddrInfo) *mailboxes {
 	return &mailboxes{
 		host: h, relays: relays, client: mailbox.NewClient(h),
 		delivered: make(map[protocol.ID][]protocol.MsgID), kick: make(chan struct{}, 1),
+		failures: make(map[[sha256.Size]byte]int),
 	}
 }
 
@@ -136,9 +145,26 @@ func (mb *mailboxes) receive(ctx context.Context, relay peer.ID, frame []byte) e
 	case code.Permanent():
 		mb.msgs.audit(relay, in.from, code, in.err)
 	default:
-		return fmt.Errorf("node: envelope from a mailbox not stored (%s): %w", code, in.err)
+		if mb.failedAgain(frame) < mailRetries {
+			return fmt.Errorf("node: envelope from a mailbox not stored (%s): %w", code, in.err)
+		}
+		mb.log.Warn("envelope from a mailbox given up", "relay", relay.String(), "code", code.String(), "tries", mailRetries)
+		mb.msgs.audit(relay, in.from, code, in.err)
 	}
 	return nil
+}
+
+// failedAgain counts a temporary failure of frame and returns how many
+// there were.
+func (mb *mailboxes) failedAgain(frame []byte) int {
+	h := sha256.Sum256(frame)
+	mb.mu.Lock()
+	defer mb.mu.Unlock()
+	if len(mb.failures) >= 1024 {
+		clear(mb.failures) // only envelopes at the head of a mailbox fail again
+	}
+	mb.failures[h]++
+	return mb.failures[h]
 }
 
 // stored notes a message from a mailbox to be named in a delivery
@@ -236,7 +262,11 @@ func (ms *messenger) receiveFrame(ctx context.Context, remote peer.ID, frame []b
 		}
 	}
 	if err != nil {
-		return rejected(protocol.AckCodeFor(err), "frame does not parse", err)
+		code := protocol.AckCodeFor(err)
+		if code == protocol.AckUnavailable {
+			code = protocol.AckMalformed // cut short: it will not grow at the relay
+		}
+		return rejected(code, "frame does not parse", err)
 	}
 	in := &inbound{ready: make(chan struct{}), remote: remote}
 	ms.open(ctx, d, in)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"path/filepath"
@@ -279,4 +280,63 @@ func TestMailboxRelayChosen(t *testing.T) {
 	}
 	b = unlockNode(t, cfgB)
 	checkMailDelivered(t, a, b, texts)
+}
+
+// What a mailbox hands over goes through the receive path of a direct
+// frame: a good envelope is stored once (a second copy is a replay, and
+// the relay may drop it), a tampered, cut or padded one is refused for
+// good and stores nothing; each answer is nil, so the relay drops it.
+func TestMailboxReceiveAdversarial(t *testing.T) {
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	sa, sb := unlockedOf(t, a), unlockedOf(t, b)
+	ctx := context.Background()
+	relay := sb.host.ID() // where it came from: not a device of Alice's
+
+	sa.outbox.Hold(bID)
+	if _, err := a.Send(ctx, bID, "from the mailbox"); err != nil {
+		t.Fatal(err)
+	}
+	q := queuedFor(t, a, bID)
+	d, err := sa.msgs.frame(q[len(q)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := protocol.WriteDelivery(&buf, d); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	tampered := bytes.Clone(good)
+	tampered[len(tampered)-3] ^= 1
+	for name, frame := range map[string][]byte{
+		"garbage":  {0x05, 1, 2, 3, 4, 5},
+		"cut":      good[:len(good)-1],
+		"padded":   append(bytes.Clone(good), 0),
+		"tampered": tampered,
+		"empty":    {},
+	} {
+		if err := sb.mail.receive(ctx, relay, frame); err != nil {
+			t.Errorf("%s: receive = %v, want nil (refused for good)", name, err)
+		}
+		if n := len(convHistory(t, b, aID)); n != 0 {
+			t.Fatalf("%s: Bob stored %d messages", name, n)
+		}
+	}
+	for i := range 2 {
+		if err := sb.mail.receive(ctx, relay, good); err != nil {
+			t.Fatalf("copy %d: receive = %v", i, err)
+		}
+	}
+	checkExactlyOnce(t, convHistory(t, b, aID), []string{"from the mailbox"})
+	// Bob tells Alice it is stored; Alice's copy is still queued (held),
+	// so it is not "sent" and the receipt changes nothing yet.
+	sa.outbox.Rush(bID)
+	waitFor(t, 30*time.Second, "delivered directly (a replay at Bob)", func() bool {
+		ms := convHistory(t, a, bID)
+		return len(ms) == 1 && ms[0].Status == store.StatusDelivered
+	})
+	checkExactlyOnce(t, convHistory(t, b, aID), []string{"from the mailbox"})
 }
