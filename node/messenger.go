@@ -80,8 +80,8 @@ func (ms *messenger) sendCard(ctx context.Context, fe *friendEntry, kind protoco
 }
 
 // queueControl seals a control message and queues it for delivery: a
-// receipt (read or delivered) in the current session when there is one, anything else as a
-// single envelope.
+// receipt (read or delivered) in the current session when there is one,
+// anything else as a single envelope.
 func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
 	var (
 		ps *peerSess
