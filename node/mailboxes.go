@@ -35,6 +35,10 @@ const mailboxTag = "parley-mailbox"
 // in order, so one that never goes would hold back all that follow.
 const mailRetries = 5
 
+// unknownWait caps the backoff while a relay does not know this node's
+// record (after a first start, before the record has reached it).
+const unknownWait = 5 * time.Second
+
 // deliveredDelay gathers the delivery receipts of a burst fetched from a
 // mailbox into one control message per friend.
 const deliveredDelay = 50 * time.Millisecond
@@ -126,6 +130,11 @@ func (mb *mailboxes) subscribe(ctx context.Context, r peer.AddrInfo) {
 		case <-t.C:
 		}
 		wait = min(2*wait, maxWait)
+		if errors.Is(err, mailbox.ErrUnknown) {
+			// The relay does not have this node's record yet; it will
+			// soon (the publisher is at it): no long backoff.
+			wait = min(wait, max(minWait, unknownWait))
+		}
 	}
 }
 
