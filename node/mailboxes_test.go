@@ -340,3 +340,70 @@ func TestMailboxReceiveAdversarial(t *testing.T) {
 	})
 	checkExactlyOnce(t, convHistory(t, b, aID), []string{"from the mailbox"})
 }
+
+// A delivery receipt marks delivered only the sender's own messages to
+// the friend who sends it that are sent (held by a mailbox): not one to
+// someone else, not one still queued, not an unknown ID; and a body that
+// does not parse is malformed.
+func TestDeliveredReceiptNamesOnlyOwnSent(t *testing.T) {
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	c := startNode(t, testConfig(t, "carol-2048"), "Carol")
+	befriend(t, a, b)
+	befriend(t, a, c)
+	bID, cID := meOf(t, b).UserID, meOf(t, c).UserID
+	sa := unlockedOf(t, a)
+	ctx := context.Background()
+	sa.outbox.Hold(bID)
+	sa.outbox.Hold(cID)
+	toB, err := a.Send(ctx, bID, "to bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	toC, err := a.Send(ctx, cID, "to carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sa.st.UpdateStatus(ctx, toC.ID, store.StatusSent, store.PathMailbox, ""); err != nil {
+		t.Fatal(err)
+	}
+	receipt := func(ids ...protocol.MsgID) error {
+		body, err := protocol.MarshalDelivered(ids)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &protocol.Message{Body: body}
+		m.Sender, m.Kind = bID, protocol.KindDelivered
+		return sa.msgs.receiveDelivered(ctx, m)
+	}
+	status := func(id protocol.MsgID) store.Status {
+		m, err := sa.st.Message(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Status
+	}
+	if err := receipt(toC.ID, toB.ID, protocol.MsgID{9, 15: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(toC.ID); s != store.StatusSent {
+		t.Errorf("Bob's receipt changed Alice's message to Carol to %s", s)
+	}
+	if s := status(toB.ID); s != store.StatusPending {
+		t.Errorf("a receipt for a message still queued made it %s", s)
+	}
+	if _, err := sa.st.UpdateStatus(ctx, toB.ID, store.StatusSent, store.PathMailbox, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := receipt(toB.ID); err != nil {
+		t.Fatal(err)
+	}
+	if s := status(toB.ID); s != store.StatusDelivered {
+		t.Errorf("Alice's message to Bob held by a mailbox: %s after Bob's receipt, want delivered", s)
+	}
+	m := &protocol.Message{Body: []byte{0xff}}
+	m.Sender, m.Kind = bID, protocol.KindDelivered
+	if err := sa.msgs.receiveDelivered(ctx, m); !errors.Is(err, protocol.ErrMalformed) {
+		t.Errorf("a receipt that does not parse: %v, want ErrMalformed", err)
+	}
+}
