@@ -243,6 +243,12 @@ func (mb *mailboxes) deposit(ctx context.Context, to protocol.ID, d *protocol.De
 		if r.ID == mb.host.ID() {
 			continue
 		}
+		if protos, err := mb.host.Peerstore().GetProtocols(r.ID); err == nil && len(protos) > 0 && !slices.Contains(protos, mailbox.ID) {
+			// Identified, and it does not serve mailboxes: a relay of
+			// theirs for circuits only.
+			errs = append(errs, fmt.Errorf("node: %s has no mailbox", r.ID))
+			continue
+		}
 		mb.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.AddressTTL)
 		dctx, cancel := context.WithTimeout(ctx, mb.cfg.DialTimeout)
 		err := mb.client.Deposit(dctx, r.ID, to, buf.Bytes())
