@@ -45,6 +45,11 @@ type Config struct {
 	// Bootstrap are multiaddrs (with /p2p/) the node dials when it starts.
 	// Empty by default: the node dials nobody it was not told about.
 	Bootstrap []string
+	// MailboxRelays are the relays (multiaddrs with /p2p/) whose
+	// mailboxes hold this node's mail while it is offline (parley run
+	// --mailbox-relay); the own directory record lists them. Empty: the
+	// bootstrap peers that speak the mailbox protocol.
+	MailboxRelays []string
 	// Logger receives the node's logs; never content, keys or passphrases.
 	Logger *slog.Logger
 	// Now is the clock (time.Now).
@@ -193,6 +198,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.FriendRecheck <= 0 {
 		c.FriendRecheck = 10 * time.Minute
+	}
+	if _, err := addrInfos(c.MailboxRelays); err != nil {
+		return c, fmt.Errorf("node: mailbox relays: %w", err)
 	}
 	if c.KeyGrace <= 0 {
 		c.KeyGrace = 14 * 24 * time.Hour

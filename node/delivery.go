@@ -32,6 +32,7 @@ func (u *unlocked) newOutbox(events *bus) (*outbox.Outbox, error) {
 			return fe == nil || !fe.f.Forked
 		},
 		Better:     u.presence.direct,
+		Deposit:    u.mail.deposit,
 		Now:        u.cfg.Now,
 		Logger:     u.log,
 		RetryMin:   u.cfg.RetryMin,

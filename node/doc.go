@@ -43,6 +43,7 @@
 //	inviter     short invites: serves the own card on /parley/card/1.0.0, fetches friends' (invite.go)
 //	reserver    a slot on each relay from the start; circuit addresses for the card (reservations.go)
 //	puncher     retries hole punches libp2p's single attempt missed (punch.go)
+//	mailboxes   relays' mailboxes: subscribe and store (delivery receipts), deposit for the outbox
 //	bus         events to the API (Node-wide; no goroutine)
 //
 // "Session" means a double-ratchet session with a friend (messenger's
@@ -61,6 +62,10 @@
 //	receiver: readLoop ─> workers open in parallel ─> commitLoop stores in
 //	          stream order (a burst of one sender in one transaction) ─> ack
 //	courier:  acks read together are settled in one write (delivered)
+//	courier:  Open fails ─> deposit what is queued, in order, at the friend's
+//	          mailbox relay ─> settled sent, path mailbox (node/outbox doc)
+//	mailboxes: relay pushes ─> open, commit (as one frame of a stream) ─> ack
+//	          to the relay ─> KindDelivered receipt ─> the sender marks delivered
 //
 // Writes that must be ordered are ordered by the store's commit queue,
 // not retried against each other: a message is queued for writing under

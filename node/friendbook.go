@@ -72,6 +72,7 @@ type friendEntry struct {
 	rcpt    protocol.Recipient
 	infos   []peer.AddrInfo // devices, with the card's addresses if any
 	devices []peer.ID
+	relays  []peer.AddrInfo // mailbox relays: the record's, then the card's circuits'
 }
 
 func newFriendBook() *friendBook {
@@ -132,6 +133,7 @@ func (fr *friendBook) cacheFriend(f store.Friend) *friendEntry {
 	fe := &friendEntry{f: f, key: mustKey(f.PublicKey)}
 	now := fr.cfg.Now()
 	var cardAt time.Time
+	var recRelays []string
 	if c, err := protocol.ParseCardURI(f.Card); f.Card != "" && err == nil && c.UserID == f.UserID && c.Key.Equal(fe.key) {
 		fe.card, fe.prekey, cardAt = c, c.Prekey, c.IssuedAt
 		fe.infos = cardAddrInfo(c)
@@ -141,7 +143,9 @@ func (fr *friendBook) cacheFriend(f store.Friend) *friendEntry {
 			fe.prekey = rec.Prekey()
 		}
 		fe.infos = mergeDevices(fe.infos, rec.DevicePeers(), relayCircuits(rec.Relays()))
+		recRelays = rec.Relays()
 	}
+	fe.relays = friendRelays(recRelays, fe.infos)
 	if fe.key != nil {
 		fe.rcpt, _ = protocol.NewRecipient(f.UserID, fe.key, nil, now)
 		if fe.prekey != nil {

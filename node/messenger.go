@@ -80,14 +80,14 @@ func (ms *messenger) sendCard(ctx context.Context, fe *friendEntry, kind protoco
 }
 
 // queueControl seals a control message and queues it for delivery: a
-// receipt in the current session when there is one, anything else as a
-// single envelope.
+// receipt (read or delivered) in the current session when there is one,
+// anything else as a single envelope.
 func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind protocol.Kind, body []byte) error {
 	var (
 		ps *peerSess
 		p  *protocol.PeerSessions
 	)
-	if kind == protocol.KindReceipt && !ms.cfg.DisableSessions {
+	if (kind == protocol.KindReceipt || kind == protocol.KindDelivered) && !ms.cfg.DisableSessions {
 		ps = ms.peerSessOf(fe.f.UserID)
 		ps.mu.Lock()
 		defer ps.mu.Unlock()

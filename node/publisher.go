@@ -187,7 +187,7 @@ func (p *publisher) sign(ctx context.Context) (*directory.Record, error) {
 		Genesis:  k.genesis,
 		Chain:    k.chain,
 		Devices:  []directory.Device{dev},
-		Relays:   p.cfg.Bootstrap,
+		Relays:   recordRelays(p.cfg),
 		Prekey:   &k.prekey.Signed,
 		Seq:      seq,
 		Lifetime: p.cfg.RecordLifetime,

@@ -362,7 +362,7 @@ func (ms *messenger) senderKey(env *protocol.Envelope, cardBytes []byte) (*proto
 		return nil, fmt.Errorf("%w: stored key does not parse", errNotAFriend)
 	}
 	switch env.Kind {
-	case protocol.KindText, protocol.KindReceipt, protocol.KindSessionStart:
+	case protocol.KindText, protocol.KindReceipt, protocol.KindDelivered, protocol.KindSessionStart:
 		// From a friend, or from someone we asked whose accept may be
 		// just ahead of this envelope on the stream: commit decides, in
 		// order, once that accept has taken effect.
@@ -420,7 +420,7 @@ func (ms *messenger) commit(ctx context.Context, in *inbound) {
 		ms.acceptStart(ctx, in)
 		return
 	}
-	if m.Kind == protocol.KindText || m.Kind == protocol.KindReceipt {
+	if m.Kind == protocol.KindText || m.Kind == protocol.KindReceipt || m.Kind == protocol.KindDelivered {
 		if fe := ms.friends.friend(m.Sender); fe == nil || fe.f.Status != store.FriendAccepted {
 			in.reject(protocol.AckNotAFriend, errNotAFriend)
 			return
@@ -440,6 +440,8 @@ func (ms *messenger) commit(ctx context.Context, in *inbound) {
 		}
 	case protocol.KindReceipt:
 		err = ms.receiveReceipt(ctx, m)
+	case protocol.KindDelivered:
+		err = ms.receiveDelivered(ctx, m)
 	case protocol.KindContactRequest, protocol.KindContactAccept:
 		err = ms.friends.receiveContact(ctx, m, in.card)
 	case protocol.KindSessionReset:

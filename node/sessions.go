@@ -316,6 +316,10 @@ func (ms *messenger) storeOpened(ctx context.Context, in *inbound, m *protocol.M
 		if err = ms.receiveReceipt(ctx, m); err == nil {
 			err = ms.st.MarkSeenWith(ctx, m.MsgID, upd)
 		}
+	case protocol.KindDelivered:
+		if err = ms.receiveDelivered(ctx, m); err == nil {
+			err = ms.st.MarkSeenWith(ctx, m.MsgID, upd)
+		}
 	case 0: // a session start without a first message
 		err = ms.st.MarkSeenWith(ctx, m.MsgID, upd)
 	default:
@@ -379,6 +383,13 @@ func (ms *messenger) acceptStart(ctx context.Context, in *inbound) {
 	}
 	first, err := p.Accept(env, prekey, me, ms.cfg.Now())
 	if err != nil {
+		if ms.seenNow(ctx, env.MsgID) {
+			// A copy of a start stored since it was opened (it came both
+			// directly and from a mailbox; its RSA signature verified in
+			// open): a replay, not a stale session.
+			in.reject(protocol.AckReplay, err)
+			return
+		}
 		in.reject(protocol.AckCodeFor(err), err)
 		return
 	}

@@ -33,6 +33,7 @@ import (
 //	presence  presence    who is online, dialling friends, reachability
 //	pub       publisher   the own directory record and name claim
 //	invites   inviter     short invites: the card protocol (invite.go)
+//	mail      mailboxes   relays' mailboxes: subscribing, depositing
 //
 // Parts get what they use explicitly (the store, host, config, logger,
 // other parts or functions of them); none holds a pointer to unlocked or
@@ -55,6 +56,7 @@ type unlocked struct {
 	reserver *reserver
 	puncher  *puncher // nil without relays
 	invites  *inviter
+	mail     *mailboxes
 
 	// life is the running node's lifetime, cancelled by close. libp2p
 	// calls stream handlers and notifiees without a context; they derive
@@ -146,6 +148,11 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) 
 	if len(relays) > 0 {
 		u.puncher = newPuncher(u.host, u.log, u.friendDevices)
 	}
+	mailRelays, err := mailboxRelays(u.cfg, relays)
+	if err != nil {
+		return err
+	}
+	u.mail = newMailboxes(u.host, mailRelays)
 	u.friends = newFriendBook()
 	u.msgs = newMessenger()
 	u.presence = newPresence()
@@ -173,6 +180,9 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) 
 	ms := u.msgs
 	ms.st, ms.cfg, ms.log, ms.me, ms.host, ms.keys, ms.friends, ms.outbox, ms.events = u.st, u.cfg, u.log, u.me, u.host, u.keys, u.friends, u.outbox, events
 	ms.life, ms.track = u.life, &u.track
+
+	mb := u.mail
+	mb.log, mb.cfg, mb.me, mb.msgs, mb.friends = u.log, u.cfg, u.me, u.msgs, u.friends
 
 	pr := u.presence
 	pr.cfg, pr.log, pr.host, pr.friends, pr.events, pr.rush, pr.spawn = u.cfg, u.log, u.host, u.friends, events, u.outbox.Rush, spawn
@@ -236,6 +246,7 @@ func (u *unlocked) start() {
 	serve("presence", u.presence.serve)
 	serve("publisher", u.pub.serve)
 	serve("reserver", u.reserver.serve)
+	serve("mailboxes", u.mail.serve)
 	if u.puncher != nil {
 		serve("puncher", u.puncher.serve)
 	}

@@ -68,7 +68,7 @@ type Kind uint16
 
 const (
 	KindText           Kind = 1 // a chat message (UTF-8 text)
-	KindReceipt        Kind = 2 // a delivery or read receipt
+	KindReceipt        Kind = 2 // a read receipt (up to a message)
 	KindContactRequest Kind = 3 // carries the sender's contact card
 	KindContactAccept  Kind = 4 // carries the sender's contact card
 	// KindSessionStart (5) and KindSessionReset (6): see session_wire.go.
@@ -77,6 +77,12 @@ const (
 	// from their friends. Its body is empty. It is always an envelope,
 	// signed by the sender's identity key, never a session message.
 	KindFriendRemoved Kind = 9
+	// KindDelivered is a delivery receipt: the recipient stored the
+	// messages it names (a list, see MarshalDelivered). It is sent for
+	// messages that came through a relay's mailbox, whose own
+	// acknowledgement to the sender only means "held"; a direct delivery's
+	// Ack says the same.
+	KindDelivered Kind = 10
 )
 
 func (k Kind) String() string {
@@ -99,6 +105,8 @@ func (k Kind) String() string {
 		return "group-state"
 	case KindSenderKey:
 		return "sender-key"
+	case KindDelivered:
+		return "delivered"
 	}
 	return fmt.Sprintf("kind(%d)", uint16(k))
 }

@@ -337,7 +337,7 @@ func TestSuiteAndKindNames(t *testing.T) {
 	for v, want := range map[fmt.Stringer]string{
 		SuiteRSA: "rsa", SuiteRSAX25519: "rsa-x25519", Suite(9): "suite(9)",
 		KindText: "text", KindReceipt: "receipt", KindContactRequest: "contact-request",
-		KindContactAccept: "contact-accept", Kind(77): "kind(77)",
+		KindContactAccept: "contact-accept", KindDelivered: "delivered", Kind(77): "kind(77)",
 	} {
 		if got := v.String(); got != want {
 			t.Errorf("String() = %q, want %q", got, want)

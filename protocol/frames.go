@@ -203,6 +203,50 @@ func ParseReceipt(b []byte) (MsgID, error) {
 	return id, nil
 }
 
+// MaxDeliveredIDs caps the messages one delivery receipt names.
+const MaxDeliveredIDs = 256
+
+// MarshalDelivered encodes the body of a delivery receipt for ids (1 to
+// MaxDeliveredIDs, none zero).
+func MarshalDelivered(ids []MsgID) ([]byte, error) {
+	if len(ids) == 0 || len(ids) > MaxDeliveredIDs {
+		return nil, fmt.Errorf("%w: delivery receipt for %d messages (1 to %d)", ErrMalformed, len(ids), MaxDeliveredIDs)
+	}
+	m := &pb.Delivered{Ids: make([][]byte, len(ids))}
+	for i, id := range ids {
+		if id.IsZero() {
+			return nil, fmt.Errorf("%w: delivery receipt for the zero msg_id", ErrMalformed)
+		}
+		m.Ids[i] = id[:]
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: marshal delivery receipt: %w", err)
+	}
+	return b, nil
+}
+
+// ParseDelivered decodes the body of a delivery receipt.
+func ParseDelivered(b []byte) ([]MsgID, error) {
+	var m pb.Delivered
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: delivery receipt: %v", ErrMalformed, err)
+	}
+	if n := len(m.GetIds()); n == 0 || n > MaxDeliveredIDs {
+		return nil, fmt.Errorf("%w: delivery receipt for %d messages (1 to %d)", ErrMalformed, n, MaxDeliveredIDs)
+	}
+	ids := make([]MsgID, len(m.GetIds()))
+	for i, raw := range m.GetIds() {
+		if len(raw) != MsgIDSize {
+			return nil, fmt.Errorf("%w: delivery receipt with a %d-byte msg_id", ErrMalformed, len(raw))
+		}
+		if ids[i] = MsgID(raw); ids[i].IsZero() {
+			return nil, fmt.Errorf("%w: delivery receipt for the zero msg_id", ErrMalformed)
+		}
+	}
+	return ids, nil
+}
+
 func writeFrame(w io.Writer, m proto.Message, max int) error {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {

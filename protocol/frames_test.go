@@ -245,6 +245,42 @@ func TestReceiptRoundTripAndMalformed(t *testing.T) {
 	}
 }
 
+func TestDeliveredRoundTripAndMalformed(t *testing.T) {
+	ids := []MsgID{{1, 15: 2}, {3, 15: 4}}
+	b, err := MarshalDelivered(ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b2, _ := MarshalDelivered(ids); !bytes.Equal(b, b2) {
+		t.Fatal("MarshalDelivered is not deterministic")
+	}
+	if got, err := ParseDelivered(b); err != nil || len(got) != 2 || got[0] != ids[0] || got[1] != ids[1] {
+		t.Fatalf("ParseDelivered = %v, %v; want %v", got, err, ids)
+	}
+	for name, in := range map[string][]MsgID{"none": nil, "zero": {{}}, "too many": make([]MsgID, MaxDeliveredIDs+1)} {
+		if _, err := MarshalDelivered(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("MarshalDelivered %s: %v, want ErrMalformed", name, err)
+		}
+	}
+	many := make([][]byte, MaxDeliveredIDs+1)
+	for i := range many {
+		many[i] = ids[0][:]
+	}
+	bad := map[string][]byte{
+		"empty":        nil,
+		"zero msg_id":  mustMarshal(t, &pb.Delivered{Ids: [][]byte{make([]byte, MsgIDSize)}}),
+		"short msg_id": mustMarshal(t, &pb.Delivered{Ids: [][]byte{ids[0][:15]}}),
+		"too many":     mustMarshal(t, &pb.Delivered{Ids: many}),
+		"garbage":      {0x07, 0xff},
+		"cut":          b[:len(b)-1],
+	}
+	for name, in := range bad {
+		if _, err := ParseDelivered(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseDelivered %s: %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
 func mustMarshal(tb testing.TB, m proto.Message) []byte {
 	tb.Helper()
 	b, err := proto.Marshal(m)

@@ -24,8 +24,21 @@ const holePunchTimeout = 30 * time.Second
 // counters, which say what really carried the bytes. The same again right
 // after Bob restarts.
 func TestNATRelayThenDirect(t *testing.T) {
-	lab := newNATLab(t, 2)
-	relay, _ := startRelayProcIn(t, lab.pub, natLabAddrLine,
+	lab, a, b, _ := natPair(t)
+	chatUntilDirect(t, lab, b, a, lab.homes[1], "before a restart")
+
+	// Right after a restart, the same: at once, then direct.
+	b = b.restart(true)
+	chatUntilDirect(t, lab, b, a, lab.homes[1], "after bob restarted")
+	chatUntilDirect(t, lab, a, b, lab.homes[0], "alice to bob after bob restarted")
+}
+
+// natPair starts the lab (two homes behind NATs), a relay on its public
+// side, and Alice and Bob, each in a home, who find each other by user ID
+// and become friends; metrics is the relay's metrics URL.
+func natPair(t *testing.T) (lab *natLab, a, b *proc, metrics string) {
+	lab = newNATLab(t, 2)
+	relay, metrics := startRelayProcIn(t, lab.pub, natLabAddrLine,
 		"--listen", "/ip4/"+relayIP+"/tcp/4001", "--listen", "/ip4/"+relayIP+"/udp/4001/quic-v1")
 	// Both of the relay's addresses, as its start-up message lists them:
 	// QUIC dials from the listening port, so the relay sees (and tells)
@@ -37,8 +50,8 @@ func TestNATRelayThenDirect(t *testing.T) {
 	listen := []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
 	// libp2p's own account of the hole punch, in the logs of a failed run.
 	logs := "GOLOG_LOG_LEVEL=error,p2p-holepunch=debug"
-	a := startProcIn(t, lab.homes[0].ns, "alice", t.TempDir(), listen, "", boot, logs)
-	b := startProcIn(t, lab.homes[1].ns, "bob", t.TempDir(), listen, "", boot, logs)
+	a = startProcIn(t, lab.homes[0].ns, "alice", t.TempDir(), listen, "", boot, logs)
+	b = startProcIn(t, lab.homes[1].ns, "bob", t.TempDir(), listen, "", boot, logs)
 	a.register("Alice")
 	b.register("Bob")
 
@@ -57,13 +70,7 @@ func TestNATRelayThenDirect(t *testing.T) {
 	if n := lab.counter(lab.homes[1], "relay"); n == 0 {
 		t.Fatal("bob's router forwarded nothing to the relay")
 	}
-
-	chatUntilDirect(t, lab, b, a, lab.homes[1], "before a restart")
-
-	// Right after a restart, the same: at once, then direct.
-	b = b.restart(true)
-	chatUntilDirect(t, lab, b, a, lab.homes[1], "after bob restarted")
-	chatUntilDirect(t, lab, a, b, lab.homes[0], "alice to bob after bob restarted")
+	return lab, a, b, metrics
 }
 
 // chatUntilDirect sends from → to, a message every 250 ms as a person
@@ -113,4 +120,14 @@ func chatUntilDirect(t *testing.T, lab *natLab, from, to *proc, home natHome, wh
 		}
 		<-pace.C
 	}
+}
+
+// TestNATMailbox: Alice and Bob, each behind a NAT, are friends; Bob's
+// node stops; Alice's 50 messages go to his mailbox on the relay (sent,
+// path mailbox); Bob starts again behind his NAT, fetches them (each once,
+// in order), and Alice sees them delivered.
+func TestNATMailbox(t *testing.T) {
+	lab, a, b, metrics := natPair(t)
+	client := nsHTTPClient(lab.pub) // the relay's metrics are on loopback in its namespace
+	mailboxRoundTrip(t, a, b, func(sample string) float64 { return metricValue(t, client, metrics, sample) }, 50)
 }

@@ -32,6 +32,7 @@ const (
 	envAPIHost        = "PARLEY_API_HOST"
 	envListen         = "PARLEY_LISTEN"
 	envBootstrap      = "PARLEY_BOOTSTRAP"
+	envMailboxRelay   = "PARLEY_MAILBOX_RELAY"
 	envPassphraseFile = "PARLEY_PASSPHRASE_FILE"
 	envLogLevel       = "PARLEY_LOG_LEVEL"
 	envStrictRSA      = "PARLEY_STRICT_RSA_SIGNATURES"
@@ -46,6 +47,7 @@ type runConfig struct {
 	apiAddr        string
 	listen         []string // nil: node.DefaultListen
 	bootstrap      []string
+	mailboxRelays  []string
 	passphraseFile string
 	logLevel       slog.Level
 	metrics        string // --metrics address, or ""
@@ -135,6 +137,9 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 		"); repeatable ["+envListen+"]")
 	bootstrap := &listFlag{values: splitList(getenv(envBootstrap))}
 	fs.Var(bootstrap, "bootstrap", "a peer `multiaddr` ending in /p2p/<peer ID> to dial at start; repeatable ["+envBootstrap+"]")
+	mailboxRelays := &listFlag{values: splitList(getenv(envMailboxRelay))}
+	fs.Var(mailboxRelays, "mailbox-relay", "a relay `multiaddr` ending in /p2p/<peer ID> whose mailbox holds this node's messages "+
+		"while it is offline, instead of the --bootstrap peers; repeatable ["+envMailboxRelay+"]")
 	fs.StringVar(&c.passphraseFile, "passphrase-file", getenv(envPassphraseFile),
 		"unlock the node at start with the passphrase in this `file` (one trailing newline is ignored) ["+envPassphraseFile+"]")
 	fs.BoolVar(&c.strictRSA, "strict-rsa-signatures", getenv(envStrictRSA) == "1" || getenv(envStrictRSA) == "true",
@@ -145,6 +150,7 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 		return c, err
 	}
 	c.listen, c.bootstrap, c.apiHosts = listen.values, bootstrap.values, apiHosts.values
+	c.mailboxRelays = mailboxRelays.values
 	if (c.apiTLSCert == "") != (c.apiTLSKey == "") {
 		return c, fmt.Errorf("parley run: --api-tls-cert and --api-tls-key go together: %w", errUsage)
 	}
@@ -246,6 +252,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 		DataDir:             c.dataDir,
 		Listen:              c.listen,
 		Bootstrap:           c.bootstrap,
+		MailboxRelays:       c.mailboxRelays,
 		Logger:              log,
 		KDF:                 c.test.kdf,
 		KeyBits:             c.test.keyBits,

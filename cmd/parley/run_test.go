@@ -48,6 +48,7 @@ func TestParseRunConfigEnv(t *testing.T) {
 		envAPIHost:        "chat.example.org, chat.example.org:8443",
 		envListen:         "/ip4/127.0.0.1/tcp/1, /ip4/127.0.0.1/udp/1/quic-v1,,",
 		envBootstrap:      "/ip4/10.0.0.1/tcp/7734/p2p/12D3KooWA",
+		envMailboxRelay:   "/ip4/10.0.0.3/tcp/4001/p2p/12D3KooWC",
 		envPassphraseFile: "/run/secrets/parley",
 		envLogLevel:       "DEBUG",
 		envMetrics:        "127.0.0.1:9100",
@@ -62,6 +63,7 @@ func TestParseRunConfigEnv(t *testing.T) {
 		apiAddr:        "127.0.0.1:0",
 		listen:         []string{"/ip4/127.0.0.1/tcp/1", "/ip4/127.0.0.1/udp/1/quic-v1"},
 		bootstrap:      []string{"/ip4/10.0.0.1/tcp/7734/p2p/12D3KooWA"},
+		mailboxRelays:  []string{"/ip4/10.0.0.3/tcp/4001/p2p/12D3KooWC"},
 		passphraseFile: "/run/secrets/parley",
 		logLevel:       slog.LevelDebug,
 		apiTLSCert:     "/etc/parley/cert.pem",
@@ -82,6 +84,7 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		envAPI:            "127.0.0.1:1111",
 		envListen:         "/ip4/127.0.0.1/tcp/1,/ip4/127.0.0.1/tcp/2",
 		envBootstrap:      "/ip4/10.0.0.1/tcp/1/p2p/env",
+		envMailboxRelay:   "/ip4/10.0.0.1/tcp/1/p2p/envmb",
 		envPassphraseFile: "/env/pass",
 		envLogLevel:       "error",
 		envAPITLSCert:     "/env/cert.pem",
@@ -103,6 +106,8 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		"--api-host", "flag.example.org:8443",
 		"--strict-rsa-signatures=false",
 		"--metrics", "127.0.0.1:9200",
+		"--mailbox-relay", "/ip4/10.0.0.5/tcp/1/p2p/m1",
+		"--mailbox-relay=/ip4/10.0.0.6/tcp/1/p2p/m2",
 	}
 	c, err := parseRunConfig(args, envMap(env), io.Discard)
 	if err != nil {
@@ -114,6 +119,7 @@ func TestParseRunConfigFlagsOverrideEnv(t *testing.T) {
 		// The flags replace the environment's list, they do not add to it.
 		listen:         []string{"/ip4/127.0.0.1/tcp/3", "/ip4/127.0.0.1/tcp/4", "/ip4/127.0.0.1/tcp/5"},
 		bootstrap:      []string{"/ip4/10.0.0.1/tcp/1/p2p/env"}, // no flag: the environment's
+		mailboxRelays:  []string{"/ip4/10.0.0.5/tcp/1/p2p/m1", "/ip4/10.0.0.6/tcp/1/p2p/m2"},
 		passphraseFile: "/flag/pass",
 		logLevel:       slog.LevelWarn,
 		apiTLSCert:     "/flag/cert.pem",
@@ -179,7 +185,7 @@ func TestParseRunConfigHelp(t *testing.T) {
 
 func equalConfig(a, b runConfig) bool {
 	return a.dataDir == b.dataDir && a.apiAddr == b.apiAddr && slices.Equal(a.listen, b.listen) &&
-		slices.Equal(a.bootstrap, b.bootstrap) && a.passphraseFile == b.passphraseFile &&
+		slices.Equal(a.bootstrap, b.bootstrap) && slices.Equal(a.mailboxRelays, b.mailboxRelays) && a.passphraseFile == b.passphraseFile &&
 		a.logLevel == b.logLevel && a.apiTLSCert == b.apiTLSCert && a.apiTLSKey == b.apiTLSKey &&
 		slices.Equal(a.apiHosts, b.apiHosts) && a.test == b.test &&
 		a.metrics == b.metrics && a.strictRSA == b.strictRSA

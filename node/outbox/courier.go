@@ -28,6 +28,7 @@ type courier struct {
 	cursor   uint64 // the last Seq put on the current stream, or settled
 	failures int    // dials and streams that failed in a row
 	sentMax  uint64 // the highest Seq ever written, to count resends (kept in Outbox.sentMax across couriers)
+	mailbox  bool   // the last dial failed and what was queued went to a mailbox
 }
 
 // run delivers until the courier has nothing queued and has been idle for
@@ -59,6 +60,11 @@ func (c *courier) run(ctx context.Context) {
 			l = nil
 		}
 		if wait := c.heldFor(); wait > 0 {
+			if c.mailbox {
+				// Unreachable, but with a mailbox: what was queued
+				// meanwhile goes there now, not after the backoff.
+				c.deposit(ctx)
+			}
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -123,6 +129,7 @@ func (c *courier) run(ctx context.Context) {
 				if ctx.Err() == nil {
 					c.o.cfg.Logger.Debug("recipient unreachable", "to", c.to.String(), "err", err)
 					c.fail()
+					c.deposit(ctx)
 				}
 				continue
 			}

@@ -25,15 +25,18 @@ type Stats struct {
 	// failed to settle acknowledged entries (they stay queued and go
 	// again with a later courier).
 	UnackedAtBreak uint64
+	// Deposited is the entries held by a recipient's mailbox relay
+	// (Config.Deposit), settled as sent with path mailbox.
+	Deposited uint64
 }
 
 // counters are an outbox's Stats, and the Prometheus counters they also
 // feed when Config.Metrics is set (shared with an earlier outbox of the
 // same registry: a node that unlocks again in the same process).
 type counters struct {
-	sent, resent, breaks, unacked atomic.Uint64
+	sent, resent, breaks, unacked, deposited atomic.Uint64
 
-	promSent, promResent, promBreaks, promUnacked prometheus.Counter // nil without a registry
+	promSent, promResent, promBreaks, promUnacked, promDeposited prometheus.Counter // nil without a registry
 }
 
 func newCounters(reg prometheus.Registerer) *counters {
@@ -52,6 +55,7 @@ func newCounters(reg prometheus.Registerer) *counters {
 	c.promBreaks = counter("stream_breaks_total", "Delivery streams given up as broken, each followed by a rewind to the first unacknowledged entry.")
 	c.promUnacked = counter("unacked_at_break_total",
 		"Delivery frames in flight (written, not acknowledged) on streams when they broke, summed: what the rewinds may send again.")
+	c.promDeposited = counter("deposited_total", "Entries held by a recipient's mailbox relay, after the recipient could not be reached directly.")
 	return c
 }
 
@@ -79,8 +83,16 @@ func (c *counters) broke(inflight int) {
 	}
 }
 
+// deposit counts n entries held by a mailbox.
+func (c *counters) deposit(n int) {
+	c.deposited.Add(uint64(n))
+	if c.promDeposited != nil {
+		c.promDeposited.Add(float64(n))
+	}
+}
+
 // Stats returns the outbox's counters (cheap: a few atomic loads).
 func (o *Outbox) Stats() Stats {
 	c := o.stats
-	return Stats{Sent: c.sent.Load(), Resent: c.resent.Load(), Breaks: c.breaks.Load(), UnackedAtBreak: c.unacked.Load()}
+	return Stats{Sent: c.sent.Load(), Resent: c.resent.Load(), Breaks: c.breaks.Load(), UnackedAtBreak: c.unacked.Load(), Deposited: c.deposited.Load()}
 }

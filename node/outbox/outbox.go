@@ -18,6 +18,27 @@
 //     again and what was unacknowledged when streams broke; so do the
 //     Prometheus counters of Config.Metrics).
 //
+// # Mailboxes
+//
+// When Open fails — every known address of every device of the
+// recipient was tried (directly and through relay circuits) and none
+// answered — and Config.Deposit is set, the courier deposits what is
+// queued, in outbox order, at the recipient's mailbox relays (Deposit
+// tries them in order; the first that holds it wins), and settles each
+// entry held as sent with path mailbox: it leaves the queue, so it is
+// never sent directly again. The first failed dial is the threshold, not
+// a count or a time: Open has already tried everything it knows, within
+// its dial timeout, and a relay pushes a deposit to a subscribed
+// recipient at once, so a deposit costs no latency when the recipient is
+// in fact online, whereas waiting out backoffs (up to RetryMax) would.
+// While the courier then waits out its backoff, what is queued meanwhile
+// is deposited at once too. A deposit that fails (no mailbox, every
+// relay refuses or is unreachable) leaves the entry, and those after it,
+// queued for the next attempt: order is kept, as there is still one path
+// to the wire, the courier. A mailbox relay's "held" is not "delivered":
+// the recipient says which messages it stored with a delivery receipt
+// (protocol.KindDelivered), on which the node marks them delivered.
+//
 // Notify (something was queued), Rush (the recipient came online) and
 // the periodic scan only tell a courier to go; none of them hands it
 // work. Withdraw takes an entry back (a message deleted while queued):
@@ -77,6 +98,12 @@ type Config struct {
 	// flight on it is acknowledged, and opens the next on the better
 	// connection (after a hole punch). Nil: a stream is kept while it works.
 	Better func(str network.Stream) bool
+	// Deposit, if set, asks one of to's mailbox relays to hold d: nil
+	// once a relay holds it durably, an error wrapping ErrNoMailbox when
+	// to has no mailbox relay, another error when none would take it.
+	// The courier deposits after a failed Open (see "Mailboxes" in the
+	// package doc). Nil: entries wait for a direct delivery.
+	Deposit func(ctx context.Context, to protocol.ID, d *protocol.Delivery) error
 
 	Now      func() time.Time // nil: time.Now
 	Logger   *slog.Logger     // nil: discard

@@ -367,6 +367,7 @@ func TestRewindResendsUnacked(t *testing.T) {
 				"parley_outbox_frames_resent_total":    float64(want.Resent),
 				"parley_outbox_stream_breaks_total":    float64(want.Breaks),
 				"parley_outbox_unacked_at_break_total": float64(want.UnackedAtBreak),
+				"parley_outbox_deposited_total":        0,
 			}
 			if got := gather(t, reg); !maps.Equal(got, wantProm) {
 				t.Errorf("metrics = %v, want %v", got, wantProm)

@@ -614,6 +614,53 @@ func (x *Receipt) GetUpTo() []byte {
 	return nil
 }
 
+// Delivered is the body of a delivery receipt (kind 7): the receiver has
+// stored each of these messages durably (they came through a mailbox, whose
+// relay's acknowledgement only means "held").
+type Delivered struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           [][]byte               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"` // msg_ids (16 bytes each), at least one
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Delivered) Reset() {
+	*x = Delivered{}
+	mi := &file_protocol_pb_parley_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delivered) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delivered) ProtoMessage() {}
+
+func (x *Delivered) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_parley_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delivered.ProtoReflect.Descriptor instead.
+func (*Delivered) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_parley_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Delivered) GetIds() [][]byte {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_protocol_pb_parley_proto protoreflect.FileDescriptor
 
 const file_protocol_pb_parley_proto_rawDesc = "" +
@@ -675,7 +722,9 @@ const file_protocol_pb_parley_proto_rawDesc = "" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x16\n" +
 	"\x06detail\x18\x03 \x01(\tR\x06detail\"\x1e\n" +
 	"\aReceipt\x12\x13\n" +
-	"\x05up_to\x18\x01 \x01(\fR\x04upToB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
+	"\x05up_to\x18\x01 \x01(\fR\x04upTo\"\x1d\n" +
+	"\tDelivered\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\fR\x03idsB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
 
 var (
 	file_protocol_pb_parley_proto_rawDescOnce sync.Once
@@ -689,7 +738,7 @@ func file_protocol_pb_parley_proto_rawDescGZIP() []byte {
 	return file_protocol_pb_parley_proto_rawDescData
 }
 
-var file_protocol_pb_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_protocol_pb_parley_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_protocol_pb_parley_proto_goTypes = []any{
 	(*Envelope)(nil),      // 0: parley.v1.Envelope
 	(*SignedPrekey)(nil),  // 1: parley.v1.SignedPrekey
@@ -698,6 +747,7 @@ var file_protocol_pb_parley_proto_goTypes = []any{
 	(*Delivery)(nil),      // 4: parley.v1.Delivery
 	(*Ack)(nil),           // 5: parley.v1.Ack
 	(*Receipt)(nil),       // 6: parley.v1.Receipt
+	(*Delivered)(nil),     // 7: parley.v1.Delivered
 }
 var file_protocol_pb_parley_proto_depIdxs = []int32{
 	1, // 0: parley.v1.PrekeyPrivate.signed:type_name -> parley.v1.SignedPrekey
@@ -720,7 +770,7 @@ func file_protocol_pb_parley_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pb_parley_proto_rawDesc), len(file_protocol_pb_parley_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

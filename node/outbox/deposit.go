@@ -1,0 +1,81 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+
+	"github.com/parley-chat/parley/store"
+)
+
+// ErrNoMailbox is what Config.Deposit returns (wrapped) for a recipient
+// without a mailbox relay.
+var ErrNoMailbox = errors.New("outbox: recipient has no mailbox relay")
+
+// deposit hands what is queued after the cursor to the recipient's
+// mailbox relays, in order, settling each entry held as sent with path
+// mailbox, until the queue is empty or a deposit fails. It runs when the
+// recipient could not be reached (no link is open, so nothing is in
+// flight). It records in c.mailbox whether everything went.
+func (c *courier) deposit(ctx context.Context) {
+	dep := c.o.cfg.Deposit
+	c.mailbox = false
+	if dep == nil {
+		return
+	}
+	if a := c.o.cfg.Allowed; a != nil && !a(c.to) {
+		return
+	}
+	for ctx.Err() == nil {
+		es, err := c.o.cfg.Store.OutboxQueue(ctx, c.to, c.cursor, c.o.cfg.Window)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.o.cfg.Logger.Error("outbox read failed", "to", c.to.String(), "err", err)
+			}
+			return
+		}
+		if len(es) == 0 {
+			c.mailbox = true
+			return
+		}
+		var (
+			settles []store.Settle
+			last    uint64
+			held    int
+			failed  error
+		)
+		for _, e := range es {
+			d, err := c.o.cfg.Frame(e)
+			if err != nil {
+				c.o.cfg.Logger.Error("outbox entry does not parse; dropping it", "msg", e.MsgID.String(), "err", err)
+				settles = append(settles, store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: "unreadable outbox entry"})
+				last = e.Seq
+				continue
+			}
+			if failed = dep(ctx, c.to, d); failed != nil {
+				break
+			}
+			settles = append(settles, store.Settle{MsgID: e.MsgID, Status: store.StatusSent, Path: store.PathMailbox})
+			last = e.Seq
+			held++
+		}
+		if len(settles) > 0 {
+			// Held by a relay, the entries leave the queue. If this write
+			// fails they stay queued and go again (directly or to a
+			// mailbox): the recipient stores a copy once (seen IDs).
+			if err := c.o.finish(ctx, settles); err != nil {
+				if ctx.Err() == nil {
+					c.o.cfg.Logger.Error("outbox settle after deposit failed", "to", c.to.String(), "err", err)
+				}
+				return
+			}
+			c.cursor = last
+			c.o.stats.deposit(held)
+		}
+		if failed != nil {
+			if !errors.Is(failed, ErrNoMailbox) && ctx.Err() == nil {
+				c.o.cfg.Logger.Debug("deposit failed", "to", c.to.String(), "err", failed)
+			}
+			return
+		}
+	}
+}

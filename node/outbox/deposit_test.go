@@ -1,0 +1,139 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// mailbox is a fake Config.Deposit: it records what it holds, in order,
+// and refuses while refuse says so.
+type fakeMailbox struct {
+	mu     sync.Mutex
+	held   []store.MsgID
+	refuse func(n int) error // n: deposits asked so far
+	asked  int
+}
+
+func (m *fakeMailbox) deposit(_ context.Context, _ protocol.ID, d *protocol.Delivery) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.asked++
+	if m.refuse != nil {
+		if err := m.refuse(m.asked); err != nil {
+			return err
+		}
+	}
+	m.held = append(m.held, store.MsgID(d.Envelope))
+	return nil
+}
+
+func (m *fakeMailbox) holding() []store.MsgID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.held)
+}
+
+// An unreachable recipient's queue goes to its mailbox in outbox order,
+// each entry once, settled sent with path mailbox; a refused deposit
+// keeps it and what follows queued, in order, for the next attempt; once
+// the recipient answers, new entries go directly and nothing deposited
+// goes again.
+func TestDepositWhenUnreachable(t *testing.T) {
+	to := protocol.ID{4}
+	st := newMemStore()
+	var reachable atomic.Bool
+	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
+	mb := &fakeMailbox{refuse: func(n int) error {
+		if n == 4 { // the fourth deposit is refused once (a full mailbox)
+			return errors.New("mailbox full")
+		}
+		return nil
+	}}
+	cfg := testConfig(st, r)
+	cfg.Open = func(ctx context.Context, to protocol.ID) (network.Stream, error) {
+		if !reachable.Load() {
+			return nil, fmt.Errorf("no device answers")
+		}
+		return r.open(ctx, to)
+	}
+	cfg.Deposit = mb.deposit
+	o, _, _ := run(t, cfg, r)
+
+	es := st.add(to, 10)
+	o.Rush(to)
+	waitDrained(t, st, to)
+	if got := mb.holding(); !slices.Equal(got, ids(es)) {
+		t.Fatalf("mailbox holds %x, want the 10 entries once each in order", got)
+	}
+	for _, e := range es {
+		if s, p := st.status(e.MsgID), st.path(e.MsgID); s != store.StatusSent || p != store.PathMailbox {
+			t.Errorf("entry %d settled %q by %q, want sent by mailbox", e.Seq, s, p)
+		}
+	}
+	// Sent while the courier backs off: deposited at once, not after it.
+	more := st.add(to, 3)
+	o.Notify(to)
+	waitDrained(t, st, to)
+	if got := mb.holding(); !slices.Equal(got, ids(append(es, more...))) {
+		t.Fatalf("mailbox holds %x, want all 13 in order", got)
+	}
+
+	reachable.Store(true)
+	direct := st.add(to, 2)
+	o.Rush(to)
+	waitDrained(t, st, to)
+	for _, e := range direct {
+		if s := st.status(e.MsgID); s != store.StatusDelivered {
+			t.Errorf("entry %d settled %q once reachable, want delivered", e.Seq, s)
+		}
+	}
+	if c := r.carried(); len(c) != 1 || !slices.Equal(c[0], ids(direct)) {
+		t.Errorf("streams carried %x, want only the 2 new entries", c)
+	}
+	if got := o.Stats(); got.Deposited != 13 || got.Sent != 2 {
+		t.Errorf("Stats = %+v, want 13 deposited and 2 sent", got)
+	}
+}
+
+// A recipient without a mailbox keeps its queue: nothing is settled.
+func TestNoMailboxKeepsQueue(t *testing.T) {
+	to := protocol.ID{5}
+	st := newMemStore()
+	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
+	var asked atomic.Int32
+	cfg := testConfig(st, r)
+	cfg.Open = func(context.Context, protocol.ID) (network.Stream, error) { return nil, errors.New("unreachable") }
+	cfg.Deposit = func(context.Context, protocol.ID, *protocol.Delivery) error {
+		asked.Add(1)
+		return fmt.Errorf("%w: none", ErrNoMailbox)
+	}
+	o, _, _ := run(t, cfg, r)
+	es := st.add(to, 3)
+	o.Rush(to)
+	deadline := time.Now().Add(10 * time.Second)
+	for asked.Load() < 2 { // two dials, each followed by a deposit attempt
+		if time.Now().After(deadline) {
+			t.Fatal("no deposit attempted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := st.queued(to); n != 3 {
+		t.Fatalf("%d queued, want 3", n)
+	}
+	for _, e := range es {
+		if s := st.status(e.MsgID); s == store.StatusSent {
+			t.Errorf("entry %d settled sent without a mailbox", e.Seq)
+		}
+	}
+}
