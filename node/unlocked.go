@@ -34,6 +34,8 @@ import (
 //	pub       publisher   the own directory record and name claim
 //	invites   inviter     short invites: the card protocol (invite.go)
 //	mail      mailboxes   relays' mailboxes: subscribing, depositing
+//	reserver  reserver    a slot on each relay from the start (reservations.go)
+//	puncher   puncher     hole punches retried where libp2p's one try missed (punch.go)
 //
 // Parts get what they use explicitly (the store, host, config, logger,
 // other parts or functions of them); none holds a pointer to unlocked or
