@@ -192,7 +192,9 @@ func TestShortInviteDirectoryFallback(t *testing.T) {
 	relay := startRelays(t, 1)[0]
 	a := startNode(t, dirConfig(t, fixtureKey(t, "alice-2048"), relay.Addrs()[0]), "Alice")
 	b := startNode(t, dirConfig(t, fixtureKey(t, "bob-2048"), relay.Addrs()[0]), "Bob")
+	// Both in the DHT: Alice's record there, Bob able to look it up.
 	waitPublished(t, a)
+	waitPublished(t, b)
 	ma, mb := meOf(t, a), meOf(t, b)
 	real, err := protocol.ParseInviteURI(ma.ShortInvite)
 	if err != nil {

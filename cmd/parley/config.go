@@ -54,7 +54,7 @@ type configKey struct {
 var configKeys = map[string][]configKey{
 	"run": {
 		{"data-dir", envDataDir}, {"api", envAPI}, {"api-tls-cert", envAPITLSCert}, {"api-tls-key", envAPITLSKey},
-		{"api-host", envAPIHost}, {"listen", envListen}, {"bootstrap", envBootstrap},
+		{"api-host", envAPIHost}, {"listen", envListen}, {"bootstrap", envBootstrap}, {"mailbox-relay", envMailboxRelay},
 		{"passphrase-file", envPassphraseFile}, {"strict-rsa-signatures", envStrictRSA},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
 	},
@@ -284,7 +284,7 @@ func runConfigValues(c runConfig) []configValuePrint {
 	}
 	return []configValuePrint{
 		{"data-dir", c.dataDir}, {"api", c.apiAddr}, {"api-tls-cert", c.apiTLSCert}, {"api-tls-key", c.apiTLSKey},
-		{"api-host", c.apiHosts}, {"listen", c.listen}, {"bootstrap", c.bootstrap},
+		{"api-host", c.apiHosts}, {"listen", c.listen}, {"bootstrap", c.bootstrap}, {"mailbox-relay", c.mailboxRelays},
 		{"passphrase-file", c.passphraseFile}, {"strict-rsa-signatures", c.strictRSA},
 		{"metrics", c.metrics}, {"log-level", levelName(c.logLevel)},
 	}
