@@ -185,48 +185,9 @@ func (s *Store) readGroupMsg(item *badger.Item, g protocol.GroupID) (GroupMessag
 // messages sort by the sender's time, then by ID, so every member shows
 // them in the same order.
 func (s *Store) GroupMessages(ctx context.Context, g protocol.GroupID, before Cursor, limit int) ([]GroupMessage, Cursor, error) {
-	if limit <= 0 {
-		return nil, "", fmt.Errorf("%w: page size %d", ErrInvalid, limit)
-	}
-	limit = min(limit, MaxPageSize)
-	prefix := groupMsgPrefix(g)
-	seek := append(prefix[:len(prefix):len(prefix)], bytes.Repeat([]byte{0xff}, sortKeySize)...)
-	skipSeek := false
-	if before != "" {
-		sk, err := decodeCursor(before)
-		if err != nil {
-			return nil, "", err
-		}
-		seek, skipSeek = append(prefix[:len(prefix):len(prefix)], sk...), true
-	}
-	var (
-		out  []GroupMessage
-		next Cursor
-	)
-	err := s.view(ctx, func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: true, PrefetchSize: min(limit+1, 100)})
-		defer it.Close()
-		it.Seek(seek)
-		if skipSeek && it.Valid() && bytes.Equal(it.Item().Key(), seek) {
-			it.Next()
-		}
-		for ; it.Valid(); it.Next() {
-			if len(out) == limit {
-				next = encodeCursor(sortKey(out[len(out)-1].SentAt, out[len(out)-1].ID))
-				return nil
-			}
-			m, err := s.readGroupMsg(it.Item(), g)
-			if err != nil {
-				return err
-			}
-			out = append(out, m)
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", err
-	}
-	return out, next, nil
+	return pageBefore(ctx, s, groupMsgPrefix(g), before, limit,
+		func(item *badger.Item) (GroupMessage, error) { return s.readGroupMsg(item, g) },
+		func(m GroupMessage) []byte { return sortKey(m.SentAt, m.ID) })
 }
 
 // GroupChainMessages returns up to limit stored messages of one chain

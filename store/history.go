@@ -33,11 +33,36 @@ func decodeCursor(c Cursor) ([]byte, error) {
 // message once even when many share a timestamp. A row that fails its
 // integrity check fails the whole page.
 func (s *Store) Messages(ctx context.Context, conv ConversationID, before Cursor, limit int) ([]Message, Cursor, error) {
+	return pageBefore(ctx, s, messagePrefix(conv), before, limit,
+		func(item *badger.Item) (Message, error) {
+			plain, err := openItem(item, s.rows, rowMessage)
+			if err != nil {
+				return Message{}, err
+			}
+			var rec msgRec
+			if err := decodeRecord(rowMessage, plain, &rec); err != nil {
+				return Message{}, err
+			}
+			m, err := rec.message()
+			if err != nil {
+				return Message{}, err
+			}
+			return m, checkMessageKey(&m, item.Key())
+		},
+		func(m Message) []byte { return sortKey(m.SortTime(), m.ID) })
+}
+
+// pageBefore is a page of rows under prefix whose keys end in a sort key
+// (sortKey): up to limit that sort before the cursor (from the newest for
+// the empty cursor), newest first, each read by read, and the cursor of
+// the next (older) page, made of the last one's key (key), empty when
+// there is none.
+func pageBefore[T any](ctx context.Context, s *Store, prefix []byte, before Cursor, limit int,
+	read func(*badger.Item) (T, error), key func(T) []byte) ([]T, Cursor, error) {
 	if limit <= 0 {
 		return nil, "", fmt.Errorf("%w: page size %d", ErrInvalid, limit)
 	}
 	limit = min(limit, MaxPageSize)
-	prefix := messagePrefix(conv)
 	seek := append(prefix[:len(prefix):len(prefix)], bytes.Repeat([]byte{0xff}, sortKeySize)...)
 	skipSeek := false
 	if before != "" {
@@ -45,11 +70,10 @@ func (s *Store) Messages(ctx context.Context, conv ConversationID, before Cursor
 		if err != nil {
 			return nil, "", err
 		}
-		seek = append(prefix[:len(prefix):len(prefix)], sk...)
-		skipSeek = true
+		seek, skipSeek = append(prefix[:len(prefix):len(prefix)], sk...), true
 	}
 	var (
-		out  []Message
+		out  []T
 		next Cursor
 	)
 	err := s.view(ctx, func(txn *badger.Txn) error {
@@ -66,26 +90,14 @@ func (s *Store) Messages(ctx context.Context, conv ConversationID, before Cursor
 		}
 		for ; it.Valid(); it.Next() {
 			if len(out) == limit {
-				next = encodeCursor(sortKey(out[len(out)-1].SortTime(), out[len(out)-1].ID))
+				next = encodeCursor(key(out[len(out)-1]))
 				return nil
 			}
-			item := it.Item()
-			plain, err := openItem(item, s.rows, rowMessage)
+			v, err := read(it.Item())
 			if err != nil {
 				return err
 			}
-			var rec msgRec
-			if err := decodeRecord(rowMessage, plain, &rec); err != nil {
-				return err
-			}
-			m, err := rec.message()
-			if err != nil {
-				return err
-			}
-			if err := checkMessageKey(&m, item.Key()); err != nil {
-				return err
-			}
-			out = append(out, m)
+			out = append(out, v)
 		}
 		return nil
 	})
