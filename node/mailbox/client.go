@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -156,35 +155,5 @@ func (c *Client) fetch(ctx context.Context, relay peer.ID, user protocol.ID, sub
 			st.Reset()
 			return n, fmt.Errorf("%w: unexpected frame in a fetch", ErrProtocol)
 		}
-	}
-}
-
-// Run keeps a subscription to relay for user until ctx ends, starting
-// again after a failure with a backoff from min to max (doubling; reset
-// after a subscription that lasted longer than max). A refusal that cannot
-// change by itself (not authorised, malformed) ends it with that error.
-func (c *Client) Run(ctx context.Context, relay peer.ID, user protocol.ID, handle Handler, minWait, maxWait time.Duration) error {
-	wait := minWait
-	for {
-		began := time.Now()
-		err := c.Subscribe(ctx, relay, user, handle, nil)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		var re *RefusedError
-		if errors.As(err, &re) && !re.Temporary() && re.Code != CodeUnknown {
-			return err
-		}
-		if time.Since(began) > maxWait {
-			wait = minWait
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, maxWait)
 	}
 }
