@@ -11,6 +11,9 @@ import { Link } from './Main';
 import { MessageStatus } from './MessageStatus';
 
 /** One conversation: messages by day, older ones on scrolling up, the composer; read while visible. */
+
+/** How long a failed mark-read waits before it is tried again, in ms. */
+export const markReadRetry = 2000;
 export function Conversation({
   me,
   peer,
@@ -84,24 +87,37 @@ export function Conversation({
   }, []);
   // One call at a time; what arrives during a call is left unread, so
   // that the next call (when the count changes) covers it.
-  // A call is made once per count: a failed one is tried again when the
-  // count changes, not in a loop, and a render that still shows the count a
-  // finished call covered (the cache updates a tick later) makes none.
+  // A call is made once per count, and a render that still shows the count
+  // a finished call covered (the cache updates a tick later) makes none. A
+  // failed call (the node just restarting, say) is tried again after
+  // markReadRetry, or at once when the count changes.
   const [marking, setMarking] = useState(false);
+  const [retries, setRetries] = useState(0);
   const settledAt = useRef(-1);
+  const retryTimer = useRef<ReturnType<typeof setTimeout>>(undefined);
+  useEffect(() => () => clearTimeout(retryTimer.current), []);
   useEffect(() => {
     if (unread === 0) settledAt.current = -1;
     if (!visible || unread === 0 || marking || settledAt.current === unread) return;
     setMarking(true);
+    let failed = false;
     api
       .markRead(peer)
       .then(() => dispatch({ type: 'read', with: peer, count: unread }))
-      .catch(() => {})
+      .catch(() => {
+        failed = true;
+      })
       .finally(() => {
         settledAt.current = unread;
         setMarking(false);
+        if (failed) {
+          retryTimer.current = setTimeout(() => {
+            settledAt.current = -1;
+            setRetries((n) => n + 1);
+          }, markReadRetry);
+        }
       });
-  }, [visible, unread, marking, peer, dispatch]);
+  }, [visible, unread, marking, peer, dispatch, retries]);
 
   async function send(text: string): Promise<boolean> {
     setSendError('');

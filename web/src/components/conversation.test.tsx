@@ -134,3 +134,22 @@ describe('whitespace-only text', () => {
     expect(onSend).not.toHaveBeenCalled();
   });
 });
+
+describe('marking read', () => {
+  it('tries again when marking read failed (the node was restarting), once, after a pause', async () => {
+    vi.spyOn(api, 'messages').mockResolvedValue({ messages: [msg('m1', { text: 'while you were away' })], next: null });
+    const markRead = vi
+      .spyOn(api, 'markRead')
+      .mockRejectedValueOnce(new ApiError(503, 'unavailable', 'the node is starting'))
+      .mockResolvedValue(undefined);
+    await act(async () => {
+      renderWithQuery(
+        <Conversation me={me} peer="alice" friend={alice} conversation={{ with: 'alice', name: 'Alice', unread: 1, last_message: null }} />,
+      );
+    });
+    await screen.findByText('while you were away');
+    expect(markRead).toHaveBeenCalledTimes(1);
+    await waitFor(() => expect(markRead).toHaveBeenCalledTimes(2), { timeout: 5000 });
+    expect(markRead).toHaveBeenLastCalledWith('alice');
+  });
+});
