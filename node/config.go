@@ -47,8 +47,8 @@ type Config struct {
 	Bootstrap []string
 	// MailboxRelays are the relays (multiaddrs with /p2p/) whose
 	// mailboxes hold this node's mail while it is offline (parley run
-	// --mailbox-relay); the own directory record lists them. Empty: the
-	// bootstrap peers that speak the mailbox protocol.
+	// --mailbox-relay); the own directory record lists them. The first two
+	// are used (maxMailboxRelays). Empty: the first two bootstrap peers.
 	MailboxRelays []string
 	// Logger receives the node's logs; never content, keys or passphrases.
 	Logger *slog.Logger

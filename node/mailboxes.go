@@ -321,13 +321,23 @@ func (ms *messenger) receiveDelivered(ctx context.Context, m *protocol.Message) 
 	return nil
 }
 
-// mailboxRelays are the relays the node takes mail at: Config.MailboxRelays,
-// else its bootstrap peers.
+// maxMailboxRelays is how many relays hold a node's mail: two, so that
+// one relay down or blocked loses nothing, and no more, so that few
+// operators see when its mail comes and goes.
+const maxMailboxRelays = 2
+
+// mailboxRelays are the relays the node takes mail at: the first
+// maxMailboxRelays of Config.MailboxRelays, else of its bootstrap peers
+// (relays serve a mailbox by default).
 func mailboxRelays(cfg Config, boot []peer.AddrInfo) ([]peer.AddrInfo, error) {
-	if len(cfg.MailboxRelays) == 0 {
-		return boot, nil
+	relays := boot
+	if len(cfg.MailboxRelays) > 0 {
+		var err error
+		if relays, err = addrInfos(cfg.MailboxRelays); err != nil {
+			return nil, err
+		}
 	}
-	return addrInfos(cfg.MailboxRelays)
+	return relays[:min(len(relays), maxMailboxRelays)], nil
 }
 
 // recordRelays are the relays the own directory record lists: the
