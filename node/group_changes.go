@@ -56,8 +56,11 @@ func (g *groups) changeMembers(ctx context.Context, id protocol.GroupID, name st
 	if err != nil {
 		return nil, err
 	}
-	if gr.Removed || !gr.State.IsAdmin(g.me) {
-		return nil, fmt.Errorf("%w: only an admin changes group %s", ErrNotMember, id)
+	if gr.Removed {
+		return nil, fail(ErrNotMember, "group %s", id)
+	}
+	if !gr.State.IsAdmin(g.me) {
+		return nil, fail(ErrNotAdmin, "group %s", id)
 	}
 	next, err := gr.State.Next(key, g.me, name, members, g.now())
 	if err != nil {

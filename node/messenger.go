@@ -36,6 +36,11 @@ type messenger struct {
 	life  context.Context
 	track *tracker
 	stats stats
+	// group takes a group state or sender key that arrived from a friend
+	// (KindGroupState, KindSenderKey; the groups part's receiveDirect),
+	// in its own goroutine: it sends to other friends, which must not
+	// happen under the sender's session lock.
+	group func(ctx context.Context, from protocol.ID, kind protocol.Kind, body []byte) error
 
 	resets perFriend // session resets asked, by friend
 	pushes perFriend // cards sent to friends who sealed to a retired key (anchors.go)
@@ -87,7 +92,7 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 		ps *peerSess
 		p  *protocol.PeerSessions
 	)
-	if kind == protocol.KindReceipt && !ms.cfg.DisableSessions {
+	if (kind == protocol.KindReceipt || groupKind(kind)) && !ms.cfg.DisableSessions {
 		ps = ms.peerSessOf(fe.f.UserID)
 		ps.mu.Lock()
 		defer ps.mu.Unlock()
@@ -96,7 +101,7 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 			return err
 		}
 		if !ms.usable(p, fe, ms.cfg.Now()) {
-			p = nil // a receipt does not start a session
+			p = nil // a receipt or group control does not start a session
 		}
 	}
 	out, err := ms.sealOut(ps, fe, p, kind, protocol.MsgID{}, body)
@@ -119,4 +124,25 @@ func (ms *messenger) sessionCount() int {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	return len(ms.sessions)
+}
+
+// groupKind reports whether k is a group control a friend sends inside
+// the 1:1 session (or as an envelope before there is one).
+func groupKind(k protocol.Kind) bool {
+	return k == protocol.KindGroupState || k == protocol.KindSenderKey
+}
+
+// toGroups hands an opened group control to the groups part, in its own
+// goroutine (see messenger.group); a refusal is logged, not answered: the
+// sender's envelope was fine, the group change in it was not.
+func (ms *messenger) toGroups(m *protocol.Message) {
+	if ms.group == nil {
+		return
+	}
+	from, kind, body := m.Sender, m.Kind, m.Body
+	ms.track.goFunc(func() {
+		if err := ms.group(ms.life, from, kind, body); err != nil {
+			ms.log.Info("group control refused", "kind", kind.String(), "sender", from.String(), "err", err)
+		}
+	})
 }

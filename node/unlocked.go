@@ -33,6 +33,7 @@ import (
 //	presence  presence    who is online, dialling friends, reachability
 //	pub       publisher   the own directory record and name claim
 //	invites   inviter     short invites: the card protocol (invite.go)
+//	groups    groups      group states, sender keys, gossipsub topics (group_node.go)
 //
 // Parts get what they use explicitly (the store, host, config, logger,
 // other parts or functions of them); none holds a pointer to unlocked or
@@ -55,6 +56,7 @@ type unlocked struct {
 	reserver *reserver
 	puncher  *puncher // nil without relays
 	invites  *inviter
+	groups   *groups
 
 	// life is the running node's lifetime, cancelled by close. libp2p
 	// calls stream handlers and notifiees without a context; they derive
@@ -174,6 +176,10 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) 
 	ms.st, ms.cfg, ms.log, ms.me, ms.host, ms.keys, ms.friends, ms.outbox, ms.events = u.st, u.cfg, u.log, u.me, u.host, u.keys, u.friends, u.outbox, events
 	ms.life, ms.track = u.life, &u.track
 
+	if err := u.wireGroups(events, spawn); err != nil {
+		return err
+	}
+
 	pr := u.presence
 	pr.cfg, pr.log, pr.host, pr.friends, pr.events, pr.rush, pr.spawn = u.cfg, u.log, u.host, u.friends, events, u.outbox.Rush, spawn
 
@@ -240,6 +246,7 @@ func (u *unlocked) start() {
 		serve("puncher", u.puncher.serve)
 	}
 	serve("invites", u.invites.serve)
+	serve("groups", u.groups.serve)
 	for _, p := range u.cfg.extraParts {
 		serve(p.name, p.serve)
 	}

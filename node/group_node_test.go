@@ -1,0 +1,179 @@
+package node
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley/protocol"
+)
+
+// groupTexts is a group's history on n, oldest first.
+func groupTexts(tb testing.TB, n *Node, id protocol.GroupID) []string {
+	tb.Helper()
+	ms, _, err := n.GroupMessages(context.Background(), id, "", 200)
+	if err != nil {
+		tb.Fatalf("GroupMessages: %v", err)
+	}
+	var out []string
+	for _, m := range slices.Backward(ms) {
+		out = append(out, string(m.Body))
+	}
+	return out
+}
+
+// waitGroupText waits until n holds text in the group.
+func waitGroupText(tb testing.TB, n *Node, id protocol.GroupID, text string) {
+	tb.Helper()
+	waitFor(tb, 20*time.Second, "group message "+text, func() bool {
+		return slices.Contains(groupTexts(tb, n, id), text)
+	})
+}
+
+// waitEpoch waits until n holds the group at epoch (and every member's
+// sender key of it, so that what follows can be read).
+func waitEpoch(tb testing.TB, n *Node, id protocol.GroupID, epoch uint64) {
+	tb.Helper()
+	u := unlockedOf(tb, n)
+	waitFor(tb, 20*time.Second, "group epoch and sender keys", func() bool {
+		gr, err := u.st.Group(context.Background(), id)
+		if err != nil || gr.State.Epoch != epoch {
+			return false
+		}
+		if gr.Removed {
+			return true
+		}
+		chains, err := u.st.SenderChains(context.Background(), id, epoch)
+		return err == nil && len(chains) == len(gr.State.Members)
+	})
+}
+
+// TestGroupThreeNodes runs a group of three real nodes, friends with each
+// other: states and sender keys go through their 1:1 sessions, messages
+// over the group's gossipsub topic. The admin then removes one, who
+// learns of it, cannot post, and reads nothing sent after; the other two
+// keep talking. Only the admin may change members.
+func TestGroupThreeNodes(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	c := startNode(t, testConfig(t, "carol-2048"), "Carol")
+	befriend(t, a, b)
+	befriend(t, a, c)
+	befriend(t, b, c)
+	ma, mb, mc := meOf(t, a), meOf(t, b), meOf(t, c)
+	cw := watch(t, c)
+	bw := watch(t, b)
+
+	if _, err := a.CreateGroup(ctx, " ", []protocol.ID{mb.UserID}); !isErr(err, ErrInvalid) {
+		t.Fatalf("a group without a name: %v, want ErrInvalid", err)
+	}
+	if _, err := a.CreateGroup(ctx, "x", []protocol.ID{protocol.ID{1}}); !isErr(err, ErrNotFriend) {
+		t.Fatalf("a group with a stranger: %v, want ErrNotFriend", err)
+	}
+	g, err := a.CreateGroup(ctx, "Climbing", []protocol.ID{mb.UserID, mc.UserID})
+	if err != nil {
+		t.Fatalf("CreateGroup: %v", err)
+	}
+	if g.Epoch != 1 || len(g.Members) != 3 {
+		t.Fatalf("new group = %+v", g)
+	}
+	for _, m := range g.Members {
+		want := "member"
+		if m.User == ma.UserID {
+			want = "admin"
+		}
+		if m.Role != want || m.Name == "" {
+			t.Errorf("member %s: role %q name %q, want role %s and a name", m.User, m.Role, m.Name, want)
+		}
+	}
+	for _, n := range []*Node{a, b, c} {
+		waitEpoch(t, n, g.ID, 1)
+	}
+	bw.waitEvent(t, 10*time.Second, "b's group_updated", func(e Event) bool {
+		return e.Type == EventGroupUpdated && e.Group.ID == g.ID
+	})
+	gb, err := b.Group(ctx, g.ID)
+	if err != nil || gb.Name != "Climbing" || len(gb.Members) != 3 {
+		t.Fatalf("b's group = %+v, %v", gb, err)
+	}
+
+	for _, s := range []struct {
+		n    *Node
+		text string
+	}{{a, "from alice"}, {b, "from bob"}, {c, "from carol"}} {
+		if _, _, err := s.n.SendGroup(ctx, g.ID, s.text); err != nil {
+			t.Fatalf("SendGroup %q: %v", s.text, err)
+		}
+	}
+	for _, n := range []*Node{a, b, c} {
+		for _, text := range []string{"from alice", "from bob", "from carol"} {
+			waitGroupText(t, n, g.ID, text)
+		}
+	}
+	bw.waitEvent(t, 10*time.Second, "b's group_message", func(e Event) bool {
+		return e.Type == EventGroupMessage && e.Group.ID == g.ID && string(e.GroupMessage.Body) == "from carol"
+	})
+	if gb, _ := b.Group(ctx, g.ID); gb.Unread != 2 || gb.Last == nil {
+		t.Errorf("b's unread = %d (last %v), want 2", gb.Unread, gb.Last)
+	}
+	if err := b.MarkGroupRead(ctx, g.ID, protocol.MsgID{}); err != nil {
+		t.Fatal(err)
+	}
+	if gb, _ := b.Group(ctx, g.ID); gb.Unread != 0 {
+		t.Errorf("b's unread after MarkGroupRead = %d", gb.Unread)
+	}
+
+	// Only the admin changes members.
+	if err := b.RemoveGroupMember(ctx, g.ID, mc.UserID); !isErr(err, ErrNotAdmin) {
+		t.Fatalf("b removes c: %v, want ErrNotAdmin", err)
+	}
+	if _, err := b.AddGroupMember(ctx, g.ID, ma.UserID); !isErr(err, ErrNotAdmin) {
+		t.Fatalf("b adds: %v, want ErrNotAdmin", err)
+	}
+
+	if err := a.RemoveGroupMember(ctx, g.ID, mc.UserID); err != nil {
+		t.Fatalf("a removes c: %v", err)
+	}
+	cw.waitEvent(t, 20*time.Second, "c's group_removed", func(e Event) bool {
+		return e.Type == EventGroupRemoved && e.Group.ID == g.ID && e.Group.Removed
+	})
+	waitEpoch(t, a, g.ID, 2)
+	waitEpoch(t, b, g.ID, 2)
+	if _, _, err := c.SendGroup(ctx, g.ID, "still here?"); !isErr(err, ErrNotMember) {
+		t.Fatalf("removed c sends: %v, want ErrNotMember", err)
+	}
+	if _, _, err := a.SendGroup(ctx, g.ID, "after the removal"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.SendGroup(ctx, g.ID, "bob after"); err != nil {
+		t.Fatal(err)
+	}
+	waitGroupText(t, b, g.ID, "after the removal")
+	waitGroupText(t, a, g.ID, "bob after")
+	// c still holds what came before and nothing sent after: it holds no
+	// sender key of epoch 2, so nothing of it could be opened there.
+	if chains, err := unlockedOf(t, c).st.SenderChains(ctx, g.ID, 2); err != nil || len(chains) != 0 {
+		t.Fatalf("removed c holds %d sender keys of epoch 2 (%v)", len(chains), err)
+	}
+	got := groupTexts(t, c, g.ID)
+	if slices.Contains(got, "after the removal") || slices.Contains(got, "bob after") || !slices.Contains(got, "from alice") {
+		t.Fatalf("removed c's history = %q", got)
+	}
+	gc, err := c.Group(ctx, g.ID)
+	if err != nil || !gc.Removed {
+		t.Fatalf("c's group = %+v, %v; want removed", gc, err)
+	}
+	if ga, _ := a.Group(ctx, g.ID); len(ga.Members) != 2 || ga.Epoch != 2 {
+		t.Fatalf("a's group after the removal = %+v", ga)
+	}
+
+	// b leaves: its node stops; b can no longer post.
+	if err := b.RemoveGroupMember(ctx, g.ID, mb.UserID); err != nil {
+		t.Fatalf("b leaves: %v", err)
+	}
+	if _, _, err := b.SendGroup(ctx, g.ID, "gone"); !isErr(err, ErrNotMember) {
+		t.Fatalf("b sends after leaving: %v, want ErrNotMember", err)
+	}
+}
