@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -162,6 +163,18 @@ func ParseUserID(field, s string) (protocol.ID, error) {
 	if err != nil {
 		return id, failWith(ErrInvalid, err, "%s is not a user ID (52 base32 characters)", field)
 	}
+	return id, nil
+}
+
+// ParseGroupID parses a group ID (64 hex digits) a caller gave in field;
+// a malformed one is ErrInvalid.
+func ParseGroupID(field, s string) (protocol.GroupID, error) {
+	var id protocol.GroupID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fail(ErrInvalid, "%s is not a group ID (%d hex digits)", field, 2*len(id))
+	}
+	copy(id[:], b)
 	return id, nil
 }
 
