@@ -327,7 +327,15 @@
 // carry the topic's traffic see it). Removing a member
 // starts a new epoch: a new topic and new chains for everyone remaining,
 // handed out pairwise, so the removed member's old chains open nothing
-// sent after it.
+// sent after it. The removed member is sent the new state (so that it
+// learns of its removal), never a chain of the new epoch.
+//
+// Leaving. There is no leave message: a member who leaves stops (its node
+// leaves the topic and keeps the group as removed, ignoring what still
+// comes for it), and is out of the roster once an admin removes it with
+// the next state, on the member's request by other means. Only a state
+// signed by an admin changes the roster, so a leave cannot be forged by
+// anyone else.
 //
 // Sync. A member who missed messages asks another member's node for
 // them (pb.GroupSyncRequest: group, epoch, its own user ID and chain, the
