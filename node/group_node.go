@@ -16,8 +16,13 @@ import (
 // how it reaches friends and finds keys) and the use cases the API calls.
 //
 // States and sender keys travel to members who are accepted friends of
-// the sender, inside the 1:1 session with them (messenger.queueControl;
-// an RSA envelope before there is a session). Members who are not friends
+// the sender as 1:1 envelopes sealed to them and signed (suite 2:
+// RSA-OAEP and X25519 against their prekey, RSA-PSS), which the outbox
+// retries until acknowledged (messenger.queueControl). Not in the ratchet
+// session: a control message in a session the friend can no longer open
+// is not sealed again after a reset (resealSession), and a lost sender
+// key would cut a member off an epoch. A group control that does arrive
+// in a session is taken too (storeOpened). Members who are not friends
 // of each other are not yet reached: their hand-outs fail and are logged,
 // so in a group they read only the members who are their friends (see
 // the README).

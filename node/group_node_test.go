@@ -177,3 +177,67 @@ func TestGroupThreeNodes(t *testing.T) {
 		t.Fatalf("b sends after leaving: %v, want ErrNotMember", err)
 	}
 }
+
+// TestGroupControlFromStranger: group states and sender keys come only
+// from accepted friends. A stranger's, with her card, is refused
+// (AckNotAFriend) and changes nothing; a friend's state of a group that
+// does not list the user is acknowledged (the envelope was fine) and
+// stored nowhere.
+func TestGroupControlFromStranger(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	mb := meOf(t, b)
+	g, err := a.CreateGroup(ctx, "Pals", []protocol.ID{mb.UserID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, b, g.ID, 1)
+
+	carolKey, aliceKey := fixtureKey(t, "carol-2048"), fixtureKey(t, "alice-2048")
+	bCard, err := protocol.ParseCardURI(mb.Invite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toB := bCard.Recipient(time.Now())
+	atk := newAttacker(t, b)
+	carolCard, err := protocol.NewCard(carolKey, "Carol", [][]byte{[]byte(atk.h.ID())}, nil, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Carol's own group, listing Bob, and her sender key for it.
+	st, err := protocol.NewGroupState(carolKey, carolKey.ID(), "Trap", []protocol.GroupMember{{User: mb.UserID, Role: protocol.RoleMember}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain, err := protocol.NewSenderChain(st, carolKey.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := chain.Distribution(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := atk.open(t)
+	hs.expect(atk.forge(t, carolKey, toB, protocol.KindGroupState, string(st.Marshal()), time.Now()), carolCard.Marshal(), protocol.AckNotAFriend)
+	hs.expect(atk.forge(t, carolKey, toB, protocol.KindSenderKey, string(d.Marshal()), time.Now()), carolCard.Marshal(), protocol.AckNotAFriend)
+
+	// Alice's own device is not the attacker's, but her signature is what
+	// counts: a state of a group without Bob is acknowledged and dropped.
+	other, err := protocol.NewGroupState(aliceKey, aliceKey.ID(), "Not for Bob", []protocol.GroupMember{{User: carolKey.ID(), Role: protocol.RoleMember}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs.expect(atk.forge(t, aliceKey, toB, protocol.KindGroupState, string(other.Marshal()), time.Now()), nil, protocol.AckOK)
+	hs.finish()
+
+	gs, err := b.Groups(ctx)
+	if err != nil || len(gs) != 1 || gs[0].ID != g.ID {
+		t.Fatalf("Bob's groups = %+v, %v; want only %s", gs, err, g.ID)
+	}
+	// A text from Carol is refused as ever.
+	hs = atk.open(t)
+	hs.expect(atk.forge(t, carolKey, toB, protocol.KindText, "hi from a stranger", time.Now()), carolCard.Marshal(), protocol.AckNotAFriend)
+	hs.finish()
+}

@@ -92,7 +92,7 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 		ps *peerSess
 		p  *protocol.PeerSessions
 	)
-	if (kind == protocol.KindReceipt || groupKind(kind)) && !ms.cfg.DisableSessions {
+	if kind == protocol.KindReceipt && !ms.cfg.DisableSessions {
 		ps = ms.peerSessOf(fe.f.UserID)
 		ps.mu.Lock()
 		defer ps.mu.Unlock()
@@ -101,7 +101,7 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 			return err
 		}
 		if !ms.usable(p, fe, ms.cfg.Now()) {
-			p = nil // a receipt or group control does not start a session
+			p = nil // a receipt does not start a session
 		}
 	}
 	out, err := ms.sealOut(ps, fe, p, kind, protocol.MsgID{}, body)
@@ -124,12 +124,6 @@ func (ms *messenger) sessionCount() int {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	return len(ms.sessions)
-}
-
-// groupKind reports whether k is a group control a friend sends inside
-// the 1:1 session (or as an envelope before there is one).
-func groupKind(k protocol.Kind) bool {
-	return k == protocol.KindGroupState || k == protocol.KindSenderKey
 }
 
 // toGroups hands an opened group control to the groups part, in its own
