@@ -23,9 +23,8 @@ import (
 // is not sealed again after a reset (resealSession), and a lost sender
 // key would cut a member off an epoch. A group control that does arrive
 // in a session is taken too (storeOpened). Members who are not friends
-// of each other are not yet reached: their hand-outs fail and are logged,
-// so in a group they read only the members who are their friends (see
-// the README).
+// of each other are reached through the directory, authorised by the
+// roster (group_roster.go).
 //
 // Leaving: a member who removes themselves stops (leaves the topic and
 // marks the group removed on this node); the admins learn of it when the
@@ -83,6 +82,7 @@ func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) er
 	}
 	u.groups = g
 	u.msgs.group = g.receiveDirect
+	u.msgs.onRoster = u.onRoster
 	return nil
 }
 
@@ -108,11 +108,12 @@ func (u *unlocked) groupKeyOf(ctx context.Context, user, key protocol.ID) (*prot
 }
 
 // groupDirect queues a group state or sender key for an accepted friend
-// in the 1:1 session with them (delivered and retried by the outbox).
+// (delivered and retried by the outbox), or sends it to a member who is
+// not a friend through the directory (group_roster.go).
 func (u *unlocked) groupDirect(ctx context.Context, to protocol.ID, kind protocol.Kind, body []byte) error {
 	fe := u.friends.friend(to)
 	if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil {
-		return fail(ErrNotFriend, "group member %s is not a friend: not reached", to)
+		return u.groupDirectRoster(ctx, to, kind, body)
 	}
 	return u.msgs.queueControl(ctx, fe, kind, body)
 }

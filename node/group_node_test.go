@@ -241,3 +241,61 @@ func TestGroupControlFromStranger(t *testing.T) {
 	hs.expect(atk.forge(t, carolKey, toB, protocol.KindText, "hi from a stranger", time.Now()), carolCard.Marshal(), protocol.AckNotAFriend)
 	hs.finish()
 }
+
+// TestGroupMembersNotFriends: Bob and Carol are both Alice's friends but
+// not each other's. In Alice's group they still get each other's sender
+// keys (sealed to the directory's key, authorised by the roster) and read
+// each other; a chat message from Carol to Bob is still refused.
+func TestGroupMembersNotFriends(t *testing.T) {
+	ctx := context.Background()
+	relays := startRelays(t, 1)
+	boot := relays[0].Addrs()[0]
+	keys := []*protocol.PrivateKey{fixtureKey(t, "alice-2048"), fixtureKey(t, "bob-2048"), fixtureKey(t, "carol-2048")}
+	var ns []*Node
+	for i, name := range []string{"Alice", "Bob", "Carol"} {
+		n := startNode(t, dirConfig(t, keys[i], boot), name)
+		waitPublished(t, n)
+		ns = append(ns, n)
+	}
+	a, b, c := ns[0], ns[1], ns[2]
+	befriend(t, a, b)
+	befriend(t, a, c)
+	mb, mc := meOf(t, b), meOf(t, c)
+
+	g, err := a.CreateGroup(ctx, "Hub", []protocol.ID{mb.UserID, mc.UserID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		waitEpoch(t, n, g.ID, 1) // every member holds all three sender keys
+	}
+	if _, _, err := c.SendGroup(ctx, g.ID, "carol to all"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.SendGroup(ctx, g.ID, "bob to all"); err != nil {
+		t.Fatal(err)
+	}
+	waitGroupText(t, b, g.ID, "carol to all")
+	waitGroupText(t, c, g.ID, "bob to all")
+	waitGroupText(t, a, g.ID, "carol to all")
+	if gb, _ := b.Group(ctx, g.ID); gb.Members[slices.IndexFunc(gb.Members, func(m GroupMemberInfo) bool { return m.User == mc.UserID })].Name != "" {
+		t.Errorf("Bob knows Carol by a name without being her friend: %+v", gb.Members)
+	}
+
+	// Carol is on Bob's roster, not his friend: no 1:1 chat.
+	if _, err := c.Send(ctx, mb.UserID, "hi Bob"); !isErr(err, ErrNotFriend) {
+		t.Fatalf("Carol's Send to Bob: %v, want ErrNotFriend", err)
+	}
+	bCard, err := protocol.ParseCardURI(mb.Invite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	atk := newAttacker(t, b)
+	carolCard, err := protocol.NewCard(keys[2], "Carol", [][]byte{[]byte(atk.h.ID())}, nil, nil, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := atk.open(t)
+	hs.expect(atk.forge(t, keys[2], bCard.Recipient(time.Now()), protocol.KindText, "hi Bob", time.Now()), carolCard.Marshal(), protocol.AckNotAFriend)
+	hs.finish()
+}

@@ -41,6 +41,10 @@ type messenger struct {
 	// in its own goroutine: it sends to other friends, which must not
 	// happen under the sender's session lock.
 	group func(ctx context.Context, from protocol.ID, kind protocol.Kind, body []byte) error
+	// onRoster reports whether a user is on the roster of a group the
+	// user is in (an admin of one, with admin): who, not being a friend,
+	// may still send group controls (group_roster.go).
+	onRoster func(ctx context.Context, user protocol.ID, admin bool) bool
 
 	resets perFriend // session resets asked, by friend
 	pushes perFriend // cards sent to friends who sealed to a retired key (anchors.go)

@@ -376,11 +376,15 @@ func (ms *messenger) senderKey(env *protocol.Envelope, cardBytes []byte) (*proto
 		}
 		return rotatedKey(fe, env, cardBytes, env.Kind == protocol.KindContactAccept), nil
 	case protocol.KindGroupState, protocol.KindSenderKey:
-		// Group controls come from accepted friends, with their pinned key.
-		if fe == nil || fe.f.Status != store.FriendAccepted {
-			return nil, errNotAFriend
+		// Group controls come from accepted friends, with their pinned
+		// key, or from members of a roster with their card (group_roster.go).
+		switch {
+		case fe != nil && fe.f.Status == store.FriendAccepted:
+			return fe.key, nil
+		case fe != nil && fe.f.Status == store.FriendBlocked:
+			return nil, fmt.Errorf("%w: blocked", errNotAFriend)
 		}
-		return fe.key, nil
+		return ms.rosterKey(env, cardBytes)
 	case protocol.KindFriendRemoved:
 		// Only an accepted friend can remove us, with their pinned key.
 		if fe == nil || fe.f.Status != store.FriendAccepted {
