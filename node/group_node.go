@@ -26,9 +26,10 @@ import (
 // of each other are reached through the directory, authorised by the
 // roster (group_roster.go).
 //
-// Leaving: a member who removes themselves stops (leaves the topic and
-// marks the group removed on this node); the admins learn of it when the
-// member asks them, and remove them with the next state (protocol/doc.go).
+// Leaving: a member who removes themselves asks every admin to remove
+// them (KindGroupLeave) and stops at once (leaves the topic and marks the
+// group removed on this node); the first admin who gets the request
+// removes them with the next state (protocol/doc.go).
 
 // GroupInfo is a group as the API shows it.
 type GroupInfo struct {
@@ -245,8 +246,8 @@ func (n *Node) AddGroupMember(ctx context.Context, id protocol.GroupID, user pro
 
 // RemoveGroupMember removes user from a group: an admin removes anyone
 // (a new epoch without them, whose keys they never get); anyone removes
-// themselves, which is leaving: this node stops (leaves the topic, the
-// group is marked removed) and an admin removes them on their request.
+// themselves, which is leaving: the admins are asked to remove them, and
+// this node stops (leaves the topic, the group is marked removed).
 func (n *Node) RemoveGroupMember(ctx context.Context, id protocol.GroupID, user protocol.ID) error {
 	u, err := n.running()
 	if err != nil {
@@ -259,6 +260,15 @@ func (n *Node) RemoveGroupMember(ctx context.Context, id protocol.GroupID, user 
 	if user == u.me {
 		if gr.Removed {
 			return nil
+		}
+		// Every admin is asked to remove this user; this node stops now.
+		leave := protocol.MarshalGroupLeave(protocol.GroupLeave{Group: id, Epoch: gr.State.Epoch})
+		for _, m := range gr.State.Members {
+			if m.Role == protocol.RoleAdmin && m.User != u.me {
+				if err := u.groupDirect(ctx, m.User, protocol.KindGroupLeave, leave); err != nil {
+					u.log.Info("group leave not sent to an admin", "group", id.String(), "err", err)
+				}
+			}
 		}
 		u.groups.leave(id)
 		if err := u.st.SetGroupRemoved(ctx, id, true); err != nil {

@@ -169,12 +169,27 @@ func TestGroupThreeNodes(t *testing.T) {
 		t.Fatalf("a's group after the removal = %+v", ga)
 	}
 
-	// b leaves: its node stops; b can no longer post.
+	// b leaves: its node stops at once, and the admin, asked, removes b
+	// with the next epoch.
 	if err := b.RemoveGroupMember(ctx, g.ID, mb.UserID); err != nil {
 		t.Fatalf("b leaves: %v", err)
 	}
 	if _, _, err := b.SendGroup(ctx, g.ID, "gone"); !isErr(err, ErrNotMember) {
 		t.Fatalf("b sends after leaving: %v, want ErrNotMember", err)
+	}
+	waitFor(t, 20*time.Second, "the admin removes b on b's request", func() bool {
+		ga, err := a.Group(ctx, g.ID)
+		return err == nil && ga.Epoch == 3 && len(ga.Members) == 1 && ga.Members[0].User == ma.UserID
+	})
+	// A leave of an epoch that is over is not taken: a replayed request
+	// cannot remove a member added again.
+	u := unlockedOf(t, a)
+	old := protocol.MarshalGroupLeave(protocol.GroupLeave{Group: g.ID, Epoch: 2})
+	if err := u.groups.receiveDirect(ctx, mb.UserID, protocol.KindGroupLeave, old); !isErr(err, ErrInvalid) {
+		t.Fatalf("a leave of an old epoch: %v, want ErrInvalid", err)
+	}
+	if err := u.groups.receiveDirect(ctx, ma.UserID, protocol.KindGroupLeave, protocol.MarshalGroupLeave(protocol.GroupLeave{Group: g.ID, Epoch: 3})); !isErr(err, ErrInvalid) {
+		t.Fatalf("the last admin's own leave: %v, want ErrInvalid", err)
 	}
 }
 

@@ -375,7 +375,7 @@ func (ms *messenger) senderKey(env *protocol.Envelope, cardBytes []byte) (*proto
 			return nil, errNotAFriend
 		}
 		return rotatedKey(fe, env, cardBytes, env.Kind == protocol.KindContactAccept), nil
-	case protocol.KindGroupState, protocol.KindSenderKey:
+	case protocol.KindGroupState, protocol.KindSenderKey, protocol.KindGroupLeave:
 		// Group controls come from accepted friends, with their pinned
 		// key, or from members of a roster with their card (group_roster.go).
 		switch {
@@ -456,7 +456,7 @@ func (ms *messenger) commit(ctx context.Context, in *inbound) {
 		err = ms.receiveReset(ctx, m) // marks it seen with the state
 	case protocol.KindFriendRemoved:
 		err = ms.friends.receiveRemoval(ctx, m)
-	case protocol.KindGroupState, protocol.KindSenderKey:
+	case protocol.KindGroupState, protocol.KindSenderKey, protocol.KindGroupLeave:
 		ms.toGroups(m) // marked seen below
 	default:
 		err = fmt.Errorf("%w: kind %d", protocol.ErrMalformed, m.Kind)

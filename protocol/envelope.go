@@ -99,6 +99,8 @@ func (k Kind) String() string {
 		return "group-state"
 	case KindSenderKey:
 		return "sender-key"
+	case KindGroupLeave:
+		return "group-leave"
 	}
 	return fmt.Sprintf("kind(%d)", uint16(k))
 }
