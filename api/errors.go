@@ -43,6 +43,8 @@ const (
 	CodeInviteRefused Code = "invite_refused"  // 400: the inviter's node refused the short invite, or gave another user's card
 	CodeNotRetryable  Code = "not_retryable"   // 409: only a failed outgoing message can be sent again
 	CodeRemovedByPeer Code = "removed_by_peer" // 409: the friend removed the user; nothing is sent to them
+	CodeNotMember     Code = "not_member"      // 403: not (or no longer) a member of the group
+	CodeNotAdmin      Code = "not_admin"       // 403: only a group's admin may do this
 )
 
 // codeStatus is the HTTP status of each code.
@@ -66,6 +68,8 @@ var codeStatus = map[Code]int{
 	CodeInviteRefused:    http.StatusBadRequest,
 	CodeNotRetryable:     http.StatusConflict,
 	CodeRemovedByPeer:    http.StatusConflict,
+	CodeNotMember:        http.StatusForbidden,
+	CodeNotAdmin:         http.StatusForbidden,
 }
 
 // Codes lists every Code, sorted.

@@ -41,6 +41,8 @@ type fakeNode struct {
 
 	subs    map[int]chan Event
 	nextSub int
+
+	grp *fakeGroups // groups_test.go
 }
 
 var _ Node = (*fakeNode)(nil)

@@ -21,6 +21,7 @@ type Node interface {
 	Peers
 	Friends
 	Messages
+	Groups
 	Directory
 	Events
 	Ops
@@ -247,9 +248,10 @@ type LastMessage struct {
 // {"type": "...", "data": {...}}.
 type Event struct {
 	Type EventType `json:"type"`
-	// Data is a Message, StatusChange, Friend or Presence, as Type says
+	// Data is a Message, StatusChange, Friend, Presence, GroupMessage or
+	// Group, as Type says
 	// (below); overflow has none.
-	Data any `json:"data,omitempty" jsonschema:"oneof_ref=#/$defs/Message;#/$defs/StatusChange;#/$defs/Friend;#/$defs/Presence"`
+	Data any `json:"data,omitempty" jsonschema:"oneof_ref=#/$defs/Message;#/$defs/StatusChange;#/$defs/Friend;#/$defs/Presence;#/$defs/GroupMessage;#/$defs/Group"`
 }
 
 // EventType names an event.
@@ -275,6 +277,9 @@ const (
 	EventPeerOnline       EventType = "peer_online"        // Presence
 	EventPeerOffline      EventType = "peer_offline"       // Presence
 	EventOverflow         EventType = "overflow"           // no data: events were lost, refetch
+	EventGroupMessage     EventType = "group_message"      // GroupMessage: a group message arrived
+	EventGroupUpdated     EventType = "group_updated"      // Group: members, epoch or name changed (or a new group)
+	EventGroupRemoved     EventType = "group_removed"      // Group: the user was removed from it, or left
 )
 
 // EventTypes lists every EventType.
@@ -282,6 +287,7 @@ func EventTypes() []EventType {
 	return []EventType{
 		EventMessage, EventMessageStatus, EventMessageDeleted, EventFriendRequest, EventFriendAccepted, EventFriendRemoved,
 		EventFriendKeyRotated, EventFriendKeyChanged, EventKeyFork, EventPeerOnline, EventPeerOffline, EventOverflow,
+		EventGroupMessage, EventGroupUpdated, EventGroupRemoved,
 	}
 }
 

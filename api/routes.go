@@ -70,7 +70,7 @@ func (q *request) param(name string) string { return q.r.PathValue(name) }
 // routeTable is the API. The OpenAPI document is generated from it (make
 // api), and a test holds the served document to the table.
 func (s *Server) routeTable() []route {
-	return []route{
+	return append([]route{
 		{method: "GET", pattern: "/api/v1/health", auth: authNone, handle: s.health,
 			op: "health", summary: "Liveness and the node's state", out: Health{}, status: 200},
 		{method: "GET", pattern: "/api/v1/openapi.json", auth: authNone, handle: s.openAPI,
@@ -121,7 +121,7 @@ func (s *Server) routeTable() []route {
 			op: "backup", summary: "Download an encrypted backup of the whole node (age, under the passphrase)", in: BackupRequest{}, out: Binary{}, status: 200},
 		{method: "GET", pattern: "/api/v1/audit", handle: s.auditLog,
 			op: "audit", summary: "The newest security events of the audit log, newest first", query: AuditQuery{}, out: AuditLog{}, status: 200},
-	}
+	}, s.groupRoutes()...)
 }
 
 // apiMethods are the methods of the route table, in the order an Allow

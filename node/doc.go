@@ -37,9 +37,8 @@
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
 //	groups      group states, sender keys, one gossipsub topic per group and
-//	            epoch, catch-up on /parley/group-sync/1.0.0 (groups.go); built
-//	            and tested, not yet started by the running node, nor carried
-//	            in 1:1 sessions (KindGroupState, KindSenderKey)
+//	            epoch, catch-up on /parley/group-sync/1.0.0 (groups.go); states
+//	            and sender keys go to friends in 1:1 envelopes (group_node.go)
 //	inviter     short invites: serves the own card on /parley/card/1.0.0, fetches friends' (invite.go)
 //	reserver    a slot on each relay from the start; circuit addresses for the card (reservations.go)
 //	puncher     retries hole punches libp2p's single attempt missed (punch.go)
@@ -87,6 +86,8 @@
 //	friendBook.changeMu  >  peerSess.mu (one friend's sessions)  >  messenger.mu, friendBook.mu, keyring.mu
 //	outbox.Outbox.mu  >  outbox link.mu
 //	groups: one group's lock (lockGroup)  >  groups.mu
+//	(a group control opened under peerSess.mu goes to the groups part in
+//	its own goroutine, after the session lock is released)
 //
 // The store and the outbox take no lock of this package.
 //

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/hex"
 	"fmt"
 	"math"
 	"strings"
@@ -31,6 +32,8 @@ const (
 	CodeInviteRefused Code = "invite_refused"  // the inviter's device refused a short invite, or gave another user's card
 	CodeNotRetryable  Code = "not_retryable"   // only a failed outgoing message can be sent again
 	CodeRemovedByPeer Code = "removed_by_peer" // the friend removed the user: nothing is sent to them
+	CodeNotMember     Code = "not_member"      // not (or no longer) a member of the group
+	CodeNotAdmin      Code = "not_admin"       // only a group's admin may do this
 )
 
 // Error is a failure of the node a caller can act on: a stable Code, and a
@@ -105,6 +108,12 @@ var (
 	// because too many wrong ones came before it. The error returned wraps
 	// it and carries RetryAfter.
 	ErrThrottled = &Error{Code: CodeThrottled, Message: "too many wrong passphrases"}
+	// ErrNotMember is a group operation by someone who is not (or no
+	// longer) a member of the group: posting or reading after a removal.
+	ErrNotMember = &Error{Code: CodeNotMember, Message: "not a member of the group"}
+	// ErrNotAdmin is a change to a group's members by a member who is not
+	// its admin.
+	ErrNotAdmin = &Error{Code: CodeNotAdmin, Message: "only an admin of the group may do this"}
 )
 
 // fail returns a case of the sentinel kind: its code, and its message
@@ -154,6 +163,18 @@ func ParseUserID(field, s string) (protocol.ID, error) {
 	if err != nil {
 		return id, failWith(ErrInvalid, err, "%s is not a user ID (52 base32 characters)", field)
 	}
+	return id, nil
+}
+
+// ParseGroupID parses a group ID (64 hex digits) a caller gave in field;
+// a malformed one is ErrInvalid.
+func ParseGroupID(field, s string) (protocol.GroupID, error) {
+	var id protocol.GroupID
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != len(id) {
+		return id, fail(ErrInvalid, "%s is not a group ID (%d hex digits)", field, 2*len(id))
+	}
+	copy(id[:], b)
 	return id, nil
 }
 

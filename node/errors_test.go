@@ -23,6 +23,8 @@ func TestErrorCodes(t *testing.T) {
 		{ErrWeakPassphrase, ErrWeakPassphrase, CodeBadRequest},
 		{fail(ErrInvalid, "invite: bad"), ErrInvalid, CodeBadRequest},
 		{ErrNotFound, ErrNotFound, CodeNotFound},
+		{fail(ErrNotMember, "group x"), ErrNotMember, CodeNotMember},
+		{fail(ErrNotAdmin, "group x"), ErrNotAdmin, CodeNotAdmin},
 		{fail(ErrNotFriend, "someone"), ErrNotFriend, CodeNotFound},
 		{ErrTooLarge, ErrTooLarge, CodeTooLarge},
 		{failWith(ErrUnavailable, errors.New("dial failed"), "dial failed"), ErrUnavailable, CodeUnavailable},

@@ -27,6 +27,9 @@ const (
 	EventPeerOnline       EventType = "peer_online"        // a device of User connected
 	EventPeerOffline      EventType = "peer_offline"       // User's last device went away
 	EventOverflow         EventType = "overflow"           // the subscriber lost events
+	EventGroupMessage     EventType = "group_message"      // GroupMessage arrived in Group (group_node.go)
+	EventGroupUpdated     EventType = "group_updated"      // Group's members, epoch or name changed
+	EventGroupRemoved     EventType = "group_removed"      // this user was removed from Group, or left it
 	// EventEnvelopeRefused: an envelope from Peer (sender User, when
 	// known) was refused with Code. For the audit log, not the UI.
 	EventEnvelopeRefused EventType = "envelope_refused"
@@ -41,6 +44,9 @@ type Event struct {
 	User    protocol.ID   // presence events
 	Peer    peer.ID       // presence events, EventEnvelopeRefused
 	Code    string        // EventEnvelopeRefused: the refusal's ack code
+	// Group is the group of a group event, as GroupInfo shows it.
+	Group        GroupInfo
+	GroupMessage store.GroupMessage // EventGroupMessage
 }
 
 // subscriberBuffer is how many events a subscriber may fall behind.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -56,8 +57,11 @@ func (g *groups) changeMembers(ctx context.Context, id protocol.GroupID, name st
 	if err != nil {
 		return nil, err
 	}
-	if gr.Removed || !gr.State.IsAdmin(g.me) {
-		return nil, fmt.Errorf("%w: only an admin changes group %s", ErrNotMember, id)
+	if gr.Removed {
+		return nil, fail(ErrNotMember, "group %s", id)
+	}
+	if !gr.State.IsAdmin(g.me) {
+		return nil, fail(ErrNotAdmin, "group %s", id)
 	}
 	next, err := gr.State.Next(key, g.me, name, members, g.now())
 	if err != nil {
@@ -156,6 +160,12 @@ func (g *groups) receiveDirect(ctx context.Context, from protocol.ID, kind proto
 			return err
 		}
 		return g.receiveKey(ctx, from, d)
+	case protocol.KindGroupLeave:
+		l, err := protocol.ParseGroupLeave(body)
+		if err != nil {
+			return err
+		}
+		return g.receiveLeave(ctx, from, l)
 	}
 	return fmt.Errorf("%w: session message of kind %d for groups", ErrInvalid, kind)
 }
@@ -244,4 +254,31 @@ func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
 type pendingKey struct {
 	from protocol.ID
 	d    *protocol.SenderKeyDistribution
+}
+
+// receiveLeave removes from, who asked to leave, from a group this user
+// is an admin of, with the next state. Only a request for the current
+// epoch counts: an old one (from before the member was added again) is
+// ignored, and so is one from someone who is not a member.
+func (g *groups) receiveLeave(ctx context.Context, from protocol.ID, l protocol.GroupLeave) error {
+	gr, err := g.st.Group(ctx, l.Group)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("%w: leave of an unknown group", ErrNotFound)
+	case err != nil:
+		return err
+	case gr.Removed || !gr.State.IsAdmin(g.me) || !gr.State.IsMember(from) || l.Epoch != gr.State.Epoch || from == g.me:
+		return fmt.Errorf("%w: leave of %s at epoch %d not taken", ErrInvalid, from, l.Epoch)
+	}
+	members := make([]protocol.GroupMember, 0, len(gr.State.Members))
+	for _, m := range gr.State.Members {
+		if m.User != from {
+			members = append(members, m)
+		}
+	}
+	if !slices.ContainsFunc(members, func(m protocol.GroupMember) bool { return m.Role == protocol.RoleAdmin }) {
+		return fmt.Errorf("%w: the last admin cannot leave", ErrInvalid)
+	}
+	_, err = g.changeMembers(ctx, l.Group, gr.State.Name, members)
+	return err
 }

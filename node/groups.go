@@ -40,10 +40,6 @@ import (
 // forwarder sees only the peer it got the message from. Every node on a
 // group's topics, relays included, must use the same policy.
 
-// ErrNotMember is a group operation by someone who is not (or no longer)
-// a member of the group, or an admin operation by a member.
-var ErrNotMember = errors.New("node: not a member of the group")
-
 const (
 	// groupSubBuffer is how many messages a topic subscription holds for
 	// a slow reader before pubsub drops them.

@@ -36,6 +36,15 @@ type messenger struct {
 	life  context.Context
 	track *tracker
 	stats stats
+	// group takes a group state or sender key that arrived from a friend
+	// (KindGroupState, KindSenderKey; the groups part's receiveDirect),
+	// in its own goroutine: it sends to other friends, which must not
+	// happen under the sender's session lock.
+	group func(ctx context.Context, from protocol.ID, kind protocol.Kind, body []byte) error
+	// onRoster reports whether a user is on the roster of a group the
+	// user is in (an admin of one, with admin): who, not being a friend,
+	// may still send group controls (group_roster.go).
+	onRoster func(ctx context.Context, user protocol.ID, admin bool) bool
 
 	resets perFriend // session resets asked, by friend
 	pushes perFriend // cards sent to friends who sealed to a retired key (anchors.go)
@@ -119,4 +128,19 @@ func (ms *messenger) sessionCount() int {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	return len(ms.sessions)
+}
+
+// toGroups hands an opened group control to the groups part, in its own
+// goroutine (see messenger.group); a refusal is logged, not answered: the
+// sender's envelope was fine, the group change in it was not.
+func (ms *messenger) toGroups(m *protocol.Message) {
+	if ms.group == nil {
+		return
+	}
+	from, kind, body := m.Sender, m.Kind, m.Body
+	ms.track.goFunc(func() {
+		if err := ms.group(ms.life, from, kind, body); err != nil {
+			ms.log.Info("group control refused", "kind", kind.String(), "sender", from.String(), "err", err)
+		}
+	})
 }

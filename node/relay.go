@@ -140,12 +140,14 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		return nil, err
 	}
 	life, cancel := context.WithCancel(context.Background())
-	ps, err := pubsub.NewGossipSub(life, h)
+	// The same router settings as members' (StrictNoSign, content-hash
+	// IDs; groups.go), so that a relay can be on a group's topic.
+	ps, err := newGroupPubSub(life, h, false)
 	if err != nil {
 		cancel()
 		d.Close()
 		h.Close()
-		return nil, fmt.Errorf("node: gossipsub: %w", err)
+		return nil, err
 	}
 	r := &Relay{host: h, dir: d, ps: ps, cancel: cancel, log: cfg.Logger}
 	for _, b := range boot {

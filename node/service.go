@@ -375,6 +375,16 @@ func (ms *messenger) senderKey(env *protocol.Envelope, cardBytes []byte) (*proto
 			return nil, errNotAFriend
 		}
 		return rotatedKey(fe, env, cardBytes, env.Kind == protocol.KindContactAccept), nil
+	case protocol.KindGroupState, protocol.KindSenderKey, protocol.KindGroupLeave:
+		// Group controls come from accepted friends, with their pinned
+		// key, or from members of a roster with their card (group_roster.go).
+		switch {
+		case fe != nil && fe.f.Status == store.FriendAccepted:
+			return fe.key, nil
+		case fe != nil && fe.f.Status == store.FriendBlocked:
+			return nil, fmt.Errorf("%w: blocked", errNotAFriend)
+		}
+		return ms.rosterKey(env, cardBytes)
 	case protocol.KindFriendRemoved:
 		// Only an accepted friend can remove us, with their pinned key.
 		if fe == nil || fe.f.Status != store.FriendAccepted {
@@ -448,6 +458,8 @@ func (ms *messenger) commit(ctx context.Context, in *inbound) {
 		err = ms.receiveReset(ctx, m) // marks it seen with the state
 	case protocol.KindFriendRemoved:
 		err = ms.friends.receiveRemoval(ctx, m)
+	case protocol.KindGroupState, protocol.KindSenderKey, protocol.KindGroupLeave:
+		ms.toGroups(m) // marked seen below
 	default:
 		err = fmt.Errorf("%w: kind %d", protocol.ErrMalformed, m.Kind)
 	}

@@ -322,6 +322,10 @@ func (ms *messenger) storeOpened(ctx context.Context, in *inbound, m *protocol.M
 		}
 	case 0: // a session start without a first message
 		err = ms.st.MarkSeenWith(ctx, m.MsgID, upd)
+	case protocol.KindGroupState, protocol.KindSenderKey, protocol.KindGroupLeave:
+		if err = ms.st.MarkSeenWith(ctx, m.MsgID, upd); err == nil {
+			ms.toGroups(m)
+		}
 	default:
 		err = fmt.Errorf("%w: kind %d in a session", protocol.ErrMalformed, m.Kind)
 	}

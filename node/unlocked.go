@@ -36,6 +36,7 @@ import (
 //	mail      mailboxes   relays' mailboxes: subscribing, depositing
 //	reserver  reserver    a slot on each relay from the start (reservations.go)
 //	puncher   puncher     hole punches retried where libp2p's one try missed (punch.go)
+//	groups    groups      group states, sender keys, gossipsub topics (group_node.go)
 //
 // Parts get what they use explicitly (the store, host, config, logger,
 // other parts or functions of them); none holds a pointer to unlocked or
@@ -59,6 +60,7 @@ type unlocked struct {
 	puncher  *puncher // nil without relays
 	invites  *inviter
 	mail     *mailboxes
+	groups   *groups
 
 	// life is the running node's lifetime, cancelled by close. libp2p
 	// calls stream handlers and notifiees without a context; they derive
@@ -185,6 +187,9 @@ func (u *unlocked) wire(events *bus, hk crypto.PrivKey, relays []peer.AddrInfo) 
 
 	mb := u.mail
 	mb.log, mb.cfg, mb.me, mb.msgs, mb.friends = u.log, u.cfg, u.me, u.msgs, u.friends
+	if err := u.wireGroups(events, spawn); err != nil {
+		return err
+	}
 
 	pr := u.presence
 	pr.cfg, pr.log, pr.host, pr.friends, pr.events, pr.rush, pr.spawn = u.cfg, u.log, u.host, u.friends, events, u.outbox.Rush, spawn
@@ -253,6 +258,7 @@ func (u *unlocked) start() {
 		serve("puncher", u.puncher.serve)
 	}
 	serve("invites", u.invites.serve)
+	serve("groups", u.groups.serve)
 	for _, p := range u.cfg.extraParts {
 		serve(p.name, p.serve)
 	}

@@ -327,7 +327,19 @@
 // carry the topic's traffic see it). Removing a member
 // starts a new epoch: a new topic and new chains for everyone remaining,
 // handed out pairwise, so the removed member's old chains open nothing
-// sent after it.
+// sent after it. The removed member is sent the new state (so that it
+// learns of its removal), never a chain of the new epoch.
+//
+// Leaving. A member who leaves sends each admin a 1:1 envelope of kind
+// KindGroupLeave (11) whose body is group_id (32) ‖ u64 epoch (GroupLeave),
+// and stops (its node leaves the topic and keeps the group as removed,
+// ignoring what still comes for it). An admin takes the request only from
+// a member of its current state, only for that epoch (an old request,
+// replayed after the member was added again, is ignored), and never when
+// it would leave the group without an admin; it removes the member with
+// the next state. Only a state signed by an admin changes the roster; the
+// envelope's signature names who asks, so nobody can make another member
+// leave.
 //
 // Sync. A member who missed messages asks another member's node for
 // them (pb.GroupSyncRequest: group, epoch, its own user ID and chain, the

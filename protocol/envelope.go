@@ -107,6 +107,8 @@ func (k Kind) String() string {
 		return "sender-key"
 	case KindDelivered:
 		return "delivered"
+	case KindGroupLeave:
+		return "group-leave"
 	}
 	return fmt.Sprintf("kind(%d)", uint16(k))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -79,7 +80,36 @@ const (
 	KindGroupState Kind = 7
 	// KindSenderKey carries a SenderKeyDistribution (its Marshal).
 	KindSenderKey Kind = 8
+	// KindGroupLeave asks a group's admin to remove the sender: its body
+	// is a GroupLeave (MarshalGroupLeave). 9 is KindFriendRemoved.
+	KindGroupLeave Kind = 11
 )
+
+// groupLeaveSize is the size of an encoded GroupLeave.
+const groupLeaveSize = GroupIDSize + 8
+
+// GroupLeave is a member's request to be removed from the epoch of a
+// group it names; its sender is the envelope's signer.
+type GroupLeave struct {
+	Group GroupID
+	Epoch uint64
+}
+
+// MarshalGroupLeave encodes l as group_id (32) ‖ u64 epoch.
+func MarshalGroupLeave(l GroupLeave) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), l.Group[:]...), l.Epoch)
+}
+
+// ParseGroupLeave decodes a GroupLeave (ErrMalformed for any other size).
+func ParseGroupLeave(b []byte) (GroupLeave, error) {
+	if len(b) != groupLeaveSize {
+		return GroupLeave{}, fmt.Errorf("%w: group leave of %d bytes", ErrMalformed, len(b))
+	}
+	var l GroupLeave
+	copy(l.Group[:], b)
+	l.Epoch = binary.BigEndian.Uint64(b[GroupIDSize:])
+	return l, nil
+}
 
 // GroupID names a group: 32 random bytes chosen by its creator.
 type GroupID [GroupIDSize]byte

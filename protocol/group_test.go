@@ -491,3 +491,23 @@ func TestGroupSkippedKeys(t *testing.T) {
 		t.Fatalf("a full chain does not parse: %v", err)
 	}
 }
+
+func TestGroupLeave(t *testing.T) {
+	l := GroupLeave{Group: GroupID{1, 2, 3}, Epoch: 7}
+	b := MarshalGroupLeave(l)
+	if len(b) != GroupIDSize+8 {
+		t.Fatalf("encoded leave of %d bytes", len(b))
+	}
+	got, err := ParseGroupLeave(b)
+	if err != nil || got != l {
+		t.Fatalf("ParseGroupLeave = %+v, %v; want %+v", got, err, l)
+	}
+	for _, bad := range [][]byte{nil, b[:len(b)-1], append(b, 0)} {
+		if _, err := ParseGroupLeave(bad); !errors.Is(err, ErrMalformed) {
+			t.Errorf("ParseGroupLeave(%d bytes) = %v, want ErrMalformed", len(bad), err)
+		}
+	}
+	if KindGroupLeave.String() != "group-leave" {
+		t.Errorf("KindGroupLeave.String() = %q", KindGroupLeave.String())
+	}
+}

@@ -1,6 +1,6 @@
 // Package client talks to a Parley node's local HTTP API from Go. A
 // *Client implements the API's capability interfaces (api.Auth,
-// api.Account, api.Peers, api.Friends, api.Messages, api.Directory,
+// api.Account, api.Peers, api.Friends, api.Messages, api.Groups, api.Directory,
 // api.Events) over HTTP and the events WebSocket, with the request and
 // answer types of package api, so that code and tests written against the
 // interfaces run against a node in the same process or across HTTP alike.

@@ -306,6 +306,10 @@ func toAPIEvent(ev node.Event) api.Event {
 		e.Data = toAPIFriend(ev.Friend)
 	case node.EventPeerOnline, node.EventPeerOffline:
 		e.Data = api.Presence{UserID: ev.User.String(), PeerID: ev.Peer.String()}
+	case node.EventGroupMessage:
+		e.Data = toAPIGroupMessage(ev.GroupMessage, memberNames(ev.Group)[ev.GroupMessage.From])
+	case node.EventGroupUpdated, node.EventGroupRemoved:
+		e.Data = toAPIGroup(ev.Group)
 	}
 	return e
 }

@@ -192,6 +192,110 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/groups": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The groups */
+        get: operations["groups"];
+        put?: never;
+        /** Create a group of friends, with the user as its admin */
+        post: operations["createGroup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{group_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One group */
+        get: operations["group"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{group_id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Add a friend to a group (admin only) */
+        post: operations["addGroupMember"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{group_id}/members/{user_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Remove a member (admin only), or leave (the user's own ID) */
+        delete: operations["removeGroupMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{group_id}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A page of a group's messages, newest first */
+        get: operations["groupMessages"];
+        put?: never;
+        /** Post a message to a group */
+        post: operations["sendGroupMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/groups/{group_id}/read": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Mark a group read */
+        post: operations["markGroupRead"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/health": {
         parameters: {
             query?: never;
@@ -422,6 +526,10 @@ export interface components {
             invite?: string;
             user_id?: string;
         };
+        /** @description AddGroupMemberRequest is the body of POST /api/v1/groups/{group_id}/members. */
+        AddGroupMemberRequest: {
+            user_id: string;
+        };
         /** @description AuditEvent is one line of the audit log, as GET /api/v1/audit shows it. */
         AuditEvent: {
             /** Format: date-time */
@@ -441,7 +549,7 @@ export interface components {
             passphrase: string;
         };
         /** @enum {string} */
-        Code: "bad_invite" | "bad_passphrase" | "bad_request" | "conflict" | "empty_text" | "forbidden" | "internal" | "invite_refused" | "key_changed" | "method_not_allowed" | "not_found" | "not_retryable" | "removed_by_peer" | "throttled" | "too_large" | "unauthorized" | "unavailable" | "unsupported_media_type" | "wrong_state";
+        Code: "bad_invite" | "bad_passphrase" | "bad_request" | "conflict" | "empty_text" | "forbidden" | "internal" | "invite_refused" | "key_changed" | "method_not_allowed" | "not_admin" | "not_found" | "not_member" | "not_retryable" | "removed_by_peer" | "throttled" | "too_large" | "unauthorized" | "unavailable" | "unsupported_media_type" | "wrong_state";
         /** @description ConnectRequest is the body of POST /api/v1/peers/connect: a multiaddr ending in /p2p/<peer ID>. */
         ConnectRequest: {
             addr: string;
@@ -456,6 +564,11 @@ export interface components {
         /** @description ConversationList is the answer of GET /api/v1/conversations. */
         ConversationList: {
             conversations: components["schemas"]["Conversation"][];
+        };
+        /** @description CreateGroupRequest is the body of POST /api/v1/groups: a name of 1 to 64 characters and the user IDs of the members besides the user. */
+        CreateGroupRequest: {
+            name: string;
+            members: string[];
         };
         /** @description DirectoryEntry is a user's signed directory record, as verified by the node. */
         DirectoryEntry: {
@@ -483,13 +596,14 @@ export interface components {
         Event: {
             type: components["schemas"]["EventType"];
             /**
-             * @description Data is a Message, StatusChange, Friend or Presence, as Type says
+             * @description Data is a Message, StatusChange, Friend, Presence, GroupMessage or
+             *     Group, as Type says
              *     (below); overflow has none.
              */
-            data?: components["schemas"]["Message"] | components["schemas"]["StatusChange"] | components["schemas"]["Friend"] | components["schemas"]["Presence"];
+            data?: components["schemas"]["Message"] | components["schemas"]["StatusChange"] | components["schemas"]["Friend"] | components["schemas"]["Presence"] | components["schemas"]["GroupMessage"] | components["schemas"]["Group"];
         };
         /** @enum {string} */
-        EventType: "message" | "message_status" | "message_deleted" | "friend_request" | "friend_accepted" | "friend_removed" | "friend_key_rotated" | "friend_key_changed" | "key_fork" | "peer_online" | "peer_offline" | "overflow";
+        EventType: "message" | "message_status" | "message_deleted" | "friend_request" | "friend_accepted" | "friend_removed" | "friend_key_rotated" | "friend_key_changed" | "key_fork" | "peer_online" | "peer_offline" | "overflow" | "group_message" | "group_updated" | "group_removed";
         /** @description Friend is one entry of the friend list. */
         Friend: {
             user_id: string;
@@ -519,6 +633,51 @@ export interface components {
         /** @description FriendList is the answer of GET /api/v1/friends. */
         FriendList: {
             friends: components["schemas"]["Friend"][];
+        };
+        /** @description Group is a group chat. */
+        Group: {
+            group_id: string;
+            name: string;
+            epoch: number;
+            members: components["schemas"]["GroupMember"][];
+            /** @description Removed: the user was removed from the group, or left it. */
+            removed: boolean;
+            unread: number;
+            last_message: components["schemas"]["LastMessage"] | null;
+        };
+        /** @description GroupList is the answer of GET /api/v1/groups. */
+        GroupList: {
+            groups: components["schemas"]["Group"][];
+        };
+        /** @description GroupMember is a member of a group. */
+        GroupMember: {
+            user_id: string;
+            name: string;
+            /** @enum {string} */
+            role: "admin" | "member";
+        };
+        /** @description GroupMessage is one message of a group. */
+        GroupMessage: {
+            msg_id: string;
+            group_id: string;
+            from: string;
+            /** @description the sender's name as the node knows it; "" if not a friend */
+            name: string;
+            text: string;
+            /** Format: date-time */
+            sent_at: string;
+            received_at: string | null;
+            /** @enum {string} */
+            direction: "in" | "out";
+        };
+        /** @description GroupMessagesPage is a page of a group's messages, newest first; Next is the cursor of the next (older) page, null on the last. */
+        GroupMessagesPage: {
+            messages: components["schemas"]["GroupMessage"][];
+            next: string | null;
+        };
+        /** @description GroupReadRequest is the body of POST /api/v1/groups/{group_id}/read. */
+        GroupReadRequest: {
+            up_to?: string;
         };
         /** @description Health is the answer of GET /api/v1/health. */
         Health: {
@@ -634,6 +793,10 @@ export interface components {
         /** @description SearchResults is the answer of GET /api/v1/directory/search. */
         SearchResults: {
             results: components["schemas"]["SearchResult"][];
+        };
+        /** @description SendGroupMessageRequest is the body of POST /api/v1/groups/{group_id}/messages: 1 to 32 KiB of UTF-8. */
+        SendGroupMessageRequest: {
+            text: string;
         };
         /** @description SendMessageRequest is the body of POST /api/v1/send_message. */
         SendMessageRequest: {
@@ -958,6 +1121,204 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["MessagesPage"];
                 };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    groups: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupList"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    createGroup: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateGroupRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    group: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    addGroupMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddGroupMemberRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Group"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    removeGroupMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                group_id: string;
+                user_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    groupMessages: {
+        parameters: {
+            query?: {
+                /** @description the cursor of the page, from next */
+                before?: string;
+                /** @description 1 to 200, default 50 */
+                limit?: number;
+            };
+            header?: never;
+            path: {
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GroupMessagesPage"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    sendGroupMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SendGroupMessageRequest"];
+            };
+        };
+        responses: {
+            /** @description Accepted */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendMessageResponse"];
+                };
+            };
+            default: components["responses"]["Error"];
+        };
+    };
+    markGroupRead: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                group_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["GroupReadRequest"];
+            };
+        };
+        responses: {
+            /** @description No Content */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             default: components["responses"]["Error"];
         };

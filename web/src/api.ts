@@ -31,8 +31,19 @@ export type SearchResult = Schemas['SearchResult'];
 /** A user's verified directory record (GET /api/v1/directory/{user_id}). */
 export type DirectoryEntry = Schemas['DirectoryEntry'];
 
+/** A group chat (GET /api/v1/groups/{group_id}); removed: I was removed from it, or left. */
+export type Group = Schemas['Group'];
+export type GroupMember = Schemas['GroupMember'];
+/** One message of a group, with its sender's name as my node knows it. */
+export type GroupMessage = Schemas['GroupMessage'];
+
+type GroupEventType = 'group_message' | 'group_updated' | 'group_removed';
+
 /** The friend events: their data is a Friend. */
-type FriendEventType = Exclude<EventType, 'message' | 'message_status' | 'peer_online' | 'peer_offline' | 'overflow'>;
+type FriendEventType = Exclude<
+  EventType,
+  'message' | 'message_status' | 'peer_online' | 'peer_offline' | 'overflow' | GroupEventType
+>;
 
 /** One event of the WebSocket (Event in the document), by its type. */
 export type ServerEvent =
@@ -40,6 +51,8 @@ export type ServerEvent =
   | { type: 'message_status'; data: StatusChange }
   | { type: FriendEventType; data: Friend }
   | { type: 'peer_online' | 'peer_offline'; data: Presence }
+  | { type: 'group_message'; data: GroupMessage }
+  | { type: 'group_updated' | 'group_removed'; data: Group }
   | { type: 'overflow' };
 
 /** The largest message text the API takes, in bytes of UTF-8. */
@@ -395,4 +408,41 @@ export const opsApi = {
   /** The newest audit events, newest first. */
   audit: async (limit = 50) =>
     (await call(client.GET('/api/v1/audit', { headers: authHeader(true), params: { query: { limit } } }))).events,
+};
+
+// ---- Groups ----
+
+const group = (id: string) => ({ path: { group_id: id } });
+
+export const groupApi = {
+  groups: async (): Promise<Group[]> => (await call(client.GET('/api/v1/groups', { headers: authHeader(true) }))).groups,
+  group: (id: string): Promise<Group> =>
+    call(client.GET('/api/v1/groups/{group_id}', { headers: authHeader(true), params: group(id) })),
+  /** Creates a group of friends with me as its admin (201). */
+  create: (name: string, members: string[]): Promise<Group> =>
+    call(client.POST('/api/v1/groups', { headers: authHeader(true), body: { name, members } })),
+  /** Adds a friend (admins only: 403 not_admin otherwise). */
+  addMember: (id: string, userID: string): Promise<Group> =>
+    call(client.POST('/api/v1/groups/{group_id}/members', { headers: authHeader(true), params: group(id), body: { user_id: userID } })),
+  /** Removes a member (admins only); my own user ID is leaving. */
+  removeMember: (id: string, userID: string): Promise<void> =>
+    call<void>(
+      client.DELETE('/api/v1/groups/{group_id}/members/{user_id}', {
+        headers: authHeader(true),
+        params: { path: { group_id: id, user_id: userID } },
+      }),
+    ),
+  send: (id: string, text: string) =>
+    call(client.POST('/api/v1/groups/{group_id}/messages', { headers: authHeader(true), params: group(id), body: { text } })),
+  messages: (id: string, before?: string, limit = 50) =>
+    call(
+      client.GET('/api/v1/groups/{group_id}/messages', {
+        headers: authHeader(true),
+        params: { path: { group_id: id }, query: before ? { limit, before } : { limit } },
+      }),
+    ),
+  markRead: (id: string, upTo?: string): Promise<void> =>
+    call<void>(
+      client.POST('/api/v1/groups/{group_id}/read', { headers: authHeader(true), params: group(id), body: upTo ? { up_to: upTo } : {} }),
+    ),
 };

@@ -120,3 +120,26 @@ describe('ChatCache, messages sent elsewhere', () => {
     stop();
   });
 });
+
+describe('group events', () => {
+  it('a group message or change marks the group list and that group stale, nothing else', async () => {
+    const { qc, cache } = setup();
+    qc.setQueryData(keys.groups, []);
+    qc.setQueryData(keys.groupThread('g1'), { messages: [], next: null });
+    qc.setQueryData(keys.groupThread('g2'), { messages: [], next: null });
+    qc.setQueryData(keys.friends, [alice]);
+    await cache.applyEvent({
+      type: 'group_message',
+      data: { msg_id: 'm', group_id: 'g1', from: 'alice', name: 'Alice', text: 'hi', sent_at: '2026-01-01T10:00:00Z', received_at: null, direction: 'in' },
+    });
+    expect(qc.getQueryState(keys.groups)?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(keys.groupThread('g1'))?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(keys.groupThread('g2'))?.isInvalidated).toBe(false);
+    expect(qc.getQueryState(keys.friends)?.isInvalidated).toBe(false);
+    await cache.applyEvent({
+      type: 'group_removed',
+      data: { group_id: 'g2', name: 'x', epoch: 2, members: [], removed: true, unread: 0, last_message: null },
+    });
+    expect(qc.getQueryState(keys.groupThread('g2'))?.isInvalidated).toBe(true);
+  });
+});

@@ -18,6 +18,8 @@ export const keys = {
   thread: (peer: string) => ['thread', peer] as const,
   node: ['node'] as const,
   health: ['health'] as const,
+  groups: ['groups'] as const,
+  groupThread: (id: string) => ['group-thread', id] as const,
 };
 
 /** Whether a failed query is tried again: not for answers the node gave on purpose (4xx), else up to 3 times. */
@@ -137,6 +139,15 @@ export class ChatCache {
     await Promise.all([
       this.qc.invalidateQueries({ queryKey: keys.friends }),
       this.qc.invalidateQueries({ queryKey: keys.conversations }),
+      this.qc.invalidateQueries({ queryKey: keys.groups }),
+    ]);
+  };
+
+  /** Fetches the group list and one group's messages again (a group event). */
+  refreshGroup = async (id: string): Promise<void> => {
+    await Promise.all([
+      this.qc.invalidateQueries({ queryKey: keys.groups }),
+      this.qc.invalidateQueries({ queryKey: keys.groupThread(id) }),
     ]);
   };
 
@@ -195,6 +206,11 @@ export class ChatCache {
       case 'peer_offline':
         this.dispatch({ type: 'presence', presence: e.data, online: e.type === 'peer_online' });
         return Promise.resolve();
+      case 'group_message':
+        return this.refreshGroup(e.data.group_id);
+      case 'group_updated':
+      case 'group_removed':
+        return this.refreshGroup(e.data.group_id);
       case 'overflow':
         return this.refreshAll();
     }

@@ -51,6 +51,8 @@ export const codeSentences: Record<string, string> = {
     'Your friend’s Parley did not accept this invite link. Ask them for a new one, or add them by their user ID.',
   not_retryable: 'Only a message that failed can be sent again.',
   removed_by_peer: 'This person removed you from their friends, so your messages can’t reach them.',
+  not_member: 'You are no longer a member of this group.',
+  not_admin: 'Only an admin of the group can do that.',
   empty_text: 'There is nothing to send: type a message first.',
 };
 

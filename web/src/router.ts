@@ -5,6 +5,7 @@ import { useEffect, useState } from 'react';
 
 export type Route =
   | { name: 'chats'; with?: string }
+  | { name: 'group'; id: string }
   | { name: 'friends' }
   | { name: 'safety'; userID: string }
   | { name: 'settings' };
@@ -14,6 +15,8 @@ export function parseRoute(path: string): Route {
   switch (parts[0]) {
     case 'chat':
       return parts[1] ? { name: 'chats', with: parts[1] } : { name: 'chats' };
+    case 'group':
+      return parts[1] ? { name: 'group', id: parts[1] } : { name: 'chats' };
     case 'friends':
       return { name: 'friends' };
     case 'safety':
@@ -29,6 +32,8 @@ export function routePath(r: Route): string {
   switch (r.name) {
     case 'chats':
       return r.with ? `/chat/${encodeURIComponent(r.with)}` : '/';
+    case 'group':
+      return `/group/${encodeURIComponent(r.id)}`;
     case 'friends':
       return '/friends';
     case 'safety':

@@ -249,15 +249,15 @@ export function composerInfo(text: string, limit = MAX_TEXT_BYTES): ComposerInfo
   return { bytes, showLimit: bytes >= limit * 0.9, over, canSend: !over && text.trim() !== '' };
 }
 
-export interface DayGroup {
+export interface DayGroup<M = Message> {
   key: string;
   label: string;
-  messages: Message[];
+  messages: M[];
 }
 
 /** Groups messages (oldest first) by local calendar day: "Today", "Yesterday" or the date. */
-export function groupByDay(messages: Message[], now = new Date()): DayGroup[] {
-  const groups: DayGroup[] = [];
+export function groupByDay<M extends { sent_at: string } = Message>(messages: M[], now = new Date()): DayGroup<M>[] {
+  const groups: DayGroup<M>[] = [];
   for (const m of messages) {
     const d = new Date(m.sent_at);
     const key = `${d.getFullYear()}-${d.getMonth() + 1}-${d.getDate()}`;

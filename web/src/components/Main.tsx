@@ -1,11 +1,12 @@
 import { useEffect, useMemo, useRef, useState, type MouseEvent } from 'react';
 import { api, EventSocket, sessionEnded, type LiveState, type ServerEvent } from '../api';
 import { humanError } from '../errors';
-import { useChatCache, useConversations, useFriends, useMe } from '../hooks';
+import { useChatCache, useConversations, useFriends, useGroups, useMe } from '../hooks';
 import { navigate, routePath, useRoute, type Route } from '../router';
 import { ChatList } from './ChatList';
 import { Conversation } from './Conversation';
 import { Friends } from './Friends';
+import { GroupConversation, GroupList } from './Groups';
 import { SafetyNumber } from './SafetyNumber';
 import { Settings } from './Settings';
 
@@ -29,6 +30,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
   const meQ = useMe();
   const friendsQ = useFriends();
   const convsQ = useConversations();
+  const groupsQ = useGroups();
   const me = meQ.data ?? null;
   const [live, setLive] = useState<LiveState>('connecting');
   const [notice, setNotice] = useState('');
@@ -36,6 +38,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
   friendsRef.current = friendsQ.data ?? [];
   const route = useRoute();
   const openChat = route.name === 'chats' ? route.with : undefined;
+  const openGroup = route.name === 'group' ? route.id : undefined;
   const loadFailed = meQ.error ?? friendsQ.error ?? convsQ.error;
   const loadError = loadFailed ? humanError(loadFailed, 'load') : '';
 
@@ -100,15 +103,17 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
   }, [friendsQ.data, live]);
   const conversations = convsQ.data ?? [];
   const pending = friends.filter((f) => f.status === 'pending_in').length;
-  const unread = conversations.reduce((n, c) => n + c.unread, 0);
-  const section = route.name === 'safety' ? 'friends' : route.name;
+  const groups = groupsQ.data ?? [];
+  const unread = conversations.reduce((n, c) => n + c.unread, 0) + groups.reduce((n, g) => n + g.unread, 0);
+  const section = route.name === 'safety' ? 'friends' : route.name === 'group' ? 'chats' : route.name;
+  const group = groups.find((g) => g.group_id === openGroup);
 
   useEffect(() => {
     document.title = unread > 0 ? `(${unread}) Parley` : 'Parley';
   }, [unread]);
 
   return (
-    <div className={`shell ${openChat ? 'chat-open' : ''}`}>
+    <div className={`shell ${openChat || openGroup ? 'chat-open' : ''}`}>
       <header className="topbar">
         <span className="brand" aria-hidden="true">
           Parley
@@ -152,9 +157,12 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
               friendsLoaded={friendsQ.isSuccess}
               openChat={openChat}
             />
+            <GroupList groups={groups} openGroup={openGroup} />
           </aside>
           <section className="chat-pane">
-            {openChat && me ? (
+            {openGroup && me && group ? (
+              <GroupConversation key={openGroup} me={me} group={group} friends={friends} />
+            ) : openChat && me ? (
               <Conversation
                 key={openChat}
                 me={me}
