@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -222,13 +221,9 @@ func (s *Server) groupMessages(q *request) error {
 	if err != nil {
 		return apiError(CodeBadRequest, "malformed query string")
 	}
-	limit := defaultPageSize
-	if v := query.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			return apiError(CodeBadRequest, "limit must be a number from 1 to %d", maxPageSize)
-		}
-		limit = n
+	limit, err := pageLimit(query, defaultPageSize, maxPageSize)
+	if err != nil {
+		return err
 	}
 	msgs, next, err := s.node.GroupMessages(q.r.Context(), q.param("group_id"), query.Get("before"), limit)
 	if err != nil {

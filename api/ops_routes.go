@@ -169,13 +169,9 @@ func (s *Server) auditLog(q *request) error {
 	if err != nil {
 		return apiError(CodeBadRequest, "malformed query string")
 	}
-	limit := defaultAuditLimit
-	if v := query.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxAuditLimit {
-			return apiError(CodeBadRequest, "limit must be a number from 1 to %d", maxAuditLimit)
-		}
-		limit = n
+	limit, err := pageLimit(query, defaultAuditLimit, maxAuditLimit)
+	if err != nil {
+		return err
 	}
 	evs, err := s.node.AuditLog(q.r.Context(), limit)
 	if err != nil {

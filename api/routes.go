@@ -406,13 +406,9 @@ func (s *Server) getMessages(q *request) error {
 	if with == "" {
 		return apiError(CodeBadRequest, "with is required")
 	}
-	limit := defaultPageSize
-	if v := query.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPageSize {
-			return apiError(CodeBadRequest, "limit must be a number from 1 to %d", maxPageSize)
-		}
-		limit = n
+	limit, err := pageLimit(query, defaultPageSize, maxPageSize)
+	if err != nil {
+		return err
 	}
 	msgs, next, err := s.node.Messages(q.r.Context(), with, query.Get("before"), limit)
 	if err != nil {
@@ -515,4 +511,18 @@ func Routes() []RouteDoc {
 		})
 	}
 	return out
+}
+
+// pageLimit is the limit query parameter of a paged route: def when
+// absent, else a number from 1 to most.
+func pageLimit(query url.Values, def, most int) (int, error) {
+	v := query.Get("limit")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > most {
+		return 0, apiError(CodeBadRequest, "limit must be a number from 1 to %d", most)
+	}
+	return n, nil
 }
