@@ -191,6 +191,14 @@ func (mb *mailboxes) stored(from protocol.ID, id protocol.MsgID) {
 // sendReceipts queues delivery receipts for what was stored from
 // mailboxes, a burst at a time, until ctx ends.
 func (mb *mailboxes) sendReceipts(ctx context.Context) {
+	// Receipts gathered when the node stops are queued before serve
+	// returns: the store is still open then, and the outbox sends them
+	// after the next start.
+	defer func() {
+		qctx, cancel := context.WithTimeout(context.Background(), receiptFlushTimeout)
+		defer cancel()
+		mb.queueReceipts(qctx)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -204,24 +212,33 @@ func (mb *mailboxes) sendReceipts(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		mb.mu.Lock()
-		todo := mb.delivered
-		mb.delivered = make(map[protocol.ID][]protocol.MsgID)
-		mb.mu.Unlock()
-		for from, ids := range todo {
-			fe := mb.friends.friend(from)
-			if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil || fe.f.ChangedKey != nil {
-				continue
+		mb.queueReceipts(ctx)
+	}
+}
+
+// receiptFlushTimeout bounds queueing the last receipts at a stop.
+const receiptFlushTimeout = 5 * time.Second
+
+// queueReceipts queues a delivery receipt to each friend for the messages
+// stored from a mailbox since the last ones.
+func (mb *mailboxes) queueReceipts(ctx context.Context) {
+	mb.mu.Lock()
+	todo := mb.delivered
+	mb.delivered = make(map[protocol.ID][]protocol.MsgID)
+	mb.mu.Unlock()
+	for from, ids := range todo {
+		fe := mb.friends.friend(from)
+		if fe == nil || fe.f.Status != store.FriendAccepted || fe.key == nil || fe.f.ChangedKey != nil {
+			continue
+		}
+		mb.log.Debug("delivery receipt", "to", from.String(), "messages", len(ids))
+		for chunk := range slices.Chunk(ids, protocol.MaxDeliveredIDs) {
+			body, err := protocol.MarshalDelivered(chunk)
+			if err == nil {
+				err = mb.msgs.queueControl(ctx, fe, protocol.KindDelivered, body)
 			}
-			mb.log.Debug("delivery receipt", "to", from.String(), "messages", len(ids))
-			for chunk := range slices.Chunk(ids, protocol.MaxDeliveredIDs) {
-				body, err := protocol.MarshalDelivered(chunk)
-				if err == nil {
-					err = mb.msgs.queueControl(ctx, fe, protocol.KindDelivered, body)
-				}
-				if err != nil && ctx.Err() == nil {
-					mb.log.Warn("delivery receipt not queued", "to", from.String(), "err", err)
-				}
+			if err != nil && ctx.Err() == nil {
+				mb.log.Warn("delivery receipt not queued", "to", from.String(), "err", err)
 			}
 		}
 	}

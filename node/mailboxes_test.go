@@ -407,3 +407,24 @@ func TestDeliveredReceiptNamesOnlyOwnSent(t *testing.T) {
 		t.Errorf("a receipt that does not parse: %v, want ErrMalformed", err)
 	}
 }
+
+// Bob stops right after storing what his mailbox held, before the
+// delivery receipts of the last ones were due: they are queued at the
+// stop, go out after his next start, and Alice sees every message
+// delivered.
+func TestMailboxReceiptsSurviveStop(t *testing.T) {
+	relay := startMailRelay(t, t.TempDir(), "")
+	a, b, cfgB := mailPair(t, relay)
+	aID, bID := meOf(t, a).UserID, meOf(t, b).UserID
+	closeNode(t, b)
+	waitOffline(t, a, bID)
+	texts := numbered("stop", 20)
+	sendAll(t, a, bID, texts)
+	waitDeposited(t, a, bID, len(texts))
+
+	b = unlockNode(t, cfgB)
+	waitFor(t, 30*time.Second, "Bob stores what his mailbox held", func() bool { return len(convHistory(t, b, aID)) == len(texts) })
+	closeNode(t, b) // well within deliveredDelay of the last store
+	b = unlockNode(t, cfgB)
+	checkMailDelivered(t, a, b, texts)
+}
