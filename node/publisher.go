@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 
 	"github.com/parley-chat/parley/directory"
 	"github.com/parley-chat/parley/store"
@@ -124,6 +125,17 @@ func (p *publisher) serve(ctx context.Context) error {
 
 // joinDHT connects to the bootstrap peers and fills the routing table.
 func (p *publisher) joinDHT(ctx context.Context) {
+	// Every address of each bootstrap peer first, so that the first dial
+	// may choose among them (QUIC before TCP): a relay that sees this node
+	// over QUIC reports the NAT's mapping of its listening port, which
+	// hole punching after a restart needs; a TCP dial to it alone, from an
+	// address listed first, made nodes behind NAT punch over mismatched
+	// transports (one side's TCP address, the other's QUIC).
+	if infos, err := addrInfos(p.cfg.Bootstrap); err == nil {
+		for _, info := range infos {
+			p.host.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.AddressTTL)
+		}
+	}
 	joined := false
 	for _, a := range p.cfg.Bootstrap {
 		if err := p.connect(ctx, a); err != nil {
