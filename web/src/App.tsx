@@ -1,7 +1,7 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useCallback, useEffect, useState } from 'react';
 import { api, getToken, NetworkError, setToken, setUnauthorizedHandler, type NodeState } from './api';
-import { Login, type NodeOwner } from './components/Login';
+import { Login } from './components/Login';
 import { humanError } from './errors';
 import { Main } from './components/Main';
 import { Register } from './components/Register';
@@ -15,15 +15,11 @@ type Phase = { kind: 'loading' } | { kind: 'down'; message: string } | { kind: N
 export function App() {
   const [phase, setPhase] = useState<Phase>({ kind: 'loading' });
   const [notice, setNotice] = useState('');
-  const [owner, setOwner] = useState<NodeOwner>();
   const qc = useQueryClient();
 
   const decide = useCallback(async () => {
     try {
       const h = await api.health();
-      // Whose node it is, when the node tells before login (optional fields).
-      const o = h as { name?: string; user_id?: string };
-      setOwner({ name: o.name, user_id: o.user_id });
       if (h.state === 'new') {
         setToken(null);
         return setPhase({ kind: 'new' });
@@ -84,7 +80,6 @@ export function App() {
       return (
         <Login
           notice={notice}
-          owner={owner}
           onDone={() => {
             setNotice('');
             setPhase({ kind: 'app' });

@@ -18,11 +18,11 @@ export function ownerLine(owner: NodeOwner | undefined, host: string): string {
 }
 
 /** Log in (node state locked, or a new tab): whose node it is, and the passphrase. */
-export function Login({ onDone, notice, owner }: { onDone: () => void; notice?: string; owner?: NodeOwner }) {
-  // Asked again here: the owner the app learnt at load may predate the
-  // identity (a node registered since, then restarted locked).
+export function Login({ onDone, notice }: { onDone: () => void; notice?: string }) {
+  // Asked when the screen shows: a node may have been registered, then
+  // restarted locked, since the page loaded.
   const health = useQuery({ queryKey: keys.health, queryFn: api.health, staleTime: 0 });
-  const whose: NodeOwner | undefined = health.data?.name || health.data?.user_id ? health.data : owner;
+  const whose: NodeOwner | undefined = health.data;
   const [pass, setPass] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');

@@ -16,11 +16,9 @@ afterEach(() => {
 
 describe('login screen', () => {
   it('says whose node it is: the name, else the user ID, else its address', async () => {
-    // The node's own answer wins over what the app learnt at load (the
-    // identity may have been made since).
+    // Asked of the node when the screen shows.
     vi.spyOn(api, 'health').mockResolvedValue({ status: 'ok', state: 'locked', name: 'Bob', user_id: 'u2' });
-    renderWithQuery(<Login onDone={() => {}} owner={{ name: 'Alice', user_id: 'u1' }} />);
-    expect(screen.getByTestId('node-owner').textContent).toBe('This is Alice’s node.');
+    renderWithQuery(<Login onDone={() => {}} />);
     expect((await screen.findByText('This is Bob’s node.')).dataset.testid).toBe('node-owner');
     expect(ownerLine({ user_id: 'ABC' }, 'h:1')).toBe('This is the node of user ABC.');
     expect(ownerLine(undefined, '127.0.0.1:7733')).toBe('This is the Parley node at 127.0.0.1:7733.');
