@@ -262,8 +262,8 @@ type bucket struct {
 
 // entry is the state of one tracked key.
 type entry struct {
-	b       bucket
-	strikes float64 // peers only
+	b        bucket
+	strikes  float64 // peers only
 	struckAt time.Time
 }
 
