@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 	"github.com/parley-chat/parley/store/storetest"
@@ -105,13 +106,19 @@ func (net *groupNet) add(key *protocol.PrivateKey, sign bool) *groupMember {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &groupMember{key: key, st: st, h: h, cancel: cancel, mesh: &meshTracer{mesh: map[string]map[peer.ID]bool{}}}
-	ps, err := newGroupPubSub(ctx, h, sign, pubsub.WithRawTracer(m.mesh))
+	// The default limits; scores are sampled often, for the tests that
+	// read them (group_guard_test.go).
+	guard, err := groupguard.New(groupguard.Config{ScoreSample: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := newGroupPubSub(ctx, h, sign, guard, pubsub.WithRawTracer(m.mesh))
 	if err != nil {
 		t.Fatal(err)
 	}
 	me := key.ID()
 	g := newGroups()
-	g.st, g.log, g.me, g.host, g.ps, g.now = st, testLogger(t), me, h, ps, time.Now
+	g.st, g.log, g.me, g.host, g.ps, g.now, g.guard = st, testLogger(t), me, h, ps, time.Now, guard
 	g.identity = func() (*protocol.PrivateKey, error) { return key, nil }
 	g.keyOf = func(_ context.Context, user, id protocol.ID) (*protocol.PublicKey, error) {
 		if k := net.keys[user]; k != nil && k.ID() == id {

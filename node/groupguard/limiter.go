@@ -20,7 +20,7 @@ const (
 	// DefaultChainMsgs and DefaultChainBurstMsgs: messages per second
 	// one sender chain may post, and how many at once.
 	DefaultChainMsgs      = 2.0
-	DefaultChainBurstMsgs = 20
+	DefaultChainBurstMsgs = 30
 	// DefaultChainBytes and DefaultChainBurstBytes: bytes per second of
 	// one sender chain, and at once (six messages of the largest size).
 	DefaultChainBytes      = 32 << 10
