@@ -220,6 +220,17 @@ type meshTracer struct {
 	mesh     map[string]map[peer.ID]bool
 	rejected int             // messages the validator rejected
 	seen     map[string]bool // data of every message validated
+	// recv counts the messages each peer sent (what is left of its RPCs
+	// after groupguard's per-peer rate), delivered those accepted.
+	recv, delivered map[peer.ID]int
+}
+
+// counts returns how many messages from p arrived (past the per-peer
+// rate) and how many of them were accepted.
+func (m *meshTracer) counts(p peer.ID) (recv, delivered int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.recv[p], m.delivered[p]
 }
 
 func (m *meshTracer) saw(data []byte) bool {
@@ -271,7 +282,14 @@ func (m *meshTracer) ValidateMessage(msg *pubsub.Message) {
 	m.seen[string(msg.GetData())] = true
 }
 
-func (m *meshTracer) DeliverMessage(*pubsub.Message) {}
+func (m *meshTracer) DeliverMessage(msg *pubsub.Message) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.delivered == nil {
+		m.delivered = map[peer.ID]int{}
+	}
+	m.delivered[msg.ReceivedFrom]++
+}
 func (m *meshTracer) RejectMessage(_ *pubsub.Message, reason string) {
 	if reason == pubsub.RejectValidationFailed {
 		m.mu.Lock()
@@ -280,9 +298,18 @@ func (m *meshTracer) RejectMessage(_ *pubsub.Message, reason string) {
 	}
 }
 
-func (m *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
-func (m *meshTracer) ThrottlePeer(peer.ID)                                 {}
-func (m *meshTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (m *meshTracer) DuplicateMessage(*pubsub.Message) {}
+func (m *meshTracer) ThrottlePeer(peer.ID)             {}
+func (m *meshTracer) RecvRPC(rpc *pubsub.RPC) {
+	if n := len(rpc.GetPublish()); n > 0 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.recv == nil {
+			m.recv = map[peer.ID]int{}
+		}
+		m.recv[rpc.From()] += n
+	}
+}
 func (m *meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (m *meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
 func (m *meshTracer) DropRPC(*pubsub.RPC, peer.ID)                         {}

@@ -61,8 +61,10 @@
 // # Bounds
 //
 // The validation queue holds DefaultValidateQueue messages and at most
-// DefaultValidateThrottle validations run at once; with the size cap of
-// a group message that bounds what waits for validation to a few MiB.
+// DefaultValidateThrottle validations run at once, both above one peer's
+// burst (so one peer's burst does not crowd out the others'); with the
+// size cap of a group message that bounds what waits for validation to
+// about 22 MiB, and a flood of small messages to far less.
 // The router takes at most MaxIHaveLength message IDs from one peer's
 // IHAVEs per heartbeat (and asks for at most that many with IWANT) and
 // at most MaxIHaveMessages IHAVEs, so a flood of bogus IDs costs a

@@ -204,6 +204,9 @@ func TestScoreClaims(t *testing.T) {
 	if !(p7(7) >= GossipThreshold && p7(8) < GossipThreshold) {
 		t.Fatal("P7: 8 broken promises should cross the gossip threshold")
 	}
+	if DefaultPeerBurstMsgs >= DefaultValidateQueue || DefaultPeerBurstMsgs >= DefaultValidateThrottle {
+		t.Fatal("one peer's burst can fill the validation queue")
+	}
 	if err := routerAcceptsParams(); err != nil {
 		t.Fatal(err)
 	}

@@ -65,8 +65,10 @@ const (
 	// DefaultValidateQueue is the validation queue's length (messages
 	// waiting for a validator); beyond it, messages are dropped.
 	DefaultValidateQueue = 256
-	// DefaultValidateThrottle is how many validations run at once.
-	DefaultValidateThrottle = 64
+	// DefaultValidateThrottle is how many validations run at once; past
+	// it, messages are dropped. Both are above DefaultPeerBurstMsgs, so
+	// that one peer's burst cannot crowd out another's messages.
+	DefaultValidateThrottle = 256
 	// MaxIHaveLength is the most message IDs taken from one peer's IHAVEs
 	// per heartbeat (and asked for with IWANT), and put in one IHAVE.
 	MaxIHaveLength = 1000
