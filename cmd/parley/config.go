@@ -52,12 +52,12 @@ type configKey struct {
 // configKeys are the keys of each command, in the order `parley config
 // print` shows them. TestConfigKeysCoverFlags holds them to the flags.
 var configKeys = map[string][]configKey{
-	"run": {
+	"run": append([]configKey{
 		{"data-dir", envDataDir}, {"api", envAPI}, {"api-tls-cert", envAPITLSCert}, {"api-tls-key", envAPITLSKey},
 		{"api-host", envAPIHost}, {"listen", envListen}, {"bootstrap", envBootstrap}, {"mailbox-relay", envMailboxRelay},
 		{"passphrase-file", envPassphraseFile}, {"strict-rsa-signatures", envStrictRSA},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
-	},
+	}, groupLimitKeys...),
 	"relay": {
 		{"data-dir", envRelayDataDir}, {"listen", envListen}, {"bootstrap", envBootstrap},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
@@ -282,12 +282,12 @@ func runConfigValues(c runConfig) []configValuePrint {
 	if len(c.listen) == 0 {
 		c.listen = node.DefaultListen
 	}
-	return []configValuePrint{
+	return append([]configValuePrint{
 		{"data-dir", c.dataDir}, {"api", c.apiAddr}, {"api-tls-cert", c.apiTLSCert}, {"api-tls-key", c.apiTLSKey},
 		{"api-host", c.apiHosts}, {"listen", c.listen}, {"bootstrap", c.bootstrap}, {"mailbox-relay", c.mailboxRelays},
 		{"passphrase-file", c.passphraseFile}, {"strict-rsa-signatures", c.strictRSA},
 		{"metrics", c.metrics}, {"log-level", levelName(c.logLevel)},
-	}
+	}, groupLimitValues(c.groupLimits)...)
 }
 
 func relayConfigValues(c relayConfig) []configValuePrint {
