@@ -69,7 +69,15 @@
 // IHAVEs per heartbeat (and asks for at most that many with IWANT) and
 // at most MaxIHaveMessages IHAVEs, so a flood of bogus IDs costs a
 // bounded amount of memory per peer and heartbeat, and its broken
-// promises (P7) soon silence it.
+// promises (P7) soon silence it. An IWANT for IDs this node does not
+// hold costs a map lookup each; one for a message it holds is answered
+// at most GossipRetransmission (3) times per peer.
+//
+// There is no peer gater (pubsub.WithPeerGater): it throttles by IP
+// address, so on a network where many users share one (a NAT, or every
+// test host on 127.0.0.1) it would slow honest peers down with the
+// attacker sharing their address; the per-peer rate before the queue
+// does the same job per peer ID.
 //
 // What this does not stop: a peer that makes a new identity after being
 // graylisted starts at zero, as gossipsub scores are per peer ID; it is
