@@ -58,13 +58,13 @@ var configKeys = map[string][]configKey{
 		{"passphrase-file", envPassphraseFile}, {"strict-rsa-signatures", envStrictRSA},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
 	}, groupLimitKeys...),
-	"relay": {
+	"relay": append([]configKey{
 		{"data-dir", envRelayDataDir}, {"listen", envListen}, {"bootstrap", envBootstrap},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
 		{"mailbox", envMailbox}, {"mailbox-max-envelopes", envMailboxMaxEnvelopes}, {"mailbox-max-bytes", envMailboxMaxBytes},
 		{"mailbox-max-per-sender", envMailboxMaxPerSender}, {"mailbox-ttl", envMailboxTTL},
 		{"mailbox-rate", envMailboxRate}, {"mailbox-burst", envMailboxBurst},
-	},
+	}, groupLimitKeys...),
 }
 
 // configFlag adds --config to a command's flags, for its help: the file
@@ -294,14 +294,14 @@ func relayConfigValues(c relayConfig) []configValuePrint {
 	if len(c.listen) == 0 {
 		c.listen = node.DefaultRelayListen
 	}
-	return []configValuePrint{
+	return append([]configValuePrint{
 		{"data-dir", c.dataDir}, {"listen", c.listen}, {"bootstrap", c.bootstrap},
 		{"metrics", c.metrics}, {"log-level", levelName(c.logLevel)},
 		{"mailbox", c.mailbox.enabled}, {"mailbox-max-envelopes", c.mailbox.limits.MaxEnvelopes},
 		{"mailbox-max-bytes", c.mailbox.limits.MaxBytes}, {"mailbox-max-per-sender", c.mailbox.limits.MaxPerDepositor},
 		{"mailbox-ttl", c.mailbox.limits.TTL}, {"mailbox-rate", c.mailbox.limits.DepositRate},
 		{"mailbox-burst", c.mailbox.limits.DepositBurst},
-	}
+	}, groupLimitValues(c.groupLimits)...)
 }
 
 // printConfig writes the settings as TOML: the passphrase file's path

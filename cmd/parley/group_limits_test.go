@@ -11,9 +11,10 @@ import (
 	"github.com/parley-chat/parley/node/groupguard"
 )
 
-// TestGroupLimitFlags: the group rates come from groupguard's defaults,
-// then the environment, then the flags; a rate that is not positive or
-// does not parse is a usage error; the config file sets them too.
+// TestGroupLimitFlags: the group rates of parley run and parley relay
+// come from groupguard's defaults, then the environment, then the flags;
+// a rate that is not positive or does not parse is an error; the config
+// file sets them too.
 func TestGroupLimitFlags(t *testing.T) {
 	clearParleyEnv(t)
 	t.Setenv("HOME", t.TempDir())
@@ -41,6 +42,17 @@ func TestGroupLimitFlags(t *testing.T) {
 	}
 	if _, err := parseRunConfig(nil, envMap(map[string]string{envGroupRateMsgs: "lots"}), io.Discard); !errors.Is(err, errUsage) {
 		t.Errorf("a bad %s = %v, want a usage error", envGroupRateMsgs, err)
+	}
+	// parley relay takes the same flags, for the group traffic it carries.
+	rc, err := parseRelayConfig([]string{"--group-rate-msgs=7"}, envMap(map[string]string{envGroupPeerRateMsgs: "90"}), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc.groupLimits.Chain.Msgs != 7 || rc.groupLimits.Peer.Msgs != 90 || rc.groupLimits.Peer.Bytes != d.Peer.Bytes {
+		t.Fatalf("relay's group limits = %+v", rc.groupLimits)
+	}
+	if _, err := parseRelayConfig([]string{"--group-peer-rate-bytes=0"}, envMap(nil), io.Discard); !errors.Is(err, errUsage) {
+		t.Errorf("a relay's zero peer rate = %v, want a usage error", err)
 	}
 	file := writeConfig(t, "[run]\ngroup-rate-msgs = 4\ngroup-peer-rate-bytes = 2000000\n")
 	var out bytes.Buffer
