@@ -150,6 +150,9 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		h.Close()
 		return nil, fail(ErrInvalid, "group limits: %v", err)
 	}
+	if cfg.Metrics != nil {
+		registerMetric(cfg.Metrics, groupguard.NewCollector(func() *groupguard.Guard { return guard }))
+	}
 	life, cancel := context.WithCancel(context.Background())
 	// The same router settings as members' (StrictNoSign, content-hash
 	// IDs, groupguard's scores, bounds and per-peer rate; groups.go), so
