@@ -30,6 +30,7 @@ type groupNet struct {
 	members []*groupMember
 	byUser  map[protocol.ID]*groupMember
 	keys    map[protocol.ID]*protocol.PublicKey
+	limits  groupguard.Config // each member's rate limits
 
 	mu   sync.Mutex
 	errs []error
@@ -67,7 +68,19 @@ func groupNetKey(t *testing.T, i int) *protocol.PrivateKey {
 // members between.
 func newGroupNet(t *testing.T, n int, sign bool) *groupNet {
 	t.Helper()
-	net := &groupNet{t: t, byUser: map[protocol.ID]*groupMember{}, keys: map[protocol.ID]*protocol.PublicKey{}}
+	return newGroupNetLimits(t, n, sign, groupguard.Config{})
+}
+
+// newGroupNetLimits is newGroupNet with the members' rate limits
+// (benchmarks that post faster than a person raise them). Scores are
+// sampled every 100 ms unless limits say otherwise, for the tests that
+// read them (group_guard_test.go).
+func newGroupNetLimits(t *testing.T, n int, sign bool, limits groupguard.Config) *groupNet {
+	t.Helper()
+	if limits.ScoreSample == 0 {
+		limits.ScoreSample = 100 * time.Millisecond
+	}
+	net := &groupNet{t: t, byUser: map[protocol.ID]*groupMember{}, keys: map[protocol.ID]*protocol.PublicKey{}, limits: limits}
 	for i := range n {
 		net.add(groupNetKey(t, i), sign)
 	}
@@ -106,9 +119,7 @@ func (net *groupNet) add(key *protocol.PrivateKey, sign bool) *groupMember {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &groupMember{key: key, st: st, h: h, cancel: cancel, mesh: &meshTracer{mesh: map[string]map[peer.ID]bool{}}}
-	// The default limits; scores are sampled often, for the tests that
-	// read them (group_guard_test.go).
-	guard, err := groupguard.New(groupguard.Config{ScoreSample: 100 * time.Millisecond})
+	guard, err := groupguard.New(net.limits)
 	if err != nil {
 		t.Fatal(err)
 	}
