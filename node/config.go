@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -121,6 +122,10 @@ type Config struct {
 	// BackupWorkFactor is the scrypt log2(N) of backup files (0: age's
 	// default, 18); tests lower it.
 	BackupWorkFactor int
+	// GroupLimits are the rate limits of group traffic this node
+	// carries: per sender chain and per forwarding peer (zero fields:
+	// groupguard's defaults).
+	GroupLimits groupguard.Config
 
 	// extraParts run beside the node's own parts (tests: a part that
 	// fails).
@@ -204,6 +209,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.KeyGrace <= 0 {
 		c.KeyGrace = 14 * 24 * time.Hour
+	}
+	if _, err := groupguard.New(c.GroupLimits); err != nil {
+		return c, fail(ErrInvalid, "group limits: %v", err)
 	}
 	if c.ConnLow <= 0 {
 		c.ConnLow = 64

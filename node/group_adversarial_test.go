@@ -72,7 +72,7 @@ func TestGroupTopicRefusesForgeries(t *testing.T) {
 	}
 	octx, cancel := context.WithCancel(ctx)
 	t.Cleanup(func() { cancel(); oh.Close() })
-	ops, err := newGroupPubSub(octx, oh, false)
+	ops, err := newGroupPubSub(octx, oh, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

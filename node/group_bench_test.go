@@ -81,7 +81,7 @@ func benchFanout(b *testing.B, n int, sign bool) {
 		}
 		defer h.Close()
 		mt := &meshTracer{mesh: map[string]map[peer.ID]bool{}}
-		ps, err := newGroupPubSub(ctx, h, sign, pubsub.WithRawTracer(mt))
+		ps, err := newGroupPubSub(ctx, h, sign, nil, pubsub.WithRawTracer(mt))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -55,15 +56,21 @@ const maxGroupNameChars = 64
 
 // wireGroups makes the groups part on the node's host: its own gossipsub
 // router (StrictNoSign, as every node on a group topic must use; see
-// groups.go), hand-outs through the messenger, keys from the pinned
-// friends or the directory, events on the bus.
+// groups.go) with the rate limits of Config.GroupLimits (groupguard),
+// hand-outs through the messenger, keys from the pinned friends or the
+// directory, events on the bus.
 func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) error {
-	ps, err := newGroupPubSub(u.life, u.host, false)
+	guard, err := groupguard.New(u.cfg.GroupLimits)
+	if err != nil {
+		return fail(ErrInvalid, "group limits: %v", err)
+	}
+	ps, err := newGroupPubSub(u.life, u.host, false, guard)
 	if err != nil {
 		return err
 	}
 	g := newGroups()
 	g.st, g.log, g.me, g.host, g.ps, g.now, g.spawn = u.st, u.log, u.me, u.host, ps, u.cfg.Now, spawn
+	g.guard = guard
 	g.identity = func() (*protocol.PrivateKey, error) { return u.keys.identity(), nil }
 	g.keyOf = u.groupKeyOf
 	g.direct = u.groupDirect

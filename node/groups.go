@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -55,22 +56,24 @@ const (
 
 // newGroupPubSub starts the gossipsub router the groups part uses, for
 // the lifetime of ctx (pubsub has no Close). sign turns pubsub's own
-// signatures on (StrictSign), for comparison only; extra options follow
-// ours.
-func newGroupPubSub(ctx context.Context, h host.Host, sign bool, extra ...pubsub.Option) (*pubsub.PubSub, error) {
+// signatures on (StrictSign), for comparison only. guard's rates and
+// groupguard's scoring and bounds apply (guard nil: scoring and bounds
+// only, for benchmarks of the router). extra options follow ours.
+func newGroupPubSub(ctx context.Context, h host.Host, sign bool, guard *groupguard.Guard, extra ...pubsub.Option) (*pubsub.PubSub, error) {
 	policy := pubsub.StrictNoSign
 	if sign {
 		policy = pubsub.StrictSign
 	}
-	ps, err := pubsub.NewGossipSub(ctx, h, append([]pubsub.Option{
+	opts := []pubsub.Option{
 		pubsub.WithMessageSignaturePolicy(policy),
 		// Every group message carries a random msg_id, so a hash of the
 		// content names it (StrictNoSign has no sender and seqno to use).
 		pubsub.WithMessageIdFn(func(m *pb.Message) string { s := sha256.Sum256(m.Data); return string(s[:]) }),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithMaxMessageSize(protocol.MaxGroupMessageSize + 4<<10),
-	}, extra...)...,
-	)
+	}
+	opts = append(opts, groupguard.PubSubOptions(guard)...)
+	ps, err := pubsub.NewGossipSub(ctx, h, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("node: gossipsub: %w", err)
 	}
@@ -89,6 +92,7 @@ type groups struct {
 	me       protocol.ID
 	host     host.Host
 	ps       *pubsub.PubSub
+	guard    *groupguard.Guard // rate limits (nil: none)
 	now      func() time.Time
 	identity func() (*protocol.PrivateKey, error)
 	// keyOf returns user's RSA public key with the given key ID (pinned
@@ -189,6 +193,11 @@ func (g *groups) join(id protocol.GroupID, epoch uint64) error {
 	if err != nil {
 		_ = g.ps.UnregisterTopicValidator(name)
 		return fmt.Errorf("node: joining a group topic: %w", err)
+	}
+	if err := t.SetScoreParams(groupguard.TopicScoreParams()); err != nil {
+		_ = t.Close()
+		_ = g.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("node: group topic scores: %w", err)
 	}
 	sub, err := t.Subscribe(pubsub.WithBufferSize(groupSubBuffer))
 	if err != nil {
@@ -291,9 +300,14 @@ func (g *groups) topic(id protocol.GroupID) *groupTopic {
 
 // validate is the topic validator: it admits a message only if it parses,
 // belongs to this topic's group and epoch, is inside the acceptance
-// window, and verifies with a sender chain this node holds. A message
-// whose chain is not known (yet) is ignored: not forwarded, but its
-// forwarder is not penalised, since its key may still be on its way.
+// window, verifies with a sender chain this node holds, and is within
+// that chain's rate. What does not parse or verify is rejected (the
+// forwarder's score falls). A message whose chain is not known (yet) is
+// ignored: not forwarded, but its forwarder is not penalised, since its
+// key may still be on its way. A verified message over its chain's rate
+// is ignored too: its forwarder may be honest (groupguard's doc says
+// why); the per-peer rate, applied before validation, catches a flooding
+// peer.
 func (g *groups) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	m, err := protocol.ParseGroupMessage(msg.GetData())
 	if err != nil {
@@ -312,6 +326,10 @@ func (g *groups) validate(ctx context.Context, from peer.ID, msg *pubsub.Message
 	if err := c.Verify(m); err != nil {
 		g.log.Debug("group message refused", "group", m.Group.String(), "from", from.String(), "err", err)
 		return pubsub.ValidationReject
+	}
+	if g.guard != nil && !g.guard.AdmitChain(m.Chain, len(msg.GetData())) {
+		g.log.Debug("group message over its sender's rate", "group", m.Group.String(), "from", from.String())
+		return pubsub.ValidationIgnore
 	}
 	msg.ValidatorData = m
 	return pubsub.ValidationAccept

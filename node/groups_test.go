@@ -14,6 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 	"github.com/parley-chat/parley/store/storetest"
@@ -29,6 +30,7 @@ type groupNet struct {
 	members []*groupMember
 	byUser  map[protocol.ID]*groupMember
 	keys    map[protocol.ID]*protocol.PublicKey
+	limits  groupguard.Config // each member's rate limits
 
 	mu   sync.Mutex
 	errs []error
@@ -66,7 +68,19 @@ func groupNetKey(t *testing.T, i int) *protocol.PrivateKey {
 // members between.
 func newGroupNet(t *testing.T, n int, sign bool) *groupNet {
 	t.Helper()
-	net := &groupNet{t: t, byUser: map[protocol.ID]*groupMember{}, keys: map[protocol.ID]*protocol.PublicKey{}}
+	return newGroupNetLimits(t, n, sign, groupguard.Config{})
+}
+
+// newGroupNetLimits is newGroupNet with the members' rate limits
+// (benchmarks that post faster than a person raise them). Scores are
+// sampled every 100 ms unless limits say otherwise, for the tests that
+// read them (group_guard_test.go).
+func newGroupNetLimits(t *testing.T, n int, sign bool, limits groupguard.Config) *groupNet {
+	t.Helper()
+	if limits.ScoreSample == 0 {
+		limits.ScoreSample = 100 * time.Millisecond
+	}
+	net := &groupNet{t: t, byUser: map[protocol.ID]*groupMember{}, keys: map[protocol.ID]*protocol.PublicKey{}, limits: limits}
 	for i := range n {
 		net.add(groupNetKey(t, i), sign)
 	}
@@ -105,13 +119,17 @@ func (net *groupNet) add(key *protocol.PrivateKey, sign bool) *groupMember {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &groupMember{key: key, st: st, h: h, cancel: cancel, mesh: &meshTracer{mesh: map[string]map[peer.ID]bool{}}}
-	ps, err := newGroupPubSub(ctx, h, sign, pubsub.WithRawTracer(m.mesh))
+	guard, err := groupguard.New(net.limits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps, err := newGroupPubSub(ctx, h, sign, guard, pubsub.WithRawTracer(m.mesh))
 	if err != nil {
 		t.Fatal(err)
 	}
 	me := key.ID()
 	g := newGroups()
-	g.st, g.log, g.me, g.host, g.ps, g.now = st, testLogger(t), me, h, ps, time.Now
+	g.st, g.log, g.me, g.host, g.ps, g.now, g.guard = st, testLogger(t), me, h, ps, time.Now, guard
 	g.identity = func() (*protocol.PrivateKey, error) { return key, nil }
 	g.keyOf = func(_ context.Context, user, id protocol.ID) (*protocol.PublicKey, error) {
 		if k := net.keys[user]; k != nil && k.ID() == id {
@@ -213,6 +231,17 @@ type meshTracer struct {
 	mesh     map[string]map[peer.ID]bool
 	rejected int             // messages the validator rejected
 	seen     map[string]bool // data of every message validated
+	// recv counts the messages each peer sent (what is left of its RPCs
+	// after groupguard's per-peer rate), delivered those accepted.
+	recv, delivered map[peer.ID]int
+}
+
+// counts returns how many messages from p arrived (past the per-peer
+// rate) and how many of them were accepted.
+func (m *meshTracer) counts(p peer.ID) (recv, delivered int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.recv[p], m.delivered[p]
 }
 
 func (m *meshTracer) saw(data []byte) bool {
@@ -264,7 +293,14 @@ func (m *meshTracer) ValidateMessage(msg *pubsub.Message) {
 	m.seen[string(msg.GetData())] = true
 }
 
-func (m *meshTracer) DeliverMessage(*pubsub.Message) {}
+func (m *meshTracer) DeliverMessage(msg *pubsub.Message) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.delivered == nil {
+		m.delivered = map[peer.ID]int{}
+	}
+	m.delivered[msg.ReceivedFrom]++
+}
 func (m *meshTracer) RejectMessage(_ *pubsub.Message, reason string) {
 	if reason == pubsub.RejectValidationFailed {
 		m.mu.Lock()
@@ -273,9 +309,18 @@ func (m *meshTracer) RejectMessage(_ *pubsub.Message, reason string) {
 	}
 }
 
-func (m *meshTracer) DuplicateMessage(*pubsub.Message)                     {}
-func (m *meshTracer) ThrottlePeer(peer.ID)                                 {}
-func (m *meshTracer) RecvRPC(*pubsub.RPC)                                  {}
+func (m *meshTracer) DuplicateMessage(*pubsub.Message) {}
+func (m *meshTracer) ThrottlePeer(peer.ID)             {}
+func (m *meshTracer) RecvRPC(rpc *pubsub.RPC) {
+	if n := len(rpc.GetPublish()); n > 0 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if m.recv == nil {
+			m.recv = map[peer.ID]int{}
+		}
+		m.recv[rpc.From()] += n
+	}
+}
 func (m *meshTracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (m *meshTracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
 func (m *meshTracer) DropRPC(*pubsub.RPC, peer.ID)                         {}

@@ -6,11 +6,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/store"
 )
 
 // nodeMetrics are the node's own Prometheus metrics (Config.Metrics),
-// beside libp2p's, the outbox's and the directory's. The counters follow
+// beside libp2p's, the outbox's, the directory's and the group rate
+// limits' (groupguard.Collector). The counters follow
 // the event bus (bus.observe), so they count what the user is told;
 // the gauges are read from the running node at scrape time.
 type nodeMetrics struct {
@@ -47,6 +49,12 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 		})),
 	}
 	registerMetric(reg, &nodeCollector{n: n})
+	registerMetric(reg, groupguard.NewCollector(func() *groupguard.Guard {
+		if u, err := n.running(); err == nil && u.groups != nil {
+			return u.groups.guard
+		}
+		return nil
+	}))
 	return m
 }
 

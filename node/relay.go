@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/directory"
+	"github.com/parley-chat/parley/node/groupguard"
 )
 
 // RelayConfig configures a relay: the operator's node that bootstraps the
@@ -41,6 +42,9 @@ type RelayConfig struct {
 	Metrics prometheus.Registerer
 	// ManualRefresh turns off the DHT's periodic refresh (tests).
 	ManualRefresh bool
+	// GroupLimits are the rate limits of the group traffic the relay
+	// carries (zero fields: groupguard's defaults).
+	GroupLimits groupguard.Config
 }
 
 // DefaultRelayListen are the listen addresses of a relay: every interface,
@@ -79,6 +83,7 @@ type Relay struct {
 	host   host.Host
 	dir    *directory.DHT
 	ps     *pubsub.PubSub
+	guard  *groupguard.Guard // group traffic's rates, for the relay's topic validators
 	cancel context.CancelFunc
 	log    *slog.Logger
 }
@@ -139,17 +144,27 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		h.Close()
 		return nil, err
 	}
+	guard, err := groupguard.New(cfg.GroupLimits)
+	if err != nil {
+		d.Close()
+		h.Close()
+		return nil, fail(ErrInvalid, "group limits: %v", err)
+	}
+	if cfg.Metrics != nil {
+		registerMetric(cfg.Metrics, groupguard.NewCollector(func() *groupguard.Guard { return guard }))
+	}
 	life, cancel := context.WithCancel(context.Background())
 	// The same router settings as members' (StrictNoSign, content-hash
-	// IDs; groups.go), so that a relay can be on a group's topic.
-	ps, err := newGroupPubSub(life, h, false)
+	// IDs, groupguard's scores, bounds and per-peer rate; groups.go), so
+	// that a relay can be on a group's topic.
+	ps, err := newGroupPubSub(life, h, false, guard)
 	if err != nil {
 		cancel()
 		d.Close()
 		h.Close()
 		return nil, err
 	}
-	r := &Relay{host: h, dir: d, ps: ps, cancel: cancel, log: cfg.Logger}
+	r := &Relay{host: h, dir: d, ps: ps, guard: guard, cancel: cancel, log: cfg.Logger}
 	for _, b := range boot {
 		if err := h.Connect(ctx, b); err != nil {
 			cfg.Logger.Warn("bootstrap relay unreachable", "peer", b.ID.String(), "err", err)

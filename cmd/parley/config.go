@@ -52,19 +52,19 @@ type configKey struct {
 // configKeys are the keys of each command, in the order `parley config
 // print` shows them. TestConfigKeysCoverFlags holds them to the flags.
 var configKeys = map[string][]configKey{
-	"run": {
+	"run": append([]configKey{
 		{"data-dir", envDataDir}, {"api", envAPI}, {"api-tls-cert", envAPITLSCert}, {"api-tls-key", envAPITLSKey},
 		{"api-host", envAPIHost}, {"listen", envListen}, {"bootstrap", envBootstrap}, {"mailbox-relay", envMailboxRelay},
 		{"passphrase-file", envPassphraseFile}, {"strict-rsa-signatures", envStrictRSA},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
-	},
-	"relay": {
+	}, groupLimitKeys...),
+	"relay": append([]configKey{
 		{"data-dir", envRelayDataDir}, {"listen", envListen}, {"bootstrap", envBootstrap},
 		{"metrics", envMetrics}, {"log-level", envLogLevel},
 		{"mailbox", envMailbox}, {"mailbox-max-envelopes", envMailboxMaxEnvelopes}, {"mailbox-max-bytes", envMailboxMaxBytes},
 		{"mailbox-max-per-sender", envMailboxMaxPerSender}, {"mailbox-ttl", envMailboxTTL},
 		{"mailbox-rate", envMailboxRate}, {"mailbox-burst", envMailboxBurst},
-	},
+	}, groupLimitKeys...),
 }
 
 // configFlag adds --config to a command's flags, for its help: the file
@@ -282,26 +282,26 @@ func runConfigValues(c runConfig) []configValuePrint {
 	if len(c.listen) == 0 {
 		c.listen = node.DefaultListen
 	}
-	return []configValuePrint{
+	return append([]configValuePrint{
 		{"data-dir", c.dataDir}, {"api", c.apiAddr}, {"api-tls-cert", c.apiTLSCert}, {"api-tls-key", c.apiTLSKey},
 		{"api-host", c.apiHosts}, {"listen", c.listen}, {"bootstrap", c.bootstrap}, {"mailbox-relay", c.mailboxRelays},
 		{"passphrase-file", c.passphraseFile}, {"strict-rsa-signatures", c.strictRSA},
 		{"metrics", c.metrics}, {"log-level", levelName(c.logLevel)},
-	}
+	}, groupLimitValues(c.groupLimits)...)
 }
 
 func relayConfigValues(c relayConfig) []configValuePrint {
 	if len(c.listen) == 0 {
 		c.listen = node.DefaultRelayListen
 	}
-	return []configValuePrint{
+	return append([]configValuePrint{
 		{"data-dir", c.dataDir}, {"listen", c.listen}, {"bootstrap", c.bootstrap},
 		{"metrics", c.metrics}, {"log-level", levelName(c.logLevel)},
 		{"mailbox", c.mailbox.enabled}, {"mailbox-max-envelopes", c.mailbox.limits.MaxEnvelopes},
 		{"mailbox-max-bytes", c.mailbox.limits.MaxBytes}, {"mailbox-max-per-sender", c.mailbox.limits.MaxPerDepositor},
 		{"mailbox-ttl", c.mailbox.limits.TTL}, {"mailbox-rate", c.mailbox.limits.DepositRate},
 		{"mailbox-burst", c.mailbox.limits.DepositBurst},
-	}
+	}, groupLimitValues(c.groupLimits)...)
 }
 
 // printConfig writes the settings as TOML: the passphrase file's path

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/node"
+	"github.com/parley-chat/parley/node/groupguard"
 )
 
 // Environment variables of `parley relay` (besides PARLEY_LISTEN,
@@ -31,6 +32,9 @@ type relayConfig struct {
 	metrics   string
 	logLevel  slog.Level
 	mailbox   mailboxOptions
+	// groupLimits are the rates of the group traffic it carries
+	// (--group-rate-*, --group-peer-rate-*).
+	groupLimits groupguard.Config
 }
 
 func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) (relayConfig, error) {
@@ -52,10 +56,16 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	if err := mailboxFlags(fs, &c.mailbox, getenv); err != nil {
 		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
 	}
+	if err := groupLimitFlags(fs, &c.groupLimits, getenv); err != nil {
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
+	}
 	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
 	if err := c.mailbox.check(); err != nil {
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
+	}
+	if err := checkGroupLimits(c.groupLimits); err != nil {
 		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
 	}
 	c.listen, c.bootstrap = listen.values, bootstrap.values
@@ -99,7 +109,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "Metrics: http://%s/metrics\n", addr)
 		registerDiskMetrics(reg, c.dataDir)
 	}
-	cfg := node.RelayConfig{DataDir: c.dataDir, Listen: c.listen, Bootstrap: c.bootstrap, Logger: log}
+	cfg := node.RelayConfig{DataDir: c.dataDir, Listen: c.listen, Bootstrap: c.bootstrap, Logger: log, GroupLimits: c.groupLimits}
 	if reg != nil {
 		cfg.Metrics = reg
 	}

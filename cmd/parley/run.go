@@ -18,6 +18,7 @@ import (
 
 	"github.com/parley-chat/parley/api"
 	"github.com/parley-chat/parley/node"
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/store"
 	"github.com/parley-chat/parley/web"
 )
@@ -50,8 +51,9 @@ type runConfig struct {
 	mailboxRelays  []string
 	passphraseFile string
 	logLevel       slog.Level
-	metrics        string // --metrics address, or ""
-	strictRSA      bool   // --strict-rsa-signatures
+	metrics        string            // --metrics address, or ""
+	strictRSA      bool              // --strict-rsa-signatures
+	groupLimits    groupguard.Config // --group-rate-*, --group-peer-rate-*
 
 	// The API's TLS certificate and key files, both or neither, and the
 	// extra Host names it accepts (api.Options.AllowedHosts, TLS only).
@@ -145,9 +147,16 @@ func parseRunConfig(args []string, getenv func(string) string, out io.Writer) (r
 	fs.BoolVar(&c.strictRSA, "strict-rsa-signatures", getenv(envStrictRSA) == "1" || getenv(envStrictRSA) == "true",
 		"sign every session message with the RSA identity key (RSA-PSS) instead of the session's Ed25519 key "+
 			"certified by it; slower, the original per-message RSA signature ["+envStrictRSA+"=1]")
+	envErr := groupLimitFlags(fs, &c.groupLimits, getenv)
 	level := metricsAndLogFlags(fs, getenv, &c.metrics)
 	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
+	}
+	if envErr != nil {
+		return c, fmt.Errorf("parley run: %v: %w", envErr, errUsage)
+	}
+	if err := checkGroupLimits(c.groupLimits); err != nil {
+		return c, fmt.Errorf("parley run: %v: %w", err, errUsage)
 	}
 	c.listen, c.bootstrap, c.apiHosts = listen.values, bootstrap.values, apiHosts.values
 	c.mailboxRelays = mailboxRelays.values
@@ -258,6 +267,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 		KeyBits:             c.test.keyBits,
 		LoginBackoff:        c.test.loginBackoff,
 		StrictRSASignatures: c.strictRSA,
+		GroupLimits:         c.groupLimits,
 	}
 	if c.metrics != "" {
 		reg := prometheus.NewRegistry()
