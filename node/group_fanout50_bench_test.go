@@ -152,6 +152,15 @@ func meshReady(m *meshTracer, t *pubsub.Topic, name string, links int) bool {
 // arrivals counts, for the message in flight, the members that have it.
 type arrivals chan string
 
+// put notes an arrival of key. It never blocks the member's path: an
+// arrival nobody has room for is dropped, and its wait times out.
+func (a arrivals) put(key string) {
+	select {
+	case a <- key:
+	default:
+	}
+}
+
 // wait waits until need arrivals of key, or the deadline; it returns how
 // many came and when the last did.
 func (a arrivals) wait(key string, need int, d time.Duration) (int, time.Time) {
@@ -208,7 +217,7 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 	// Parley's network.
 	f.net = newGroupNetUnlinked(tb, n, false)
 	for _, m := range f.net.members {
-		m.g.onMessage = func(sm store.GroupMessage) { f.stored <- string(sm.ID[:]) }
+		m.g.onMessage = func(sm store.GroupMessage) { f.stored.put(string(sm.ID[:])) }
 	}
 	for _, e := range edges {
 		f.net.connect(e[0], e[1])
@@ -242,10 +251,9 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 	}
 	name := protocol.Topic(st.Group, st.Epoch)
 	for i, m := range f.net.members {
-		t := m.g.topic(st.Group)
 		waitFor(tb, 30*time.Second, fmt.Sprintf("member %d's mesh", i), func() bool {
-			ok := t != nil && meshReady(m.mesh, t.topic, name, degree[i])
-			return ok
+			t := m.g.topic(st.Group)
+			return t != nil && meshReady(m.mesh, t.topic, name, degree[i])
 		})
 	}
 
@@ -258,7 +266,7 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 		meshes[i] = &meshTracer{mesh: map[string]map[peer.ID]bool{}}
 		var ps *pubsub.PubSub
 		hosts[i], ps = newBenchPubSubHost(ctx, tb, meshes[i])
-		f.raw[i] = drainTopic(ctx, tb, ps, rawName, func(msg *pubsub.Message) { f.rawGot <- string(msg.Data[:16]) })
+		f.raw[i] = drainTopic(ctx, tb, ps, rawName, func(msg *pubsub.Message) { f.rawGot.put(string(msg.Data[:16])) })
 	}
 	rawRelay, rawPS := newBenchPubSubHost(ctx, tb, nil)
 	drainTopic(ctx, tb, rawPS, rawName, nil)

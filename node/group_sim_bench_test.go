@@ -130,7 +130,7 @@ func newGroupSim(tb testing.TB, n, senders int) *groupSim {
 		}
 		var got func(*pubsub.Message)
 		if i < n {
-			got = func(msg *pubsub.Message) { s.got <- msg.ID }
+			got = func(msg *pubsub.Message) { s.got.put(msg.ID) }
 		}
 		routers[i] = drainTopic(ctx, tb, ps, name, got)
 	}
