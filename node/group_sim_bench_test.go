@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	gomaps "maps"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -221,7 +222,7 @@ func benchGroupSim(b *testing.B, n int) {
 	var lat []time.Duration
 	delivered, messages := 0, 0
 	m0, r0 := s.sentBytes()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU(b)
 	for i := 0; b.Loop(); i++ {
 		d, got := s.one(i)
 		if d > 0 {
@@ -230,7 +231,7 @@ func benchGroupSim(b *testing.B, n int) {
 		delivered += got
 		messages++
 	}
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU(b)-cpu
 	b.StopTimer()
 	m1, r1 := s.sentBytes()
 	fig := map[string]float64{
@@ -243,12 +244,17 @@ func benchGroupSim(b *testing.B, n int) {
 		"senders":       float64(len(s.senders)),
 		"run-s":         elapsed.Seconds(),
 		"complete-msgs": float64(len(lat)),
+		// The CPU time of the whole simulation per message, and that over
+		// the processors: the least a message takes to reach everyone
+		// when all members share them.
+		"cpu-ms/msg": durationMs(cpu) / float64(messages),
+		"floor-ms":   durationMs(cpu) / float64(messages) / float64(runtime.GOMAXPROCS(0)),
 	}
 	if len(lat) > 0 {
 		fig["p50-ms"] = durationMs(percentile(lat, 50))
 		fig["p99-ms"] = durationMs(percentile(lat, 99))
 	}
-	for _, k := range []string{"delivery-%", "p50-ms", "p99-ms", "B/member/msg", "relay-B/msg", "wire-B/msg"} {
+	for _, k := range []string{"delivery-%", "p50-ms", "p99-ms", "floor-ms", "B/member/msg", "relay-B/msg", "wire-B/msg"} {
 		if v, ok := fig[k]; ok {
 			b.ReportMetric(v, k)
 		}
