@@ -76,21 +76,27 @@ func groupFanoutTopology(n int) [][2]int {
 func newGroupBenchRelay(ctx context.Context, tb testing.TB, st *protocol.GroupState, chains []protocol.ChainPublic) host.Host {
 	tb.Helper()
 	_ = chains // the real relay's ticket
-	h, ps := newBenchPubSubHost(ctx, tb, nil)
+	h, ps := newBenchPubSubHost(ctx, tb, true, nil)
 	drainTopic(ctx, tb, ps, protocol.Topic(st.Group, st.Epoch), nil)
 	return h
 }
 
 // newBenchPubSubHost starts a host on 127.0.0.1 running Parley's
 // gossipsub router (pubsub signatures off, as the groups part runs it),
-// closed at the end of the benchmark.
-func newBenchPubSubHost(ctx context.Context, tb testing.TB, tracer pubsub.RawTracer) (host.Host, *pubsub.PubSub) {
+// closed at the end of the benchmark: a member's host as groupNet makes
+// them, or a relay's (every member dials it from 127.0.0.1, so it has a
+// relay's per-IP limits).
+func newBenchPubSubHost(ctx context.Context, tb testing.TB, relay bool, tracer pubsub.RawTracer) (host.Host, *pubsub.PubSub) {
 	tb.Helper()
 	hk, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h, err := newHost(hostSpec{key: hk, listen: []string{"/ip4/127.0.0.1/tcp/0"}, low: 100, high: 200, perIP: true})
+	spec := hostSpec{key: hk, listen: []string{"/ip4/127.0.0.1/tcp/0"}, low: 50, high: 100}
+	if relay {
+		spec.low, spec.high, spec.perIP = 100, 200, true
+	}
+	h, err := newHost(spec)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -266,10 +272,10 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 	for i := range n {
 		meshes[i] = &meshTracer{mesh: map[string]map[peer.ID]bool{}}
 		var ps *pubsub.PubSub
-		hosts[i], ps = newBenchPubSubHost(ctx, tb, meshes[i])
+		hosts[i], ps = newBenchPubSubHost(ctx, tb, false, meshes[i])
 		f.raw[i] = drainTopic(ctx, tb, ps, rawName, func(msg *pubsub.Message) { f.rawGot.put(string(msg.Data[:16])) })
 	}
-	rawRelay, rawPS := newBenchPubSubHost(ctx, tb, nil)
+	rawRelay, rawPS := newBenchPubSubHost(ctx, tb, true, nil)
 	drainTopic(ctx, tb, rawPS, rawName, nil)
 	for _, e := range edges {
 		a, b := hosts[e[0]], hosts[e[1]]
