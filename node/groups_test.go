@@ -26,7 +26,7 @@ import (
 // which hands the body to the recipient's receiveDirect with the sender's
 // user ID, as the messenger does with the session's authenticated peer.
 type groupNet struct {
-	t       *testing.T
+	t       testing.TB
 	members []*groupMember
 	byUser  map[protocol.ID]*groupMember
 	keys    map[protocol.ID]*protocol.PublicKey
@@ -52,7 +52,7 @@ var groupNetKeys = []string{"alice-2048", "bob-2048", "carol-2048", "alice-3072"
 
 // groupNetKey is member i's identity: a fixture key, or a new one past
 // the fixtures (RSA key generation takes a while).
-func groupNetKey(t *testing.T, i int) *protocol.PrivateKey {
+func groupNetKey(t testing.TB, i int) *protocol.PrivateKey {
 	if i < len(groupNetKeys) {
 		return fixtureKey(t, groupNetKeys[i])
 	}
@@ -75,7 +75,21 @@ func newGroupNet(t *testing.T, n int, sign bool) *groupNet {
 // (benchmarks that post faster than a person raise them). Scores are
 // sampled every 100 ms unless limits say otherwise, for the tests that
 // read them (group_guard_test.go).
-func newGroupNetLimits(t *testing.T, n int, sign bool, limits groupguard.Config) *groupNet {
+func newGroupNetLimits(t testing.TB, n int, sign bool, limits groupguard.Config) *groupNet {
+	t.Helper()
+	net := newGroupNetUnlinkedLimits(t, n, sign, limits)
+	for i := 1; i < n; i++ {
+		net.connect(i-1, i)
+	}
+	return net
+}
+
+// newGroupNetUnlinked starts n members with no connections between them.
+func newGroupNetUnlinked(t testing.TB, n int, sign bool) *groupNet {
+	return newGroupNetUnlinkedLimits(t, n, sign, groupguard.Config{})
+}
+
+func newGroupNetUnlinkedLimits(t testing.TB, n int, sign bool, limits groupguard.Config) *groupNet {
 	t.Helper()
 	if limits.ScoreSample == 0 {
 		limits.ScoreSample = 100 * time.Millisecond
@@ -83,9 +97,6 @@ func newGroupNetLimits(t *testing.T, n int, sign bool, limits groupguard.Config)
 	net := &groupNet{t: t, byUser: map[protocol.ID]*groupMember{}, keys: map[protocol.ID]*protocol.PublicKey{}, limits: limits}
 	for i := range n {
 		net.add(groupNetKey(t, i), sign)
-	}
-	for i := 1; i < n; i++ {
-		net.connect(i-1, i)
 	}
 	t.Cleanup(func() {
 		net.wg.Wait()
@@ -329,7 +340,7 @@ func (m *meshTracer) OnNewOutboundStream(peer.ID, libp2pprotocol.ID)       {}
 func (m *meshTracer) OnClosedOutboundStream(peer.ID)                       {}
 
 // history returns a member's whole history of a group, newest first.
-func (m *groupMember) history(t *testing.T, id protocol.GroupID) []store.GroupMessage {
+func (m *groupMember) history(t testing.TB, id protocol.GroupID) []store.GroupMessage {
 	t.Helper()
 	var out []store.GroupMessage
 	cursor := store.Cursor("")

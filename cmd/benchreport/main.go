@@ -4,7 +4,8 @@
 // machine, the run's benchmark lines as tables, the targets and
 // whether each is met) and the PNG figures it links: the latency CDF of
 // sessions against a raw stream, throughput against the crypto and fsync
-// bounds, and RSS over an API burst. make bench-report runs the
+// bounds, RSS over an API burst, and the group fan-out of Parley against
+// raw gossipsub (groups.go, with the Groups table). make bench-report runs the
 // benchmarks and then this command:
 //
 //	go run ./cmd/benchreport -records DIR -bench-output FILE -out docs/bench \

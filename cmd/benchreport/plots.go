@@ -410,6 +410,10 @@ func writePlots(d *data, dir string, dpi int) (map[string]bool, error) {
 	if err != nil {
 		return nil, err
 	}
+	grp, err := groupFanoutPlot(d)
+	if err != nil {
+		return nil, err
+	}
 	for _, f := range []struct {
 		name string
 		h    vg.Length
@@ -418,6 +422,7 @@ func writePlots(d *data, dir string, dpi int) (map[string]bool, error) {
 		{figLatency, plotHeight + 2*vg.Centimeter, lat}, // and the legend below
 		{figThroughput, plotHeight, thr},
 		{figRSS, plotHeight, plotDrawer(rss)},
+		{figGroupFanout, plotHeight + 2*vg.Centimeter, grp},
 	} {
 		path := filepath.Join(dir, f.name)
 		if f.draw == nil {

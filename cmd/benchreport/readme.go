@@ -136,6 +136,7 @@ func writeReadme(w io.Writer, m machine, d *data, figs map[string]bool) error {
 		}
 	}
 
+	writeGroups(&b, d)
 	writeBenchTables(&b, d.bench)
 	writeRecords(&b, d)
 	_, err := io.WriteString(w, b.String())
@@ -211,6 +212,7 @@ func figureTexts() []struct{ file, title, missing, text string } {
 			"no record api-burst with points rss-mib-a, rss-mib-b",
 			"The resident set size of each node, sampled while a burst of messages goes through the HTTP API " +
 				"(record api-burst, points rss-mib-*); the dashed line is the 80 MiB target for the peak."},
+		groupFigureText(),
 	}
 }
 

@@ -152,7 +152,7 @@ const (
 // targets are the targets, in the order the README lists them.
 func targets() []target {
 	one := func(sources ...source) []check { return []check{{sources: sources}} }
-	return []target{
+	return append([]target{
 		{what: "Sessions latency p50", op: "≤", limit: 0.5, unit: "ms", figure: figLatency,
 			checks: one(rec("node-latency-sessions", "p50-ms"), line("BenchmarkLatency/sessions", "p50-ms"))},
 		{what: "Sessions latency p99", op: "≤", limit: 2, unit: "ms", figure: figLatency,
@@ -188,5 +188,5 @@ func targets() []target {
 			}},
 		{what: "Start to ready", op: "<", limit: 1000, unit: "ms",
 			checks: one(rec("start-to-ready", "ms"))},
-	}
+	}, groupTargets()...)
 }
