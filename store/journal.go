@@ -77,8 +77,8 @@ type journal struct {
 	f      *os.File // the current segment, opened for appending
 	gen    [genSize]byte
 	seq    uint64 // records in the current segment
-	size   int64 // bytes in the current segment
-	prev   int64 // its size before the last record (undo)
+	size   int64  // bytes in the current segment
+	prev   int64  // its size before the last record (undo)
 	header int64
 }
 
