@@ -70,16 +70,15 @@ const (
 // by the committer's goroutine only, but for the checkpoint, which works
 // on older segments and badger's files.
 type journal struct {
-	dir    string
-	dbDir  string
-	seal   *sealer
-	seg    int      // number of the current segment
-	f      *os.File // the current segment, opened for appending
-	gen    [genSize]byte
-	seq    uint64 // records in the current segment
-	size   int64  // bytes in the current segment
-	prev   int64  // its size before the last record (undo)
-	header int64
+	dir   string
+	dbDir string
+	seal  *sealer
+	seg   int      // number of the current segment
+	f     *os.File // the current segment, opened for appending
+	gen   [genSize]byte
+	seq   uint64 // records in the current segment
+	size  int64  // bytes in the current segment
+	prev  int64  // its size before the last record (undo)
 }
 
 // batch is the writes of one transaction, encoded as they are made.
@@ -287,7 +286,7 @@ func (j *journal) start(n int) error {
 	if j.f != nil {
 		j.f.Close()
 	}
-	j.f, j.seg, j.gen, j.seq, j.size, j.header = f, n, gen, 0, int64(len(hdr)), int64(len(hdr))
+	j.f, j.seg, j.gen, j.seq, j.size = f, n, gen, 0, int64(len(hdr))
 	return nil
 }
 
