@@ -263,7 +263,12 @@ func (s *Store) Close() error {
 		s.commits.j.close(false)
 		return fmt.Errorf("store: closing database: %w", err)
 	}
-	// badger flushed everything into its tables: the journal is spent.
+	// badger flushed its memtables into synced tables; its value logs are
+	// synced here too, and then the journal is spent.
+	if err := syncBadgerFiles(filepath.Join(s.dir, DBDir)); err != nil {
+		s.commits.j.close(false)
+		return err
+	}
 	return s.commits.j.close(true)
 }
 
