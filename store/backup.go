@@ -72,6 +72,11 @@ func Load(dir string, passphrase []byte, r io.Reader, opts Options) error {
 		}
 		return fmt.Errorf("store: creating %s: %w", dbDir, err)
 	}
+	// A journal left without its database belonged to another one.
+	if err := os.RemoveAll(filepath.Join(dir, journalDir)); err != nil {
+		keys.wipe()
+		return fmt.Errorf("store: removing a stale journal: %w", err)
+	}
 	bo := badgerOptions(dbDir, append([]byte(nil), keys.badger...), o).WithSyncWrites(true)
 	keys.wipe()
 	db, err := badger.Open(bo)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -48,6 +49,8 @@ type write struct {
 // the write that overflowed it, which starts the next one.
 type committer struct {
 	db    *badger.DB
+	j     *journal
+	log   *slog.Logger
 	queue chan *write
 	stop  chan struct{}
 	done  chan struct{}
@@ -58,6 +61,14 @@ type committer struct {
 	// took to commit, which decide whether the next group lingers.
 	lastGroup  int
 	lastCommit time.Duration
+	// cur is the journal batch of the transaction being built; ckpt is
+	// closed when the running checkpoint ends (nil: none runs).
+	cur  *batch
+	ckpt chan struct{}
+	// crashBeforeBadger, in tests, leaves every transaction in the
+	// journal only, as a crash between the journal's sync and badger's
+	// commit would (the write reports success).
+	crashBeforeBadger bool
 }
 
 // commitStats counts the committer's work, for tests and benchmarks.
@@ -67,8 +78,11 @@ type commitStats struct {
 	writes  int // writes committed in them
 }
 
-func newCommitter(db *badger.DB) *committer {
-	c := &committer{db: db, queue: make(chan *write, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+func newCommitter(db *badger.DB, j *journal, log *slog.Logger) *committer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	c := &committer{db: db, j: j, log: log, queue: make(chan *write, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.run()
 	return c
 }
@@ -87,6 +101,9 @@ func (c *committer) submit(fn func(txn *badger.Txn) error, lazy bool) <-chan err
 func (c *committer) close() {
 	close(c.stop)
 	<-c.done
+	if c.ckpt != nil {
+		<-c.ckpt
+	}
 }
 
 func (c *committer) run() {
@@ -179,6 +196,7 @@ func (c *committer) commit(group []*write) {
 	group = append([]*write(nil), group...) // commit drops failed writes from its copy
 	for len(group) > 0 {
 		txn := c.db.NewTransaction(true)
+		c.cur = &batch{}
 		failed, err := -1, error(nil)
 		for i, w := range group {
 			if err = w.fn(txn); err != nil {
@@ -186,9 +204,10 @@ func (c *committer) commit(group []*write) {
 				break
 			}
 		}
+		b := c.cur
+		c.cur = nil
 		if failed < 0 {
-			err := txn.Commit()
-			c.finish(group, err)
+			c.finish(group, c.commitTxn(txn, b))
 			return
 		}
 		txn.Discard()
@@ -203,6 +222,59 @@ func (c *committer) commit(group []*write) {
 			group = append(group[:failed], group[failed+1:]...)
 		}
 	}
+}
+
+// commitTxn makes txn durable in the journal, then commits it to
+// badger; a transaction badger does not take is taken back from the
+// journal.
+func (c *committer) commitTxn(txn *badger.Txn, b *batch) error {
+	if c.j == nil || len(b.buf) == 0 {
+		return txn.Commit()
+	}
+	if err := c.j.append(b); err != nil {
+		txn.Discard()
+		return err
+	}
+	if c.crashBeforeBadger {
+		txn.Discard()
+		return nil
+	}
+	if err := txn.Commit(); err != nil {
+		return errors.Join(err, c.j.undo())
+	}
+	c.maybeCheckpoint()
+	return nil
+}
+
+// maybeCheckpoint starts the next segment when the current one is full
+// and, in the background, makes badger's files durable and removes the
+// older segments. One checkpoint runs at a time; a full segment waits
+// for the running one to end.
+func (c *committer) maybeCheckpoint() {
+	if c.j.size < segmentLimit {
+		return
+	}
+	if c.ckpt != nil {
+		select {
+		case <-c.ckpt:
+			c.ckpt = nil
+		default:
+			return
+		}
+	}
+	old := c.j.seg
+	if err := c.j.start(old + 1); err != nil {
+		c.log.Warn("store: starting a journal segment", "err", err)
+		return
+	}
+	done := make(chan struct{})
+	c.ckpt = done
+	go func() {
+		defer close(done)
+		if err := c.j.checkpoint(old); err != nil {
+			c.log.Warn("store: journal checkpoint", "err", err)
+		}
+	}()
 }
 
 // finish reports a committed (or failed) group.

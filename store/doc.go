@@ -103,8 +103,12 @@
 //
 // # Durability
 //
-// badger runs with SyncWrites, so every write method returns only after
-// its transaction is on disk. StoreReceived writes the message, its seen
+// Every write method returns only after its transaction is on disk: in
+// the store's own journal (journal.go), appended and fdatasynced before
+// badger commits the same writes; badger itself runs without SyncWrites,
+// whose msync of its mapped log cost more CPU than the rest of a write.
+// Open replays the journal; checkpoints sync badger's files and drop the
+// journal's older segments. StoreReceived writes the message, its seen
 // ID and the conversation update in one transaction; a node acknowledges
 // an envelope only after it returns.
 //

@@ -74,13 +74,13 @@ func (s *Store) DeleteMessage(ctx context.Context, id MsgID) (Message, error) {
 		if _, err := s.deleteOutbox(txn, id); err != nil && !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		if err := txn.Delete(key); err != nil {
+		if err := s.del(txn, key); err != nil {
 			return err
 		}
-		if err := txn.Delete(messageIndexKey(id)); err != nil {
+		if err := s.del(txn, messageIndexKey(id)); err != nil {
 			return err
 		}
-		if err := txn.SetEntry(s.seenEntry(id, s.now())); err != nil {
+		if err := s.setEntry(txn, s.seenEntry(id, s.now())); err != nil {
 			return err
 		}
 		return s.unlinkLast(txn, m.Conversation, id, key)

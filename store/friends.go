@@ -176,6 +176,6 @@ func (s *Store) DeleteFriend(ctx context.Context, id protocol.ID) error {
 		if !ok {
 			return fmt.Errorf("%w: friend %s", ErrNotFound, id)
 		}
-		return txn.Delete(key)
+		return s.del(txn, key)
 	})
 }

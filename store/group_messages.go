@@ -139,7 +139,7 @@ func (s *Store) StoreGroupMessage(ctx context.Context, m GroupMessage, chain *pr
 		if err := s.putRecord(txn, mk, rec); err != nil {
 			return err
 		}
-		if err := txn.Set(ik, s.rows.seal(ik, sk)); err != nil {
+		if err := s.set(txn, ik, s.rows.seal(ik, sk)); err != nil {
 			return err
 		}
 		if err := s.putChainTxn(txn, chain); err != nil {

@@ -218,7 +218,7 @@ func (s *Store) putChainTxn(txn *badger.Txn, c *protocol.SenderChain) error {
 	key := groupChainKey(c.Group(), c.Epoch(), c.Sender(), c.ID())
 	plain := c.Marshal()
 	defer clear(plain)
-	return txn.Set(key, s.secrets.seal(key, plain))
+	return s.set(txn, key, s.secrets.seal(key, plain))
 }
 
 func (s *Store) getChainTxn(txn *badger.Txn, key []byte) (*protocol.SenderChain, error) {

@@ -16,7 +16,7 @@ func (s *Store) PutHostKey(ctx context.Context, key []byte) error {
 		return fmt.Errorf("%w: empty host key", ErrInvalid)
 	}
 	return s.update(ctx, func(txn *badger.Txn) error {
-		return txn.Set(hostKeyKey(), s.secrets.seal(hostKeyKey(), key))
+		return s.set(txn, hostKeyKey(), s.secrets.seal(hostKeyKey(), key))
 	})
 }
 

@@ -16,6 +16,7 @@ const (
 	labelRows    = "parley/v1/store-rows"
 	labelSecrets = "parley/v1/store-secrets"
 	labelCheck   = "parley/v1/store-check"
+	labelJournal = "parley/v1/store-journal"
 
 	// verifierMessage is what the check key authenticates.
 	verifierMessage = "parley/v1/store-check/verifier"
@@ -29,6 +30,7 @@ type derivedKeys struct {
 	badger   []byte
 	rows     []byte
 	secrets  []byte
+	journal  []byte
 	verifier []byte
 }
 
@@ -37,6 +39,7 @@ func (k *derivedKeys) wipe() {
 	clear(k.badger)
 	clear(k.rows)
 	clear(k.secrets)
+	clear(k.journal)
 	clear(k.verifier)
 }
 
@@ -64,6 +67,9 @@ func deriveKeys(master []byte) (*derivedKeys, error) {
 		return nil, err
 	}
 	if k.secrets, err = expand(labelSecrets); err != nil {
+		return nil, err
+	}
+	if k.journal, err = expand(labelJournal); err != nil {
 		return nil, err
 	}
 	check, err := expand(labelCheck)

@@ -135,7 +135,7 @@ func (s *Store) putMessage(txn *badger.Txn, m *Message) error {
 	ik := messageIndexKey(m.ID)
 	idx := make([]byte, 0, convSize+sortKeySize)
 	idx = append(append(idx, m.Conversation[:]...), sk...)
-	return txn.Set(ik, s.rows.seal(ik, idx))
+	return s.set(txn, ik, s.rows.seal(ik, idx))
 }
 
 // checkNew fails with ErrDuplicate if id is seen (by the store's clock) or
@@ -165,7 +165,7 @@ func (s *Store) receiveTxn(txn *badger.Txn, m *Message, now time.Time, convs map
 	if err := s.putMessage(txn, m); err != nil {
 		return err
 	}
-	if err := txn.SetEntry(s.seenEntry(m.ID, now)); err != nil {
+	if err := s.setEntry(txn, s.seenEntry(m.ID, now)); err != nil {
 		return err
 	}
 	c, ok := convs[m.Conversation]

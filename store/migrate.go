@@ -112,7 +112,7 @@ func (s *Store) dropOutboxDue() error {
 		}
 		err = s.inBatches(len(keys), len(keys), func(txn *badger.Txn, lo, hi int) error {
 			for _, k := range keys[lo:hi] {
-				if err := txn.Delete(k); err != nil {
+				if err := s.del(txn, k); err != nil {
 					return err
 				}
 			}

@@ -76,7 +76,7 @@ func (s *Store) putOutbox(txn *badger.Txn, e *OutboxEntry) error {
 		e.Seq = s.outboxSeq.Add(1)
 	}
 	qk := outboxQueueKey(e.Recipient, e.Seq, e.MsgID)
-	if err := txn.Set(qk, s.rows.seal(qk, nil)); err != nil {
+	if err := s.set(txn, qk, s.rows.seal(qk, nil)); err != nil {
 		return err
 	}
 	rec := &outboxRec{
@@ -112,10 +112,10 @@ func (s *Store) deleteOutbox(txn *badger.Txn, id MsgID) (OutboxEntry, error) {
 	if err != nil {
 		return e, err
 	}
-	if err := txn.Delete(outboxQueueKey(e.Recipient, e.Seq, id)); err != nil {
+	if err := s.del(txn, outboxQueueKey(e.Recipient, e.Seq, id)); err != nil {
 		return e, err
 	}
-	return e, txn.Delete(outboxKey(id))
+	return e, s.del(txn, outboxKey(id))
 }
 
 // OutboxEntry returns the outbox entry of message id, or ErrNotFound.

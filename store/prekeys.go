@@ -57,7 +57,7 @@ func (s *Store) putPrekeyRec(txn *badger.Txn, r *PrekeyRecord) error {
 		DeleteAt:  nanos(r.DeleteAt),
 	}
 	defer clear(rec.Prekey)
-	return putRecordWith(txn, s.secrets, prekeyKey(r.Prekey.ID()), rec)
+	return s.putRecordWith(txn, s.secrets, prekeyKey(r.Prekey.ID()), rec)
 }
 
 func (s *Store) getPrekey(txn *badger.Txn, id uint64) (PrekeyRecord, error) {
@@ -161,7 +161,7 @@ func (s *Store) DeletePrekey(ctx context.Context, id uint64) error {
 		if !ok {
 			return fmt.Errorf("%w: prekey %d", ErrNotFound, id)
 		}
-		return txn.Delete(prekeyKey(id))
+		return s.del(txn, prekeyKey(id))
 	})
 }
 
@@ -186,7 +186,7 @@ func (s *Store) PurgePrekeys(ctx context.Context) ([]uint64, error) {
 			return err
 		}
 		for _, id := range due {
-			if err := txn.Delete(prekeyKey(id)); err != nil {
+			if err := s.del(txn, prekeyKey(id)); err != nil {
 				return err
 			}
 		}

@@ -99,19 +99,19 @@ func (s *Store) RotateIdentity(ctx context.Context, next *protocol.PrivateKey, r
 		for _, l := range chain {
 			rec.Rotations = append(rec.Rotations, l.Marshal())
 		}
-		if err := putRecordWith(txn, s.secrets, keyChainKey(), &rec); err != nil {
+		if err := s.putRecordWith(txn, s.secrets, keyChainKey(), &rec); err != nil {
 			return err
 		}
 		old := cur.Bytes()
 		defer clear(old)
-		if err := putRecordWith(txn, s.secrets, retiredKey(cur.Public().ID()), &retiredRec{Key: old, Until: nanos(retireUntil)}); err != nil {
+		if err := s.putRecordWith(txn, s.secrets, retiredKey(cur.Public().ID()), &retiredRec{Key: old, Until: nanos(retireUntil)}); err != nil {
 			return err
 		}
 		der := next.Bytes()
 		plain := append(append(make([]byte, 0, protocol.IDSize+len(der)), s.meta.userID[:]...), der...)
 		clear(der)
 		defer clear(plain)
-		return txn.Set(identityKey(), s.secrets.seal(identityKey(), plain))
+		return s.set(txn, identityKey(), s.secrets.seal(identityKey(), plain))
 	})
 	if err != nil {
 		return err
@@ -155,7 +155,7 @@ func (s *Store) PurgeRetiredKeys(ctx context.Context, now time.Time) (int, error
 			if now.Before(k.Until) {
 				continue
 			}
-			if err := txn.Delete(retiredKey(k.Key.Public().ID())); err != nil {
+			if err := s.del(txn, retiredKey(k.Key.Public().ID())); err != nil {
 				return err
 			}
 			n++

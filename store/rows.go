@@ -55,17 +55,17 @@ func decodeRecord(kind string, plain []byte, v any) error {
 
 // putRecord seals v as JSON (rows key) under key.
 func (s *Store) putRecord(txn *badger.Txn, key []byte, v any) error {
-	return putRecordWith(txn, s.rows, key, v)
+	return s.putRecordWith(txn, s.rows, key, v)
 }
 
-func putRecordWith(txn *badger.Txn, sl *sealer, key []byte, v any) error {
+func (s *Store) putRecordWith(txn *badger.Txn, sl *sealer, key []byte, v any) error {
 	plain, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("store: encoding row: %w", err)
 	}
 	sealed := sl.seal(key, plain)
 	clear(plain)
-	return txn.Set(key, sealed)
+	return s.set(txn, key, sealed)
 }
 
 // exists reports whether key has a (live) row.

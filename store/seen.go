@@ -104,6 +104,6 @@ func (s *Store) MarkSeenWith(ctx context.Context, id MsgID, u *SessionUpdate) er
 		if err := s.putSessionsTxn(txn, u); err != nil {
 			return err
 		}
-		return txn.SetEntry(s.seenEntry(id, now))
+		return s.setEntry(txn, s.seenEntry(id, now))
 	})
 }

@@ -90,10 +90,10 @@ func (s *Store) putSessionsTxn(txn *badger.Txn, u *SessionUpdate) error {
 		}
 	}
 	if u.State == nil {
-		return txn.Delete(key)
+		return s.del(txn, key)
 	}
 	plain := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(u.State)), u.Version)
 	plain = append(plain, u.State...)
 	defer clear(plain)
-	return txn.Set(key, s.secrets.seal(key, plain))
+	return s.set(txn, key, s.secrets.seal(key, plain))
 }

@@ -93,21 +93,22 @@ func Create(dir string, passphrase []byte, id *protocol.PrivateKey, opts Options
 	s, err := openDB(dir, m, keys, o)
 	if err != nil {
 		os.RemoveAll(dbDir)
+		os.RemoveAll(filepath.Join(dir, journalDir))
 		return nil, err
 	}
 	fail := func(err error) (*Store, error) {
-		s.commits.close()
-		s.db.Close()
+		s.abort()
 		os.Remove(filepath.Join(dir, MetaFile))
 		os.RemoveAll(dbDir)
+		os.RemoveAll(filepath.Join(dir, journalDir))
 		return nil, err
 	}
 	der := id.Bytes()
 	plain := make([]byte, 0, protocol.IDSize+len(der))
 	plain = append(append(plain, m.userID[:]...), der...)
 	clear(der)
-	err = s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(identityKey(), s.secrets.seal(identityKey(), plain))
+	err = s.update(context.Background(), func(txn *badger.Txn) error {
+		return s.set(txn, identityKey(), s.secrets.seal(identityKey(), plain))
 	})
 	clear(plain)
 	if err != nil {
@@ -149,8 +150,7 @@ func Open(dir string, passphrase []byte, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.id, err = s.loadIdentity(); err != nil {
-		s.commits.close()
-		s.db.Close()
+		s.abort()
 		return nil, err
 	}
 	return s, nil
@@ -168,7 +168,8 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		return nil, err
 	}
 	// badger keeps the slice it is given, so it gets its own copy.
-	bo := badgerOptions(filepath.Join(dir, DBDir), append([]byte(nil), keys.badger...), o).WithSyncWrites(true)
+	// The journal makes writes durable (journal.go), not badger's msync.
+	bo := badgerOptions(filepath.Join(dir, DBDir), append([]byte(nil), keys.badger...), o).WithSyncWrites(false)
 	db, err := badger.Open(bo)
 	if err != nil {
 		// badger formats its lock error with %+v, not %w.
@@ -177,12 +178,24 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		}
 		return nil, fmt.Errorf("store: opening database: %w", err)
 	}
-	s := &Store{dir: dir, opts: o, meta: m, db: db, rows: rows, secrets: secrets}
-	if err := s.migrate(); err != nil {
+	j, err := openJournal(dir, db, keys.journal)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	s.commits = newCommitter(db)
+	s := &Store{dir: dir, opts: o, meta: m, db: db, rows: rows, secrets: secrets}
+	if err := s.migrate(); err != nil {
+		j.close(false)
+		db.Close()
+		return nil, err
+	}
+	// Migrations write outside the journal: make them durable now.
+	if err := syncBadgerFiles(filepath.Join(dir, DBDir)); err != nil {
+		j.close(false)
+		db.Close()
+		return nil, err
+	}
+	s.commits = newCommitter(db, j, o.Logger)
 	return s, nil
 }
 
@@ -247,9 +260,23 @@ func (s *Store) Close() error {
 	s.id = nil
 	s.commits.close() // commits what is queued
 	if err := s.db.Close(); err != nil {
+		s.commits.j.close(false)
 		return fmt.Errorf("store: closing database: %w", err)
 	}
-	return nil
+	// badger flushed its memtables into synced tables; its value logs are
+	// synced here too, and then the journal is spent.
+	if err := syncBadgerFiles(filepath.Join(s.dir, DBDir)); err != nil {
+		s.commits.j.close(false)
+		return err
+	}
+	return s.commits.j.close(true)
+}
+
+// abort closes a store that failed to open: the journal is kept.
+func (s *Store) abort() {
+	s.commits.close()
+	s.db.Close()
+	s.commits.j.close(false)
 }
 
 // Identity returns the user's private identity key.
