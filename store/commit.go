@@ -231,7 +231,11 @@ func (c *committer) commitTxn(txn *badger.Txn, b *batch) error {
 	if c.j == nil || len(b.buf) == 0 {
 		return txn.Commit()
 	}
-	if err := c.j.append(b); err != nil {
+	left, err := c.j.append(b)
+	if left > 0 {
+		c.checkpoint(left)
+	}
+	if err != nil {
 		txn.Discard()
 		return err
 	}
@@ -242,37 +246,25 @@ func (c *committer) commitTxn(txn *badger.Txn, b *batch) error {
 	if err := txn.Commit(); err != nil {
 		return errors.Join(err, c.j.undo())
 	}
-	c.maybeCheckpoint()
 	return nil
 }
 
-// maybeCheckpoint starts the next segment when the current one is full
-// and, in the background, makes badger's files durable and removes the
-// older segments. One checkpoint runs at a time; a full segment waits
-// for the running one to end.
-func (c *committer) maybeCheckpoint() {
-	if c.j.size < segmentLimit {
-		return
-	}
+// checkpoint makes badger's files durable and removes the segments up to
+// upTo, in the background; the writes in them are all committed to
+// badger. One runs at a time: the next waits for the last.
+func (c *committer) checkpoint(upTo int) {
 	if c.ckpt != nil {
-		select {
-		case <-c.ckpt:
-			c.ckpt = nil
-		default:
-			return
-		}
-	}
-	old := c.j.seg
-	if err := c.j.start(old + 1); err != nil {
-		c.log.Warn("store: starting a journal segment", "err", err)
-		return
+		<-c.ckpt
 	}
 	done := make(chan struct{})
 	c.ckpt = done
 	go func() {
 		defer close(done)
-		if err := c.j.checkpoint(old); err != nil {
+		if err := c.j.checkpoint(upTo); err != nil {
 			c.log.Warn("store: journal checkpoint", "err", err)
+		}
+		if err := c.j.prepare(); err != nil {
+			c.log.Warn("store: journal", "err", err)
 		}
 	}()
 }

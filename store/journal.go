@@ -32,7 +32,11 @@ import (
 // journal key (AES-256-GCM, random nonce), the generation and the
 // record's sequence number in the segment as associated data. A record
 // holds a transaction's writes: sets (with their expiry and user meta)
-// and deletes, in order.
+// and deletes, in order. A segment is made full of zeros (segmentLimit)
+// and synced before it is used, and records are written over the zeros:
+// an fdatasync then writes data blocks only, where an append that grows
+// the file also commits the file system's journal (here 0.3–0.9 ms
+// against 1.8–2.0 ms for 13 KiB). A zero length ends the records.
 //
 // Recovery (Open): every segment is replayed into badger in order, each
 // record as one transaction. Replaying a record badger already has
@@ -42,8 +46,9 @@ import (
 // never acknowledged and is dropped; a record that fails its check with
 // a valid record after it is ErrTampered.
 //
-// Checkpoints: when a segment passes segmentLimit the committer starts
-// the next one and, in the background, fdatasyncs badger's memtable logs
+// Checkpoints: when a record does not fit in what is left of a segment
+// the journal starts the next one (from a spare segment zeroed in the
+// background, when one is ready) and the committer, in the background, fdatasyncs badger's memtable logs
 // and value logs (through their own descriptors: the pages badger
 // dirtied through its mappings are the same pages) and then removes the
 // older segments; flushed memtables are already synced tables. Close
@@ -53,13 +58,17 @@ const (
 	journalDir   = "journal"
 	journalMagic = "PARLEYJ1"
 	genSize      = 16
-	// segmentLimit is the size at which the journal starts a new segment
-	// and checkpoints the older ones.
+	// segmentLimit is a segment's size: a record that does not fit in
+	// what is left starts the next segment, and the older ones are
+	// checkpointed.
 	segmentLimit = 4 << 20
 	// maxJournalRecord bounds a record's length as read back (badger
 	// refuses bigger transactions long before this).
 	maxJournalRecord = 256 << 20
 )
+
+// spareName is the zeroed segment made ahead of need.
+const spareName = "spare"
 
 const (
 	jSet byte = iota + 1
@@ -73,8 +82,9 @@ type journal struct {
 	dir   string
 	dbDir string
 	seal  *sealer
-	seg   int      // number of the current segment
-	f     *os.File // the current segment, opened for appending
+	spare chan *os.File // a zeroed segment made ahead of need (at most one)
+	seg   int           // number of the current segment
+	f     *os.File      // the current segment, written in place
 	gen   [genSize]byte
 	seq   uint64 // records in the current segment
 	size  int64  // bytes in the current segment
@@ -157,9 +167,15 @@ func openJournal(dir string, db *badger.DB, key []byte) (*journal, error) {
 	if err != nil {
 		return nil, err
 	}
-	j := &journal{dir: filepath.Join(dir, journalDir), dbDir: filepath.Join(dir, DBDir), seal: sl}
+	j := &journal{dir: filepath.Join(dir, journalDir), dbDir: filepath.Join(dir, DBDir), seal: sl, spare: make(chan *os.File, 1)}
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: journal: %w", err)
+	}
+	// A spare or half-made segment left by a crash holds nothing.
+	for _, name := range []string{spareName, spareName + ".tmp"} {
+		if err := os.Remove(filepath.Join(j.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("store: journal: %w", err)
+		}
 	}
 	segs, err := j.segments()
 	if err != nil {
@@ -221,7 +237,7 @@ func (j *journal) replay(db *badger.DB, n int, last bool) error {
 	}
 	gen := data[len(journalMagic):hdr]
 	rest := data[hdr:]
-	for seq := uint64(0); len(rest) > 0; seq++ {
+	for seq := uint64(0); len(rest) >= 4 && binary.BigEndian.Uint32(rest) != 0; seq++ {
 		rec, next, ok := j.read(rest, gen, seq)
 		if !ok {
 			// Cut short at the end (a crash mid-append, never
@@ -245,7 +261,7 @@ func (j *journal) read(b, gen []byte, seq uint64) (rec, rest []byte, ok bool) {
 		return nil, nil, false
 	}
 	n := binary.BigEndian.Uint32(b)
-	if n > maxJournalRecord || int(n) > len(b)-4 {
+	if n == 0 || n > maxJournalRecord || int(n) > len(b)-4 {
 		return nil, nil, false
 	}
 	rec, err := j.seal.open("journal", ad(gen, seq), b[4:4+n])
@@ -266,20 +282,33 @@ func (j *journal) anyValidAfter(b, gen []byte, seq uint64) bool {
 	return false
 }
 
-// start creates segment n and makes it the current one.
+// start makes segment n, full of zeros and synced, the current one.
 func (j *journal) start(n int) error {
-	f, err := os.OpenFile(j.path(n), os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("store: journal: %w", err)
+	var f *os.File
+	select {
+	case f = <-j.spare:
+		if err := os.Rename(filepath.Join(j.dir, spareName), j.path(n)); err != nil {
+			f.Close()
+			return fmt.Errorf("store: journal: %w", err)
+		}
+		if err := syncDir(j.dir); err != nil {
+			f.Close()
+			return fmt.Errorf("store: journal: %w", err)
+		}
+	default:
+		var err error
+		if f, err = zeroedSegment(j.dir, j.path(n)); err != nil {
+			return fmt.Errorf("store: journal: %w", err)
+		}
 	}
 	var gen [genSize]byte
 	_, _ = rand.Read(gen[:])
 	hdr := append([]byte(journalMagic), gen[:]...)
-	if _, err := f.Write(hdr); err != nil {
+	if _, err := f.WriteAt(hdr, 0); err != nil {
 		f.Close()
 		return fmt.Errorf("store: journal: %w", err)
 	}
-	if err := errors.Join(unix.Fdatasync(int(f.Fd())), syncDir(j.dir)); err != nil {
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
 		f.Close()
 		return fmt.Errorf("store: journal: %w", err)
 	}
@@ -290,29 +319,93 @@ func (j *journal) start(n int) error {
 	return nil
 }
 
-// append writes b as the next record and syncs it; on error the segment
-// is cut back to where it was.
-func (j *journal) append(b *batch) error {
+// zeroedSegment creates path with segmentLimit zero bytes, synced, under
+// a temporary name first, so that a segment on disk is never short.
+func zeroedSegment(dir, path string) (*os.File, error) {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	zeros := make([]byte, 256<<10)
+	for off := 0; off < segmentLimit; off += len(zeros) {
+		if _, err := f.Write(zeros); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := syncDir(dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// prepare makes the spare segment if there is none; it runs beside the
+// committer (in the checkpoint's goroutine), one at a time.
+func (j *journal) prepare() error {
+	if len(j.spare) > 0 {
+		return nil
+	}
+	f, err := zeroedSegment(j.dir, filepath.Join(j.dir, spareName))
+	if err != nil {
+		return fmt.Errorf("store: journal spare: %w", err)
+	}
+	j.spare <- f
+	return nil
+}
+
+// fits reports whether a record of n sealed bytes fits in the segment
+// (a first record always goes in, however big).
+func (j *journal) fits(n int) bool {
+	return j.seq == 0 || j.size+4+int64(n) <= segmentLimit
+}
+
+// append writes b as the next record and syncs it. A record that does
+// not fit starts the next segment first; the number of the segment it
+// left is returned (0 if none), for the caller to checkpoint.
+func (j *journal) append(b *batch) (left int, err error) {
 	sealed := j.seal.seal(ad(j.gen[:], j.seq), b.buf)
+	if !j.fits(len(sealed)) {
+		left = j.seg
+		if err := j.start(j.seg + 1); err != nil {
+			return 0, err
+		}
+		sealed = j.seal.seal(ad(j.gen[:], j.seq), b.buf)
+	}
 	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(sealed)), uint32(len(sealed)))
 	out = append(out, sealed...)
-	if _, err := j.f.Write(out); err != nil {
-		_ = j.f.Truncate(j.size)
-		return fmt.Errorf("store: journal: %w", err)
+	if _, err := j.f.WriteAt(out, j.size); err != nil {
+		j.zero(j.size, len(out))
+		return left, fmt.Errorf("store: journal: %w", err)
 	}
 	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
-		_ = j.f.Truncate(j.size)
-		return fmt.Errorf("store: journal: %w", err)
+		j.zero(j.size, len(out))
+		return left, fmt.Errorf("store: journal: %w", err)
 	}
 	j.prev = j.size
 	j.size += int64(len(out))
 	j.seq++
-	return nil
+	return left, nil
+}
+
+// zero overwrites n bytes at off with zeros (a record taken back).
+func (j *journal) zero(off int64, n int) error {
+	_, err := j.f.WriteAt(make([]byte, n), off)
+	return err
 }
 
 // undo takes back the last record (its transaction did not commit).
 func (j *journal) undo() error {
-	if err := j.f.Truncate(j.prev); err != nil {
+	if err := j.zero(j.prev, int(j.size-j.prev)); err != nil {
 		return fmt.Errorf("store: journal: %w", err)
 	}
 	j.size = j.prev
@@ -370,6 +463,11 @@ func syncBadgerFiles(dbDir string) error {
 // was closed cleanly, so its files hold everything).
 func (j *journal) close(clean bool) error {
 	err := j.f.Close()
+	select {
+	case f := <-j.spare:
+		f.Close()
+	default:
+	}
 	if clean {
 		if err := os.RemoveAll(j.dir); err != nil {
 			return fmt.Errorf("store: journal: %w", err)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -24,6 +25,20 @@ func crashAfterJournal(t *testing.T, s *Store) (crash func()) {
 		s.mu.Unlock()
 		s.abort()
 	}
+}
+
+// recordEnds lists where each record of a segment's bytes ends.
+func recordEnds(b []byte) []int {
+	var ends []int
+	for off := len(journalMagic) + genSize; off+4 <= len(b); {
+		n := int(binary.BigEndian.Uint32(b[off:]))
+		if n == 0 {
+			break
+		}
+		off += 4 + n
+		ends = append(ends, off)
+	}
+	return ends
 }
 
 func segmentFiles(t *testing.T, dir string) []string {
@@ -93,13 +108,20 @@ func TestJournalTornTail(t *testing.T) {
 		}
 	}
 	crash()
+	// Tear the last record: its final bytes never reached the disk.
 	segs := segmentFiles(t, dir)
 	last := segs[len(segs)-1]
-	fi, err := os.Stat(last)
+	b, err := os.ReadFile(last)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Truncate(last, fi.Size()-7); err != nil {
+	ends := recordEnds(b)
+	if len(ends) < 2 {
+		t.Fatalf("%d records in the segment, want the two writes'", len(ends))
+	}
+	end := ends[len(ends)-1]
+	clear(b[end-7 : end])
+	if err := os.WriteFile(last, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s2 := openTest(t, dir, c)
