@@ -104,7 +104,7 @@ func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
 		g.updated(ctx, st.Group)
 		return nil
 	}
-	if err := g.join(st.Group, st.Epoch); err != nil {
+	if err := g.join(st); err != nil {
 		return err
 	}
 	g.applyPending(ctx, st)
