@@ -108,6 +108,7 @@ func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
 		return err
 	}
 	g.applyPending(ctx, st)
+	g.relayTicket(st.Group)
 	g.updated(ctx, st.Group)
 	d, err := own.Distribution(st)
 	if err != nil {
@@ -225,6 +226,7 @@ func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.S
 		return err
 	}
 	g.learn(c)
+	g.relayTicket(d.Group)
 	return nil
 }
 

@@ -102,6 +102,8 @@ type groups struct {
 	// onMessage and onUpdate tell the UI (nil: nobody listens).
 	onMessage func(m store.GroupMessage)
 	onUpdate  func(g *store.Group)
+	// relays issues relay tickets (group_relays.go); nil: no relays.
+	relays *groupRelays
 
 	mu      sync.Mutex
 	topics  map[protocol.GroupID]*groupTopic
@@ -154,6 +156,7 @@ func (g *groups) serve(ctx context.Context) error {
 			if err := g.join(gr.State); err != nil {
 				return err
 			}
+			g.relayTicket(gr.ID())
 		}
 	}
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)

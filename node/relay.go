@@ -171,6 +171,10 @@ func (r *Relay) ID() peer.ID { return r.host.ID() }
 // (the mailbox of package node/mailbox).
 func (r *Relay) Host() host.Host { return r.host }
 
+// PubSub is the relay's gossipsub router, with the settings of members'
+// (groups.go), for the group relay of package node/grouprelay.
+func (r *Relay) PubSub() *pubsub.PubSub { return r.ps }
+
 // Directory is the relay's DHT, where those services look up user records.
 func (r *Relay) Directory() *directory.DHT { return r.dir }
 

@@ -1,0 +1,211 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+
+	"github.com/parley-chat/parley/node/grouprelay"
+	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
+)
+
+// Group relays (package node/grouprelay): the relays a group chooses
+// carry its topic, admit only its members' chain keys and keep its
+// recent traffic for members who were offline. A group's relays are the
+// mailbox relays of the admin who made its current epoch (the first two
+// relays it takes mail at, else its bootstrap peers). That admin's node
+// hands each of them a relay ticket of the epoch — the topic proof and
+// every chain key of the epoch it knows, admins' marked — when it makes
+// the epoch, again whenever it learns another member's sender key of the
+// epoch, and at start; it retries with a backoff until every relay has
+// answered. A ticket of a new epoch follows this node's ticket of the
+// epoch before (signed with its chain of that epoch), so that relays
+// that held the old one carry the new one under the same authority.
+// Members need nothing more: a relay on the topic is a peer that joins
+// it, and catchUp asks every such peer (group_sync.go).
+
+// Ticket retry timing.
+const (
+	relayRetryMin = time.Second
+	relayRetryMax = 5 * time.Minute
+)
+
+// groupRelays issues this node's groups' relay tickets. mu guards work
+// and latest.
+type groupRelays struct {
+	relays []peer.AddrInfo
+
+	mu     sync.Mutex
+	work   map[protocol.GroupID]chan struct{}                    // a running issuer per group; its kick (capacity 1)
+	latest map[protocol.GroupID]map[uint64]*protocol.RelayTicket // the last ticket made, per group and epoch
+}
+
+func newGroupRelays(relays []peer.AddrInfo) *groupRelays {
+	return &groupRelays{
+		relays: relays, work: map[protocol.GroupID]chan struct{}{},
+		latest: map[protocol.GroupID]map[uint64]*protocol.RelayTicket{},
+	}
+}
+
+// relayTicket (re)issues a group's ticket to its relays in the
+// background, if this node issues its tickets; it never blocks.
+func (g *groups) relayTicket(id protocol.GroupID) {
+	rt := g.relays
+	if rt == nil || len(rt.relays) == 0 {
+		return
+	}
+	rt.mu.Lock()
+	if kick, ok := rt.work[id]; ok {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+		rt.mu.Unlock()
+		return
+	}
+	kick := make(chan struct{}, 1)
+	rt.work[id] = kick
+	rt.mu.Unlock()
+	g.spawn(func(ctx context.Context) { g.issueTickets(ctx, id, kick) })
+}
+
+// issueTickets makes the group's ticket and offers it to every relay
+// until each has answered, starting over with a new ticket when kicked;
+// it ends when all have answered and no kick is pending.
+func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick chan struct{}) {
+	rt := g.relays
+	done := func() bool {
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		select {
+		case <-kick:
+			return false
+		default:
+			delete(rt.work, id)
+			return true
+		}
+	}
+	for {
+		t, err := g.makeTicket(ctx, id)
+		if err != nil {
+			g.log.Debug("group relay ticket not made", "group", id.String(), "err", err)
+		}
+		if t == nil {
+			if done() {
+				return
+			}
+			continue
+		}
+		if g.offerTicket(ctx, id, t, kick) && done() {
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// offerTicket offers t to every relay, again after a backoff while some
+// fail. It returns true once each relay has taken or refused it, false
+// when kicked (a newer ticket is due) or stopped.
+func (g *groups) offerTicket(ctx context.Context, id protocol.GroupID, t *protocol.RelayTicket, kick chan struct{}) bool {
+	pending := append([]peer.AddrInfo(nil), g.relays.relays...)
+	wait := relayRetryMin
+	for {
+		var left []peer.AddrInfo
+		for _, r := range pending {
+			g.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.PermanentAddrTTL)
+			err := grouprelay.Offer(ctx, g.host, r.ID, t)
+			var re *grouprelay.RefusedError
+			switch {
+			case err == nil:
+			case errors.As(err, &re) && !re.Temporary():
+				g.log.Warn("group relay refused the ticket", "group", id.String(), "relay", r.ID.String(), "err", err)
+			default:
+				g.log.Debug("group relay ticket not delivered", "group", id.String(), "relay", r.ID.String(), "err", err)
+				left = append(left, r)
+			}
+		}
+		if pending = left; len(pending) == 0 {
+			return true
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-kick:
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+		wait = min(2*wait, relayRetryMax)
+	}
+}
+
+// makeTicket makes the group's ticket of its current epoch, or nil when
+// this node does not issue it: only the admin who signed the epoch's
+// state does. It reads the store only (no group lock).
+func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID) (*protocol.RelayTicket, error) {
+	gr, err := g.st.Group(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	st := gr.State
+	if gr.Removed || st.Signer != g.me || !st.IsAdmin(g.me) {
+		return nil, nil
+	}
+	chains, err := g.st.SenderChains(ctx, id, st.Epoch)
+	if err != nil {
+		return nil, err
+	}
+	var own *protocol.SenderChain
+	keys := make([]protocol.RelayKey, 0, len(chains))
+	for _, c := range chains {
+		if c.Sender() == g.me {
+			if c.Own() {
+				own = c
+			}
+			continue
+		}
+		if st.IsMember(c.Sender()) {
+			keys = append(keys, protocol.RelayKey{Chain: c.ID(), Admin: st.IsAdmin(c.Sender())})
+		}
+	}
+	if own == nil {
+		return nil, fmt.Errorf("%w: own sender key of epoch %d", store.ErrNotFound, st.Epoch)
+	}
+	rt := g.relays
+	rt.mu.Lock()
+	prev, last := rt.latest[id][st.Epoch-1], rt.latest[id][st.Epoch]
+	rt.mu.Unlock()
+	signer := own
+	if prev != nil {
+		if c, err := g.st.OwnChain(ctx, id, prev.Epoch); err == nil && prev.IsAdmin(c.ID()) {
+			signer = c
+		} else {
+			prev = nil
+		}
+	}
+	now := g.now()
+	if last != nil && now.UnixMilli() <= last.Issued {
+		now = time.UnixMilli(last.Issued + 1)
+	}
+	t, err := protocol.NewRelayTicket(signer, own, st, keys, prev, now)
+	if err != nil {
+		return nil, err
+	}
+	rt.mu.Lock()
+	rt.latest[id] = map[uint64]*protocol.RelayTicket{st.Epoch: t}
+	if prev != nil {
+		rt.latest[id][prev.Epoch] = prev
+	}
+	rt.mu.Unlock()
+	return t, nil
+}
