@@ -317,7 +317,7 @@ func (d *db) dropOldest(t topicKey, before time.Time) (int, error) {
 			if len(v) < msgHeaderLen {
 				return fmt.Errorf("%w: stored message", protocol.ErrMalformed)
 			}
-			if !before.IsZero() && !time.UnixMilli(int64(binary.BigEndian.Uint64(v))).Before(before) {
+			if !before.IsZero() && int64(binary.BigEndian.Uint64(v)) >= before.UnixMilli() {
 				return nil
 			}
 			key, size = item.KeyCopy(nil), int64(len(v))
