@@ -30,10 +30,13 @@ import (
 // Members need nothing more: a relay on the topic is a peer that joins
 // it, and catchUp asks every such peer (group_sync.go).
 
-// Ticket retry timing.
+// Ticket timing: retries with a backoff, and a refresh while the group
+// lives (a relay drops a topic nobody posted on for its retention, 14
+// days by default).
 const (
 	relayRetryMin = time.Second
 	relayRetryMax = 5 * time.Minute
+	relayRefresh  = 24 * time.Hour
 )
 
 // groupRelays issues this node's groups' relay tickets. mu guards work
@@ -76,8 +79,9 @@ func (g *groups) relayTicket(id protocol.GroupID) {
 }
 
 // issueTickets makes the group's ticket and offers it to every relay
-// until each has answered, starting over with a new ticket when kicked;
-// it ends when all have answered and no kick is pending.
+// until each has answered, starting over with a new ticket when kicked
+// and once a day; it ends when this node no longer issues the group's
+// tickets (or stops).
 func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick chan struct{}) {
 	rt := g.relays
 	done := func() bool {
@@ -91,8 +95,8 @@ func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick cha
 			return true
 		}
 	}
-	for {
-		t, err := g.makeTicket(ctx, id)
+	for ctx.Err() == nil {
+		t, err := g.makeTicket(ctx, id, true)
 		if err != nil {
 			g.log.Debug("group relay ticket not made", "group", id.String(), "err", err)
 		}
@@ -102,12 +106,16 @@ func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick cha
 			}
 			continue
 		}
-		if g.offerTicket(ctx, id, t, kick) && done() {
-			return
+		if !g.offerTicket(ctx, id, t, kick) {
+			continue // kicked, or stopping
 		}
-		if ctx.Err() != nil {
-			return
+		timer := time.NewTimer(relayRefresh)
+		select {
+		case <-ctx.Done():
+		case <-kick:
+		case <-timer.C:
 		}
+		timer.Stop()
 	}
 }
 
@@ -122,6 +130,14 @@ func (g *groups) offerTicket(ctx context.Context, id protocol.GroupID, t *protoc
 		for _, r := range pending {
 			g.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.PermanentAddrTTL)
 			err := grouprelay.Offer(ctx, g.host, r.ID, t)
+			if errors.Is(err, protocol.ErrTicketLineage) && len(t.Previous) != 0 {
+				// The relay does not hold the ticket this one follows:
+				// it takes one of the epoch's own admin keys instead.
+				var first *protocol.RelayTicket
+				if first, err = g.makeTicket(ctx, id, false); err == nil && first != nil {
+					err = grouprelay.Offer(ctx, g.host, r.ID, first)
+				}
+			}
 			var re *grouprelay.RefusedError
 			switch {
 			case err == nil:
@@ -151,8 +167,10 @@ func (g *groups) offerTicket(ctx context.Context, id protocol.GroupID, t *protoc
 
 // makeTicket makes the group's ticket of its current epoch, or nil when
 // this node does not issue it: only the admin who signed the epoch's
-// state does. It reads the store only (no group lock).
-func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID) (*protocol.RelayTicket, error) {
+// state does. With lineage, a ticket follows this node's last ticket of
+// the epoch before, if it has one. It reads the store only (no group
+// lock).
+func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID, lineage bool) (*protocol.RelayTicket, error) {
 	gr, err := g.st.Group(ctx, id)
 	if err != nil {
 		return nil, err
@@ -186,6 +204,9 @@ func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID) (*protocol
 	prev, last := rt.latest[id][st.Epoch-1], rt.latest[id][st.Epoch]
 	rt.mu.Unlock()
 	signer := own
+	if !lineage {
+		prev = nil
+	}
 	if prev != nil {
 		if c, err := g.st.OwnChain(ctx, id, prev.Epoch); err == nil && prev.IsAdmin(c.ID()) {
 			signer = c

@@ -332,17 +332,17 @@ func TestGroupRelayTicketRefused(t *testing.T) {
 	forger := newForger(t)
 	update := forger.sign(&protocol.RelayTicket{ // an update by a key that is not the ticket's admin
 		Version: real.Version, Proof: real.Proof, Epoch: real.Epoch, Issued: real.Issued + 1,
-		Keys: forger.withKey(real.Keys),
+		Keys: forger.withKey(real.Keys), Members: uint32(len(real.Keys) + 1),
 	})
 	tampered := *real
 	tampered.Issued++
 	other := protocol.TopicProof{1}
 	lineage := forger.sign(&protocol.RelayTicket{ // names a ticket the relay never saw
-		Version: real.Version, Proof: other, Epoch: 2, Previous: make([]byte, 32), Issued: real.Issued,
+		Version: real.Version, Proof: other, Epoch: 2, Previous: make([]byte, 32), Issued: real.Issued, Members: 1,
 		Keys: []protocol.RelayKey{{Chain: protocol.ChainID{2}, Admin: true}},
 	})
 	noProof := forger.sign(&protocol.RelayTicket{
-		Version: real.Version, Epoch: 1, Issued: real.Issued, Keys: []protocol.RelayKey{{Chain: forger.chain, Admin: true}},
+		Version: real.Version, Epoch: 1, Issued: real.Issued, Members: 1, Keys: []protocol.RelayKey{{Chain: forger.chain, Admin: true}},
 	})
 	topics := len(relay.srv.Topics())
 	for name, tc := range map[string]struct {
@@ -368,11 +368,11 @@ func TestGroupRelayTicketRefused(t *testing.T) {
 	if err := grouprelay.Offer(ctx, member.h, relay.ID(), real); err != nil {
 		t.Fatalf("the held ticket again: %v", err)
 	}
-	a, err := admin.g.makeTicket(ctx, st.Group)
+	a, err := admin.g.makeTicket(ctx, st.Group, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := admin.g.makeTicket(ctx, st.Group)
+	b, err := admin.g.makeTicket(ctx, st.Group, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,8 +416,45 @@ func (f *forger) withKey(keys []protocol.RelayKey) []protocol.RelayKey {
 // ticket returns the bytes it was parsed from).
 func copyTicket(t *protocol.RelayTicket) *protocol.RelayTicket {
 	c := &protocol.RelayTicket{
-		Version: t.Version, Proof: t.Proof, Epoch: t.Epoch, Previous: t.Previous, Keys: t.Keys,
+		Version: t.Version, Proof: t.Proof, Epoch: t.Epoch, Members: t.Members, Previous: t.Previous, Keys: t.Keys,
 		Issued: t.Issued, Signer: t.Signer, Signature: t.Signature,
 	}
 	return c
+}
+
+// TestGroupRelayLineageFallback: a relay that was down for the group's
+// first epoch refuses the next epoch's ticket for its lineage (it never
+// held the ticket it follows); the admin's node then hands it a ticket
+// signed with an admin key of the new epoch, which it takes.
+func TestGroupRelayLineageFallback(t *testing.T) {
+	relay := startGroupRelay(t, t.TempDir(), "", newRunningClock(), grouprelay.Limits{})
+	dir2 := t.TempDir()
+	late := startGroupRelay(t, dir2, "", newRunningClock(), grouprelay.Limits{})
+	lateInfo, listen2 := late.info(), (&mailRelay{Relay: late.Relay}).listenAddr(t)
+	late.stop()
+	net := newGroupNet(t, 2, false)
+	net.useRelay(relay)
+	admin := net.members[0]
+	admin.g.relays = newGroupRelays([]peer.AddrInfo{relay.info(), lateInfo})
+	ctx := context.Background()
+	st, err := admin.g.createGroup(ctx, "late relay", net.users())
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.waitKeyed(st)
+	relay.waitTicket(t, st, 2)
+	st2, err := admin.g.changeMembers(ctx, st.Group, "renamed", st.Members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.waitKeyed(st2)
+	relay.waitTicket(t, st2, 2)
+	if len(relay.srv.Ticket(protocol.Topic(st2)).Previous) == 0 {
+		t.Fatal("the relay that held epoch 1 got a ticket without lineage")
+	}
+	late = startGroupRelay(t, dir2, listen2, newRunningClock(), grouprelay.Limits{})
+	late.waitTicket(t, st2, 2)
+	if late.srv.Ticket(protocol.Topic(st)) != nil || len(late.srv.Ticket(protocol.Topic(st2)).Previous) != 0 {
+		t.Fatal("the late relay holds epoch 1's ticket, or a ticket of epoch 2 with lineage")
+	}
 }

@@ -338,12 +338,12 @@
 //
 // Relay tickets. A group's admin tells the relays it chose which chain
 // keys may post on an epoch's topic with a relay ticket (pb.RelayTicket,
-// RelayTicket): {P, epoch, previous ticket's hash (or nothing), the keys
-// ordered by chain, each with an admin flag, issued_ms, signer chain},
-// signed by the signer chain's Ed25519 key under "parley/v1/relay-ticket"
-// over
+// RelayTicket): {P, epoch, the epoch's number of members, previous
+// ticket's hash (or nothing), the keys ordered by chain, each with an
+// admin flag, issued_ms, signer chain}, signed by the signer chain's
+// Ed25519 key under "parley/v1/relay-ticket" over
 //
-//	u8 version ‖ P (32) ‖ u64 epoch ‖ bytes(previous) ‖
+//	u8 version ‖ P (32) ‖ u64 epoch ‖ u32 members ‖ bytes(previous) ‖
 //	u32 count ‖ (chain (32) ‖ u8 admin)* ‖ i64 issued_ms ‖ signer (32)
 //
 // A ticket's hash is SHA-256("parley/v1/ticket-hash" ‖ its encoding). It
@@ -365,6 +365,9 @@
 // keys reach it. A relay admits on the topic only messages of the
 // ticket's epoch signed by one of its keys (SenderChain.Verify with the
 // header's sender), and answers sync requests signed by one of its keys.
+// While a ticket lists fewer keys than members (Complete), a chain it does
+// not list may be a member's whose key has not reached the admin yet, so
+// the relay ignores such a message instead of rejecting it.
 // A current member who is not an admin knows P too and could hand a relay
 // a first ticket for a topic the relay has no lineage for; the admin's
 // ticket that follows the previous epoch's replaces it.

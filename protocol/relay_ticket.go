@@ -97,6 +97,7 @@ type RelayTicket struct {
 	Version   uint8
 	Proof     TopicProof
 	Epoch     uint64
+	Members   uint32     // the epoch's members: Keys lists all of them once it lists this many
 	Previous  []byte     // hash of the ticket of Epoch-1 it follows; nil for none
 	Keys      []RelayKey // ordered by chain
 	Issued    int64      // unix milliseconds
@@ -118,18 +119,24 @@ func (t *RelayTicket) Key(chain ChainID) (RelayKey, bool) {
 	return t.Keys[i], true
 }
 
+// Complete reports whether t lists a key for every member of its epoch,
+// so that a chain it does not list is no member's (and not one whose key
+// has not reached the admin yet).
+func (t *RelayTicket) Complete() bool { return len(t.Keys) >= int(t.Members) }
+
 // IsAdmin reports whether chain is an admin key of t.
 func (t *RelayTicket) IsAdmin(chain ChainID) bool { k, ok := t.Key(chain); return ok && k.Admin }
 
 // Canonical returns what the signer signs (after "parley/v1/relay-ticket"):
 //
-//	u8 version ‖ proof (32) ‖ u64 epoch ‖ bytes(previous) ‖
+//	u8 version ‖ proof (32) ‖ u64 epoch ‖ u32 members ‖ bytes(previous) ‖
 //	u32 count ‖ (chain (32) ‖ u8 admin)* ‖ i64 issued_ms ‖ signer (32)
 func (t *RelayTicket) Canonical() []byte {
-	c := newCanon(1 + 32 + 8 + 4 + len(t.Previous) + 4 + len(t.Keys)*33 + 8 + 32)
+	c := newCanon(1 + 32 + 8 + 4 + 4 + len(t.Previous) + 4 + len(t.Keys)*33 + 8 + 32)
 	c.u8(t.Version)
 	c.raw(t.Proof[:])
 	c.u64(t.Epoch)
+	c.u32(t.Members)
 	c.bytes(t.Previous)
 	c.u32(uint32(len(t.Keys)))
 	for _, k := range t.Keys {
@@ -152,7 +159,7 @@ func (t *RelayTicket) Marshal() []byte {
 		return slices.Clone(t.raw)
 	}
 	p := &pb.RelayTicket{
-		Version: uint32(t.Version), TopicProof: t.Proof[:], Epoch: t.Epoch, Previous: t.Previous,
+		Version: uint32(t.Version), TopicProof: t.Proof[:], Epoch: t.Epoch, Members: t.Members, Previous: t.Previous,
 		IssuedMs: t.Issued, Signer: t.Signer[:], Signature: t.Signature,
 	}
 	for _, k := range t.Keys {
@@ -183,7 +190,10 @@ func NewRelayTicket(signer, current *SenderChain, state *GroupState, keys []Rela
 	if current.Group() != state.Group || current.Epoch() != state.Epoch {
 		return nil, fmt.Errorf("%w: chain of epoch %d, state of epoch %d", ErrGroupEpoch, current.Epoch(), state.Epoch)
 	}
-	t := &RelayTicket{Version: GroupVersion, Proof: state.TopicProof(), Epoch: state.Epoch, Issued: now.UnixMilli(), Signer: signer.ID()}
+	t := &RelayTicket{
+		Version: GroupVersion, Proof: state.TopicProof(), Epoch: state.Epoch, Members: uint32(len(state.Members)),
+		Issued: now.UnixMilli(), Signer: signer.ID(),
+	}
 	if prev != nil {
 		h := prev.Hash()
 		t.Previous = h[:]
@@ -194,6 +204,7 @@ func NewRelayTicket(signer, current *SenderChain, state *GroupState, keys []Rela
 		return nil, fmt.Errorf("%w: a first ticket is signed with the current chain", ErrTicketLineage)
 	}
 	t.Keys = sortRelayKeys(append(slices.Clone(keys), RelayKey{Chain: current.ID(), Admin: true}))
+	t.Members = max(t.Members, uint32(len(t.Keys))) // a member with two chains of the epoch
 	if err := t.checkForm(); err != nil {
 		return nil, err
 	}
@@ -238,8 +249,10 @@ func (t *RelayTicket) checkForm() error {
 		return bad("previous hash")
 	case len(t.Keys) == 0:
 		return bad("without keys")
-	case len(t.Keys) > MaxGroupMembers:
-		return fmt.Errorf("%w: relay ticket of %d keys (max %d)", ErrTooLarge, len(t.Keys), MaxGroupMembers)
+	case len(t.Keys) > MaxGroupMembers || t.Members > MaxGroupMembers:
+		return fmt.Errorf("%w: relay ticket of %d keys for %d members (max %d)", ErrTooLarge, len(t.Keys), t.Members, MaxGroupMembers)
+	case int(t.Members) < len(t.Keys):
+		return bad("with more keys than members")
 	}
 	for i, k := range t.Keys {
 		if i > 0 && bytes.Compare(t.Keys[i-1].Chain[:], k.Chain[:]) >= 0 {
@@ -267,7 +280,7 @@ func ParseRelayTicket(b []byte) (*RelayTicket, error) {
 		return nil, fmt.Errorf("%w: relay ticket of %d keys (max %d)", ErrTooLarge, len(p.GetKeys()), MaxGroupMembers)
 	}
 	t := &RelayTicket{
-		Version: uint8(p.GetVersion()), Proof: TopicProof(p.GetTopicProof()), Epoch: p.GetEpoch(),
+		Version: uint8(p.GetVersion()), Proof: TopicProof(p.GetTopicProof()), Epoch: p.GetEpoch(), Members: p.GetMembers(),
 		Previous: p.GetPrevious(), Issued: p.GetIssuedMs(), Signer: ChainID(p.GetSigner()),
 		Signature: p.GetSignature(), raw: slices.Clone(b),
 	}

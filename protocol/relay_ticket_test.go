@@ -71,6 +71,7 @@ func goldenTicketPair(t *testing.T) (t1, t2 *RelayTicket) {
 func goldenSpecTicket(tk *RelayTicket) []byte {
 	b := append([]byte{tk.Version}, tk.Proof[:]...)
 	b = binary.BigEndian.AppendUint64(b, tk.Epoch)
+	b = binary.BigEndian.AppendUint32(b, tk.Members)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(tk.Previous)))
 	b = append(b, tk.Previous...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(tk.Keys)))
@@ -236,6 +237,8 @@ func TestParseRelayTicketRefused(t *testing.T) {
 	unordered := *t2
 	unordered.raw = nil
 	unordered.Keys = []RelayKey{t2.Keys[0], t2.Keys[0]}
+	overfull := *t2
+	overfull.raw, overfull.Members = nil, 0
 	for name, tc := range map[string]struct {
 		b    []byte
 		want error
@@ -244,6 +247,7 @@ func TestParseRelayTicketRefused(t *testing.T) {
 		"truncated":      {raw[:len(raw)-3], ErrMalformed},
 		"no proof":       {noProof.Marshal(), ErrMalformed},
 		"keys unordered": {unordered.Marshal(), ErrMalformed},
+		"keys > members": {overfull.Marshal(), ErrMalformed},
 		"trailing":       {append(slices.Clone(raw), 0), ErrMalformed},
 		"oversized":      {make([]byte, MaxRelayTicketSize+1), ErrTooLarge},
 	} {

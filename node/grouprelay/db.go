@@ -18,7 +18,7 @@ import (
 // Key layout of the relay's group database. IDs are big-endian and grow
 // with arrival, so a topic's messages scan oldest first.
 //
-//	'k' ‖ topic(32)                   → u8 anchored ‖ i64 superseded_ms ‖ ticket
+//	'k' ‖ topic(32)                   → u8 anchored ‖ i64 superseded_ms ‖ i64 taken_ms ‖ ticket
 //	'h' ‖ ticket hash(32)             → topic(32) ‖ ticket (every version taken, for lineage)
 //	'm' ‖ topic(32) ‖ id(8)           → i64 arrived_ms ‖ chain(32) ‖ u32 iteration ‖ message
 //	'i' ‖ topic(32) ‖ chain(32) ‖ u32 → id(8) ‖ u32 size of the 'm' value
@@ -62,6 +62,7 @@ type held struct {
 	ticket     *protocol.RelayTicket
 	anchored   bool
 	superseded time.Time // zero while the topic is current
+	taken      time.Time // when the relay took the ticket
 }
 
 func (h *held) encode() []byte {
@@ -74,18 +75,19 @@ func (h *held) encode() []byte {
 		ms = h.superseded.UnixMilli()
 	}
 	b = binary.BigEndian.AppendUint64(b, uint64(ms))
+	b = binary.BigEndian.AppendUint64(b, uint64(h.taken.UnixMilli()))
 	return append(b, h.ticket.Marshal()...)
 }
 
 func decodeHeld(b []byte) (*held, error) {
-	if len(b) < 9 {
+	if len(b) < 17 {
 		return nil, fmt.Errorf("%w: stored ticket", protocol.ErrMalformed)
 	}
-	t, err := protocol.ParseRelayTicket(b[9:])
+	t, err := protocol.ParseRelayTicket(b[17:])
 	if err != nil {
 		return nil, err
 	}
-	h := &held{ticket: t, anchored: b[0] == 1}
+	h := &held{ticket: t, anchored: b[0] == 1, taken: time.UnixMilli(int64(binary.BigEndian.Uint64(b[9:17])))}
 	if ms := int64(binary.BigEndian.Uint64(b[1:9])); ms != 0 {
 		h.superseded = time.UnixMilli(ms)
 	}

@@ -15,7 +15,8 @@
 //   - The topic validator rejects (pubsub.ValidationReject, so gossipsub's
 //     scoring punishes whoever forwarded it) a message that does not
 //     parse, is not for the ticket's epoch, or is not signed by a chain key
-//     the ticket lists; for a short Grace after the next epoch's ticket, the
+//     the ticket lists (ignored instead while the ticket lists fewer keys
+//     than the epoch has members); for a short Grace after the next epoch's ticket, the
 //     previous topic keeps being carried under its own ticket, then it is
 //     left. A rate limiter plugs in through Config.Admit.
 //   - Accepted messages are stored, by topic, for Limits.Retention (14 days

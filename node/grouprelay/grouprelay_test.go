@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -93,7 +94,7 @@ func (f *fixture) server(t *testing.T, lim Limits) *Server {
 func TestTakeTickets(t *testing.T) {
 	f := newFixture(t)
 	s := f.server(t, Limits{MaxTopics: 2})
-	take := func(tk *protocol.RelayTicket) error { return s.Take(tk.Marshal()) }
+	take := func(tk *protocol.RelayTicket) error { return s.Take(f.h.ID(), tk.Marshal()) }
 	if err := take(f.t1b); err != nil {
 		t.Fatalf("first ticket: %v", err)
 	}
@@ -131,7 +132,7 @@ func TestTakeTickets(t *testing.T) {
 	if err := take(ot); !errors.Is(err, ErrFull) || codeFor(err) != CodeFull {
 		t.Fatalf("a third topic: %v, want ErrFull", err)
 	}
-	if err := s.Take([]byte{1, 2, 3}); !errors.Is(err, protocol.ErrMalformed) || codeFor(err) != CodeMalformed {
+	if err := s.Take(f.h.ID(), []byte{1, 2, 3}); !errors.Is(err, protocol.ErrMalformed) || codeFor(err) != CodeMalformed {
 		t.Fatalf("garbage: %v", err)
 	}
 	if err := s.Close(); err != nil {
@@ -235,7 +236,7 @@ func TestSync(t *testing.T) {
 		s.Close()
 	})
 	f.now = time.Now()
-	if err := s.Take(f.t1b.Marshal()); err != nil {
+	if err := s.Take(f.h.ID(), f.t1b.Marshal()); err != nil {
 		t.Fatal(err)
 	}
 	for _, m := range seal(t, f.a1, 3, f.now) {
@@ -286,5 +287,118 @@ func TestSync(t *testing.T) {
 		if got, err := ask(tc.by, tc.responder, tc.relabel); err == nil {
 			t.Errorf("%s: got %d messages, %v; want the stream reset", name, len(got), err)
 		}
+	}
+}
+
+// TestTopicLimits: one peer brings at most MaxTopicsPerPeer topics; a
+// topic nobody posted on is dropped after the retention, and its bringer
+// may bring another.
+func TestTopicLimits(t *testing.T) {
+	f := newFixture(t)
+	s := f.server(t, Limits{MaxTopicsPerPeer: 1})
+	defer s.Close()
+	other, err := protocol.NewGroupState(f.carol, f.carol.ID(), "h", nil, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oc, err := protocol.NewSenderChain(other, f.carol.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ot, err := protocol.NewRelayTicket(oc, oc, other, nil, nil, f.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := peer.ID("peer-a"), peer.ID("peer-b")
+	if err := s.Take(a, f.t1b.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Take(a, ot.Marshal()); !errors.Is(err, ErrFull) {
+		t.Fatalf("a second topic from one peer: %v, want ErrFull", err)
+	}
+	if err := s.Take(b, ot.Marshal()); err != nil {
+		t.Fatalf("the same from another peer: %v", err)
+	}
+	// A message on the second topic a day before the sweep keeps it.
+	m := seal(t, oc, 1, f.now)[0]
+	f.now = f.now.Add(s.lim.Retention + time.Hour)
+	if _, _, err := s.db.put(keyOf(ot.Topic()), m, m.Marshal(), f.now.Add(-24*time.Hour), s.lim); err != nil {
+		t.Fatal(err)
+	}
+	s.Sweep()
+	if s.Ticket(f.t1b.Topic()) != nil {
+		t.Fatal("a topic nobody posted on outlived the retention")
+	}
+	if s.Ticket(ot.Topic()) == nil || s.HeldOn(ot.Topic()) != 1 {
+		t.Fatal("a topic with a recent message went")
+	}
+	f.now = f.now.Add(s.lim.Retention)
+	s.Sweep()
+	if s.Ticket(ot.Topic()) != nil || s.HeldOn(ot.Topic()) != 0 {
+		t.Fatal("the topic stayed once its message expired")
+	}
+	if err := s.Take(a, ot.Marshal()); err != nil {
+		t.Fatalf("the peer whose topic went brings another: %v", err)
+	}
+}
+
+type admitFunc func(peer.ID, protocol.ChainID, int) bool
+
+func (f admitFunc) Admit(p peer.ID, c protocol.ChainID, n int) bool { return f(p, c, n) }
+
+// TestValidate: the topic validator's verdicts.
+func TestValidate(t *testing.T) {
+	f := newFixture(t)
+	s := f.server(t, Limits{})
+	defer s.Close()
+	name := f.t1.Topic()
+	verdict := func(m *protocol.GroupMessage) pubsub.ValidationResult {
+		raw := []byte{1, 2, 3}
+		if m != nil {
+			raw = m.Marshal()
+		}
+		return s.validate(name, "forwarder", &pubsub.Message{Message: &pubpb.Message{Data: raw, Topic: &name}})
+	}
+	now := time.Now()
+	f.now = now
+	fromAlice := seal(t, f.a1, 1, now)[0]
+	bob2, err := protocol.NewSenderChain(f.s1, f.b1.Sender()) // a chain of bob's the ticket does not list
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromBob2 := seal(t, bob2, 1, now)[0]
+	if v := verdict(fromAlice); v != pubsub.ValidationIgnore {
+		t.Fatalf("no ticket yet: %v, want ignore", v)
+	}
+	if err := s.Take("p", f.t1.Marshal()); err != nil { // alice's key only, of two members
+		t.Fatal(err)
+	}
+	if v := verdict(fromBob2); v != pubsub.ValidationIgnore {
+		t.Fatalf("an unlisted chain while the ticket is incomplete: %v, want ignore", v)
+	}
+	if err := s.Take("p", f.t1b.Marshal()); err != nil { // complete
+		t.Fatal(err)
+	}
+	forged := *fromAlice
+	forged.Ciphertext = append([]byte(nil), fromAlice.Ciphertext...)
+	forged.Ciphertext[0] ^= 1
+	for name, tc := range map[string]struct {
+		m    *protocol.GroupMessage
+		want pubsub.ValidationResult
+	}{
+		"alice's":                {fromAlice, pubsub.ValidationAccept},
+		"an unlisted chain":      {fromBob2, pubsub.ValidationReject},
+		"garbage":                {nil, pubsub.ValidationReject},
+		"tampered":               {&forged, pubsub.ValidationReject},
+		"another epoch's":        {seal(t, f.a2, 1, now)[0], pubsub.ValidationReject},
+		"out of the time window": {seal(t, f.b1, 1, now.Add(-30*24*time.Hour))[0], pubsub.ValidationIgnore},
+	} {
+		if v := verdict(tc.m); v != tc.want {
+			t.Errorf("%s: %v, want %v", name, v, tc.want)
+		}
+	}
+	s.admit = admitFunc(func(peer.ID, protocol.ChainID, int) bool { return false })
+	if v := verdict(seal(t, f.b1, 1, now)[0]); v != pubsub.ValidationReject {
+		t.Errorf("over the rate: %v, want reject", v)
 	}
 }

@@ -33,6 +33,12 @@ type Limits struct {
 	// MaxTopics caps the topics carried; a ticket for one more is
 	// refused (CodeFull).
 	MaxTopics int
+	// MaxTopicsPerPeer caps the topics one peer brought (handed the
+	// first ticket of) among those carried since the relay started; a
+	// ticket for one more from it is refused (CodeFull). A topic nobody
+	// posts on is dropped after Retention (its admin's node offers the
+	// ticket again every day while the group lives).
+	MaxTopicsPerPeer int
 	// Grace is how long the previous epoch's topic is still carried once
 	// the next epoch's ticket follows its ticket (2 minutes).
 	Grace time.Duration
@@ -46,6 +52,7 @@ func DefaultLimits() Limits {
 		MaxTopicBytes:    128 << 20,
 		MaxBytes:         4 << 30,
 		MaxTopics:        10000,
+		MaxTopicsPerPeer: 256,
 		Grace:            2 * time.Minute,
 	}
 }
@@ -54,7 +61,7 @@ func DefaultLimits() Limits {
 // ones.
 func (l Limits) withDefaults() (Limits, error) {
 	d := DefaultLimits()
-	if l.Retention < 0 || l.MaxTopicMessages < 0 || l.MaxTopicBytes < 0 || l.MaxBytes < 0 || l.MaxTopics < 0 || l.Grace < 0 {
+	if l.Retention < 0 || l.MaxTopicMessages < 0 || l.MaxTopicBytes < 0 || l.MaxBytes < 0 || l.MaxTopics < 0 || l.MaxTopicsPerPeer < 0 || l.Grace < 0 {
 		return l, errors.New("grouprelay: negative limit")
 	}
 	if l.Retention == 0 {
@@ -71,6 +78,9 @@ func (l Limits) withDefaults() (Limits, error) {
 	}
 	if l.MaxTopics == 0 {
 		l.MaxTopics = d.MaxTopics
+	}
+	if l.MaxTopicsPerPeer == 0 {
+		l.MaxTopicsPerPeer = d.MaxTopicsPerPeer
 	}
 	if l.Grace == 0 {
 		l.Grace = d.Grace
@@ -130,6 +140,7 @@ type Server struct {
 	mu     sync.Mutex // guards the fields below
 	topics map[string]*topic
 	chains map[protocol.ChainID]string // chain key → topic name
+	bring  map[peer.ID]int             // topics each peer brought, of those held
 	life   context.Context             // Serve's, nil outside it
 	wg     sync.WaitGroup              // topic readers and grace timers
 }
@@ -164,7 +175,7 @@ func NewServer(h host.Host, cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		host: h, ps: cfg.PubSub, db: d, lim: lim, admit: cfg.Admit, now: cfg.Now, log: cfg.Logger, sweep: cfg.SweepInterval,
-		topics: map[string]*topic{}, chains: map[protocol.ChainID]string{},
+		topics: map[string]*topic{}, chains: map[protocol.ChainID]string{}, bring: map[peer.ID]int{},
 	}
 	for _, hd := range held {
 		s.index(&topic{name: hd.ticket.Topic(), key: keyOf(hd.ticket.Topic()), held: hd})
@@ -182,7 +193,7 @@ func (s *Server) index(t *topic) {
 		for _, k := range old.held.ticket.Keys {
 			delete(s.chains, k.Chain)
 		}
-		t.joined, t.group, t.bound = old.joined, old.group, old.bound
+		t.joined, t.group, t.bound, t.from = old.joined, old.group, old.bound, old.from
 	}
 	s.topics[t.name] = t
 	for _, k := range t.held.ticket.Keys {
@@ -323,21 +334,36 @@ func (s *Server) Sweep() {
 		s.log.Info("group relay: expired messages deleted", "count", n)
 		s.db.gc()
 	}
+	s.takeMu.Lock() // no ticket is taken meanwhile
+	defer s.takeMu.Unlock()
 	s.mu.Lock()
 	var gone []*topic
-	for name, t := range s.topics {
-		if !t.held.superseded.IsZero() && now.After(t.held.superseded.Add(s.lim.Retention)) && t.joined == nil && s.db.held(t.key) == 0 {
+	for _, t := range s.topics {
+		if s.db.held(t.key) != 0 {
+			continue
+		}
+		left := !t.held.superseded.IsZero() && now.After(t.held.superseded.Add(s.lim.Retention))
+		idle := t.held.superseded.IsZero() && now.After(t.held.taken.Add(s.lim.Retention))
+		if left || idle {
 			gone = append(gone, t)
-			delete(s.topics, name)
-			for _, k := range t.held.ticket.Keys {
-				if s.chains[k.Chain] == name {
-					delete(s.chains, k.Chain)
-				}
-			}
 		}
 	}
 	s.mu.Unlock()
 	for _, t := range gone {
+		s.leave(t.name)
+		s.mu.Lock()
+		if t.from != "" {
+			if s.bring[t.from]--; s.bring[t.from] <= 0 {
+				delete(s.bring, t.from)
+			}
+		}
+		delete(s.topics, t.name)
+		for _, k := range t.held.ticket.Keys {
+			if s.chains[k.Chain] == t.name {
+				delete(s.chains, k.Chain)
+			}
+		}
+		s.mu.Unlock()
 		if err := s.db.deleteTopic(t.key); err != nil {
 			s.log.Error("group relay: deleting a topic", "err", err)
 		}
@@ -350,7 +376,7 @@ func (s *Server) handleTicket(st network.Stream) {
 	_ = st.SetDeadline(time.Now().Add(streamTimeout))
 	raw, err := readTicket(bufio.NewReader(st))
 	if err == nil {
-		err = s.Take(raw)
+		err = s.Take(st.Conn().RemotePeer(), raw)
 	}
 	code := codeFor(err)
 	s.met.ticket(code)
@@ -368,11 +394,12 @@ func (s *Server) handleTicket(st network.Stream) {
 	}
 }
 
-// Take decides on an encoded ticket (protocol.CheckRelayTicket): it keeps
-// a ticket it takes and joins its topic; the next epoch's ticket, when it
-// follows a held one, starts the previous topic's grace. A ticket held
-// already is taken again without change.
-func (s *Server) Take(raw []byte) error {
+// Take decides on an encoded ticket that peer from handed over
+// (protocol.CheckRelayTicket): it keeps a ticket it takes and joins its
+// topic; the next epoch's ticket, when it follows a held one, starts the
+// previous topic's grace. A ticket held already is taken again without
+// change.
+func (s *Server) Take(from peer.ID, raw []byte) error {
 	t, err := protocol.ParseRelayTicket(raw)
 	if err != nil {
 		return err
@@ -382,7 +409,7 @@ func (s *Server) Take(raw []byte) error {
 	defer s.takeMu.Unlock()
 	s.mu.Lock()
 	cur := s.topics[name]
-	count := len(s.topics)
+	count, brought := len(s.topics), s.bring[from]
 	s.mu.Unlock()
 	var curTicket *protocol.RelayTicket
 	curAnchored := false
@@ -394,7 +421,7 @@ func (s *Server) Take(raw []byte) error {
 			return fmt.Errorf("%w: the group has moved on from this topic", protocol.ErrTicketStale)
 		}
 		curTicket, curAnchored = cur.held.ticket, cur.held.anchored
-	} else if count >= s.lim.MaxTopics {
+	} else if count >= s.lim.MaxTopics || brought >= s.lim.MaxTopicsPerPeer {
 		return ErrFull
 	}
 	var prev *protocol.RelayTicket
@@ -407,12 +434,17 @@ func (s *Server) Take(raw []byte) error {
 	if err != nil {
 		return err
 	}
-	h := &held{ticket: t, anchored: anchored}
+	h := &held{ticket: t, anchored: anchored, taken: s.now()}
 	if err := s.db.putTicket(h); err != nil {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	s.mu.Lock()
-	s.index(&topic{name: name, key: keyOf(name), held: h})
+	nt := &topic{name: name, key: keyOf(name), held: h}
+	if cur == nil {
+		nt.from = from
+		s.bring[from]++
+	}
+	s.index(nt)
 	s.mu.Unlock()
 	if prev != nil {
 		s.supersede(prev.Topic())

@@ -33,6 +33,7 @@ type topic struct {
 	group  protocol.GroupID
 	bound  bool
 	joined *joined // nil while not subscribed
+	from   peer.ID // who brought the topic, since the relay started
 }
 
 // joined is a subscription to a topic.
@@ -110,8 +111,11 @@ func (s *Server) leave(name string) {
 // validate admits a message on topic name only if it parses, is of the
 // ticket's epoch, is signed by a chain key of the ticket, names the
 // topic's group, and the Admitter lets it pass (Reject otherwise, so the
-// forwarder's score falls); a message outside the acceptance window is
-// ignored, as members do.
+// forwarder's score falls). Two cases are ignored instead (not forwarded,
+// not stored, nobody punished), as members do: a message outside the
+// acceptance window, and one of a chain the ticket does not list while
+// the ticket is not complete (it lists fewer keys than the epoch has
+// members: a member's key may not have reached the admin yet).
 func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	s.mu.Lock()
 	t := s.topics[name]
@@ -138,6 +142,11 @@ func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub
 		return pubsub.ValidationReject
 	}
 	if _, ok := tk.Key(m.Chain); !ok {
+		if !tk.Complete() {
+			// Some member's key has not reached the admin yet: this may
+			// be theirs. Not forwarded, not stored, nobody punished.
+			return pubsub.ValidationIgnore
+		}
 		return pubsub.ValidationReject
 	}
 	p := protocol.ChainPublic{Group: m.Group, Epoch: m.Epoch, Sender: m.Sender, Chain: m.Chain}

@@ -882,6 +882,7 @@ type RelayTicket struct {
 	IssuedMs      int64                  `protobuf:"varint,6,opt,name=issued_ms,json=issuedMs,proto3" json:"issued_ms,omitempty"`      // unix milliseconds; a later ticket for a topic replaces an earlier
 	Signer        []byte                 `protobuf:"bytes,7,opt,name=signer,proto3" json:"signer,omitempty"`                           // the signing admin's chain (32), one of keys
 	Signature     []byte                 `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`                     // Ed25519 (64)
+	Members       uint32                 `protobuf:"varint,9,opt,name=members,proto3" json:"members,omitempty"`                        // how many members the epoch has (at least len(keys))
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -972,6 +973,13 @@ func (x *RelayTicket) GetSignature() []byte {
 	return nil
 }
 
+func (x *RelayTicket) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
 var File_protocol_pb_group_proto protoreflect.FileDescriptor
 
 const file_protocol_pb_group_proto_rawDesc = "" +
@@ -1051,7 +1059,7 @@ const file_protocol_pb_group_proto_rawDesc = "" +
 	"\bmessages\x18\x01 \x03(\fR\bmessages\"<\n" +
 	"\x0eRelayTicketKey\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\fR\x05chain\x12\x14\n" +
-	"\x05admin\x18\x02 \x01(\bR\x05admin\"\xfc\x01\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\"\x96\x02\n" +
 	"\vRelayTicket\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1f\n" +
 	"\vtopic_proof\x18\x02 \x01(\fR\n" +
@@ -1061,7 +1069,8 @@ const file_protocol_pb_group_proto_rawDesc = "" +
 	"\x04keys\x18\x05 \x03(\v2\x19.parley.v1.RelayTicketKeyR\x04keys\x12\x1b\n" +
 	"\tissued_ms\x18\x06 \x01(\x03R\bissuedMs\x12\x16\n" +
 	"\x06signer\x18\a \x01(\fR\x06signer\x12\x1c\n" +
-	"\tsignature\x18\b \x01(\fR\tsignatureB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
+	"\tsignature\x18\b \x01(\fR\tsignature\x12\x18\n" +
+	"\amembers\x18\t \x01(\rR\amembersB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
 
 var (
 	file_protocol_pb_group_proto_rawDescOnce sync.Once
