@@ -67,7 +67,7 @@ var configKeys = map[string][]configKey{
 		{"group-relay", envGroupRelay}, {"group-relay-retention", envGroupRelayRetention},
 		{"group-relay-max-topic-messages", envGroupRelayMaxTopicMessages},
 		{"group-relay-max-topic-bytes", envGroupRelayMaxTopicBytes}, {"group-relay-max-bytes", envGroupRelayMaxBytes},
-		{"group-relay-max-topics", envGroupRelayMaxTopics},
+		{"group-relay-max-topics", envGroupRelayMaxTopics}, {"group-relay-max-topics-per-peer", envGroupRelayMaxTopicsPerPeer},
 	},
 }
 
@@ -308,7 +308,7 @@ func relayConfigValues(c relayConfig) []configValuePrint {
 		{"group-relay", c.groups.enabled}, {"group-relay-retention", c.groups.limits.Retention},
 		{"group-relay-max-topic-messages", c.groups.limits.MaxTopicMessages},
 		{"group-relay-max-topic-bytes", c.groups.limits.MaxTopicBytes}, {"group-relay-max-bytes", c.groups.limits.MaxBytes},
-		{"group-relay-max-topics", c.groups.limits.MaxTopics},
+		{"group-relay-max-topics", c.groups.limits.MaxTopics}, {"group-relay-max-topics-per-peer", c.groups.limits.MaxTopicsPerPeer},
 	}
 }
 

@@ -35,6 +35,7 @@ const (
 	envGroupRelayMaxTopicBytes    = "PARLEY_GROUP_RELAY_MAX_TOPIC_BYTES"
 	envGroupRelayMaxBytes         = "PARLEY_GROUP_RELAY_MAX_BYTES"
 	envGroupRelayMaxTopics        = "PARLEY_GROUP_RELAY_MAX_TOPICS"
+	envGroupRelayMaxTopicsPerPeer = "PARLEY_GROUP_RELAY_MAX_TOPICS_PER_PEER"
 )
 
 // groupRelayFlags defines the group relay flags on fs, their defaults
@@ -58,6 +59,7 @@ func groupRelayFlags(fs *flag.FlagSet, o *groupRelayOptions, getenv func(string)
 	env(envGroupRelayMaxTopicBytes, func(v string) (err error) { d.MaxTopicBytes, err = strconv.ParseInt(v, 10, 64); return })
 	env(envGroupRelayMaxBytes, func(v string) (err error) { d.MaxBytes, err = strconv.ParseInt(v, 10, 64); return })
 	env(envGroupRelayMaxTopics, func(v string) (err error) { d.MaxTopics, err = strconv.Atoi(v); return })
+	env(envGroupRelayMaxTopicsPerPeer, func(v string) (err error) { d.MaxTopicsPerPeer, err = strconv.Atoi(v); return })
 	fs.BoolVar(&o.enabled, "group-relay", enabled,
 		"carry the topics of groups that hand this relay a ticket ("+grouprelay.ID+"), admitting only their members' keys, and keep their "+
 			"traffic (ciphertext) for members who were offline, in <data-dir>/"+groupRelayDir+"; --group-relay=false turns it off ["+envGroupRelay+"]")
@@ -70,13 +72,15 @@ func groupRelayFlags(fs *flag.FlagSet, o *groupRelayOptions, getenv func(string)
 		"bytes of group messages kept in all; over it the oldest go ["+envGroupRelayMaxBytes+"]")
 	fs.IntVar(&o.limits.MaxTopics, "group-relay-max-topics", d.MaxTopics,
 		"group topics carried; a ticket for one more is refused ["+envGroupRelayMaxTopics+"]")
+	fs.IntVar(&o.limits.MaxTopicsPerPeer, "group-relay-max-topics-per-peer", d.MaxTopicsPerPeer,
+		"group topics one peer may bring (hand the first ticket of) ["+envGroupRelayMaxTopicsPerPeer+"]")
 	return errors.Join(errs...)
 }
 
 // check refuses limits that are not positive.
 func (o groupRelayOptions) check() error {
 	l := o.limits
-	if l.Retention <= 0 || l.MaxTopicMessages <= 0 || l.MaxTopicBytes <= 0 || l.MaxBytes <= 0 || l.MaxTopics <= 0 {
+	if l.Retention <= 0 || l.MaxTopicMessages <= 0 || l.MaxTopicBytes <= 0 || l.MaxBytes <= 0 || l.MaxTopics <= 0 || l.MaxTopicsPerPeer <= 0 {
 		return errors.New("--group-relay-* limits must be positive")
 	}
 	return nil

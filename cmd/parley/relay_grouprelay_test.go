@@ -28,13 +28,14 @@ func TestParseRelayGroupRelayFlags(t *testing.T) {
 		t.Errorf("group relay defaults = %+v, want on with %+v", c.groups, grouprelay.DefaultLimits())
 	}
 	c, err = parseRelayConfig([]string{"--group-relay=false", "--group-relay-retention=48h", "--group-relay-max-topic-messages=5",
-		"--group-relay-max-topic-bytes=1000", "--group-relay-max-bytes=5000", "--group-relay-max-topics=7"},
+		"--group-relay-max-topic-bytes=1000", "--group-relay-max-bytes=5000", "--group-relay-max-topics=7",
+		"--group-relay-max-topics-per-peer=3"},
 		envMap(map[string]string{envGroupRelayMaxTopics: "9"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := grouprelay.Limits{Retention: 48 * time.Hour, MaxTopicMessages: 5, MaxTopicBytes: 1000, MaxBytes: 5000, MaxTopics: 7,
-		Grace: grouprelay.DefaultLimits().Grace}
+		MaxTopicsPerPeer: 3, Grace: grouprelay.DefaultLimits().Grace}
 	if c.groups.enabled || c.groups.limits != want {
 		t.Errorf("group relay flags = %+v, want off with %+v", c.groups, want)
 	}
