@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	pubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/protocol/protocoltest"
@@ -30,6 +32,7 @@ type fixture struct {
 	dir          string
 	now          time.Time
 	alice, carol *protocol.PrivateKey
+	reg          *prometheus.Registry // nil: no metrics
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -81,8 +84,11 @@ func newPeer(t *testing.T) (host.Host, *pubsub.PubSub) {
 
 func (f *fixture) server(t *testing.T, lim Limits) *Server {
 	t.Helper()
-	s, err := NewServer(f.h, Config{Dir: f.dir, PubSub: f.ps, Limits: lim, Now: func() time.Time { return f.now },
-		Logger: slog.New(slog.DiscardHandler)})
+	cfg := Config{Dir: f.dir, PubSub: f.ps, Limits: lim, Now: func() time.Time { return f.now }, Logger: slog.New(slog.DiscardHandler)}
+	if f.reg != nil {
+		cfg.Metrics = f.reg
+	}
+	s, err := NewServer(f.h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,6 +230,7 @@ func TestStoreLimits(t *testing.T) {
 // one relabelled, gets nothing.
 func TestSync(t *testing.T) {
 	f := newFixture(t)
+	f.reg = prometheus.NewRegistry()
 	s := f.server(t, Limits{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -288,6 +295,46 @@ func TestSync(t *testing.T) {
 			t.Errorf("%s: got %d messages, %v; want the stream reset", name, len(got), err)
 		}
 	}
+	vals, err := metricValues(f.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]float64{
+		"parley_grouprelay_syncs_total{ok}": 1, "parley_grouprelay_syncs_total{refused}": 3,
+		"parley_grouprelay_messages_held": 3, "parley_grouprelay_topics": 1,
+	} {
+		if vals[name] != want {
+			t.Errorf("%s = %v, want %v", name, vals[name], want)
+		}
+	}
+}
+
+// metricValues gathers reg into name{label values} → value.
+func metricValues(reg *prometheus.Registry) (map[string]float64, error) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.GetCounter() != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				out[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out, nil
 }
 
 // TestTopicLimits: one peer brings at most MaxTopicsPerPeer topics; a
