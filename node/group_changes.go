@@ -108,7 +108,7 @@ func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
 		return err
 	}
 	g.applyPending(ctx, st)
-	g.relayTicket(st.Group)
+	g.relayState(st)
 	g.updated(ctx, st.Group)
 	d, err := own.Distribution(st)
 	if err != nil {

@@ -39,21 +39,35 @@ const (
 	relayRefresh  = 24 * time.Hour
 )
 
-// groupRelays issues this node's groups' relay tickets. mu guards work
-// and latest.
+// groupRelays issues this node's groups' relay tickets. mu guards the
+// maps.
 type groupRelays struct {
 	relays []peer.AddrInfo
 
 	mu     sync.Mutex
 	work   map[protocol.GroupID]chan struct{}                    // a running issuer per group; its kick (capacity 1)
 	latest map[protocol.GroupID]map[uint64]*protocol.RelayTicket // the last ticket made, per group and epoch
+	// others are the groups whose current epoch another admin made: a
+	// sender key of theirs arriving starts nothing here.
+	others map[protocol.GroupID]bool
 }
 
 func newGroupRelays(relays []peer.AddrInfo) *groupRelays {
 	return &groupRelays{
 		relays: relays, work: map[protocol.GroupID]chan struct{}{},
-		latest: map[protocol.GroupID]map[uint64]*protocol.RelayTicket{},
+		latest: map[protocol.GroupID]map[uint64]*protocol.RelayTicket{}, others: map[protocol.GroupID]bool{},
 	}
+}
+
+// relayState issues the ticket of a state just adopted (if this node
+// made it).
+func (g *groups) relayState(st *protocol.GroupState) {
+	if rt := g.relays; rt != nil {
+		rt.mu.Lock()
+		delete(rt.others, st.Group)
+		rt.mu.Unlock()
+	}
+	g.relayTicket(st.Group)
 }
 
 // relayTicket (re)issues a group's ticket to its relays in the
@@ -64,6 +78,10 @@ func (g *groups) relayTicket(id protocol.GroupID) {
 		return
 	}
 	rt.mu.Lock()
+	if rt.others[id] {
+		rt.mu.Unlock()
+		return
+	}
 	if kick, ok := rt.work[id]; ok {
 		select {
 		case kick <- struct{}{}:
@@ -84,7 +102,9 @@ func (g *groups) relayTicket(id protocol.GroupID) {
 // tickets (or stops).
 func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick chan struct{}) {
 	rt := g.relays
-	done := func() bool {
+	// stop ends the issuer unless a kick came meanwhile; others marks
+	// the group as one this node does not issue tickets of.
+	stop := func(others bool) bool {
 		rt.mu.Lock()
 		defer rt.mu.Unlock()
 		select {
@@ -92,6 +112,9 @@ func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick cha
 			return false
 		default:
 			delete(rt.work, id)
+			if others {
+				rt.others[id] = true
+			}
 			return true
 		}
 	}
@@ -101,7 +124,7 @@ func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick cha
 			g.log.Debug("group relay ticket not made", "group", id.String(), "err", err)
 		}
 		if t == nil {
-			if done() {
+			if stop(err == nil) {
 				return
 			}
 			continue
