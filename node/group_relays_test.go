@@ -458,3 +458,32 @@ func TestGroupRelayLineageFallback(t *testing.T) {
 		t.Fatal("the late relay holds epoch 1's ticket, or a ticket of epoch 2 with lineage")
 	}
 }
+
+// TestGroupRelayRealNodes: two real nodes that bootstrap from a relay
+// (their mailbox relay too): the admin's node hands the relay the group's
+// ticket, which lists both members' keys once they have met, and the
+// relay stores what they post.
+func TestGroupRelayRealNodes(t *testing.T) {
+	relay := startGroupRelay(t, t.TempDir(), "", newRunningClock(), grouprelay.Limits{})
+	boot := relay.Addrs()[0]
+	a := startNode(t, dirConfig(t, fixtureKey(t, "alice-2048"), boot), "Alice")
+	b := startNode(t, dirConfig(t, fixtureKey(t, "bob-2048"), boot), "Bob")
+	befriend(t, a, b)
+	ctx := context.Background()
+	g, err := a.CreateGroup(ctx, "relayed", []protocol.ID{meOf(t, b).UserID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, a, g.ID, 1)
+	waitEpoch(t, b, g.ID, 1)
+	gr, err := unlockedOf(t, a).st.Group(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.waitTicket(t, gr.State, 2)
+	if _, _, err := b.SendGroup(ctx, g.ID, "through the relay too"); err != nil {
+		t.Fatal(err)
+	}
+	waitGroupText(t, a, g.ID, "through the relay too")
+	waitFor(t, 20*time.Second, "the relay stores the message", func() bool { return relay.srv.HeldOn(protocol.Topic(gr.State)) == 1 })
+}
