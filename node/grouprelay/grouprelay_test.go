@@ -35,7 +35,7 @@ type fixture struct {
 	reg          *prometheus.Registry // nil: no metrics
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	f := &fixture{dir: t.TempDir(), now: time.Now()}
 	alice, bob := protocoltest.Key(t, "alice-2048"), protocoltest.Key(t, "bob-2048")
@@ -67,7 +67,7 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-func newPeer(t *testing.T) (host.Host, *pubsub.PubSub) {
+func newPeer(t testing.TB) (host.Host, *pubsub.PubSub) {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
 	if err != nil {
@@ -82,7 +82,7 @@ func newPeer(t *testing.T) (host.Host, *pubsub.PubSub) {
 	return h, ps
 }
 
-func (f *fixture) server(t *testing.T, lim Limits) *Server {
+func (f *fixture) server(t testing.TB, lim Limits) *Server {
 	t.Helper()
 	cfg := Config{Dir: f.dir, PubSub: f.ps, Limits: lim, Now: func() time.Time { return f.now }, Logger: slog.New(slog.DiscardHandler)}
 	if f.reg != nil {
@@ -155,7 +155,7 @@ func TestTakeTickets(t *testing.T) {
 }
 
 // seal makes n messages of chain c.
-func seal(t *testing.T, c *protocol.SenderChain, n int, now time.Time) []*protocol.GroupMessage {
+func seal(t testing.TB, c *protocol.SenderChain, n int, now time.Time) []*protocol.GroupMessage {
 	t.Helper()
 	var out []*protocol.GroupMessage
 	for i := range n {
