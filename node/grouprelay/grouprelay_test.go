@@ -231,6 +231,7 @@ func TestStoreLimits(t *testing.T) {
 func TestSync(t *testing.T) {
 	f := newFixture(t)
 	f.reg = prometheus.NewRegistry()
+	f.now = time.Now() // the server's clock, read by its goroutines from Serve on
 	s := f.server(t, Limits{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -242,7 +243,6 @@ func TestSync(t *testing.T) {
 		}
 		s.Close()
 	})
-	f.now = time.Now()
 	if err := s.Take(f.h.ID(), f.t1b.Marshal()); err != nil {
 		t.Fatal(err)
 	}
