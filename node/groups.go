@@ -297,10 +297,11 @@ func (g *groups) topic(id protocol.GroupID) *groupTopic {
 }
 
 // validate is the validator of the topic of group id's epoch: it admits
-// a message only if it parses, belongs to that group and epoch, is inside the acceptance
-// window, and verifies with a sender chain this node holds. A message
-// whose chain is not known (yet) is ignored: not forwarded, but its
-// forwarder is not penalised, since its key may still be on its way.
+// a message only if it parses, belongs to that group and epoch, is
+// inside the acceptance window, and verifies with a sender chain this
+// node holds. A message whose chain is not known (yet) is ignored: not
+// forwarded, but its forwarder is not penalised, since its key may still
+// be on its way.
 func (g *groups) validate(ctx context.Context, id protocol.GroupID, epoch uint64, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	m, err := protocol.ParseGroupMessage(msg.GetData())
 	if err != nil {

@@ -449,3 +449,29 @@ func TestValidate(t *testing.T) {
 		t.Errorf("over the rate: %v, want reject", v)
 	}
 }
+
+// TestGrace: once the next epoch's ticket follows the held one, the old
+// topic still admits its own keys for Grace, then nothing.
+func TestGrace(t *testing.T) {
+	f := newFixture(t)
+	f.now = time.Now()
+	s := f.server(t, Limits{Grace: time.Minute})
+	defer s.Close()
+	for _, tk := range []*protocol.RelayTicket{f.t1b, f.t2} {
+		if err := s.Take("p", tk.Marshal()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := f.t1b.Topic()
+	raw := seal(t, f.b1, 1, f.now)[0].Marshal()
+	verdict := func() pubsub.ValidationResult {
+		return s.validate(name, "p", &pubsub.Message{Message: &pubpb.Message{Data: raw, Topic: &name}})
+	}
+	if v := verdict(); v != pubsub.ValidationAccept {
+		t.Fatalf("the old topic in its grace: %v, want accept", v)
+	}
+	f.now = f.now.Add(time.Minute + time.Second)
+	if v := verdict(); v != pubsub.ValidationIgnore {
+		t.Fatalf("the old topic past its grace: %v, want ignore", v)
+	}
+}
