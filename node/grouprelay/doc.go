@@ -3,7 +3,9 @@
 // the group's members sign, keeps that traffic (ciphertext) for a while
 // and hands it to members who were offline. It runs on a relay's host and
 // gossipsub router (node.Relay) beside the mailbox, and never learns a
-// group's name, members' user IDs or any text.
+// group's name or any text; tickets name no user and no group (what it
+// sees of a message is the header every carrier sees: group ID, epoch,
+// sender's user ID, chain, iteration, time, size).
 //
 //   - Tickets, on /parley/group-relay/1.0.0 (ID): a group's admin hands
 //     the relay a protocol.RelayTicket per epoch (and again as members'
