@@ -79,6 +79,12 @@ var layerRules = []layerRule{
 		onlyProject: []string{mod + "/node/mailbox/...", mod + "/directory/...", mod + "/protocol/...", mod + "/internal/promreg"},
 	},
 	{
+		// The group relay: served by the relay, its client used by the
+		// node; like the mailbox, it reaches into neither.
+		pkgs:        mod + "/node/grouprelay/...",
+		onlyProject: []string{mod + "/node/grouprelay/...", mod + "/protocol/...", mod + "/internal/promreg"},
+	},
+	{
 		pkgs: mod + "/node/...",
 		badDeps: map[string]string{
 			mod + "/api/...": "only cmd/parley wires node to api",
@@ -368,6 +374,7 @@ func TestLayeringCatchesViolations(t *testing.T) {
 		{listedPackage{ImportPath: mod + "/api/v1", Deps: []string{"github.com/dgraph-io/badger/v4/options"}}, "never touches the database"},
 		{listedPackage{ImportPath: mod + "/node/services", Deps: []string{mod + "/api"}}, "only cmd/parley wires node to api"},
 		{listedPackage{ImportPath: mod + "/node/mailbox", Deps: []string{mod + "/store"}}, "may import only"},
+		{listedPackage{ImportPath: mod + "/node/grouprelay", Deps: []string{mod + "/node"}}, "may import only"},
 		{listedPackage{ImportPath: mod + "/web", Deps: []string{mod + "/protocol"}}, "may import only"},
 		{listedPackage{ImportPath: mod, Deps: []string{mod + "/cmd/parley"}}, "nothing imports it"},
 	}

@@ -80,7 +80,7 @@ func TestGroupTopicRefusesForgeries(t *testing.T) {
 	if err := oh.Connect(ctx, peer.AddrInfo{ID: m1.h.ID(), Addrs: m1.h.Addrs()}); err != nil {
 		t.Fatal(err)
 	}
-	ot, err := ops.Join(protocol.Topic(st.Group, 1))
+	ot, err := ops.Join(protocol.Topic(st))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func benchFanout(b *testing.B, n int, sign bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	name := protocol.Topic(st.Group, st.Epoch)
+	name := protocol.Topic(st)
 	validate := func(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 		m, err := protocol.ParseGroupMessage(msg.GetData())
 		if err != nil || recv.Verify(m) != nil {

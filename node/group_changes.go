@@ -104,10 +104,11 @@ func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
 		g.updated(ctx, st.Group)
 		return nil
 	}
-	if err := g.join(st.Group, st.Epoch); err != nil {
+	if err := g.join(st); err != nil {
 		return err
 	}
 	g.applyPending(ctx, st)
+	g.relayState(st)
 	g.updated(ctx, st.Group)
 	d, err := own.Distribution(st)
 	if err != nil {
@@ -225,6 +226,7 @@ func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.S
 		return err
 	}
 	g.learn(c)
+	g.relayTicket(d.Group)
 	return nil
 }
 

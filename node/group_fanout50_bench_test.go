@@ -77,7 +77,7 @@ func newGroupBenchRelay(ctx context.Context, tb testing.TB, st *protocol.GroupSt
 	tb.Helper()
 	_ = chains // the real relay's ticket
 	h, ps := newBenchPubSubHost(ctx, tb, true, nil)
-	drainTopic(ctx, tb, ps, protocol.Topic(st.Group, st.Epoch), nil)
+	drainTopic(ctx, tb, ps, protocol.Topic(st), nil)
 	return h
 }
 
@@ -256,7 +256,7 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 			tb.Fatal(err)
 		}
 	}
-	name := protocol.Topic(st.Group, st.Epoch)
+	name := protocol.Topic(st)
 	for i, m := range f.net.members {
 		waitFor(tb, 30*time.Second, fmt.Sprintf("member %d's mesh", i), func() bool {
 			t := m.g.topic(st.Group)

@@ -219,7 +219,7 @@ func TestGroupFloodOfForgeries(t *testing.T) {
 	net, st := groupOfFour(t)
 	ctx := context.Background()
 	m1 := net.members[1]
-	topic := protocol.Topic(st.Group, st.Epoch)
+	topic := protocol.Topic(st)
 	want := map[protocol.MsgID]string{}
 	net.sendHonest(0, st.Group, "before", want)
 	net.waitHolds(3, st.Group, want)
@@ -322,7 +322,7 @@ func TestGroupFloodOverRate(t *testing.T) {
 	net, st := groupOfFour(t)
 	ctx := context.Background()
 	m1, mallory := net.members[1], net.members[3]
-	topic := protocol.Topic(st.Group, st.Epoch)
+	topic := protocol.Topic(st)
 	chain, err := mallory.st.OwnChain(ctx, st.Group, st.Epoch)
 	if err != nil {
 		t.Fatal(err)
@@ -393,7 +393,7 @@ func TestGroupIHaveFlood(t *testing.T) {
 	}
 	net.waitKeyed(st)
 	m1 := net.members[1]
-	topic := protocol.Topic(st.Group, st.Epoch)
+	topic := protocol.Topic(st)
 	attacker := newRawPeer(t, m1.h, topic)
 	waitFor(t, 10*time.Second, "member 1 sees the attacker on the topic", func() bool {
 		return slices.Contains(m1.g.topic(st.Group).topic.ListPeers(), attacker.h.ID())
@@ -488,7 +488,7 @@ func TestGroupRemovedMemberRefused(t *testing.T) {
 		return err == nil && gr.Removed
 	})
 	net.waitKeyed(st2)
-	topic2 := protocol.Topic(st.Group, st2.Epoch)
+	topic2 := protocol.Topic(st2)
 	spy, err := gone.g.ps.Join(topic2)
 	if err != nil {
 		t.Fatal(err)

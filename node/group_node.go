@@ -74,6 +74,7 @@ func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) er
 	g.identity = func() (*protocol.PrivateKey, error) { return u.keys.identity(), nil }
 	g.keyOf = u.groupKeyOf
 	g.direct = u.groupDirect
+	g.relays = newGroupRelays(u.mail.relays)
 	g.onMessage = func(m store.GroupMessage) {
 		info := GroupInfo{ID: m.Group}
 		if gr, err := u.st.Group(u.life, m.Group); err == nil {

@@ -104,7 +104,7 @@ func newGroupSim(tb testing.TB, n, senders int) *groupSim {
 		s.senders = append(s.senders, simSender{host: i, chain: c})
 		known[c.ID()] = c.Public()
 	}
-	name := protocol.Topic(st.Group, st.Epoch)
+	name := protocol.Topic(st)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// n members and the relay (the last): each its own router and its
@@ -126,7 +126,10 @@ func newGroupSim(tb testing.TB, n, senders int) *groupSim {
 		v := newGroups()
 		v.log, v.now = log, time.Now
 		gomaps.Copy(v.known, known)
-		if err := ps.RegisterTopicValidator(name, v.validate); err != nil {
+		validate := func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+			return v.validate(ctx, st.Group, st.Epoch, from, msg)
+		}
+		if err := ps.RegisterTopicValidator(name, validate); err != nil {
 			tb.Fatal(err)
 		}
 		var got func(*pubsub.Message)

@@ -106,6 +106,8 @@ type groups struct {
 	// onMessage and onUpdate tell the UI (nil: nobody listens).
 	onMessage func(m store.GroupMessage)
 	onUpdate  func(g *store.Group)
+	// relays issues relay tickets (group_relays.go); nil: no relays.
+	relays *groupRelays
 
 	mu      sync.Mutex
 	topics  map[protocol.GroupID]*groupTopic
@@ -155,9 +157,10 @@ func (g *groups) serve(ctx context.Context) error {
 	}
 	for _, gr := range all {
 		if !gr.Removed {
-			if err := g.join(gr.ID(), gr.State.Epoch); err != nil {
+			if err := g.join(gr.State); err != nil {
 				return err
 			}
+			g.relayTicket(gr.ID())
 		}
 	}
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
@@ -179,14 +182,18 @@ func (g *groups) serve(ctx context.Context) error {
 // join subscribes to the topic of a group's epoch, leaving the topic of
 // an earlier epoch; a later epoch already joined stays. It takes the
 // group's lock, so joins and leaves of one group do not interleave.
-func (g *groups) join(id protocol.GroupID, epoch uint64) error {
+func (g *groups) join(st *protocol.GroupState) error {
+	id, epoch := st.Group, st.Epoch
 	unlock := g.lockGroup(id)
 	defer unlock()
 	if t := g.topic(id); t != nil && t.epoch >= epoch {
 		return nil
 	}
-	name := protocol.Topic(id, epoch)
-	if err := g.ps.RegisterTopicValidator(name, g.validate, pubsub.WithValidatorTimeout(groupValidateTimeout)); err != nil {
+	name := protocol.Topic(st)
+	validate := func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		return g.validate(ctx, id, epoch, from, msg)
+	}
+	if err := g.ps.RegisterTopicValidator(name, validate, pubsub.WithValidatorTimeout(groupValidateTimeout)); err != nil {
 		return fmt.Errorf("node: group topic validator: %w", err)
 	}
 	t, err := g.ps.Join(name)
@@ -298,22 +305,22 @@ func (g *groups) topic(id protocol.GroupID) *groupTopic {
 	return g.topics[id]
 }
 
-// validate is the topic validator: it admits a message only if it parses,
-// belongs to this topic's group and epoch, is inside the acceptance
-// window, verifies with a sender chain this node holds, and is within
-// that chain's rate. What does not parse or verify is rejected (the
-// forwarder's score falls). A message whose chain is not known (yet) is
-// ignored: not forwarded, but its forwarder is not penalised, since its
-// key may still be on its way. A verified message over its chain's rate
-// is ignored too: its forwarder may be honest (groupguard's doc says
-// why); the per-peer rate, applied before validation, catches a flooding
-// peer.
-func (g *groups) validate(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+// validate is the validator of the topic of group id's epoch: it admits
+// a message only if it parses, belongs to that group and epoch, is
+// inside the acceptance window, verifies with a sender chain this node
+// holds, and is within that chain's rate. What does not parse or verify
+// is rejected (the forwarder's score falls). A message whose chain is
+// not known (yet) is ignored: not forwarded, but its forwarder is not
+// penalised, since its key may still be on its way. A verified message
+// over its chain's rate is ignored too: its forwarder may be honest
+// (groupguard's doc says why); the per-peer rate, applied before
+// validation, catches a flooding peer.
+func (g *groups) validate(ctx context.Context, id protocol.GroupID, epoch uint64, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
 	m, err := protocol.ParseGroupMessage(msg.GetData())
 	if err != nil {
 		return pubsub.ValidationReject
 	}
-	if protocol.Topic(m.Group, m.Epoch) != msg.GetTopic() {
+	if m.Group != id || m.Epoch != epoch {
 		return pubsub.ValidationReject
 	}
 	if err := m.CheckTime(g.now(), 0, 0); err != nil {

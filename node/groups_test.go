@@ -457,7 +457,7 @@ func TestGroupOverGossipsub(t *testing.T) {
 	})
 	// The removed node listens on the new topic anyway, without a
 	// validator, as a hostile node would; it is connected to the line.
-	spy, err := gone.g.ps.Join(protocol.Topic(st.Group, 2))
+	spy, err := gone.g.ps.Join(protocol.Topic(st2))
 	if err != nil {
 		t.Fatal(err)
 	}

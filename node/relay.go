@@ -186,6 +186,15 @@ func (r *Relay) ID() peer.ID { return r.host.ID() }
 // (the mailbox of package node/mailbox).
 func (r *Relay) Host() host.Host { return r.host }
 
+// PubSub is the relay's gossipsub router, with the settings of members'
+// (groups.go), for the group relay of package node/grouprelay.
+func (r *Relay) PubSub() *pubsub.PubSub { return r.ps }
+
+// GroupGuard is the rate limiter of the group traffic the relay carries:
+// the per-peer rate applies to every topic already (in gossipsub's RPC
+// inspector); services on group topics ask it about each chain.
+func (r *Relay) GroupGuard() *groupguard.Guard { return r.guard }
+
 // Directory is the relay's DHT, where those services look up user records.
 func (r *Relay) Directory() *directory.DHT { return r.dir }
 

@@ -320,15 +320,57 @@
 // with the message in one transaction (SenderChain.Marshal, pb.SenderChainState:
 // private keys included, to be sealed).
 //
-// Topic. Epoch e of group g is carried on the gossipsub topic
-// "/parley/group/1/" ‖ hex(SHA-256("parley/v1/group-topic" ‖ g ‖ u64 e)),
+// Topic. Epoch e of group g, whose state has hash H (the state's Hash),
+// is carried on the gossipsub topic named from the epoch's topic proof P:
+//
+//	P     = SHA-256("parley/v1/topic-proof" ‖ g ‖ u64 e ‖ H)
+//	topic = "/parley/group/2/" ‖ hex(SHA-256("parley/v1/group-topic" ‖ P))
+//
 // so the topic names neither the group's ID nor its name (the name never
 // leaves 1:1 sessions; the ID is in every message's header, so nodes that
-// carry the topic's traffic see it). Removing a member
+// carry the topic's traffic see it), and only holders of the epoch's
+// state can compute it or P: seeing a group's messages does not tell
+// anyone a later epoch's topic. Removing a member
 // starts a new epoch: a new topic and new chains for everyone remaining,
 // handed out pairwise, so the removed member's old chains open nothing
 // sent after it. The removed member is sent the new state (so that it
 // learns of its removal), never a chain of the new epoch.
+//
+// Relay tickets. A group's admin tells the relays it chose which chain
+// keys may post on an epoch's topic with a relay ticket (pb.RelayTicket,
+// RelayTicket): {P, epoch, the epoch's number of members, previous
+// ticket's hash (or nothing), the keys ordered by chain, each with an
+// admin flag, issued_ms, signer chain}, signed by the signer chain's
+// Ed25519 key under "parley/v1/relay-ticket" over
+//
+//	u8 version ‖ P (32) ‖ u64 epoch ‖ u32 members ‖ bytes(previous) ‖
+//	u32 count ‖ (chain (32) ‖ u8 admin)* ‖ i64 issued_ms ‖ signer (32)
+//
+// A ticket's hash is SHA-256("parley/v1/ticket-hash" ‖ its encoding). It
+// holds public keys only: no user ID, no name, no group ID. The relay
+// learns the topic from P (so a ticket proves that its maker holds the
+// epoch's state) and decides with CheckRelayTicket, in order: the
+// signature (ErrAuth); when the ticket names a previous ticket the relay
+// holds, that it is of the next epoch (ErrGroupEpoch) and signed by an
+// admin key of that ticket (ErrGroupNotAdmin) — the lineage; when the
+// relay holds a ticket for the same topic, that the new one is of its
+// epoch (ErrGroupEpoch), issued later (ErrTicketStale), and signed by an
+// admin key of the held ticket or its signer (ErrGroupNotAdmin), except
+// that a ticket vouched for by the lineage replaces one that is not;
+// otherwise, that an admin key of the ticket itself signed it
+// (ErrTicketLineage when it names a previous ticket the relay does not
+// hold, else ErrGroupNotAdmin). The admin who made an epoch issues its
+// tickets: the first with its own chain of the epoch before, following
+// its ticket of that epoch, then again (issued later) as members' sender
+// keys reach it. A relay admits on the topic only messages of the
+// ticket's epoch signed by one of its keys (SenderChain.Verify with the
+// header's sender), and answers sync requests signed by one of its keys.
+// While a ticket lists fewer keys than members (Complete), a chain it does
+// not list may be a member's whose key has not reached the admin yet, so
+// the relay ignores such a message instead of rejecting it.
+// A current member who is not an admin knows P too and could hand a relay
+// a first ticket for a topic the relay has no lineage for; the admin's
+// ticket that follows the previous epoch's replaces it.
 //
 // Leaving. A member who leaves sends each admin a 1:1 envelope of kind
 // KindGroupLeave (11) whose body is group_id (32) ‖ u64 epoch (GroupLeave),

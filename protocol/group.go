@@ -445,17 +445,3 @@ func (s *GroupState) Accept(next *GroupState, key *PublicKey) error {
 	}
 	return next.verifySignature(key)
 }
-
-// Topic returns the gossipsub topic of a group's epoch:
-// "/parley/group/1/" ‖ lower-case hex of SHA-256("parley/v1/group-topic"
-// ‖ group_id ‖ u64 epoch). The name shows neither the group's ID nor
-// its name (the ID is in the messages' headers, the name only in states,
-// which travel inside 1:1 sessions).
-func Topic(g GroupID, epoch uint64) string {
-	c := newCanon(len(LabelGroupTopic) + GroupIDSize + 8)
-	c.raw([]byte(LabelGroupTopic))
-	c.raw(g[:])
-	c.u64(epoch)
-	h := sha256.Sum256(c.b)
-	return "/parley/group/1/" + hex.EncodeToString(h[:])
-}

@@ -101,7 +101,7 @@ func goldenGroupGenerate(t *testing.T) error {
 		Admin: "alice-2048", Member: "bob-2048", Removed: "carol-2048", Now: goldenNow.Format(time.RFC3339Nano),
 		GroupID: s1.Group.String(), Name: s1.Name,
 		State1: "state1.bin", State1Sum: hex.EncodeToString(h1[:]), State1Can: hex.EncodeToString(s1.Canonical()),
-		State2: "state2.bin", State2Sum: hex.EncodeToString(h2[:]), Topic2: Topic(s2.Group, 2),
+		State2: "state2.bin", State2Sum: hex.EncodeToString(h2[:]), Topic2: Topic(s2),
 		SenderKey: "sender-key.bin",
 	}
 	for name, b := range map[string][]byte{g.State1: s1.Marshal(), g.State2: s2.Marshal(), g.SenderKey: d.Marshal()} {
@@ -156,7 +156,7 @@ func TestGoldenGroup(t *testing.T) {
 	}
 	h1, h2 := s1.Hash(), s2.Hash()
 	if s1.Group.String() != g.GroupID || s1.Name != g.Name || hex.EncodeToString(h1[:]) != g.State1Sum ||
-		hex.EncodeToString(h2[:]) != g.State2Sum || Topic(s2.Group, s2.Epoch) != g.Topic2 {
+		hex.EncodeToString(h2[:]) != g.State2Sum || Topic(s2) != g.Topic2 {
 		t.Fatal("the group's ID, name, hashes or topic drifted")
 	}
 	if hex.EncodeToString(s1.Canonical()) != g.State1Can || !bytes.Equal(goldenSpecGroupState(s1), s1.Canonical()) {
@@ -238,8 +238,10 @@ func goldenSpecGroupHashes(t *testing.T, s1, s2 *GroupState, raw1 []byte, topic2
 	if !bytes.Equal(h[:], s2.Previous) {
 		t.Fatal("the documented state hash is not the next state's previous hash")
 	}
-	th := sha256.Sum256(binary.BigEndian.AppendUint64(slices.Concat([]byte("parley/v1/group-topic"), s1.Group[:]), 2))
-	if want := "/parley/group/1/" + hex.EncodeToString(th[:]); want != topic2 {
+	h2 := sha256.Sum256(slices.Concat([]byte("parley/v1/group-hash"), s2.Marshal()))
+	proof := sha256.Sum256(slices.Concat(binary.BigEndian.AppendUint64(slices.Concat([]byte("parley/v1/topic-proof"), s1.Group[:]), 2), h2[:]))
+	th := sha256.Sum256(slices.Concat([]byte("parley/v1/group-topic"), proof[:]))
+	if want := "/parley/group/2/" + hex.EncodeToString(th[:]); want != topic2 {
 		t.Fatalf("the documented topic is %s, not %s", want, topic2)
 	}
 }

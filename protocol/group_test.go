@@ -92,8 +92,8 @@ func TestGroupStateLifecycle(t *testing.T) {
 	if _, err := s2.Next(f.carol, f.carol.ID(), "x", s2.Members, goldenNow); !errors.Is(err, ErrGroupNotAdmin) {
 		t.Fatalf("Next by a non-member = %v, want ErrGroupNotAdmin", err)
 	}
-	if Topic(s.Group, 1) == Topic(s.Group, 2) || !strings.HasPrefix(Topic(s.Group, 1), "/parley/group/1/") ||
-		strings.Contains(Topic(s.Group, 1), s.Group.String()) {
+	if Topic(s) == Topic(s2) || !strings.HasPrefix(Topic(s), TopicPrefix) ||
+		strings.Contains(Topic(s), s.Group.String()) {
 		t.Fatal("topics must differ per epoch and hide the group ID")
 	}
 }

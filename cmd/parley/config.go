@@ -64,6 +64,10 @@ var configKeys = map[string][]configKey{
 		{"mailbox", envMailbox}, {"mailbox-max-envelopes", envMailboxMaxEnvelopes}, {"mailbox-max-bytes", envMailboxMaxBytes},
 		{"mailbox-max-per-sender", envMailboxMaxPerSender}, {"mailbox-ttl", envMailboxTTL},
 		{"mailbox-rate", envMailboxRate}, {"mailbox-burst", envMailboxBurst},
+		{"group-relay", envGroupRelay}, {"group-relay-retention", envGroupRelayRetention},
+		{"group-relay-max-topic-messages", envGroupRelayMaxTopicMessages},
+		{"group-relay-max-topic-bytes", envGroupRelayMaxTopicBytes}, {"group-relay-max-bytes", envGroupRelayMaxBytes},
+		{"group-relay-max-topics", envGroupRelayMaxTopics}, {"group-relay-max-topics-per-peer", envGroupRelayMaxTopicsPerPeer},
 	}, groupLimitKeys...),
 }
 
@@ -301,6 +305,10 @@ func relayConfigValues(c relayConfig) []configValuePrint {
 		{"mailbox-max-bytes", c.mailbox.limits.MaxBytes}, {"mailbox-max-per-sender", c.mailbox.limits.MaxPerDepositor},
 		{"mailbox-ttl", c.mailbox.limits.TTL}, {"mailbox-rate", c.mailbox.limits.DepositRate},
 		{"mailbox-burst", c.mailbox.limits.DepositBurst},
+		{"group-relay", c.groups.enabled}, {"group-relay-retention", c.groups.limits.Retention},
+		{"group-relay-max-topic-messages", c.groups.limits.MaxTopicMessages},
+		{"group-relay-max-topic-bytes", c.groups.limits.MaxTopicBytes}, {"group-relay-max-bytes", c.groups.limits.MaxBytes},
+		{"group-relay-max-topics", c.groups.limits.MaxTopics}, {"group-relay-max-topics-per-peer", c.groups.limits.MaxTopicsPerPeer},
 	}, groupLimitValues(c.groupLimits)...)
 }
 

@@ -35,14 +35,16 @@ type relayConfig struct {
 	// groupLimits are the rates of the group traffic it carries
 	// (--group-rate-*, --group-peer-rate-*).
 	groupLimits groupguard.Config
+	groups      groupRelayOptions
 }
 
 func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) (relayConfig, error) {
 	var c relayConfig
 	fs := newFlagSet("parley relay", "parley relay [flags]",
 		"Runs a relay until SIGINT or SIGTERM: a DHT server that bootstraps the network, a\n"+
-			"circuit relay for nodes behind NAT, the AutoNAT service, a gossipsub peer and a\n"+
-			"mailbox that holds encrypted envelopes for offline users. It needs no identity\n"+
+			"circuit relay for nodes behind NAT, the AutoNAT service, a gossipsub peer, a\n"+
+			"mailbox that holds encrypted envelopes for offline users and a group relay that\n"+
+			"carries and keeps the encrypted traffic of groups that choose it. It needs no identity\n"+
 			"and no passphrase. It prints its addresses: give one of them to other nodes as\n"+
 			"--bootstrap.")
 	fs.StringVar(&c.dataDir, "data-dir", getenv(envRelayDataDir),
@@ -59,10 +61,13 @@ func parseRelayConfig(args []string, getenv func(string) string, out io.Writer) 
 	if err := groupLimitFlags(fs, &c.groupLimits, getenv); err != nil {
 		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
 	}
+	if err := groupRelayFlags(fs, &c.groups, getenv); err != nil {
+		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
+	}
 	if err := parseFlags(fs, args, out); err != nil {
 		return c, err
 	}
-	if err := c.mailbox.check(); err != nil {
+	if err := errors.Join(c.mailbox.check(), c.groups.check()); err != nil {
 		return c, fmt.Errorf("parley relay: %v: %w", err, errUsage)
 	}
 	if err := checkGroupLimits(c.groupLimits); err != nil {
@@ -124,13 +129,21 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("parley relay: %w", err)
 		}
 	}
+	stopGroups := func() error { return nil }
+	if c.groups.enabled {
+		if stopGroups, err = startGroupRelay(ctx, r, c.dataDir, c.groups, reg, log); err != nil {
+			_ = stopMailbox()
+			r.Close()
+			return fmt.Errorf("parley relay: %w", err)
+		}
+	}
 	fmt.Fprintf(stdout, "Parley relay %s is running. Bootstrap addresses:\n", r.ID())
 	for _, a := range r.Addrs() {
 		fmt.Fprintln(stdout, "  "+a)
 	}
 	<-ctx.Done()
 	log.Info("shutting down")
-	if err := errors.Join(stopMailbox(), r.Close()); err != nil {
+	if err := errors.Join(stopGroups(), stopMailbox(), r.Close()); err != nil {
 		return fmt.Errorf("parley relay: %w", err)
 	}
 	return nil

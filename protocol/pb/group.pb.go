@@ -813,6 +813,173 @@ func (x *GroupSyncResponse) GetMessages() [][]byte {
 	return nil
 }
 
+// RelayTicketKey is one member's chain signing key in a relay ticket.
+type RelayTicketKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chain         []byte                 `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"`  // the chain's Ed25519 public key (32)
+	Admin         bool                   `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"` // the chain of an admin of the epoch
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayTicketKey) Reset() {
+	*x = RelayTicketKey{}
+	mi := &file_protocol_pb_group_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayTicketKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayTicketKey) ProtoMessage() {}
+
+func (x *RelayTicketKey) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayTicketKey.ProtoReflect.Descriptor instead.
+func (*RelayTicketKey) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RelayTicketKey) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *RelayTicketKey) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
+// RelayTicket tells a group relay which keys may post on one topic of a
+// group, on /parley/group-relay/1.0.0. It names no user and no group: the
+// topic is derived from topic_proof, which only members of the epoch can
+// compute (it hashes the epoch's group state). Signed with Ed25519 by an
+// admin's chain key (one of keys, with admin set) under
+// "parley/v1/relay-ticket".
+type RelayTicket struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Version       uint32                 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	TopicProof    []byte                 `protobuf:"bytes,2,opt,name=topic_proof,json=topicProof,proto3" json:"topic_proof,omitempty"` // P (32); topic = hex(SHA-256("parley/v1/group-topic" ‖ P))
+	Epoch         uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`                            // the group's epoch
+	Previous      []byte                 `protobuf:"bytes,4,opt,name=previous,proto3" json:"previous,omitempty"`                       // hash of the ticket of epoch - 1 it follows (32), or empty
+	Keys          []*RelayTicketKey      `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`                               // ordered by chain, no duplicates, at least one admin
+	IssuedMs      int64                  `protobuf:"varint,6,opt,name=issued_ms,json=issuedMs,proto3" json:"issued_ms,omitempty"`      // unix milliseconds; a later ticket for a topic replaces an earlier
+	Signer        []byte                 `protobuf:"bytes,7,opt,name=signer,proto3" json:"signer,omitempty"`                           // the signing admin's chain (32), one of keys
+	Signature     []byte                 `protobuf:"bytes,8,opt,name=signature,proto3" json:"signature,omitempty"`                     // Ed25519 (64)
+	Members       uint32                 `protobuf:"varint,9,opt,name=members,proto3" json:"members,omitempty"`                        // how many members the epoch has (at least len(keys))
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelayTicket) Reset() {
+	*x = RelayTicket{}
+	mi := &file_protocol_pb_group_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelayTicket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelayTicket) ProtoMessage() {}
+
+func (x *RelayTicket) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelayTicket.ProtoReflect.Descriptor instead.
+func (*RelayTicket) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RelayTicket) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RelayTicket) GetTopicProof() []byte {
+	if x != nil {
+		return x.TopicProof
+	}
+	return nil
+}
+
+func (x *RelayTicket) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RelayTicket) GetPrevious() []byte {
+	if x != nil {
+		return x.Previous
+	}
+	return nil
+}
+
+func (x *RelayTicket) GetKeys() []*RelayTicketKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *RelayTicket) GetIssuedMs() int64 {
+	if x != nil {
+		return x.IssuedMs
+	}
+	return 0
+}
+
+func (x *RelayTicket) GetSigner() []byte {
+	if x != nil {
+		return x.Signer
+	}
+	return nil
+}
+
+func (x *RelayTicket) GetSignature() []byte {
+	if x != nil {
+		return x.Signature
+	}
+	return nil
+}
+
+func (x *RelayTicket) GetMembers() uint32 {
+	if x != nil {
+		return x.Members
+	}
+	return 0
+}
+
 var File_protocol_pb_group_proto protoreflect.FileDescriptor
 
 const file_protocol_pb_group_proto_rawDesc = "" +
@@ -889,7 +1056,21 @@ const file_protocol_pb_group_proto_rawDesc = "" +
 	"\x05wants\x18\b \x03(\v2\x18.parley.v1.GroupSyncWantR\x05wants\x12\x1c\n" +
 	"\tsignature\x18\t \x01(\fR\tsignature\"/\n" +
 	"\x11GroupSyncResponse\x12\x1a\n" +
-	"\bmessages\x18\x01 \x03(\fR\bmessagesB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
+	"\bmessages\x18\x01 \x03(\fR\bmessages\"<\n" +
+	"\x0eRelayTicketKey\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\fR\x05chain\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\"\x96\x02\n" +
+	"\vRelayTicket\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1f\n" +
+	"\vtopic_proof\x18\x02 \x01(\fR\n" +
+	"topicProof\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12\x1a\n" +
+	"\bprevious\x18\x04 \x01(\fR\bprevious\x12-\n" +
+	"\x04keys\x18\x05 \x03(\v2\x19.parley.v1.RelayTicketKeyR\x04keys\x12\x1b\n" +
+	"\tissued_ms\x18\x06 \x01(\x03R\bissuedMs\x12\x16\n" +
+	"\x06signer\x18\a \x01(\fR\x06signer\x12\x1c\n" +
+	"\tsignature\x18\b \x01(\fR\tsignature\x12\x18\n" +
+	"\amembers\x18\t \x01(\rR\amembersB+Z)github.com/parley-chat/parley/protocol/pbb\x06proto3"
 
 var (
 	file_protocol_pb_group_proto_rawDescOnce sync.Once
@@ -903,7 +1084,7 @@ func file_protocol_pb_group_proto_rawDescGZIP() []byte {
 	return file_protocol_pb_group_proto_rawDescData
 }
 
-var file_protocol_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_protocol_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_protocol_pb_group_proto_goTypes = []any{
 	(*GroupMember)(nil),           // 0: parley.v1.GroupMember
 	(*GroupState)(nil),            // 1: parley.v1.GroupState
@@ -914,16 +1095,19 @@ var file_protocol_pb_group_proto_goTypes = []any{
 	(*GroupSyncWant)(nil),         // 6: parley.v1.GroupSyncWant
 	(*GroupSyncRequest)(nil),      // 7: parley.v1.GroupSyncRequest
 	(*GroupSyncResponse)(nil),     // 8: parley.v1.GroupSyncResponse
+	(*RelayTicketKey)(nil),        // 9: parley.v1.RelayTicketKey
+	(*RelayTicket)(nil),           // 10: parley.v1.RelayTicket
 }
 var file_protocol_pb_group_proto_depIdxs = []int32{
 	0, // 0: parley.v1.GroupState.members:type_name -> parley.v1.GroupMember
 	4, // 1: parley.v1.SenderChainState.skipped:type_name -> parley.v1.GroupSkippedKey
 	6, // 2: parley.v1.GroupSyncRequest.wants:type_name -> parley.v1.GroupSyncWant
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	9, // 3: parley.v1.RelayTicket.keys:type_name -> parley.v1.RelayTicketKey
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_protocol_pb_group_proto_init() }
@@ -937,7 +1121,7 @@ func file_protocol_pb_group_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pb_group_proto_rawDesc), len(file_protocol_pb_group_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

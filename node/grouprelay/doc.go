@@ -1,0 +1,32 @@
+// Package grouprelay owns the relay side of groups: a relay that a group
+// chooses carries the group's gossipsub topic, admits on it only what
+// the group's members sign, keeps that traffic (ciphertext) for a while
+// and hands it to members who were offline. It runs on a relay's host and
+// gossipsub router (node.Relay) beside the mailbox, and never learns a
+// group's name or any text; tickets name no user and no group (what it
+// sees of a message is the header every carrier sees: group ID, epoch,
+// sender's user ID, chain, iteration, time, size).
+//
+//   - Tickets, on /parley/group-relay/1.0.0 (ID): a group's admin hands
+//     the relay a protocol.RelayTicket per epoch (and again as members'
+//     sender keys reach the admin). The relay takes it as
+//     protocol.CheckRelayTicket says (a first ticket proves knowledge of
+//     the epoch's state through its topic proof; the next epoch's follows
+//     the previous one's, signed by one of its admin keys), keeps it in
+//     its database and joins the ticket's topic.
+//   - The topic validator rejects (pubsub.ValidationReject, so gossipsub's
+//     scoring punishes whoever forwarded it) a message that does not
+//     parse, is not for the ticket's epoch, or is not signed by a chain key
+//     the ticket lists (ignored instead while the ticket lists fewer keys
+//     than the epoch has members); for a short Grace after the next epoch's ticket, the
+//     previous topic keeps being carried under its own ticket, then it is
+//     left. A rate limiter plugs in through Config.Admit.
+//   - Accepted messages are stored, by topic, for Limits.Retention (14 days
+//     by default), within a cap per topic and in total (the oldest go
+//     first), and served on /parley/group-sync/1.0.0 to a requester who
+//     signs with a chain key of the ticket (protocol VerifySync), as
+//     members answer each other.
+//
+// Offer is the client side a member node uses to hand over a ticket. The
+// package imports no project package but protocol and internal/promreg.
+package grouprelay

@@ -1,0 +1,205 @@
+package grouprelay
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/parley-chat/parley/protocol"
+)
+
+// Topics: the relay subscribes to every ticketed topic (so that it is in
+// the topic's mesh and gets its traffic), validates what arrives against
+// the topic's ticket and stores what passes.
+
+// validateTimeout bounds one validation.
+const validateTimeout = 2 * time.Second
+
+// subBuffer is how many messages a topic's subscription holds for the
+// storing reader before pubsub drops them.
+const subBuffer = 256
+
+// topic is a ticketed topic.
+type topic struct {
+	name string
+	key  topicKey
+	held *held
+	// group is the group ID of the first message accepted on the topic
+	// (bound): later messages must name the same (the ticket names no
+	// group; the headers do).
+	group  protocol.GroupID
+	bound  bool
+	joined *joined // nil while not subscribed
+	from   peer.ID // who brought the topic, since the relay started
+}
+
+// joined is a subscription to a topic.
+type joined struct {
+	t      *pubsub.Topic
+	sub    *pubsub.Subscription
+	cancel context.CancelFunc
+}
+
+// join subscribes to a held topic (once) and starts storing what arrives.
+func (s *Server) join(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.topics[name]
+	if t == nil || t.joined != nil || s.life == nil {
+		return nil
+	}
+	validate := func(ctx context.Context, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+		r := s.validate(name, from, msg)
+		s.met.message(r)
+		switch r {
+		case pubsub.ValidationAccept:
+			s.accepted.Add(1)
+		case pubsub.ValidationReject:
+			s.rejected.Add(1)
+		default:
+			s.ignored.Add(1)
+		}
+		return r
+	}
+	if err := s.ps.RegisterTopicValidator(name, validate, pubsub.WithValidatorTimeout(validateTimeout)); err != nil {
+		return fmt.Errorf("grouprelay: topic validator: %w", err)
+	}
+	pt, err := s.ps.Join(name)
+	if err != nil {
+		_ = s.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("grouprelay: joining a topic: %w", err)
+	}
+	if s.score != nil {
+		if err := pt.SetScoreParams(s.score); err != nil {
+			_ = pt.Close()
+			_ = s.ps.UnregisterTopicValidator(name)
+			return fmt.Errorf("grouprelay: topic score: %w", err)
+		}
+	}
+	sub, err := pt.Subscribe(pubsub.WithBufferSize(subBuffer))
+	if err != nil {
+		_ = pt.Close()
+		_ = s.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("grouprelay: subscribing to a topic: %w", err)
+	}
+	ctx, cancel := context.WithCancel(s.life)
+	t.joined = &joined{t: pt, sub: sub, cancel: cancel}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.read(ctx, t.key, sub)
+	}()
+	return nil
+}
+
+// leave unsubscribes from a topic; its ticket and messages stay.
+func (s *Server) leave(name string) {
+	s.mu.Lock()
+	t := s.topics[name]
+	var j *joined
+	if t != nil {
+		j, t.joined = t.joined, nil
+	}
+	s.mu.Unlock()
+	if j == nil {
+		return
+	}
+	j.cancel()
+	j.sub.Cancel()
+	_ = s.ps.UnregisterTopicValidator(name)
+	if err := j.t.Close(); err != nil {
+		s.log.Debug("group relay: topic still busy at close", "err", err)
+	}
+}
+
+// validate admits a message on topic name only if it parses, is of the
+// ticket's epoch, is signed by a chain key of the ticket, names the
+// topic's group (Reject otherwise, so the forwarder's score falls).
+// Three cases are ignored instead (not forwarded, not stored, nobody
+// punished), as members do: a message outside the acceptance window, one
+// the Admitter refuses (a chain over its rate), and one of a chain the
+// ticket does not list while the ticket is not complete (it lists fewer
+// keys than the epoch has members: a member's key may not have reached
+// the admin yet).
+func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	s.mu.Lock()
+	t := s.topics[name]
+	var tk *protocol.RelayTicket
+	var group protocol.GroupID
+	var bound bool
+	var superseded time.Time
+	if t != nil {
+		tk, group, bound, superseded = t.held.ticket, t.group, t.bound, t.held.superseded
+	}
+	s.mu.Unlock()
+	if tk == nil {
+		return pubsub.ValidationIgnore
+	}
+	now := s.now()
+	if !superseded.IsZero() && now.After(superseded.Add(s.lim.Grace)) {
+		return pubsub.ValidationIgnore // past the grace, being left
+	}
+	m, err := protocol.ParseGroupMessage(msg.GetData())
+	if err != nil {
+		return pubsub.ValidationReject
+	}
+	if m.Epoch != tk.Epoch || (bound && m.Group != group) {
+		return pubsub.ValidationReject
+	}
+	if _, ok := tk.Key(m.Chain); !ok {
+		if !tk.Complete() {
+			// Some member's key has not reached the admin yet: this may
+			// be theirs. Not forwarded, not stored, nobody punished.
+			return pubsub.ValidationIgnore
+		}
+		return pubsub.ValidationReject
+	}
+	p := protocol.ChainPublic{Group: m.Group, Epoch: m.Epoch, Sender: m.Sender, Chain: m.Chain}
+	if err := p.Verify(m); err != nil {
+		return pubsub.ValidationReject
+	}
+	if err := m.CheckTime(now, 0, 0); err != nil {
+		return pubsub.ValidationIgnore
+	}
+	if s.admit != nil && !s.admit.Admit(from, m.Chain, len(msg.GetData())) {
+		return pubsub.ValidationIgnore
+	}
+	if !bound {
+		s.mu.Lock()
+		if t.bound && t.group != m.Group {
+			s.mu.Unlock()
+			return pubsub.ValidationReject
+		}
+		t.group, t.bound = m.Group, true
+		s.mu.Unlock()
+	}
+	msg.ValidatorData = m
+	return pubsub.ValidationAccept
+}
+
+// read stores what a topic's subscription delivers until ctx ends.
+func (s *Server) read(ctx context.Context, k topicKey, sub *pubsub.Subscription) {
+	for {
+		msg, err := sub.Next(ctx)
+		if err != nil {
+			return
+		}
+		m, ok := msg.ValidatorData.(*protocol.GroupMessage)
+		if !ok {
+			continue
+		}
+		stored, dropped, err := s.db.put(k, m, msg.GetData(), s.now(), s.lim)
+		switch {
+		case err != nil:
+			s.log.Warn("group relay: storing a message", "err", err)
+		case stored:
+			s.met.stored()
+		}
+		if dropped > 0 {
+			s.met.dropped("limit", dropped)
+		}
+	}
+}
