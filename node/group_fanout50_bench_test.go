@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-chat/parley/internal/benchdata"
+	"github.com/parley-chat/parley/node/grouprelay"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -64,21 +65,15 @@ func groupFanoutTopology(n int) [][2]int {
 	return edges
 }
 
-// newGroupBenchRelay makes the relay peer of the group benchmarks, on
-// 127.0.0.1, carrying st's topic; chains are the members' sender keys
-// (public parts), what a relay ticket lists.
-//
-// SWAP-IN POINT for node/grouprelay: for now the relay is Parley's
-// gossipsub router (newGroupPubSub) subscribed to the topic with no
-// validator of its own (it cannot open or check anything). When the
-// validating relay service lands, start it here instead, with a ticket
-// for st and chains; nothing else in the benchmarks changes.
-func newGroupBenchRelay(ctx context.Context, tb testing.TB, st *protocol.GroupState, chains []protocol.ChainPublic) host.Host {
+// newGroupBenchRelay starts the benchmarks' relay on 127.0.0.1: a real
+// relay with its group relay service (node/grouprelay), made every
+// member's relay and connected to them, before the group exists; the
+// admin's node hands it the group's ticket as a real node would.
+func newGroupBenchRelay(tb testing.TB, net *groupNet) *groupRelay {
 	tb.Helper()
-	_ = chains // the real relay's ticket
-	h, ps := newBenchPubSubHost(ctx, tb, true, nil)
-	drainTopic(ctx, tb, ps, protocol.Topic(st), nil)
-	return h
+	r := startGroupRelay(tb, tb.TempDir(), "", newRunningClock(), grouprelay.Limits{})
+	net.useRelay(r)
+	return r
 }
 
 // newBenchPubSubHost starts a host on 127.0.0.1 running Parley's
@@ -229,33 +224,19 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 	for _, e := range edges {
 		f.net.connect(e[0], e[1])
 	}
+	relay := newGroupBenchRelay(tb, f.net)
 	st, err := f.net.members[0].g.createGroup(ctx, "fan-out", f.net.users())
 	if err != nil {
 		tb.Fatal(err)
 	}
 	f.group = st.Group
-	var chains []protocol.ChainPublic
 	for i, m := range f.net.members {
 		waitFor(tb, 60*time.Second, fmt.Sprintf("member %d holds every sender key", i), func() bool {
 			cs, err := m.st.SenderChains(ctx, st.Group, st.Epoch)
-			if err != nil || len(cs) != n {
-				return false
-			}
-			if i == 0 {
-				chains = chains[:0]
-				for _, c := range cs {
-					chains = append(chains, c.Public())
-				}
-			}
-			return true
+			return err == nil && len(cs) == n
 		})
 	}
-	relay := newGroupBenchRelay(ctx, tb, st, chains)
-	for _, m := range f.net.members {
-		if err := m.h.Connect(ctx, peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	relay.waitTicket(tb, st, n)
 	name := protocol.Topic(st)
 	for i, m := range f.net.members {
 		waitFor(tb, 30*time.Second, fmt.Sprintf("member %d's mesh", i), func() bool {
