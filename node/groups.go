@@ -110,6 +110,8 @@ type groups struct {
 	// known is the public part of every sender chain of the joined
 	// epochs, so that the validator verifies without reading the store.
 	known map[protocol.ChainID]protocol.ChainPublic
+
+	ho handoutWork // hand-outs of new epochs (group_handout.go)
 }
 
 // groupTopic is the joined topic of a group's current epoch.
@@ -126,6 +128,7 @@ func newGroups() *groups {
 	return &groups{
 		topics: map[protocol.GroupID]*groupTopic{}, locks: map[protocol.GroupID]*sync.Mutex{},
 		known: map[protocol.ChainID]protocol.ChainPublic{},
+		ho:    handoutWork{signal: make(chan struct{}, 1)},
 	}
 }
 
@@ -156,6 +159,7 @@ func (g *groups) serve(ctx context.Context) error {
 			}
 		}
 	}
+	g.spawn(g.runHandouts)
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
 	defer g.host.RemoveStreamHandler(groupSyncProtocol)
 	<-ctx.Done()
