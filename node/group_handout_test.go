@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"testing"
 	"time"
 
@@ -114,4 +115,103 @@ func TestGroupHandoutToStrangerSurvivesRestart(t *testing.T) {
 	if gb, _ := b.Friend(ctx, mc.UserID); gb.Status == store.FriendAccepted {
 		t.Errorf("Bob and Carol became friends")
 	}
+}
+
+// TestGroupRekeyBatched: a member of a 150-member group takes a new
+// state; its sender key goes to the 149 others in batches (a transaction
+// each, not one per member), without holding the group (a message is sent
+// while the hand-out is under way). The node stops half-way; restarted,
+// it queues the rest, and every member gets exactly one key.
+func TestGroupRekeyBatched(t *testing.T) {
+	const size = 150
+	ctx := context.Background()
+	cfg := testConfig(t, "alice-2048")
+	n := startNode(t, cfg, "Alice")
+	u := unlockedOf(t, n)
+	admin := fixtureKey(t, "bob-2048")
+	others := storedFriends(t, u, admin, size-1)
+
+	// The second batch waits until the node stops.
+	batches := make(chan int, 8)
+	seal := u.groups.ho.seal
+	calls := 0
+	u.groups.ho.seal = func(ctx context.Context, bodies map[protocol.Kind][]byte, items []store.HandoutItem) ([]store.OutboxEntry, []store.HandoutItem) {
+		calls++
+		batches <- calls
+		if calls > 1 {
+			<-ctx.Done()
+			return nil, nil
+		}
+		return seal(ctx, bodies, items)
+	}
+	list := []protocol.GroupMember{{User: u.me, Role: protocol.RoleMember}}
+	for _, m := range others[1:] {
+		list = append(list, protocol.GroupMember{User: m, Role: protocol.RoleMember})
+	}
+	st, err := protocol.NewGroupState(admin, admin.ID(), "Big", list, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0, _ := u.st.CommitStats()
+	if err := u.groups.receiveState(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	for want := 1; want <= 2; want++ {
+		select {
+		case got := <-batches:
+			if got != want {
+				t.Fatalf("batch %d, want %d", got, want)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("batch %d not started", want)
+		}
+	}
+	if _, _, err := n.SendGroup(ctx, st.Group, "while keys go out"); err != nil {
+		t.Fatalf("SendGroup during the hand-out: %v", err)
+	}
+	c1, _ := u.st.CommitStats()
+	// The state with the job, the first batch, the message.
+	if c1-c0 > 4 {
+		t.Errorf("%d transactions for the state and one batch of %d keys", c1-c0, handoutBatch)
+	}
+	queued := 0
+	for _, id := range others {
+		queued += len(queuedFor(t, n, id))
+	}
+	if queued != handoutBatch {
+		t.Fatalf("%d keys queued after one batch, want %d", queued, handoutBatch)
+	}
+	closeNode(t, n)
+
+	n = unlockNode(t, cfg)
+	u = unlockedOf(t, n)
+	waitHandedOut(t, u)
+	for _, id := range others {
+		if kinds := queuedKinds(t, n, id); len(kinds) != 1 || kinds[0] != protocol.KindSenderKey {
+			t.Fatalf("queued for a member after the restart: %v, want one sender key", kinds)
+		}
+	}
+}
+
+// storedFriends stores n accepted friends of u and caches them: the first
+// is admin, the others keys only (fixture keys shared by made-up user IDs,
+// whose devices are nowhere); their couriers are held.
+func storedFriends(tb testing.TB, u *unlocked, admin *protocol.PrivateKey, n int) []protocol.ID {
+	tb.Helper()
+	keys := []*protocol.PublicKey{admin.Public(), fixtureKey(tb, "carol-2048").Public(), fixtureKey(tb, "bob-3072").Public()}
+	ids := make([]protocol.ID, n)
+	for i := range n {
+		id := admin.ID()
+		if i > 0 {
+			rand.Read(id[:])
+		}
+		f, err := u.st.PutFriend(context.Background(), store.Friend{UserID: id, PublicKey: keys[i%len(keys)].Bytes(), Status: store.FriendAccepted})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		u.friends.cacheFriend(f)
+		u.outbox.Hold(id)
+		ids[i] = id
+	}
+	return ids
 }
