@@ -26,13 +26,13 @@ import (
 // lock and blocks no API call, and survives a restart: the job resumes at
 // the first item not queued. A recipient whose key cannot be found now
 // (the directory unreachable) stays in the job, tried again with backoff
-// up to handoutTries passes.
+// up to handoutTries passes (about 50 minutes).
 
 const (
 	// handoutBatch is how many controls are sealed and queued together.
 	handoutBatch = 64
 	// handoutTries bounds the passes over a job's items left behind.
-	handoutTries = 8
+	handoutTries = 16
 	// handoutLookups bounds the directory lookups of a batch in flight.
 	handoutLookups = 8
 )
