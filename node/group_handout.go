@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley/protocol"
@@ -48,10 +49,18 @@ type handoutWork struct {
 	// queued tells the outbox what was queued.
 	queued func(es []store.OutboxEntry)
 	signal chan struct{}
+	// kicks counts the jobs made (and the start, which owes a pass);
+	// clear is the count a pass had seen when it found no job left. So
+	// every job made before is queued when clear >= kicks (handoutsIdle).
+	kicks, clear atomic.Uint64
 }
+
+// handoutsIdle reports whether every job made so far has been queued.
+func (g *groups) handoutsIdle() bool { return g.ho.clear.Load() >= g.ho.kicks.Load() }
 
 // kickHandouts wakes the worker.
 func (g *groups) kickHandouts() {
+	g.ho.kicks.Add(1)
 	select {
 	case g.ho.signal <- struct{}{}:
 	default:
@@ -125,12 +134,16 @@ func (g *groups) runHandouts(ctx context.Context) {
 func (g *groups) handoutPass(ctx context.Context, due map[jobKey]time.Time) time.Time {
 	var next time.Time
 	for ctx.Err() == nil {
+		kicks := g.ho.kicks.Load()
 		jobs, err := g.st.Handouts(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				g.log.Error("group hand-outs unreadable", "err", err)
 			}
 			return g.now().Add(time.Minute)
+		}
+		if len(jobs) == 0 {
+			g.ho.clear.Store(kicks)
 		}
 		worked := false
 		next = time.Time{}

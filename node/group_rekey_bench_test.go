@@ -268,20 +268,8 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// waitHandedOut waits until u's hand-out jobs are all queued. It looks
-// every 20 ms: reading the jobs is not free, and benchmarks count the
-// process's CPU time.
+// waitHandedOut waits until u's hand-out jobs are all queued.
 func waitHandedOut(tb testing.TB, u *unlocked) {
 	tb.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		hs, err := u.st.Handouts(context.Background())
-		if err == nil && len(hs) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("hand-outs still queued after 2 min: %d jobs, %v", len(hs), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(tb, 2*time.Minute, "hand-outs queued", u.groups.handoutsIdle)
 }

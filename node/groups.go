@@ -125,11 +125,13 @@ type groupTopic struct {
 }
 
 func newGroups() *groups {
-	return &groups{
+	g := &groups{
 		topics: map[protocol.GroupID]*groupTopic{}, locks: map[protocol.GroupID]*sync.Mutex{},
 		known: map[protocol.ChainID]protocol.ChainPublic{},
 		ho:    handoutWork{signal: make(chan struct{}, 1)},
 	}
+	g.ho.kicks.Store(1) // the start owes a pass (jobs left by the last run)
+	return g
 }
 
 // lockGroup takes the group's lock and returns its unlock.
