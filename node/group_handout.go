@@ -186,9 +186,29 @@ func (g *groups) handoutPass(ctx context.Context, due map[jobKey]time.Time) time
 // workHandout queues h's items batch by batch; it returns the job as
 // left (nil: done). A batch carries at most handoutBatch items and about
 // the store's HandoutBatchBytes of envelopes (a state of a large group
-// is tens of kilobytes).
+// is tens of kilobytes). The next batch is sealed while the last one is
+// being committed, and queued once it is.
 func (g *groups) workHandout(ctx context.Context, h *store.Handout) (*store.Handout, error) {
 	budget := g.st.HandoutBatchBytes()
+	var (
+		pend   *store.Pending
+		pendEs []store.OutboxEntry
+	)
+	// settle waits for the batch in the commit queue and tells the outbox.
+	settle := func() error {
+		if pend == nil {
+			return nil
+		}
+		err := pend.Wait()
+		pend = nil
+		if err != nil {
+			return err
+		}
+		if g.ho.queued != nil {
+			g.ho.queued(pendEs)
+		}
+		return nil
+	}
 	for h.Next < len(h.Items) {
 		end, size := h.Next, 0
 		for end < len(h.Items) && end-h.Next < handoutBatch {
@@ -210,6 +230,9 @@ func (g *groups) workHandout(ctx context.Context, h *store.Handout) (*store.Hand
 				}
 			}
 		}
+		if err := settle(); err != nil {
+			return handoutFailed(h, err)
+		}
 		if err := ctx.Err(); err != nil {
 			return h, err
 		}
@@ -219,22 +242,30 @@ func (g *groups) workHandout(ctx context.Context, h *store.Handout) (*store.Hand
 		if end == len(h.Items) && len(rest.Later) > 0 {
 			rest.Tries++
 		}
-		if err := g.st.QueueHandouts(ctx, &rest, es); err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				return nil, nil // dropped meanwhile
-			}
+		p, err := g.st.QueueHandoutsAsync(ctx, &rest, es)
+		if err != nil {
 			return h, err
 		}
-		if g.ho.queued != nil {
-			g.ho.queued(es)
-		}
-		h = &rest
+		pend, pendEs, h = p, es, &rest
+	}
+	if err := settle(); err != nil {
+		return handoutFailed(h, err)
 	}
 	if h.Done() {
 		return nil, nil
 	}
 	// The next pass works what was left behind.
 	return &store.Handout{Group: h.Group, Epoch: h.Epoch, Bodies: h.Bodies, Items: h.Later, Tries: h.Tries}, nil
+}
+
+// handoutFailed is what workHandout returns when a batch was not
+// written: nothing left for a job dropped meanwhile, else the error (the
+// store still holds the job as it was before the batch).
+func handoutFailed(h *store.Handout, err error) (*store.Handout, error) {
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return h, err
 }
 
 // handoutOverhead is what sealing adds to a control's body (RSA-wrapped

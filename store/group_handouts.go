@@ -200,16 +200,27 @@ func (s *Store) HandoutBatchBytes() int { return int(s.opts.MemTableSize * 15 / 
 // ErrNotFound, and writes nothing, if the job is gone; an entry whose ID
 // is taken is ErrDuplicate.
 func (s *Store) QueueHandouts(ctx context.Context, h *Handout, entries []OutboxEntry) error {
-	if err := h.check(); err != nil {
+	p, err := s.QueueHandoutsAsync(ctx, h, entries)
+	if err != nil {
 		return err
+	}
+	return p.Wait()
+}
+
+// QueueHandoutsAsync is QueueHandouts that returns once the write is in
+// the commit queue; its Pending reports the outcome. The caller may seal
+// its next batch meanwhile, and queue it once this one is committed.
+func (s *Store) QueueHandoutsAsync(ctx context.Context, h *Handout, entries []OutboxEntry) (*Pending, error) {
+	if err := h.check(); err != nil {
+		return nil, err
 	}
 	for i := range entries {
 		entries[i].Control, entries[i].Seq = true, 0
 		if err := entries[i].check(); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return s.update(ctx, func(txn *badger.Txn) error {
+	done, err := s.queue(ctx, func(txn *badger.Txn) error {
 		if ok, err := exists(txn, handoutKey(h.Group, h.Epoch, handoutJob)); err != nil || !ok {
 			if err == nil {
 				err = fmt.Errorf("%w: hand-out of group %s epoch %d", ErrNotFound, h.Group, h.Epoch)
@@ -232,6 +243,10 @@ func (s *Store) QueueHandouts(ctx context.Context, h *Handout, entries []OutboxE
 		}
 		return s.putHandoutTxn(txn, h, false)
 	})
+	if err != nil {
+		return nil, err
+	}
+	return &Pending{done: done}, nil
 }
 
 // DropHandout deletes a job (given up on).
