@@ -21,8 +21,9 @@ import (
 // a batch's recipients are resolved (friends from the cache, other
 // members from the rosterBook, looked up in parallel), its envelopes
 // sealed in parallel on every core (an RSA-PSS signature each, the bulk
-// of the cost), then queued in the outbox with the job's rest in one
-// transaction (store.QueueHandouts), and the couriers told. So a rekey
+// of the cost), then queued in the outbox with the job's progress in one
+// transaction (store.QueueHandoutsAsync; the next batch is sealed while
+// it commits), and the couriers told. So a rekey
 // costs one sync per batch rather than one per control, holds no group
 // lock and blocks no API call, and survives a restart: the job resumes at
 // the first item not queued. A recipient whose key cannot be found now
