@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parley-chat/parley/directory"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -216,4 +217,57 @@ func storedFriends(tb testing.TB, u *unlocked, admin *protocol.PrivateKey, n int
 		ids[i] = id
 	}
 	return ids
+}
+
+// TestRosterBookCaches: a roster member's record is looked up once and
+// used for every hand-out while fresh (its prekey checked once), looked
+// up again after a failed dial (forget) or once rosterTTL has passed, and
+// a lookup that fails is not cached.
+func TestRosterBookCaches(t *testing.T) {
+	ctx := context.Background()
+	key := fixtureKey(t, "carol-2048")
+	pk, err := protocol.GeneratePrekey(key, time.Now().Add(-time.Hour), 30*24*time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := directory.NewRecord(key, directory.RecordInput{Name: "Carol", Seq: 1, Lifetime: time.Hour, Prekey: &pk.Signed}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := newRunningClock()
+	lookups, down := 0, false
+	rb := newRosterBook(func(_ context.Context, id protocol.ID) (*directory.Record, error) {
+		lookups++
+		if down {
+			return nil, fail(ErrUnavailable, "directory down")
+		}
+		if id != key.ID() {
+			return nil, ErrNotFound
+		}
+		return rec, nil
+	}, clock.Now)
+	for range 3 {
+		e, err := rb.get(ctx, key.ID())
+		if err != nil || e.rcpt.Prekey == nil || !e.rcpt.Key.Equal(key.Public()) {
+			t.Fatalf("get = %+v, %v", e, err)
+		}
+	}
+	if lookups != 1 {
+		t.Fatalf("%d lookups for three hand-outs, want 1", lookups)
+	}
+	rb.forget(key.ID())
+	if _, err := rb.get(ctx, key.ID()); err != nil || lookups != 2 {
+		t.Fatalf("after forget: %v, %d lookups", err, lookups)
+	}
+	clock.Advance(rosterTTL)
+	down = true
+	if _, err := rb.get(ctx, key.ID()); !isErr(err, ErrUnavailable) || lookups != 3 {
+		t.Fatalf("stale entry with the directory down: %v, %d lookups", err, lookups)
+	}
+	if _, err := rb.get(ctx, key.ID()); err == nil || lookups != 4 {
+		t.Fatalf("a failed lookup was cached: %v, %d lookups", err, lookups)
+	}
+	if _, err := rb.get(ctx, fixtureKey(t, "bob-2048").ID()); err == nil {
+		t.Fatal("a user without a record was found")
+	}
 }
