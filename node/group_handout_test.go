@@ -271,3 +271,46 @@ func TestRosterBookCaches(t *testing.T) {
 		t.Fatal("a user without a record was found")
 	}
 }
+
+// TestGroupEarlyKeysOfLargeGroup: in a rekey of a large group, most
+// members' new keys can arrive before the admin's state. 300 of them
+// (more than a few hundred were kept before) wait for the state and are
+// all stored when it comes.
+func TestGroupEarlyKeysOfLargeGroup(t *testing.T) {
+	const size = 302
+	ctx := context.Background()
+	n := startNode(t, testConfig(t, "alice-2048"), "Alice")
+	u := unlockedOf(t, n)
+	admin := fixtureKey(t, "bob-2048")
+	others := storedFriends(t, u, admin, size-1)
+	list := []protocol.GroupMember{{User: u.me, Role: protocol.RoleMember}}
+	for _, m := range others[1:] {
+		list = append(list, protocol.GroupMember{User: m, Role: protocol.RoleMember})
+	}
+	st, err := protocol.NewGroupState(admin, admin.ID(), "Big", list, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range others[1:] {
+		c, err := protocol.NewSenderChain(st, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := c.Distribution(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := u.groups.receiveDirect(ctx, m, protocol.KindSenderKey, d.Marshal()); err != nil {
+			t.Fatalf("early key: %v", err)
+		}
+	}
+	if err := u.groups.receiveState(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	// Every member's key but the admin's (not sent here), and our own.
+	cs, err := u.st.SenderChains(ctx, st.Group, st.Epoch)
+	if err != nil || len(cs) != size-1 {
+		t.Fatalf("%d chains stored, %v; want %d", len(cs), err, size-1)
+	}
+	waitHandedOut(t, u)
+}

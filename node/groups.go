@@ -45,8 +45,10 @@ const (
 	// a slow reader before pubsub drops them.
 	groupSubBuffer = 256
 	// maxPendingKeys bounds the sender keys kept for states not yet
-	// arrived.
-	maxPendingKeys = 256
+	// arrived. In a rekey of a large group most members' keys may come
+	// before the admin's state (the admin hands out to everyone, each
+	// member only its key), so it holds a whole group's worth, twice.
+	maxPendingKeys = 2 * protocol.MaxGroupMembers
 	// groupValidateTimeout bounds one validation.
 	groupValidateTimeout = 2 * time.Second
 	// groupReadyTimeout bounds the wait for a topic's mesh before a publish.
