@@ -274,8 +274,8 @@ func TestRosterBookCaches(t *testing.T) {
 
 // TestGroupEarlyKeysOfLargeGroup: in a rekey of a large group, most
 // members' new keys can arrive before the admin's state. 300 of them
-// (more than a few hundred were kept before) wait for the state and are
-// all stored when it comes.
+// (more than the 256 kept before) wait for the state and are all stored
+// when it comes.
 func TestGroupEarlyKeysOfLargeGroup(t *testing.T) {
 	const size = 302
 	ctx := context.Background()
