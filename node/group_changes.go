@@ -191,16 +191,27 @@ func (g *groups) receiveState(ctx context.Context, st *protocol.GroupState) erro
 }
 
 // receiveKey stores another member's sender key. A key of an epoch this
-// node has no state for yet waits (at most maxPendingKeys of them) until
-// the state arrives.
+// node has no state for yet waits (at most maxPendingKeys of them), kept
+// in the store, until the state arrives; if the state was stored while
+// it was being kept, it is applied at once.
 func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.SenderKeyDistribution) error {
 	gr, err := g.st.Group(ctx, d.Group)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && d.Epoch > gr.State.Epoch) {
 		g.mu.Lock()
-		if len(g.pending) < maxPendingKeys {
-			g.pending = append(g.pending, pendingKey{from: from, d: d})
-		}
+		full := len(g.pending) >= maxPendingKeys
 		g.mu.Unlock()
+		if full {
+			return fmt.Errorf("%w: %d sender keys wait for their state", ErrTooLarge, maxPendingKeys)
+		}
+		if err := g.st.PutEarlyKey(ctx, from, d); err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.pending = append(g.pending, pendingKey{from: from, d: d})
+		g.mu.Unlock()
+		if gr, err := g.st.Group(ctx, d.Group); err == nil && gr.State.Epoch >= d.Epoch {
+			g.applyPending(ctx, gr.State) // the state came meanwhile
+		}
 		return nil
 	}
 	if err != nil {
@@ -218,16 +229,20 @@ func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.S
 }
 
 // applyPending stores the keys that came before st, and drops those of
-// its group's earlier epochs.
+// its group's earlier epochs, from memory and the store.
 func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
 	g.mu.Lock()
 	var ready, keep []pendingKey
+	var done []store.EarlyKey
 	for _, p := range g.pending {
 		switch {
 		case p.d.Group != st.Group || p.d.Epoch > st.Epoch:
 			keep = append(keep, p)
 		case p.d.Epoch == st.Epoch:
 			ready = append(ready, p)
+			fallthrough
+		default:
+			done = append(done, store.EarlyKey{From: p.from, Dist: p.d})
 		}
 	}
 	g.pending = keep
@@ -237,6 +252,33 @@ func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
 			g.log.Debug("early sender key refused", "group", st.Group.String(), "err", err)
 		}
 	}
+	// A key whose row outlives this (a crash now) is applied or dropped
+	// again at the next start (loadPending).
+	if err := g.st.DeleteEarlyKeys(ctx, done); err != nil && ctx.Err() == nil {
+		g.log.Warn("early sender keys not deleted", "group", st.Group.String(), "err", err)
+	}
+}
+
+// loadPending takes up the early keys kept by the last run, applying
+// those whose state has come (or is past) meanwhile.
+func (g *groups) loadPending(ctx context.Context, all []*store.Group) error {
+	keys, err := g.st.EarlyKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("node: early sender keys: %w", err)
+	}
+	g.mu.Lock()
+	for _, k := range keys {
+		if len(g.pending) < maxPendingKeys {
+			g.pending = append(g.pending, pendingKey{from: k.From, d: k.Dist})
+		}
+	}
+	g.mu.Unlock()
+	for _, gr := range all {
+		if !gr.Removed {
+			g.applyPending(ctx, gr.State)
+		}
+	}
+	return nil
 }
 
 // pendingKey is a sender key that came before its state.

@@ -314,3 +314,47 @@ func TestGroupEarlyKeysOfLargeGroup(t *testing.T) {
 	}
 	waitHandedOut(t, u)
 }
+
+// TestGroupEarlyKeySurvivesRestart: a member's key that comes before the
+// state of its epoch (its sender's outbox has settled it) is kept across
+// a restart of the node, and stored when the state arrives.
+func TestGroupEarlyKeySurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t, "alice-2048")
+	n := startNode(t, cfg, "Alice")
+	u := unlockedOf(t, n)
+	admin := fixtureKey(t, "bob-2048")
+	others := storedFriends(t, u, admin, 3)
+	list := []protocol.GroupMember{{User: u.me, Role: protocol.RoleMember}}
+	for _, m := range others[1:] {
+		list = append(list, protocol.GroupMember{User: m, Role: protocol.RoleMember})
+	}
+	st, err := protocol.NewGroupState(admin, admin.ID(), "Small", list, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := protocol.NewSenderChain(st, others[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := c.Distribution(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.groups.receiveDirect(ctx, others[1], protocol.KindSenderKey, d.Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	closeNode(t, n)
+
+	n = unlockNode(t, cfg)
+	u = unlockedOf(t, n)
+	if err := u.groups.receiveState(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	if !hasChain(n, st.Group, st.Epoch, others[1]) {
+		t.Fatal("the early key was lost in the restart")
+	}
+	if ks, err := u.st.EarlyKeys(ctx); err != nil || len(ks) != 0 {
+		t.Fatalf("early keys left after their state: %d, %v", len(ks), err)
+	}
+}

@@ -163,6 +163,9 @@ func (g *groups) serve(ctx context.Context) error {
 			}
 		}
 	}
+	if err := g.loadPending(ctx, all); err != nil {
+		return err
+	}
 	g.spawn(g.runHandouts)
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
 	defer g.host.RemoveStreamHandler(groupSyncProtocol)

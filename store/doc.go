@@ -95,6 +95,10 @@
 //	                               and its progress (1): sealed(secrets)
 //	                               JSON; written with the state, worked off
 //	                               in batches (group_handouts.go)
+//	'Y' ‖ group(32) ‖ epoch u64 ‖ from(32) ‖ chain(32)
+//	                               early sender key (its state not held
+//	                               yet): sealed(secrets) protobuf
+//	                               (group_early_keys.go)
 //
 // 'D' is retired: older versions kept an outbox due index there ('D' ‖
 // due time ‖ msg ID). Open deletes any such rows left on disk, and gives

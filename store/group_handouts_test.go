@@ -110,3 +110,29 @@ func TestHandoutJob(t *testing.T) {
 		t.Fatalf("batch of a finished job: %v, want ErrNotFound", err)
 	}
 }
+
+// TestEarlyKeys: a sender key kept before its state is read back after a
+// reopen (keeping it twice is one row), and gone once deleted.
+func TestEarlyKeys(t *testing.T) {
+	ctx := context.Background()
+	s, _, c := newTestStore(t)
+	p := newGroupPeer(t)
+	from := otherKey.ID()
+	if err := s.PutEarlyKey(ctx, from, p.dist); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutEarlyKey(ctx, from, p.dist); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, c)
+	ks, err := s.EarlyKeys(ctx)
+	if err != nil || len(ks) != 1 || ks[0].From != from || string(ks[0].Dist.Marshal()) != string(p.dist.Marshal()) {
+		t.Fatalf("EarlyKeys = %+v, %v", ks, err)
+	}
+	if err := s.DeleteEarlyKeys(ctx, ks); err != nil {
+		t.Fatal(err)
+	}
+	if ks, err := s.EarlyKeys(ctx); err != nil || len(ks) != 0 {
+		t.Fatalf("after delete: %+v, %v", ks, err)
+	}
+}
