@@ -46,13 +46,16 @@ go-test: fmt-check
 # that connection set-up and warm-up do not dominate a one-second run.
 NETBENCHTIME ?= 400x
 # The simulated 500-member group (node's BenchmarkGroupSim500) runs on its own,
-# with fewer messages, so that it stays under about three minutes on two cores.
+# with fewer messages, so that it stays under about three minutes on two cores;
+# a 500-member rekey (BenchmarkGroupRekey500) takes seconds an op: a few ops.
 GROUPSIMBENCHTIME ?= 200x
+REKEYBENCHTIME ?= 3x
 
 bench:
 	$(GO) test $(TAGS) -run '^$$' -bench . -benchmem $(BENCHFLAGS) $$($(GO) list ./... | grep -v -e /node -e /cmd/)
-	$(GO) test $(TAGS) -run '^$$' -bench . -skip '^BenchmarkGroupSim500$$' -benchmem -benchtime=$(NETBENCHTIME) $(BENCHFLAGS) ./node/... ./cmd/...
+	$(GO) test $(TAGS) -run '^$$' -bench . -skip '^(BenchmarkGroupSim500|BenchmarkGroupRekey500)$$' -benchmem -benchtime=$(NETBENCHTIME) $(BENCHFLAGS) ./node/... ./cmd/...
 	$(GO) test $(TAGS) -run '^$$' -bench '^BenchmarkGroupSim500$$' -benchmem -benchtime=$(GROUPSIMBENCHTIME) $(BENCHFLAGS) ./node/
+	$(GO) test $(TAGS) -run '^$$' -bench '^BenchmarkGroupRekey500$$' -benchtime=$(REKEYBENCHTIME) $(BENCHFLAGS) ./node/
 
 # bench-report runs make bench with PARLEY_BENCH_DIR set, so that the
 # benchmarks also leave their samples as records, and then cmd/benchreport,

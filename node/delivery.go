@@ -31,6 +31,7 @@ func (u *unlocked) newOutbox(events *bus) (*outbox.Outbox, error) {
 			fe := u.friends.friend(to)
 			return fe == nil || !fe.f.Forked
 		},
+		Retry:      u.msgs.retryRefusal,
 		Better:     u.presence.direct,
 		Deposit:    u.mail.deposit,
 		Now:        u.cfg.Now,
@@ -58,7 +59,9 @@ func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 		e = ne
 	}
 	d := &protocol.Delivery{Envelope: e.Envelope}
-	if env.Kind == protocol.KindContactRequest || env.Kind == protocol.KindContactAccept {
+	if env.Kind == protocol.KindContactRequest || env.Kind == protocol.KindContactAccept || (isGroupControl(env.Kind) && !ms.accepted(e.Recipient)) {
+		// A group control to a member who is not a friend carries the
+		// card its signature is checked against (group_roster.go).
 		if card, err := ms.keys.ownCard(); err == nil {
 			d.SenderCard = card.Marshal()
 		}
@@ -68,13 +71,24 @@ func (ms *messenger) frame(e store.OutboxEntry) (*protocol.Delivery, error) {
 
 // openStream reaches one of the recipient's devices: a connected one if
 // any, else each device at the addresses on its card, or where the DHT
-// says it is.
+// says it is. A recipient who is not a friend is a roster member
+// (group_roster.go), reached at the devices of their record.
 func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.Stream, error) {
-	fe := ms.friends.reachable(to)
-	if fe == nil || len(fe.infos) == 0 {
+	var infos []peer.AddrInfo
+	roster := false
+	if fe := ms.friends.reachable(to); fe != nil {
+		infos = slices.Clone(fe.infos)
+	} else if ms.roster != nil {
+		// A roster member who is not a friend: their record's devices.
+		e, err := ms.roster.get(ctx, to)
+		if err != nil {
+			return nil, err
+		}
+		infos, roster = slices.Clone(e.infos), true
+	}
+	if len(infos) == 0 {
 		return nil, fail(ErrNotFound, "no known device of %s", to)
 	}
-	infos := slices.Clone(fe.infos)
 	slices.SortStableFunc(infos, func(a, b peer.AddrInfo) int {
 		ca := ms.host.Network().Connectedness(a.ID) == network.Connected
 		cb := ms.host.Network().Connectedness(b.ID) == network.Connected
@@ -102,9 +116,18 @@ func (ms *messenger) openStream(ctx context.Context, to protocol.ID) (network.St
 		}
 		errs = append(errs, err)
 	}
+	if roster {
+		ms.roster.forget(to) // its devices may have moved: look again next time
+	}
 	if len(errs) == 0 {
 		return nil, fail(ErrUnavailable, "%s has no reachable device", to)
 	}
 	joined := errors.Join(errs...)
 	return nil, failWith(ErrUnavailable, joined, "%v", joined)
+}
+
+// accepted reports whether user is an accepted friend.
+func (ms *messenger) accepted(user protocol.ID) bool {
+	fe := ms.friends.friend(user)
+	return fe != nil && fe.f.Status == store.FriendAccepted
 }

@@ -38,9 +38,11 @@
 //	publisher   own directory record and name claim in the DHT
 //	groups      group states, sender keys, one gossipsub topic per group and
 //	            epoch, catch-up on /parley/group-sync/1.0.0 (groups.go); states
-//	            and sender keys go to friends in 1:1 envelopes (group_node.go);
-//	            relay tickets to the group's relays (group_relays.go; the relay
-//	            side is package node/grouprelay)
+//	            and sender keys go to members in 1:1 envelopes through the
+//	            outbox, a new epoch's as a stored job worked off in batches
+//	            (group_node.go, group_handout.go, group_roster.go); relay
+//	            tickets to the group's relays (group_relays.go; the relay side
+//	            is package node/grouprelay)
 //	inviter     short invites: serves the own card on /parley/card/1.0.0, fetches friends' (invite.go)
 //	reserver    a slot on each relay from the start; circuit addresses for the card (reservations.go)
 //	puncher     retries hole punches libp2p's single attempt missed (punch.go)

@@ -45,6 +45,8 @@ func (g *groups) createGroup(ctx context.Context, name string, members []protoco
 // given members (the signer, an admin, lists itself to stay): adding,
 // removing, promoting. Removed members get the state too, so that they
 // learn of their removal; they get no sender key of the new epoch.
+// It returns once the state is stored; the hand-outs follow in the
+// background (adopt).
 func (g *groups) changeMembers(ctx context.Context, id protocol.GroupID, name string, members []protocol.GroupMember) (*protocol.GroupState, error) {
 	key, err := g.identity()
 	if err != nil {
@@ -67,15 +69,14 @@ func (g *groups) changeMembers(ctx context.Context, id protocol.GroupID, name st
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if err := g.adopt(ctx, next); err != nil {
-		return nil, err
-	}
+	var told []protocol.ID
 	for _, m := range gr.State.Members {
 		if !next.IsMember(m.User) {
-			if err := g.direct(ctx, m.User, protocol.KindGroupState, next.Marshal()); err != nil {
-				g.log.Debug("removed member not told", "group", id.String(), "err", err)
-			}
+			told = append(told, m.User)
 		}
+	}
+	if err := g.adopt(ctx, next, told...); err != nil {
+		return nil, err
 	}
 	return next, nil
 }
@@ -83,18 +84,28 @@ func (g *groups) changeMembers(ctx context.Context, id protocol.GroupID, name st
 // adopt stores a verified state (with a new own chain when this user is
 // a member of it), joins or leaves the topic, applies sender keys that
 // came early, and, for a state made here or received, hands this user's
-// state and sender key to the other members.
-func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
-	var own *protocol.SenderChain
+// state and sender key to the other members, and the state to told (the
+// members a change made here removed, so that they learn of it; they get
+// no sender key). The hand-outs are a job stored with the state and
+// worked off in the background (group_handout.go): adopt returns once
+// the state and the job are durable.
+func (g *groups) adopt(ctx context.Context, st *protocol.GroupState, told ...protocol.ID) error {
+	var (
+		own *protocol.SenderChain
+		job *store.Handout
+	)
 	member := st.IsMember(g.me)
 	if member {
 		var err error
 		if own, err = protocol.NewSenderChain(st, g.me); err != nil {
 			return err
 		}
+		if job, err = g.handoutJob(st, own, told); err != nil {
+			return err
+		}
 	}
 	unlock := g.lockGroup(st.Group)
-	err := g.st.PutGroupState(ctx, st, own)
+	err := g.st.PutGroupStateHandout(ctx, st, own, job)
 	unlock()
 	if err != nil {
 		return err
@@ -104,36 +115,14 @@ func (g *groups) adopt(ctx context.Context, st *protocol.GroupState) error {
 		g.updated(ctx, st.Group)
 		return nil
 	}
+	g.kickHandouts()
 	if err := g.join(st); err != nil {
 		return err
 	}
 	g.applyPending(ctx, st)
 	g.relayState(st)
 	g.updated(ctx, st.Group)
-	d, err := own.Distribution(st)
-	if err != nil {
-		return err
-	}
-	raw := d.Marshal()
-	state := st.Marshal()
-	var errs []error
-	for _, m := range st.Members {
-		if m.User == g.me {
-			continue
-		}
-		// The signer hands the state to everyone; every member hands its
-		// own key. direct queues them in the 1:1 session (whose outbox
-		// retries); a member it fails for does not stop the others.
-		if st.Signer == g.me {
-			if err := g.direct(ctx, m.User, protocol.KindGroupState, state); err != nil {
-				errs = append(errs, fmt.Errorf("node: handing out group state to %s: %w", m.User, err))
-			}
-		}
-		if err := g.direct(ctx, m.User, protocol.KindSenderKey, raw); err != nil {
-			errs = append(errs, fmt.Errorf("node: handing out sender key to %s: %w", m.User, err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 func (g *groups) updated(ctx context.Context, id protocol.GroupID) {
@@ -203,16 +192,27 @@ func (g *groups) receiveState(ctx context.Context, st *protocol.GroupState) erro
 }
 
 // receiveKey stores another member's sender key. A key of an epoch this
-// node has no state for yet waits (at most maxPendingKeys of them) until
-// the state arrives.
+// node has no state for yet waits (at most maxPendingKeys of them), kept
+// in the store, until the state arrives; if the state was stored while
+// it was being kept, it is applied at once.
 func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.SenderKeyDistribution) error {
 	gr, err := g.st.Group(ctx, d.Group)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && d.Epoch > gr.State.Epoch) {
 		g.mu.Lock()
-		if len(g.pending) < maxPendingKeys {
-			g.pending = append(g.pending, pendingKey{from: from, d: d})
-		}
+		full := len(g.pending) >= maxPendingKeys
 		g.mu.Unlock()
+		if full {
+			return fmt.Errorf("%w: %d sender keys wait for their state", ErrTooLarge, maxPendingKeys)
+		}
+		if err := g.st.PutEarlyKey(ctx, from, d); err != nil {
+			return err
+		}
+		g.mu.Lock()
+		g.pending = append(g.pending, pendingKey{from: from, d: d})
+		g.mu.Unlock()
+		if gr, err := g.st.Group(ctx, d.Group); err == nil && gr.State.Epoch >= d.Epoch {
+			g.applyPending(ctx, gr.State) // the state came meanwhile
+		}
 		return nil
 	}
 	if err != nil {
@@ -231,16 +231,20 @@ func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.S
 }
 
 // applyPending stores the keys that came before st, and drops those of
-// its group's earlier epochs.
+// its group's earlier epochs, from memory and the store.
 func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
 	g.mu.Lock()
 	var ready, keep []pendingKey
+	var done []store.EarlyKey
 	for _, p := range g.pending {
 		switch {
 		case p.d.Group != st.Group || p.d.Epoch > st.Epoch:
 			keep = append(keep, p)
 		case p.d.Epoch == st.Epoch:
 			ready = append(ready, p)
+			fallthrough
+		default:
+			done = append(done, store.EarlyKey{From: p.from, Dist: p.d})
 		}
 	}
 	g.pending = keep
@@ -250,6 +254,33 @@ func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
 			g.log.Debug("early sender key refused", "group", st.Group.String(), "err", err)
 		}
 	}
+	// A key whose row outlives this (a crash now) is applied or dropped
+	// again at the next start (loadPending).
+	if err := g.st.DeleteEarlyKeys(ctx, done); err != nil && ctx.Err() == nil {
+		g.log.Warn("early sender keys not deleted", "group", st.Group.String(), "err", err)
+	}
+}
+
+// loadPending takes up the early keys kept by the last run, applying
+// those whose state has come (or is past) meanwhile.
+func (g *groups) loadPending(ctx context.Context, all []*store.Group) error {
+	keys, err := g.st.EarlyKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("node: early sender keys: %w", err)
+	}
+	g.mu.Lock()
+	for _, k := range keys {
+		if len(g.pending) < maxPendingKeys {
+			g.pending = append(g.pending, pendingKey{from: k.From, d: k.Dist})
+		}
+	}
+	g.mu.Unlock()
+	for _, gr := range all {
+		if !gr.Removed {
+			g.applyPending(ctx, gr.State)
+		}
+	}
+	return nil
 }
 
 // pendingKey is a sender key that came before its state.

@@ -75,6 +75,8 @@ func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) er
 	g.keyOf = u.groupKeyOf
 	g.direct = u.groupDirect
 	g.relays = newGroupRelays(u.mail.relays)
+	g.ho.seal, g.ho.queued = u.sealHandouts, u.queuedHandouts
+	u.msgs.roster = newRosterBook(u.lookup, u.cfg.Now)
 	g.onMessage = func(m store.GroupMessage) {
 		info := GroupInfo{ID: m.Group}
 		if gr, err := u.st.Group(u.life, m.Group); err == nil {

@@ -1,14 +1,14 @@
 package node
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/parley-chat/parley/directory"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -17,12 +17,14 @@ import (
 // roster alone. A member's sender key must reach every other member, and
 // members are friends of an admin, not necessarily of each other. To such
 // a member the node seals the control as a 1:1 envelope to the key and
-// prekey of their verified directory record, and delivers it itself to
-// one of the record's devices with its own card (which the receiver
-// checks the signature against), retrying with backoff for a while; the
-// outbox, whose queues are per friend, is not used, so a control not
-// delivered before the node stops is not sent again (the member then
-// misses that key until the next epoch).
+// prekey of their verified directory record (kept in a rosterBook, so
+// that a rekey does not look up the same member again), and queues it in
+// the outbox like a friend's: it is durable before it is sent, and
+// retried with backoff until acknowledged, across restarts. The outbox
+// reaches the member's devices from the same record (messenger.openStream),
+// sends the own card with the envelope (messenger.frame), and keeps
+// retrying a refusal as "not a friend" (Config.Retry): the member may
+// not have the state that lists the sender yet.
 //
 // The receiver takes a state or sender key from someone who is not a
 // friend (nor blocked) only if the sender is on the current roster of a
@@ -32,95 +34,134 @@ import (
 // is accepted: a chat message from a roster member who is not a friend is
 // refused as from anyone else (senderKey).
 
-// rosterRetries bounds the delivery attempts of one roster control.
-const rosterRetries = 8
+// rosterTTL is how long a member's record is used before it is looked up
+// again; a failed dial forgets it sooner.
+const rosterTTL = 10 * time.Minute
 
-// groupDirectRoster sends a group control to a roster member who is not
-// an accepted friend.
-func (u *unlocked) groupDirectRoster(ctx context.Context, to protocol.ID, kind protocol.Kind, body []byte) error {
-	if fe := u.friends.friend(to); fe != nil && fe.f.Status == store.FriendBlocked {
-		return fail(ErrNotFriend, "group member %s is blocked: not reached", to)
+// rosterBook caches what sealing to and reaching a roster member who is
+// not a friend needs, from their verified directory record. mu guards
+// recs, held for short reads and writes only.
+type rosterBook struct {
+	lookup func(ctx context.Context, id protocol.ID) (*directory.Record, error)
+	now    func() time.Time
+
+	mu   sync.Mutex
+	recs map[protocol.ID]rosterEntry
+}
+
+// rosterEntry is a member's recipient (key and checked prekey) and devices.
+type rosterEntry struct {
+	rcpt  protocol.Recipient
+	infos []peer.AddrInfo
+	at    time.Time
+}
+
+func newRosterBook(lookup func(ctx context.Context, id protocol.ID) (*directory.Record, error), now func() time.Time) *rosterBook {
+	return &rosterBook{lookup: lookup, now: now, recs: map[protocol.ID]rosterEntry{}}
+}
+
+// get returns id's entry, from the cache while it is fresh (and its
+// prekey still valid), else from the directory.
+func (rb *rosterBook) get(ctx context.Context, id protocol.ID) (rosterEntry, error) {
+	now := rb.now()
+	rb.mu.Lock()
+	e, ok := rb.recs[id]
+	rb.mu.Unlock()
+	if ok && now.Sub(e.at) < rosterTTL && (e.rcpt.Prekey == nil || now.Before(e.rcpt.Prekey.NotAfter)) {
+		return e, nil
 	}
-	rec, err := u.lookup(ctx, to)
+	rec, err := rb.lookup(ctx, id)
+	if err != nil {
+		return rosterEntry{}, err
+	}
+	if rec.UserID() != id || rec.Key() == nil {
+		return rosterEntry{}, fail(ErrNotFound, "no record of %s", id)
+	}
+	e = rosterEntry{at: now, infos: mergeDevices(nil, rec.DevicePeers(), relayCircuits(rec.Relays()))}
+	if e.rcpt, err = protocol.NewRecipient(id, rec.Key(), rec.Prekey(), now); err != nil {
+		// No usable prekey: suite 1, to the identity key alone.
+		e.rcpt = protocol.Recipient{UserID: id, Key: rec.Key()}
+	}
+	rb.mu.Lock()
+	if len(rb.recs) >= 4*protocol.MaxGroupMembers {
+		for k, old := range rb.recs {
+			if now.Sub(old.at) >= rosterTTL {
+				delete(rb.recs, k)
+			}
+		}
+	}
+	rb.recs[id] = e
+	rb.mu.Unlock()
+	return e, nil
+}
+
+// forget drops id's entry (its devices did not answer: look again).
+func (rb *rosterBook) forget(id protocol.ID) {
+	rb.mu.Lock()
+	delete(rb.recs, id)
+	rb.mu.Unlock()
+}
+
+// handoutRecipient is whom a group control to user is sealed for: an
+// accepted friend's pinned key and prekey, or a roster member's record.
+// A blocked user gets nothing (ErrNotFriend).
+func (u *unlocked) handoutRecipient(ctx context.Context, user protocol.ID) (protocol.Recipient, error) {
+	fe := u.friends.friend(user)
+	switch {
+	case fe != nil && fe.f.Status == store.FriendBlocked:
+		return protocol.Recipient{}, fail(ErrNotFriend, "group member %s is blocked: not reached", user)
+	case fe != nil && fe.f.Status == store.FriendAccepted && fe.key != nil:
+		return u.friends.recipient(fe), nil
+	}
+	e, err := u.msgs.roster.get(ctx, user)
+	if err != nil {
+		return protocol.Recipient{}, err
+	}
+	return e.rcpt, nil
+}
+
+// groupDirectRoster queues a group control for a roster member who is
+// not an accepted friend.
+func (u *unlocked) groupDirectRoster(ctx context.Context, to protocol.ID, kind protocol.Kind, body []byte) error {
+	rcpt, err := u.handoutRecipient(ctx, to)
 	if err != nil {
 		return err
 	}
-	now := u.cfg.Now()
-	rcpt := protocol.Recipient{UserID: to, Key: rec.Key()}
-	if p := rec.Prekey(); p != nil && !now.Before(p.NotBefore) && now.Before(p.NotAfter) {
-		rcpt.Prekey = p
-	}
-	env, err := protocol.Seal(u.keys.sender(), rcpt, kind, body, now)
+	env, err := protocol.Seal(u.keys.sender(), rcpt, kind, body, u.cfg.Now())
 	if err != nil {
 		return fmt.Errorf("node: seal %v: %w", kind, err)
 	}
-	card, err := u.keys.ownCard()
-	if err != nil {
-		return err
+	if err := u.st.AddControl(ctx, store.OutboxEntry{MsgID: env.MsgID, Recipient: to, Envelope: env.Marshal()}); err != nil {
+		return fmt.Errorf("node: queue %v: %w", kind, err)
 	}
-	d := &protocol.Delivery{Envelope: env.Marshal(), SenderCard: card.Marshal()}
-	devices := rec.DevicePeers()
-	u.track.goFunc(func() {
-		if err := u.deliverRoster(u.life, devices, d, env.MsgID); err != nil {
-			u.log.Info("group control not delivered", "kind", kind.String(), "to", to.String(), "err", err)
-		}
-	})
+	u.outbox.Notify(to)
 	return nil
 }
 
-// deliverRoster tries each device in turn until one acknowledges d,
-// with backoff between rounds. Any refusal is tried again: a sender key
-// may arrive before the state that lists its sender.
-func (u *unlocked) deliverRoster(ctx context.Context, devices []peer.ID, d *protocol.Delivery, id protocol.MsgID) error {
-	wait := u.cfg.RetryMin
-	if wait <= 0 {
-		wait = time.Second
-	}
-	var last error
-	for range rosterRetries {
-		for _, p := range devices {
-			code, err := u.deliverTo(ctx, p, d)
-			switch {
-			case err != nil:
-				last = err
-			case code == protocol.AckOK || code == protocol.AckReplay:
-				return nil
-			default:
-				last = fmt.Errorf("refused: %s", code)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		if wait *= 2; u.cfg.RetryMax > 0 && wait > u.cfg.RetryMax {
-			wait = u.cfg.RetryMax
-		}
-	}
-	return fmt.Errorf("message %s: %w", id, errors.Join(last, errors.New("gave up")))
+// isGroupControl reports whether kind is a group control (these alone go
+// to members who are not friends).
+func isGroupControl(kind protocol.Kind) bool {
+	return kind == protocol.KindGroupState || kind == protocol.KindSenderKey || kind == protocol.KindGroupLeave
 }
 
-// deliverTo sends d to one device on msgProtocol and reads its ack.
-func (u *unlocked) deliverTo(ctx context.Context, p peer.ID, d *protocol.Delivery) (protocol.AckCode, error) {
-	ctx, cancel := context.WithTimeout(ctx, u.cfg.DialTimeout)
-	defer cancel()
-	s, err := u.host.NewStream(ctx, p, msgProtocol)
-	if err != nil {
-		return 0, err
+// isGroupControlEnvelope reports whether raw is an envelope of a group
+// control kind.
+func isGroupControlEnvelope(raw []byte) bool {
+	env, err := protocol.ParseEnvelope(raw)
+	return err == nil && isGroupControl(env.Kind)
+}
+
+// retryRefusal is the outbox's Config.Retry: a group control that a
+// member who is not a friend refused as from a stranger goes again after
+// a backoff (they may not hold the state listing this user yet).
+func (ms *messenger) retryRefusal(e store.OutboxEntry, code protocol.AckCode) bool {
+	if code != protocol.AckNotAFriend || e.Session {
+		return false
 	}
-	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(ackWriteTimeout))
-	if err := protocol.WriteDelivery(s, d); err != nil {
-		_ = s.Reset()
-		return 0, err
+	if fe := ms.friends.friend(e.Recipient); fe != nil && fe.f.Status == store.FriendAccepted {
+		return false
 	}
-	_ = s.CloseWrite()
-	a, err := protocol.ReadAck(bufio.NewReader(s))
-	if err != nil {
-		return 0, err
-	}
-	return a.Code, nil
+	return isGroupControlEnvelope(e.Envelope)
 }
 
 // onRoster reports whether user is on the current roster of a group this

@@ -46,8 +46,10 @@ const (
 	// a slow reader before pubsub drops them.
 	groupSubBuffer = 256
 	// maxPendingKeys bounds the sender keys kept for states not yet
-	// arrived.
-	maxPendingKeys = 256
+	// arrived. In a rekey of a large group most members' keys may come
+	// before the admin's state (the admin hands out to everyone, each
+	// member only its key), so it holds a whole group's worth, twice.
+	maxPendingKeys = 2 * protocol.MaxGroupMembers
 	// groupValidateTimeout bounds one validation.
 	groupValidateTimeout = 2 * time.Second
 	// groupReadyTimeout bounds the wait for a topic's mesh before a publish.
@@ -116,6 +118,8 @@ type groups struct {
 	// known is the public part of every sender chain of the joined
 	// epochs, so that the validator verifies without reading the store.
 	known map[protocol.ChainID]protocol.ChainPublic
+
+	ho handoutWork // hand-outs of new epochs (group_handout.go)
 }
 
 // groupTopic is the joined topic of a group's current epoch.
@@ -129,10 +133,13 @@ type groupTopic struct {
 }
 
 func newGroups() *groups {
-	return &groups{
+	g := &groups{
 		topics: map[protocol.GroupID]*groupTopic{}, locks: map[protocol.GroupID]*sync.Mutex{},
 		known: map[protocol.ChainID]protocol.ChainPublic{},
+		ho:    handoutWork{signal: make(chan struct{}, 1)},
 	}
+	g.ho.kicks.Store(1) // the start owes a pass (jobs left by the last run)
+	return g
 }
 
 // lockGroup takes the group's lock and returns its unlock.
@@ -163,6 +170,10 @@ func (g *groups) serve(ctx context.Context) error {
 			g.relayTicket(gr.ID())
 		}
 	}
+	if err := g.loadPending(ctx, all); err != nil {
+		return err
+	}
+	g.spawn(g.runHandouts)
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
 	defer g.host.RemoveStreamHandler(groupSyncProtocol)
 	<-ctx.Done()

@@ -45,6 +45,10 @@ type messenger struct {
 	// user is in (an admin of one, with admin): who, not being a friend,
 	// may still send group controls (group_roster.go).
 	onRoster func(ctx context.Context, user protocol.ID, admin bool) bool
+	// roster finds roster members who are not friends, to seal group
+	// controls to them and reach their devices (group_roster.go); nil
+	// until the groups part is wired.
+	roster *rosterBook
 
 	resets perFriend // session resets asked, by friend
 	pushes perFriend // cards sent to friends who sealed to a retired key (anchors.go)

@@ -147,7 +147,9 @@ const farewellTries = 10
 // resumeStranded looks at what is queued for users who are no longer
 // friends, once, at unlock (after load): a removal notice that was on its
 // way when the node stopped is sent once the directory says where the
-// removed friend's devices are (resumeFarewell); anything else is failed.
+// removed friend's devices are (resumeFarewell); a queue that starts with
+// a group control is a roster member's (group_roster.go) and goes on;
+// anything else is failed.
 func (fr *friendBook) resumeStranded(ctx context.Context) error {
 	tos, err := fr.st.OutboxRecipients(ctx)
 	if err != nil {
@@ -163,6 +165,11 @@ func (fr *friendBook) resumeStranded(ctx context.Context) error {
 		}
 		if len(es) == 1 && es[0].Control && isRemovalNotice(es[0].Envelope) {
 			fr.spawn(func(ctx context.Context) { fr.resumeFarewell(ctx, to) })
+			continue
+		}
+		if len(es) == 1 && es[0].Control && isGroupControlEnvelope(es[0].Envelope) {
+			// Group controls for a roster member who is not a friend
+			// (group_roster.go): the outbox goes on delivering them.
 			continue
 		}
 		fr.log.Info("dropping what is queued for a user who is no longer a friend", "user", to.String())

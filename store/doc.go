@@ -90,6 +90,15 @@
 //	                               a message is stored once per (group,
 //	                               sender, chain, iteration), with its chain's
 //	                               next state in the same transaction
+//	'J' ‖ group(32) ‖ epoch u64 ‖ 0 or 1
+//	                               group hand-out job (0: bodies and items)
+//	                               and its progress (1): sealed(secrets)
+//	                               JSON; written with the state, worked off
+//	                               in batches (group_handouts.go)
+//	'Y' ‖ group(32) ‖ epoch u64 ‖ from(32) ‖ chain(32)
+//	                               early sender key (its state not held
+//	                               yet): sealed(secrets) protobuf
+//	                               (group_early_keys.go)
 //
 // 'D' is retired: older versions kept an outbox due index there ('D' ‖
 // due time ‖ msg ID). Open deletes any such rows left on disk, and gives

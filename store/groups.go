@@ -100,6 +100,12 @@ func (s *Store) getGroupRec(txn *badger.Txn, id protocol.GroupID) (*groupRec, er
 // chain for the state's epoch, written in the same transaction. A state
 // that no longer lists self marks the group removed.
 func (s *Store) PutGroupState(ctx context.Context, st *protocol.GroupState, own *protocol.SenderChain) error {
+	return s.putGroupState(ctx, st, own, nil)
+}
+
+// putGroupState is PutGroupState that also runs more (when not nil) in
+// the same transaction.
+func (s *Store) putGroupState(ctx context.Context, st *protocol.GroupState, own *protocol.SenderChain, more func(txn *badger.Txn) error) error {
 	if own != nil && (own.Group() != st.Group || own.Epoch() != st.Epoch || !own.Own()) {
 		return fmt.Errorf("%w: own sender chain for another group or epoch", ErrInvalid)
 	}
@@ -126,7 +132,12 @@ func (s *Store) PutGroupState(ctx context.Context, st *protocol.GroupState, own 
 			return err
 		}
 		if own != nil {
-			return s.putChainTxn(txn, own)
+			if err := s.putChainTxn(txn, own); err != nil {
+				return err
+			}
+		}
+		if more != nil {
+			return more(txn)
 		}
 		return nil
 	})

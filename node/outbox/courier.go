@@ -449,6 +449,8 @@ func (l *link) outcome(e store.OutboxEntry, ack *protocol.Ack) (store.Settle, bo
 		return store.Settle{MsgID: e.MsgID, Status: store.StatusDelivered, Path: l.path}, true
 	case ack.Code == protocol.AckStale && e.Session && l.c.o.cfg.Reseal != nil:
 		return store.Settle{}, false
+	case ack.Code.Permanent() && l.c.o.cfg.Retry != nil && l.c.o.cfg.Retry(e, ack.Code):
+		return store.Settle{}, false
 	case ack.Code.Permanent():
 		l.c.o.cfg.Logger.Warn("delivery refused", "msg", e.MsgID.String(), "to", e.Recipient.String(), "code", ack.Code.String())
 		return store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: RefusedError(ack.Code)}, true

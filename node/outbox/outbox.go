@@ -84,6 +84,10 @@ type Config struct {
 	// session is gone) and reports whether it did; the entry, kept in its
 	// place in the queue, then goes again. Nil: never.
 	Reseal func(ctx context.Context, e store.OutboxEntry) bool
+	// Retry, if set, reports whether a refusal that is otherwise for good
+	// (code.Permanent) may pass later: e then goes again after a backoff,
+	// as after AckUnavailable. Nil: never.
+	Retry func(e store.OutboxEntry, code protocol.AckCode) bool
 	// Settled is told of each message whose delivery ended (delivered or
 	// failed), as stored. Nil: nobody.
 	Settled func(m store.Message)
