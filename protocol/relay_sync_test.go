@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"testing"
 )
@@ -128,4 +129,26 @@ func TestRelaySyncRefused(t *testing.T) {
 	if _, err := ReadRelaySyncRequest(bufio.NewReader(bytes.NewReader(junk))); !errors.Is(err, ErrMalformed) {
 		t.Errorf("a request with a junk ticket: %v, want ErrMalformed", err)
 	}
+}
+
+// FuzzReadRelaySyncRequest: no panic; an error is a read error or wraps a
+// sentinel; what reads writes back to the same frame (one encoding).
+func FuzzReadRelaySyncRequest(f *testing.F) {
+	fuzzAddBytes(f, fuzzGoldenFiles(f, "relay-tickets/sync-request.bin")...)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := ReadRelaySyncRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				fuzzCheckErr(t, "ReadRelaySyncRequest", err)
+			}
+			return
+		}
+		var buf bytes.Buffer
+		if err := WriteRelaySyncRequest(&buf, r); err != nil {
+			t.Fatalf("a request that read does not write: %v", err)
+		}
+		if !bytes.HasPrefix(b, buf.Bytes()) {
+			t.Fatal("ReadRelaySyncRequest accepted a non-canonical encoding")
+		}
+	})
 }
