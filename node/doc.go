@@ -37,7 +37,8 @@
 //	presence    who is online, dialling friends, reachability
 //	publisher   own directory record and name claim in the DHT
 //	groups      group states, sender keys, one gossipsub topic per group and
-//	            epoch, catch-up on /parley/group-sync/1.0.0 (groups.go); states
+//	            epoch, catch-up on /parley/group-sync/1.0.0 (group_sync.go), and
+//	            relays' on /parley/group-relay-sync/1.0.0 (group_relay_sync.go); states
 //	            and sender keys go to members in 1:1 envelopes through the
 //	            outbox, a new epoch's as a stored job worked off in batches
 //	            (group_node.go, group_handout.go, group_roster.go); relay

@@ -176,6 +176,8 @@ func (g *groups) serve(ctx context.Context) error {
 	g.spawn(g.runHandouts)
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
 	defer g.host.RemoveStreamHandler(groupSyncProtocol)
+	g.host.SetStreamHandler(groupRelaySyncProtocol, g.handleRelaySync)
+	defer g.host.RemoveStreamHandler(groupRelaySyncProtocol)
 	<-ctx.Done()
 	g.mu.Lock()
 	joined := make([]*groupTopic, 0, len(g.topics))

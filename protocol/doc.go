@@ -399,6 +399,21 @@
 // (pb.GroupSyncResponse), which the asker opens like any other. Both are
 // length-prefixed frames, as the delivery frames are.
 //
+// Relay sync. A group relay that was away asks a member for what was
+// posted on a topic meanwhile with pb.RelaySyncRequest {its ticket's
+// encoding, and per chain of the ticket (each at most once) {chain, first
+// iteration wanted}} (RelaySyncRequest), one length-prefixed frame. It
+// holds no chain key; the ticket authenticates the request: the member
+// answers only a ticket of the epoch it holds (ErrGroupEpoch) whose P is
+// its state's (ErrNotForMe), with a valid signature (ErrAuth) by a chain
+// of an admin of its state, of this epoch or the one before
+// (ErrGroupNotAdmin) — RelayTicket.VerifyFor — and otherwise resets the
+// stream and sends nothing. The ticket names no relay and nothing is
+// signed per request: whoever holds the ticket may ask, and gets what the
+// ticket entitles its relay to carry anyway, the topic's ciphertext. The
+// answer is a pb.GroupSyncResponse, of which the relay keeps only what its
+// topic validator's checks admit.
+//
 // What a group message shows in clear: group ID, epoch, sender, chain,
 // iteration, time, kind and size (to 256 bytes), to every node carrying
 // the topic. It is signed (transferable proof of authorship among those

@@ -463,3 +463,31 @@ func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fm
 func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
 func (l badgerLogger) Infof(string, ...any)        {}
 func (l badgerLogger) Debugf(string, ...any)       {}
+
+// firstMissing returns the first iteration of chain c of topic t that the
+// relay lacks after the first it holds (0 when it holds none): what it
+// asks members for after being away. What went before the first it holds
+// (expired, dropped for room, or posted before the relay carried the
+// topic) is not asked for again.
+func (d *db) firstMissing(t topicKey, c protocol.ChainID) (uint32, error) {
+	prefix := append(append([]byte{prefixIndex}, t[:]...), c[:]...)
+	var next uint32
+	err := d.bdb.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		first := true
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(prefix)+4 {
+				continue
+			}
+			n := binary.BigEndian.Uint32(k[len(prefix):])
+			if !first && n != next {
+				return nil
+			}
+			first, next = false, n+1
+		}
+		return nil
+	})
+	return next, err
+}

@@ -26,6 +26,20 @@
 //     first), and served on /parley/group-sync/1.0.0 to a requester who
 //     signs with a chain key of the ticket (protocol VerifySync), as
 //     members answer each other.
+//   - Catching up (catchup.go): what was posted while the relay was away
+//     (down, restarted, cut off) gossipsub does not bring back, so the
+//     relay asks each peer that joins one of its topics — after a
+//     restart, every member it meets again — on /parley/group-relay-sync/1.0.0
+//     (RelaySyncID; protocol.RelaySyncRequest) for each chain of the ticket
+//     from the first iteration it lacks after the first it holds. It has
+//     no chain key: the request carries its ticket, which a member answers
+//     only for its own epoch's topic and an admin chain's signature
+//     (protocol RelayTicket.VerifyFor). The answer is checked as live
+//     traffic is (check: the ticket's epoch and keys, the signature, the
+//     topic's group), except that instead of the live window and the rate
+//     limiter a message must be younger than the retention; it is stored
+//     once (keyed by chain and iteration). One peer is asked at a time,
+//     at most 8 answers of protocol.MaxSyncMessages per join.
 //
 // Offer is the client side a member node uses to hand over a ticket. The
 // package imports no project package but protocol and internal/promreg.

@@ -15,6 +15,7 @@ type metrics struct {
 	drops    *prometheus.CounterVec
 	tickets  *prometheus.CounterVec
 	syncs    *prometheus.CounterVec
+	fetches  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -42,12 +43,17 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Namespace: "parley", Subsystem: "grouprelay", Name: "syncs_total",
 			Help: "Group sync requests, by result (ok, refused).",
 		}, []string{"result"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "grouprelay", Name: "fetched_total",
+			Help: "Group messages the relay fetched from members after being away, by result (stored, duplicate, refused).",
+		}, []string{"result"}),
 	}
 	m.messages = promreg.Register(reg, m.messages)
 	m.stores = promreg.Register(reg, m.stores)
 	m.drops = promreg.Register(reg, m.drops)
 	m.tickets = promreg.Register(reg, m.tickets)
 	m.syncs = promreg.Register(reg, m.syncs)
+	m.fetches = promreg.Register(reg, m.fetches)
 	// A second server in one process (tests) keeps the first one's gauges.
 	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "parley", Subsystem: "grouprelay", Name: "messages_held",
@@ -99,5 +105,11 @@ func (m *metrics) sync(ok bool) {
 			r = "ok"
 		}
 		m.syncs.WithLabelValues(r).Inc()
+	}
+}
+
+func (m *metrics) fetched(result string) {
+	if m != nil {
+		m.fetches.WithLabelValues(result).Inc()
 	}
 }

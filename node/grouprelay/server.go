@@ -143,6 +143,7 @@ type Server struct {
 	takeMu sync.Mutex // serialises ticket decisions
 
 	accepted, rejected, ignored atomic.Int64 // validations, by result
+	fetchedN                    atomic.Int64 // messages stored by relay sync
 
 	mu     sync.Mutex // guards the fields below
 	topics map[string]*topic
@@ -313,6 +314,10 @@ func (s *Server) Topics() []string {
 func (s *Server) Validated() (accepted, rejected, ignored int64) {
 	return s.accepted.Load(), s.rejected.Load(), s.ignored.Load()
 }
+
+// Fetched returns how many messages the relay stored from members' answers
+// to its relay sync requests (catchup.go).
+func (s *Server) Fetched() int64 { return s.fetchedN.Load() }
 
 // Ticket returns the ticket held for a topic, nil for none.
 func (s *Server) Ticket(topic string) *protocol.RelayTicket {

@@ -40,6 +40,7 @@ type topic struct {
 type joined struct {
 	t      *pubsub.Topic
 	sub    *pubsub.Subscription
+	peers  *pubsub.TopicEventHandler // peers joining: each is asked what the relay missed
 	cancel context.CancelFunc
 }
 
@@ -85,12 +86,23 @@ func (s *Server) join(name string) error {
 		_ = s.ps.UnregisterTopicValidator(name)
 		return fmt.Errorf("grouprelay: subscribing to a topic: %w", err)
 	}
+	peers, err := pt.EventHandler()
+	if err != nil {
+		sub.Cancel()
+		_ = pt.Close()
+		_ = s.ps.UnregisterTopicValidator(name)
+		return fmt.Errorf("grouprelay: topic events: %w", err)
+	}
 	ctx, cancel := context.WithCancel(s.life)
-	t.joined = &joined{t: pt, sub: sub, cancel: cancel}
-	s.wg.Add(1)
+	t.joined = &joined{t: pt, sub: sub, peers: peers, cancel: cancel}
+	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
 		s.read(ctx, t.key, sub)
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.catchUp(ctx, name, peers)
 	}()
 	return nil
 }
@@ -109,13 +121,23 @@ func (s *Server) leave(name string) {
 	}
 	j.cancel()
 	j.sub.Cancel()
+	j.peers.Cancel()
 	_ = s.ps.UnregisterTopicValidator(name)
 	if err := j.t.Close(); err != nil {
 		s.log.Debug("group relay: topic still busy at close", "err", err)
 	}
 }
 
-// validate admits a message on topic name only if it parses, is of the
+// validate is the topic validator: check, on a message arriving live.
+func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	r, m := s.check(name, from, msg.GetData(), true)
+	if r == pubsub.ValidationAccept {
+		msg.ValidatorData = m
+	}
+	return r
+}
+
+// check admits a message on topic name only if it parses, is of the
 // ticket's epoch, is signed by a chain key of the ticket, names the
 // topic's group (Reject otherwise, so the forwarder's score falls).
 // Three cases are ignored instead (not forwarded, not stored, nobody
@@ -123,8 +145,10 @@ func (s *Server) leave(name string) {
 // the Admitter refuses (a chain over its rate), and one of a chain the
 // ticket does not list while the ticket is not complete (it lists fewer
 // keys than the epoch has members: a member's key may not have reached
-// the admin yet).
-func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+// the admin yet). live is a message arriving on the topic; otherwise it
+// was fetched by relay sync (catchup.go), and instead of the window and
+// the Admitter it must be younger than the retention.
+func (s *Server) check(name string, from peer.ID, raw []byte, live bool) (pubsub.ValidationResult, *protocol.GroupMessage) {
 	s.mu.Lock()
 	t := s.topics[name]
 	var tk *protocol.RelayTicket
@@ -136,48 +160,51 @@ func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub
 	}
 	s.mu.Unlock()
 	if tk == nil {
-		return pubsub.ValidationIgnore
+		return pubsub.ValidationIgnore, nil
 	}
 	now := s.now()
 	if !superseded.IsZero() && now.After(superseded.Add(s.lim.Grace)) {
-		return pubsub.ValidationIgnore // past the grace, being left
+		return pubsub.ValidationIgnore, nil // past the grace, being left
 	}
-	m, err := protocol.ParseGroupMessage(msg.GetData())
+	m, err := protocol.ParseGroupMessage(raw)
 	if err != nil {
-		return pubsub.ValidationReject
+		return pubsub.ValidationReject, nil
 	}
 	if m.Epoch != tk.Epoch || (bound && m.Group != group) {
-		return pubsub.ValidationReject
+		return pubsub.ValidationReject, nil
 	}
 	if _, ok := tk.Key(m.Chain); !ok {
 		if !tk.Complete() {
 			// Some member's key has not reached the admin yet: this may
 			// be theirs. Not forwarded, not stored, nobody punished.
-			return pubsub.ValidationIgnore
+			return pubsub.ValidationIgnore, nil
 		}
-		return pubsub.ValidationReject
+		return pubsub.ValidationReject, nil
 	}
 	p := protocol.ChainPublic{Group: m.Group, Epoch: m.Epoch, Sender: m.Sender, Chain: m.Chain}
 	if err := p.Verify(m); err != nil {
-		return pubsub.ValidationReject
+		return pubsub.ValidationReject, nil
 	}
-	if err := m.CheckTime(now, 0, 0); err != nil {
-		return pubsub.ValidationIgnore
-	}
-	if s.admit != nil && !s.admit.Admit(from, m.Chain, len(msg.GetData())) {
-		return pubsub.ValidationIgnore
+	if live {
+		if err := m.CheckTime(now, 0, 0); err != nil {
+			return pubsub.ValidationIgnore, nil
+		}
+		if s.admit != nil && !s.admit.Admit(from, m.Chain, len(raw)) {
+			return pubsub.ValidationIgnore, nil
+		}
+	} else if err := m.CheckTime(now, s.lim.Retention, 0); err != nil {
+		return pubsub.ValidationIgnore, nil
 	}
 	if !bound {
 		s.mu.Lock()
 		if t.bound && t.group != m.Group {
 			s.mu.Unlock()
-			return pubsub.ValidationReject
+			return pubsub.ValidationReject, nil
 		}
 		t.group, t.bound = m.Group, true
 		s.mu.Unlock()
 	}
-	msg.ValidatorData = m
-	return pubsub.ValidationAccept
+	return pubsub.ValidationAccept, m
 }
 
 // read stores what a topic's subscription delivers until ctx ends.
@@ -191,15 +218,6 @@ func (s *Server) read(ctx context.Context, k topicKey, sub *pubsub.Subscription)
 		if !ok {
 			continue
 		}
-		stored, dropped, err := s.db.put(k, m, msg.GetData(), s.now(), s.lim)
-		switch {
-		case err != nil:
-			s.log.Warn("group relay: storing a message", "err", err)
-		case stored:
-			s.met.stored()
-		}
-		if dropped > 0 {
-			s.met.dropped("limit", dropped)
-		}
+		s.store(k, m, msg.GetData())
 	}
 }

@@ -24,6 +24,12 @@ const ID = "/parley/group-relay/1.0.0"
 // SyncID is the group sync protocol, which relays answer as members do.
 const SyncID = "/parley/group-sync/1.0.0"
 
+// RelaySyncID is the protocol on which a relay asks a member for what was
+// posted on a topic while it was away (protocol.RelaySyncRequest, its
+// ticket for the topic and the chains' first missing iterations; the
+// member answers with a protocol group sync response). Members serve it.
+const RelaySyncID = "/parley/group-relay-sync/1.0.0"
+
 const (
 	maxDetail     = 200
 	streamTimeout = 20 * time.Second

@@ -813,6 +813,118 @@ func (x *GroupSyncResponse) GetMessages() [][]byte {
 	return nil
 }
 
+// RelaySyncWant asks for the messages of one chain of a relay's ticket
+// from an iteration on.
+type RelaySyncWant struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Chain         []byte                 `protobuf:"bytes,1,opt,name=chain,proto3" json:"chain,omitempty"` // the chain (32), one of the ticket's keys
+	From          uint32                 `protobuf:"varint,2,opt,name=from,proto3" json:"from,omitempty"`  // the first iteration wanted
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelaySyncWant) Reset() {
+	*x = RelaySyncWant{}
+	mi := &file_protocol_pb_group_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelaySyncWant) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelaySyncWant) ProtoMessage() {}
+
+func (x *RelaySyncWant) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelaySyncWant.ProtoReflect.Descriptor instead.
+func (*RelaySyncWant) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RelaySyncWant) GetChain() []byte {
+	if x != nil {
+		return x.Chain
+	}
+	return nil
+}
+
+func (x *RelaySyncWant) GetFrom() uint32 {
+	if x != nil {
+		return x.From
+	}
+	return 0
+}
+
+// RelaySyncRequest is what a group relay asks a member on
+// /parley/group-relay-sync/1.0.0 for what was posted on a topic while it
+// was away. It is authenticated by the relay's ticket for the topic
+// (which the member checks against its own state of the epoch), not by a
+// signature of the relay's: what the member hands over is ciphertext the
+// ticket entitles the relay to carry. The answer is a GroupSyncResponse.
+type RelaySyncRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ticket        []byte                 `protobuf:"bytes,1,opt,name=ticket,proto3" json:"ticket,omitempty"` // a RelayTicket encoding
+	Wants         []*RelaySyncWant       `protobuf:"bytes,2,rep,name=wants,proto3" json:"wants,omitempty"`   // one per chain at most, each a key of the ticket
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RelaySyncRequest) Reset() {
+	*x = RelaySyncRequest{}
+	mi := &file_protocol_pb_group_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RelaySyncRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RelaySyncRequest) ProtoMessage() {}
+
+func (x *RelaySyncRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_protocol_pb_group_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RelaySyncRequest.ProtoReflect.Descriptor instead.
+func (*RelaySyncRequest) Descriptor() ([]byte, []int) {
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RelaySyncRequest) GetTicket() []byte {
+	if x != nil {
+		return x.Ticket
+	}
+	return nil
+}
+
+func (x *RelaySyncRequest) GetWants() []*RelaySyncWant {
+	if x != nil {
+		return x.Wants
+	}
+	return nil
+}
+
 // RelayTicketKey is one member's chain signing key in a relay ticket.
 type RelayTicketKey struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -824,7 +936,7 @@ type RelayTicketKey struct {
 
 func (x *RelayTicketKey) Reset() {
 	*x = RelayTicketKey{}
-	mi := &file_protocol_pb_group_proto_msgTypes[9]
+	mi := &file_protocol_pb_group_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -836,7 +948,7 @@ func (x *RelayTicketKey) String() string {
 func (*RelayTicketKey) ProtoMessage() {}
 
 func (x *RelayTicketKey) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pb_group_proto_msgTypes[9]
+	mi := &file_protocol_pb_group_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -849,7 +961,7 @@ func (x *RelayTicketKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayTicketKey.ProtoReflect.Descriptor instead.
 func (*RelayTicketKey) Descriptor() ([]byte, []int) {
-	return file_protocol_pb_group_proto_rawDescGZIP(), []int{9}
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RelayTicketKey) GetChain() []byte {
@@ -889,7 +1001,7 @@ type RelayTicket struct {
 
 func (x *RelayTicket) Reset() {
 	*x = RelayTicket{}
-	mi := &file_protocol_pb_group_proto_msgTypes[10]
+	mi := &file_protocol_pb_group_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -901,7 +1013,7 @@ func (x *RelayTicket) String() string {
 func (*RelayTicket) ProtoMessage() {}
 
 func (x *RelayTicket) ProtoReflect() protoreflect.Message {
-	mi := &file_protocol_pb_group_proto_msgTypes[10]
+	mi := &file_protocol_pb_group_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -914,7 +1026,7 @@ func (x *RelayTicket) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RelayTicket.ProtoReflect.Descriptor instead.
 func (*RelayTicket) Descriptor() ([]byte, []int) {
-	return file_protocol_pb_group_proto_rawDescGZIP(), []int{10}
+	return file_protocol_pb_group_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RelayTicket) GetVersion() uint32 {
@@ -1056,7 +1168,13 @@ const file_protocol_pb_group_proto_rawDesc = "" +
 	"\x05wants\x18\b \x03(\v2\x18.parley.v1.GroupSyncWantR\x05wants\x12\x1c\n" +
 	"\tsignature\x18\t \x01(\fR\tsignature\"/\n" +
 	"\x11GroupSyncResponse\x12\x1a\n" +
-	"\bmessages\x18\x01 \x03(\fR\bmessages\"<\n" +
+	"\bmessages\x18\x01 \x03(\fR\bmessages\"9\n" +
+	"\rRelaySyncWant\x12\x14\n" +
+	"\x05chain\x18\x01 \x01(\fR\x05chain\x12\x12\n" +
+	"\x04from\x18\x02 \x01(\rR\x04from\"Z\n" +
+	"\x10RelaySyncRequest\x12\x16\n" +
+	"\x06ticket\x18\x01 \x01(\fR\x06ticket\x12.\n" +
+	"\x05wants\x18\x02 \x03(\v2\x18.parley.v1.RelaySyncWantR\x05wants\"<\n" +
 	"\x0eRelayTicketKey\x12\x14\n" +
 	"\x05chain\x18\x01 \x01(\fR\x05chain\x12\x14\n" +
 	"\x05admin\x18\x02 \x01(\bR\x05admin\"\x96\x02\n" +
@@ -1084,7 +1202,7 @@ func file_protocol_pb_group_proto_rawDescGZIP() []byte {
 	return file_protocol_pb_group_proto_rawDescData
 }
 
-var file_protocol_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_protocol_pb_group_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_protocol_pb_group_proto_goTypes = []any{
 	(*GroupMember)(nil),           // 0: parley.v1.GroupMember
 	(*GroupState)(nil),            // 1: parley.v1.GroupState
@@ -1095,19 +1213,22 @@ var file_protocol_pb_group_proto_goTypes = []any{
 	(*GroupSyncWant)(nil),         // 6: parley.v1.GroupSyncWant
 	(*GroupSyncRequest)(nil),      // 7: parley.v1.GroupSyncRequest
 	(*GroupSyncResponse)(nil),     // 8: parley.v1.GroupSyncResponse
-	(*RelayTicketKey)(nil),        // 9: parley.v1.RelayTicketKey
-	(*RelayTicket)(nil),           // 10: parley.v1.RelayTicket
+	(*RelaySyncWant)(nil),         // 9: parley.v1.RelaySyncWant
+	(*RelaySyncRequest)(nil),      // 10: parley.v1.RelaySyncRequest
+	(*RelayTicketKey)(nil),        // 11: parley.v1.RelayTicketKey
+	(*RelayTicket)(nil),           // 12: parley.v1.RelayTicket
 }
 var file_protocol_pb_group_proto_depIdxs = []int32{
-	0, // 0: parley.v1.GroupState.members:type_name -> parley.v1.GroupMember
-	4, // 1: parley.v1.SenderChainState.skipped:type_name -> parley.v1.GroupSkippedKey
-	6, // 2: parley.v1.GroupSyncRequest.wants:type_name -> parley.v1.GroupSyncWant
-	9, // 3: parley.v1.RelayTicket.keys:type_name -> parley.v1.RelayTicketKey
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0,  // 0: parley.v1.GroupState.members:type_name -> parley.v1.GroupMember
+	4,  // 1: parley.v1.SenderChainState.skipped:type_name -> parley.v1.GroupSkippedKey
+	6,  // 2: parley.v1.GroupSyncRequest.wants:type_name -> parley.v1.GroupSyncWant
+	9,  // 3: parley.v1.RelaySyncRequest.wants:type_name -> parley.v1.RelaySyncWant
+	11, // 4: parley.v1.RelayTicket.keys:type_name -> parley.v1.RelayTicketKey
+	5,  // [5:5] is the sub-list for method output_type
+	5,  // [5:5] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_protocol_pb_group_proto_init() }
@@ -1121,7 +1242,7 @@ func file_protocol_pb_group_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_protocol_pb_group_proto_rawDesc), len(file_protocol_pb_group_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
