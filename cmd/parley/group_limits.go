@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"flag"
-	"fmt"
 	"strconv"
 
 	"github.com/parley-chat/parley/node/groupguard"
@@ -24,18 +23,11 @@ const (
 // is an error.
 func groupLimitFlags(fs *flag.FlagSet, c *groupguard.Config, getenv func(string) string) error {
 	d := groupguard.DefaultConfig()
-	var errs []error
-	env := func(name string, parse func(string) error) {
-		if v := getenv(name); v != "" {
-			if err := parse(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	}
-	env(envGroupRateMsgs, func(v string) (err error) { d.Chain.Msgs, err = strconv.ParseFloat(v, 64); return })
-	env(envGroupRateBytes, func(v string) (err error) { d.Chain.Bytes, err = strconv.ParseFloat(v, 64); return })
-	env(envGroupPeerRateMsgs, func(v string) (err error) { d.Peer.Msgs, err = strconv.ParseFloat(v, 64); return })
-	env(envGroupPeerRateBytes, func(v string) (err error) { d.Peer.Bytes, err = strconv.ParseFloat(v, 64); return })
+	env := envDefaults{getenv: getenv}
+	env.read(envGroupRateMsgs, func(v string) (err error) { d.Chain.Msgs, err = strconv.ParseFloat(v, 64); return })
+	env.read(envGroupRateBytes, func(v string) (err error) { d.Chain.Bytes, err = strconv.ParseFloat(v, 64); return })
+	env.read(envGroupPeerRateMsgs, func(v string) (err error) { d.Peer.Msgs, err = strconv.ParseFloat(v, 64); return })
+	env.read(envGroupPeerRateBytes, func(v string) (err error) { d.Peer.Bytes, err = strconv.ParseFloat(v, 64); return })
 	fs.Float64Var(&c.Chain.Msgs, "group-rate-msgs", d.Chain.Msgs,
 		"group messages per second one member's sender key may post; more are dropped at every node ["+envGroupRateMsgs+"]")
 	fs.Float64Var(&c.Chain.Bytes, "group-rate-bytes", d.Chain.Bytes,
@@ -44,7 +36,7 @@ func groupLimitFlags(fs *flag.FlagSet, c *groupguard.Config, getenv func(string)
 		"group messages per second one peer may forward to this node; more are dropped and lower its score ["+envGroupPeerRateMsgs+"]")
 	fs.Float64Var(&c.Peer.Bytes, "group-peer-rate-bytes", d.Peer.Bytes,
 		"group message bytes per second one peer may forward to this node ["+envGroupPeerRateBytes+"]")
-	return errors.Join(errs...)
+	return env.err()
 }
 
 // checkGroupLimits refuses rates that are not positive, and what

@@ -47,22 +47,15 @@ const (
 func groupRelayFlags(fs *flag.FlagSet, o *groupRelayOptions, getenv func(string) string) error {
 	d := grouprelay.DefaultLimits()
 	o.limits.Grace = d.Grace // no flag
-	var errs []error
-	env := func(name string, parse func(string) error) {
-		if v := getenv(name); v != "" {
-			if err := parse(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	}
+	env := envDefaults{getenv: getenv}
 	enabled := true
-	env(envGroupRelay, func(v string) (err error) { enabled, err = strconv.ParseBool(v); return })
-	env(envGroupRelayRetention, func(v string) (err error) { d.Retention, err = time.ParseDuration(v); return })
-	env(envGroupRelayMaxTopicMessages, func(v string) (err error) { d.MaxTopicMessages, err = strconv.Atoi(v); return })
-	env(envGroupRelayMaxTopicBytes, func(v string) (err error) { d.MaxTopicBytes, err = strconv.ParseInt(v, 10, 64); return })
-	env(envGroupRelayMaxBytes, func(v string) (err error) { d.MaxBytes, err = strconv.ParseInt(v, 10, 64); return })
-	env(envGroupRelayMaxTopics, func(v string) (err error) { d.MaxTopics, err = strconv.Atoi(v); return })
-	env(envGroupRelayMaxTopicsPerPeer, func(v string) (err error) { d.MaxTopicsPerPeer, err = strconv.Atoi(v); return })
+	env.read(envGroupRelay, func(v string) (err error) { enabled, err = strconv.ParseBool(v); return })
+	env.read(envGroupRelayRetention, func(v string) (err error) { d.Retention, err = time.ParseDuration(v); return })
+	env.read(envGroupRelayMaxTopicMessages, func(v string) (err error) { d.MaxTopicMessages, err = strconv.Atoi(v); return })
+	env.read(envGroupRelayMaxTopicBytes, func(v string) (err error) { d.MaxTopicBytes, err = strconv.ParseInt(v, 10, 64); return })
+	env.read(envGroupRelayMaxBytes, func(v string) (err error) { d.MaxBytes, err = strconv.ParseInt(v, 10, 64); return })
+	env.read(envGroupRelayMaxTopics, func(v string) (err error) { d.MaxTopics, err = strconv.Atoi(v); return })
+	env.read(envGroupRelayMaxTopicsPerPeer, func(v string) (err error) { d.MaxTopicsPerPeer, err = strconv.Atoi(v); return })
 	fs.BoolVar(&o.enabled, "group-relay", enabled,
 		"carry the topics of groups that hand this relay a ticket ("+grouprelay.ID+"), admitting only their members' keys, and keep their "+
 			"traffic (ciphertext) for members who were offline, in <data-dir>/"+groupRelayDir+"; --group-relay=false turns it off ["+envGroupRelay+"]")
@@ -77,7 +70,7 @@ func groupRelayFlags(fs *flag.FlagSet, o *groupRelayOptions, getenv func(string)
 		"group topics carried; a ticket for one more is refused ["+envGroupRelayMaxTopics+"]")
 	fs.IntVar(&o.limits.MaxTopicsPerPeer, "group-relay-max-topics-per-peer", d.MaxTopicsPerPeer,
 		"group topics one peer may bring (hand the first ticket of) ["+envGroupRelayMaxTopicsPerPeer+"]")
-	return errors.Join(errs...)
+	return env.err()
 }
 
 // check refuses limits that are not positive.

@@ -38,28 +38,40 @@ const (
 	envMailboxBurst        = "PARLEY_MAILBOX_BURST"
 )
 
+// envDefaults reads flag defaults from the environment, gathering the
+// variables that do not parse.
+type envDefaults struct {
+	getenv func(string) string
+	errs   []error
+}
+
+// read passes name's value, when set, to parse.
+func (e *envDefaults) read(name string, parse func(string) error) {
+	if v := e.getenv(name); v != "" {
+		if err := parse(v); err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s=%q: %w", name, v, err))
+		}
+	}
+}
+
+// err is every variable that did not parse, nil if none.
+func (e *envDefaults) err() error { return errors.Join(e.errs...) }
+
 // mailboxFlags defines the mailbox flags on fs, their defaults from the
 // environment (or package mailbox's). A variable that does not parse is
 // an error.
 func mailboxFlags(fs *flag.FlagSet, o *mailboxOptions, getenv func(string) string) error {
 	d := mailbox.DefaultLimits()
 	o.limits.Registration = d.Registration // no flag
-	var errs []error
-	env := func(name string, parse func(string) error) {
-		if v := getenv(name); v != "" {
-			if err := parse(v); err != nil {
-				errs = append(errs, fmt.Errorf("%s=%q: %w", name, v, err))
-			}
-		}
-	}
+	env := envDefaults{getenv: getenv}
 	enabled := true
-	env(envMailbox, func(v string) (err error) { enabled, err = strconv.ParseBool(v); return })
-	env(envMailboxMaxEnvelopes, func(v string) (err error) { d.MaxEnvelopes, err = strconv.Atoi(v); return })
-	env(envMailboxMaxBytes, func(v string) (err error) { d.MaxBytes, err = strconv.ParseInt(v, 10, 64); return })
-	env(envMailboxMaxPerSender, func(v string) (err error) { d.MaxPerDepositor, err = strconv.Atoi(v); return })
-	env(envMailboxTTL, func(v string) (err error) { d.TTL, err = time.ParseDuration(v); return })
-	env(envMailboxRate, func(v string) (err error) { d.DepositRate, err = strconv.ParseFloat(v, 64); return })
-	env(envMailboxBurst, func(v string) (err error) { d.DepositBurst, err = strconv.Atoi(v); return })
+	env.read(envMailbox, func(v string) (err error) { enabled, err = strconv.ParseBool(v); return })
+	env.read(envMailboxMaxEnvelopes, func(v string) (err error) { d.MaxEnvelopes, err = strconv.Atoi(v); return })
+	env.read(envMailboxMaxBytes, func(v string) (err error) { d.MaxBytes, err = strconv.ParseInt(v, 10, 64); return })
+	env.read(envMailboxMaxPerSender, func(v string) (err error) { d.MaxPerDepositor, err = strconv.Atoi(v); return })
+	env.read(envMailboxTTL, func(v string) (err error) { d.TTL, err = time.ParseDuration(v); return })
+	env.read(envMailboxRate, func(v string) (err error) { d.DepositRate, err = strconv.ParseFloat(v, 64); return })
+	env.read(envMailboxBurst, func(v string) (err error) { d.DepositBurst, err = strconv.Atoi(v); return })
 	fs.BoolVar(&o.enabled, "mailbox", enabled,
 		"hold envelopes for offline users ("+mailbox.ID+") in <data-dir>/"+mailboxDir+"; --mailbox=false turns it off ["+envMailbox+"]")
 	fs.IntVar(&o.limits.MaxEnvelopes, "mailbox-max-envelopes", d.MaxEnvelopes, "envelopes held per recipient ["+envMailboxMaxEnvelopes+"]")
@@ -71,7 +83,7 @@ func mailboxFlags(fs *flag.FlagSet, o *mailboxOptions, getenv func(string) strin
 		"deposits (and registers, fetches) per second allowed per peer ["+envMailboxRate+"]")
 	fs.IntVar(&o.limits.DepositBurst, "mailbox-burst", d.DepositBurst,
 		"requests a peer may make at once before the rate applies ["+envMailboxBurst+"]")
-	return errors.Join(errs...)
+	return env.err()
 }
 
 // check refuses limits that are not positive.
