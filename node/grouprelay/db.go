@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/parley-chat/parley/internal/relaydb"
 	"github.com/parley-chat/parley/protocol"
 )
 
@@ -30,16 +31,6 @@ const (
 	prefixMsg    = 'm'
 	prefixIndex  = 'i'
 	msgHeaderLen = 8 + 32 + 4
-)
-
-// Badger sizes: small, like the mailbox's; messages (over 1 KiB) go to
-// the value log, which the sweeper garbage-collects.
-const (
-	blockCacheSize   = 8 << 20
-	indexCacheSize   = 4 << 20
-	memTableSize     = 8 << 20
-	valueLogFileSize = 64 << 20
-	valueThreshold   = 1 << 10
 )
 
 type topicKey [32]byte
@@ -113,15 +104,7 @@ type db struct {
 }
 
 func openDB(dir string, log *slog.Logger, now time.Time) (*db, error) {
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log}).
-		WithBlockCacheSize(blockCacheSize).
-		WithIndexCacheSize(indexCacheSize).
-		WithMemTableSize(memTableSize).
-		WithNumMemtables(2).
-		WithNumCompactors(2).
-		WithValueLogFileSize(valueLogFileSize).
-		WithValueThreshold(valueThreshold)
+	bo := relaydb.Options(dir, log)
 	b, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("grouprelay: opening database: %w", err)
@@ -455,14 +438,6 @@ func (d *db) close() error {
 	}
 	return nil
 }
-
-// badgerLogger sends badger's warnings and errors to slog.
-type badgerLogger struct{ log *slog.Logger }
-
-func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Infof(string, ...any)        {}
-func (l badgerLogger) Debugf(string, ...any)       {}
 
 // firstMissing returns the first iteration of chain c of topic t that the
 // relay lacks after the first it holds (0 when it holds none): what it

@@ -42,5 +42,6 @@
 //     at most 8 answers of protocol.MaxSyncMessages per join.
 //
 // Offer is the client side a member node uses to hand over a ticket. The
-// package imports no project package but protocol and internal/promreg.
+// package imports no project package but protocol, internal/promreg and
+// internal/relaydb (the badger settings it shares with the mailbox).
 package grouprelay

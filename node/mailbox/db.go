@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/parley-chat/parley/internal/relaydb"
 	"github.com/parley-chat/parley/protocol"
 )
 
@@ -28,16 +29,6 @@ const (
 	msgKeyLen      = 1 + idLen + 8
 	expiryKeyLen   = 1 + 8 + idLen + 8
 	msgHeaderLen   = 8 + 8 + 1
-)
-
-// Badger sizes: small, like the node's store; envelopes (over 1 KiB) go
-// to the value log, which the sweeper garbage-collects.
-const (
-	blockCacheSize   = 8 << 20
-	indexCacheSize   = 4 << 20
-	memTableSize     = 8 << 20
-	valueLogFileSize = 64 << 20
-	valueThreshold   = 1 << 10
 )
 
 // usage is what one recipient's mailbox holds.
@@ -92,16 +83,7 @@ func expiryKey(exp int64, user protocol.ID, id uint64) []byte {
 func regKey(user protocol.ID) []byte { return append([]byte{prefixRegister}, user[:]...) }
 
 func openDB(dir string, log *slog.Logger, now time.Time) (*db, error) {
-	bo := badger.DefaultOptions(dir).
-		WithLogger(badgerLogger{log}).
-		WithSyncWrites(true).
-		WithBlockCacheSize(blockCacheSize).
-		WithIndexCacheSize(indexCacheSize).
-		WithMemTableSize(memTableSize).
-		WithNumMemtables(2).
-		WithNumCompactors(2).
-		WithValueLogFileSize(valueLogFileSize).
-		WithValueThreshold(valueThreshold)
+	bo := relaydb.Options(dir, log).WithSyncWrites(true)
 	b, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("mailbox: opening database: %w", err)
@@ -483,11 +465,3 @@ func (d *db) close() error {
 	}
 	return nil
 }
-
-// badgerLogger sends badger's warnings and errors to slog.
-type badgerLogger struct{ log *slog.Logger }
-
-func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Error("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warn("badger: " + fmt.Sprintf(f, a...)) }
-func (l badgerLogger) Infof(string, ...any)        {}
-func (l badgerLogger) Debugf(string, ...any)       {}

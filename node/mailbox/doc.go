@@ -30,5 +30,7 @@
 // docs/mailbox.md lists the codes, the limits' defaults and flags, the
 // metrics, and what a user node does to use a mailbox.
 //
-// The package imports no project package but protocol and directory.
+// The package imports no project package but protocol, directory and
+// internal (promreg, relaydb: the badger settings it shares with the group
+// relay).
 package mailbox
