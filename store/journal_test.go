@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/protocol"
 )
 
 // crashAfterJournal makes s's later writes reach its journal only, then
@@ -48,6 +50,30 @@ func segmentFiles(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// journalOnlyWrites makes a store, makes n writes reach its journal only
+// and crashes it; it returns the store's directory and clock, the
+// friend written to, and the last segment's path and bytes.
+func journalOnlyWrites(t *testing.T, n int) (dir string, c *testClock, friend protocol.ID, last string, seg []byte) {
+	t.Helper()
+	s, dir, c := newTestStore(t)
+	friend = randUser()
+	crash := crashAfterJournal(t, s)
+	for i := range n {
+		m, e := bigOutgoing(friend, i, 100)
+		if _, err := s.AddOutgoing(t.Context(), m, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crash()
+	segs := segmentFiles(t, dir)
+	last = segs[len(segs)-1]
+	seg, err := os.ReadFile(last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, c, friend, last, seg
 }
 
 // TestJournalReplaysWritesBadgerLost: writes acknowledged from the
@@ -97,24 +123,8 @@ func TestJournalReplaysWritesBadgerLost(t *testing.T) {
 // is kept.
 func TestJournalTornTail(t *testing.T) {
 	t.Parallel()
-	s, dir, c := newTestStore(t)
-	ctx := t.Context()
-	friend := randUser()
-	crash := crashAfterJournal(t, s)
-	for i := range 2 {
-		m, e := bigOutgoing(friend, i, 100)
-		if _, err := s.AddOutgoing(ctx, m, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	crash()
+	dir, c, friend, last, b := journalOnlyWrites(t, 2)
 	// Tear the last record: its final bytes never reached the disk.
-	segs := segmentFiles(t, dir)
-	last := segs[len(segs)-1]
-	b, err := os.ReadFile(last)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ends := recordEnds(b)
 	if len(ends) < 2 {
 		t.Fatalf("%d records in the segment, want the two writes'", len(ends))
@@ -135,23 +145,7 @@ func TestJournalTornTail(t *testing.T) {
 // rather than drop it silently.
 func TestJournalTamperedRecord(t *testing.T) {
 	t.Parallel()
-	s, dir, _ := newTestStore(t)
-	ctx := t.Context()
-	friend := randUser()
-	crash := crashAfterJournal(t, s)
-	for i := range 2 {
-		m, e := bigOutgoing(friend, i, 100)
-		if _, err := s.AddOutgoing(ctx, m, e); err != nil {
-			t.Fatal(err)
-		}
-	}
-	crash()
-	segs := segmentFiles(t, dir)
-	last := segs[len(segs)-1]
-	b, err := os.ReadFile(last)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, _, _, last, b := journalOnlyWrites(t, 2)
 	b[len(journalMagic)+genSize+40] ^= 1 // inside the first record
 	if err := os.WriteFile(last, b, 0o600); err != nil {
 		t.Fatal(err)
