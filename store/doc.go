@@ -76,8 +76,12 @@
 //	                               both statements; digest is SHA-256 over the
 //	                               kind and the pair, so a pair is kept once
 //	'G' ‖ group ID(32)             group: sealed JSON of its current signed
-//	                               state (protocol encoding), removed, unread,
-//	                               last message
+//	                               state (protocol encoding), removed (and the
+//	                               unread count and last message of rows
+//	                               written before 'A')
+//	'A' ‖ group ID(32)             group activity: sealed JSON of the unread
+//	                               count and last message, written with each
+//	                               message so the roster is not rewritten
 //	'E' ‖ group(32) ‖ epoch u64 ‖ sender(32) ‖ chain(32)
 //	                               sender-key chain: sealed(secrets) protobuf
 //	                               (protocol.SenderChain; own chains hold the

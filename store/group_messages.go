@@ -117,7 +117,13 @@ func (s *Store) StoreGroupMessage(ctx context.Context, m GroupMessage, chain *pr
 		return GroupMessage{}, err
 	}
 	err := s.update(ctx, func(txn *badger.Txn) error {
-		r, err := s.getGroupRec(txn, m.Group)
+		switch ok, err := exists(txn, groupKey(m.Group)); {
+		case err != nil:
+			return err
+		case !ok:
+			return fmt.Errorf("%w: group %s", ErrNotFound, m.Group)
+		}
+		a, err := s.getGroupAct(txn, m.Group, nil)
 		if err != nil {
 			return err
 		}
@@ -146,12 +152,12 @@ func (s *Store) StoreGroupMessage(ctx context.Context, m GroupMessage, chain *pr
 			return err
 		}
 		if m.Direction == In {
-			r.Unread++
+			a.Unread++
 		}
-		if len(r.LastMsg) != MsgIDSize || bytes.Compare(sk, sortKey(fromNanos(r.LastAt), MsgID(r.LastMsg))) > 0 {
-			r.LastMsg, r.LastAt = m.ID[:], nanos(m.SentAt)
+		if len(a.LastMsg) != MsgIDSize || bytes.Compare(sk, sortKey(fromNanos(a.LastAt), MsgID(a.LastMsg))) > 0 {
+			a.LastMsg, a.LastAt = m.ID[:], nanos(m.SentAt)
 		}
-		return s.putRecord(txn, groupKey(m.Group), r)
+		return s.putRecord(txn, groupActKey(m.Group), a)
 	})
 	if err != nil {
 		return GroupMessage{}, err

@@ -25,6 +25,7 @@ const (
 	kGroupChain byte = 'E' // 'E' ‖ group(32) ‖ epoch u64 ‖ sender(32) ‖ chain(32)
 	kGroupMsg   byte = 'N' // 'N' ‖ group(32) ‖ time ‖ msg ID(16)
 	kGroupIndex byte = 'W' // 'W' ‖ group(32) ‖ sender(32) ‖ chain(32) ‖ iteration u32
+	kGroupAct   byte = 'A' // 'A' ‖ group(32): unread count and latest message (groupActRec)
 )
 
 // Group row kind names, for errors.
@@ -33,9 +34,12 @@ const (
 	rowGroupChain = "group sender key"
 	rowGroupMsg   = "group message"
 	rowGroupIndex = "group message index"
+	rowGroupAct   = "group activity"
 )
 
 func groupKey(g protocol.GroupID) []byte { return append([]byte{kGroup}, g[:]...) }
+
+func groupActKey(g protocol.GroupID) []byte { return append([]byte{kGroupAct}, g[:]...) }
 
 func groupChainPrefix(g protocol.GroupID, epoch uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte{kGroupChain}, g[:]...), epoch)
@@ -58,6 +62,10 @@ type Group struct {
 // ID returns the group's ID.
 func (g *Group) ID() protocol.GroupID { return g.State.Group }
 
+// groupRec is a group's row. Its Unread, LastMsg and LastAt are those of
+// rows written before the activity row existed: a group's activity row
+// (groupActRec), once written, holds them, so that storing a message does
+// not rewrite the signed roster (kilobytes in a large group).
 type groupRec struct {
 	State   []byte `json:"state"`
 	Removed bool   `json:"removed,omitempty"`
@@ -65,6 +73,47 @@ type groupRec struct {
 	Unread  int    `json:"unread,omitempty"`
 	LastMsg []byte `json:"last_msg,omitempty"`
 	LastAt  int64  `json:"last_at,omitempty"`
+}
+
+// groupActRec is a group's activity: its unread count and latest message
+// in history order.
+type groupActRec struct {
+	Unread  int    `json:"unread,omitempty"`
+	LastMsg []byte `json:"last_msg,omitempty"`
+	LastAt  int64  `json:"last_at,omitempty"`
+}
+
+// getGroupAct reads group id's activity; a group without an activity row
+// has it in its group row (r, read here when nil).
+func (s *Store) getGroupAct(txn *badger.Txn, id protocol.GroupID, r *groupRec) (*groupActRec, error) {
+	var a groupActRec
+	err := s.getRecord(txn, rowGroupAct, groupActKey(id), &a)
+	if err == nil || !errors.Is(err, ErrNotFound) {
+		return &a, err
+	}
+	if r == nil {
+		if r, err = s.getGroupRec(txn, id); err != nil {
+			return nil, err
+		}
+	}
+	return &groupActRec{Unread: r.Unread, LastMsg: r.LastMsg, LastAt: r.LastAt}, nil
+}
+
+// groupWithAct is group id from its row and its activity.
+func (s *Store) groupWithAct(txn *badger.Txn, id protocol.GroupID, r *groupRec) (*Group, error) {
+	a, err := s.getGroupAct(txn, id, r)
+	if err != nil {
+		return nil, err
+	}
+	g, err := r.group(id)
+	if err != nil {
+		return nil, err
+	}
+	g.Unread, g.LastAt, g.LastMsg = a.Unread, fromNanos(a.LastAt), MsgID{}
+	if len(a.LastMsg) == MsgIDSize {
+		g.LastMsg = MsgID(a.LastMsg)
+	}
+	return g, nil
 }
 
 func (r *groupRec) group(id protocol.GroupID) (*Group, error) {
@@ -75,11 +124,7 @@ func (r *groupRec) group(id protocol.GroupID) (*Group, error) {
 	if st.Group != id {
 		return nil, corrupt(rowGroup, "row does not match its key")
 	}
-	g := &Group{State: st, Removed: r.Removed, UpdatedAt: fromNanos(r.Updated), Unread: r.Unread, LastAt: fromNanos(r.LastAt)}
-	if len(r.LastMsg) == MsgIDSize {
-		g.LastMsg = MsgID(r.LastMsg)
-	}
-	return g, nil
+	return &Group{State: st, Removed: r.Removed, UpdatedAt: fromNanos(r.Updated)}, nil
 }
 
 func (s *Store) getGroupRec(txn *badger.Txn, id protocol.GroupID) (*groupRec, error) {
@@ -159,15 +204,15 @@ func (s *Store) SetGroupRemoved(ctx context.Context, id protocol.GroupID, remove
 // MarkGroupRead sets a group's unread count to zero.
 func (s *Store) MarkGroupRead(ctx context.Context, id protocol.GroupID) error {
 	return s.update(ctx, func(txn *badger.Txn) error {
-		r, err := s.getGroupRec(txn, id)
+		a, err := s.getGroupAct(txn, id, nil)
 		if err != nil {
 			return err
 		}
-		if r.Unread == 0 {
+		if a.Unread == 0 {
 			return nil
 		}
-		r.Unread = 0
-		return s.putRecord(txn, groupKey(id), r)
+		a.Unread = 0
+		return s.putRecord(txn, groupActKey(id), a)
 	})
 }
 
@@ -179,7 +224,7 @@ func (s *Store) Group(ctx context.Context, id protocol.GroupID) (*Group, error) 
 		if err != nil {
 			return err
 		}
-		g, err = r.group(id)
+		g, err = s.groupWithAct(txn, id, r)
 		return err
 	})
 	return g, err
@@ -194,7 +239,7 @@ func (s *Store) Groups(ctx context.Context) ([]*Group, error) {
 				if len(key) != 1+protocol.GroupIDSize {
 					return corrupt(rowGroup, "key length")
 				}
-				g, err := rec.(*groupRec).group(protocol.GroupID(key[1:]))
+				g, err := s.groupWithAct(txn, protocol.GroupID(key[1:]), rec.(*groupRec))
 				if err != nil {
 					return err
 				}
