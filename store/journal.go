@@ -48,11 +48,13 @@ import (
 //
 // Checkpoints: when a record does not fit in what is left of a segment
 // the journal starts the next one (from a spare segment zeroed in the
-// background, when one is ready) and the committer, in the background, fdatasyncs badger's memtable logs
-// and value logs (through their own descriptors: the pages badger
-// dirtied through its mappings are the same pages) and then removes the
-// older segments; flushed memtables are already synced tables. Close
-// removes every segment after badger's own clean close.
+// background, when one is ready) and the committer, in the background,
+// fdatasyncs badger's memtable logs and value logs (through their own
+// descriptors: the pages badger dirtied through its mappings are the
+// same pages) and then removes the older segments; flushed memtables are
+// already synced tables. Close removes every segment after badger's own
+// clean close, keeping the last one, zeroed again, as the next Open's
+// spare, so that Open does not zero a segment each time.
 
 const (
 	journalDir   = "journal"
@@ -171,11 +173,19 @@ func openJournal(dir string, db *badger.DB, key []byte) (*journal, error) {
 	if err := os.MkdirAll(j.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: journal: %w", err)
 	}
-	// A spare or half-made segment left by a crash holds nothing.
-	for _, name := range []string{spareName, spareName + ".tmp"} {
-		if err := os.Remove(filepath.Join(j.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("store: journal: %w", err)
+	// A half-made segment left by a crash holds nothing; a spare is whole
+	// (it is renamed into place only once zeroed and synced), and is used.
+	if tmps, err := filepath.Glob(filepath.Join(j.dir, "*.tmp")); err == nil {
+		for _, t := range tmps {
+			if err := os.Remove(t); err != nil {
+				return nil, fmt.Errorf("store: journal: %w", err)
+			}
 		}
+	}
+	if f, err := os.OpenFile(filepath.Join(j.dir, spareName), os.O_RDWR, 0); err == nil {
+		j.spare <- f
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("store: journal: %w", err)
 	}
 	segs, err := j.segments()
 	if err != nil {
@@ -459,19 +469,53 @@ func syncBadgerFiles(dbDir string) error {
 	return nil
 }
 
-// close closes the current segment; clean removes every segment (badger
-// was closed cleanly, so its files hold everything).
+// close closes the current segment. clean (badger was closed cleanly,
+// so its files hold everything) removes every segment, keeping the
+// current one, its written part zeroed again, as the next Open's spare
+// when there is none: an Open then starts without zeroing a segment.
 func (j *journal) close(clean bool) error {
-	err := j.f.Close()
+	var spare *os.File
 	select {
-	case f := <-j.spare:
-		f.Close()
+	case spare = <-j.spare:
 	default:
 	}
+	if clean && spare == nil {
+		if err := j.recycle(); err != nil {
+			j.f.Close()
+			return err
+		}
+	} else if spare != nil {
+		spare.Close()
+	}
+	err := j.f.Close()
 	if clean {
-		if err := os.RemoveAll(j.dir); err != nil {
+		segs, serr := j.segments()
+		if serr != nil {
+			return serr
+		}
+		for _, n := range segs {
+			if err := os.Remove(j.path(n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("store: journal: %w", err)
+			}
+		}
+		if err := syncDir(j.dir); err != nil {
 			return fmt.Errorf("store: journal: %w", err)
 		}
 	}
 	return err
+}
+
+// recycle zeroes what the current segment holds, syncs it and renames it
+// to the spare.
+func (j *journal) recycle() error {
+	if err := j.zero(0, int(j.size)); err != nil {
+		return fmt.Errorf("store: journal: %w", err)
+	}
+	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		return fmt.Errorf("store: journal: %w", err)
+	}
+	if err := os.Rename(j.path(j.seg), filepath.Join(j.dir, spareName)); err != nil {
+		return fmt.Errorf("store: journal: %w", err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"os"
@@ -184,10 +185,21 @@ func TestJournalCheckpoint(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, journalDir)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("journal still there after a clean close: %v", err)
+	if segs := segmentFiles(t, dir); len(segs) != 0 {
+		t.Fatalf("journal segments still there after a clean close: %v", segs)
+	}
+	// The last segment is kept, zeroed, as the next Open's spare.
+	spare, err := os.ReadFile(filepath.Join(dir, journalDir, spareName))
+	if err != nil {
+		t.Fatalf("no spare after a clean close: %v", err)
+	}
+	if len(spare) < segmentLimit || !bytes.Equal(spare, make([]byte, len(spare))) {
+		t.Fatalf("the spare (%d bytes) is not a zeroed segment", len(spare))
 	}
 	s2 := openTest(t, dir, c)
+	if _, err := os.Stat(filepath.Join(dir, journalDir, spareName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Open did not take the spare as its segment: %v", err)
+	}
 	if got := allMessages(t, s2, DirectConversation(friend)); len(got) != n {
 		t.Fatalf("%d messages after reopen, want %d", len(got), n)
 	}
