@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/dgraph-io/badger/v4"
@@ -28,7 +29,13 @@ func (s *Store) migrate() error {
 // it takes: it starts with size items in one and halves that whenever
 // badger finds a transaction too big. A failed try commits nothing, so
 // fn must not keep anything from one (it runs again on the same items).
+//
+// Migrations run before the commit queue, outside the journal, so what
+// they wrote is synced in badger's own files before inBatches returns.
 func (s *Store) inBatches(n, size int, fn func(txn *badger.Txn, lo, hi int) error) error {
+	if n == 0 {
+		return nil
+	}
 	for lo := 0; lo < n; {
 		hi := min(lo+size, n)
 		err := s.db.Update(func(txn *badger.Txn) error { return fn(txn, lo, hi) })
@@ -41,7 +48,7 @@ func (s *Store) inBatches(n, size int, fn func(txn *badger.Txn, lo, hi int) erro
 		}
 		lo = hi
 	}
-	return nil
+	return syncBadgerFiles(filepath.Join(s.dir, DBDir))
 }
 
 // initOutboxSeq sets the sequence counter past every queued entry, and

@@ -189,12 +189,6 @@ func openDB(dir string, m *metadata, keys *derivedKeys, o Options) (*Store, erro
 		db.Close()
 		return nil, err
 	}
-	// Migrations write outside the journal: make them durable now.
-	if err := syncBadgerFiles(filepath.Join(dir, DBDir)); err != nil {
-		j.close(false)
-		db.Close()
-		return nil, err
-	}
 	s.commits = newCommitter(db, j, o.Logger)
 	return s, nil
 }
