@@ -43,6 +43,16 @@ type GroupInfo struct {
 	Last    *store.GroupMessage // the newest message, nil if none
 }
 
+// NameOf is the name this node knows member user by ("" if none).
+func (g GroupInfo) NameOf(user protocol.ID) string {
+	for _, m := range g.Members {
+		if m.User == user {
+			return m.Name
+		}
+	}
+	return ""
+}
+
 // GroupMemberInfo is a member of a group: user ID, the name this node
 // knows them by ("" for a member who is not a friend) and role.
 type GroupMemberInfo struct {
@@ -80,7 +90,10 @@ func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) er
 	g.onMessage = func(m store.GroupMessage) {
 		info := GroupInfo{ID: m.Group}
 		if gr, err := u.st.Group(u.life, m.Group); err == nil {
-			info = u.groupInfo(u.life, gr)
+			// The message is its latest: no read of the latest one per
+			// message received.
+			info = u.groupHead(gr)
+			info.Last = &m
 		}
 		events.publish(Event{Type: EventGroupMessage, Group: info, GroupMessage: m})
 	}
@@ -129,8 +142,20 @@ func (u *unlocked) groupDirect(ctx context.Context, to protocol.ID, kind protoco
 	return u.msgs.queueControl(ctx, fe, kind, body)
 }
 
-// groupInfo is gr with the members' names.
+// groupInfo is gr with the members' names and its latest message.
 func (u *unlocked) groupInfo(ctx context.Context, gr *store.Group) GroupInfo {
+	info := u.groupHead(gr)
+	if !gr.LastMsg.IsZero() {
+		if ms, _, err := u.st.GroupMessages(ctx, gr.ID(), "", 1); err == nil && len(ms) == 1 {
+			info.Last = &ms[0]
+		}
+	}
+	return info
+}
+
+// groupHead is gr with the members' names, read from nothing but gr and
+// the friends held in memory (no Last).
+func (u *unlocked) groupHead(gr *store.Group) GroupInfo {
 	info := GroupInfo{ID: gr.ID(), Name: gr.State.Name, Epoch: gr.State.Epoch, Removed: gr.Removed, Unread: gr.Unread}
 	for _, m := range gr.State.Members {
 		mi := GroupMemberInfo{User: m.User, Role: m.Role.String()}
@@ -141,11 +166,6 @@ func (u *unlocked) groupInfo(ctx context.Context, gr *store.Group) GroupInfo {
 			mi.Name = fe.f.Name
 		}
 		info.Members = append(info.Members, mi)
-	}
-	if !gr.LastMsg.IsZero() {
-		if ms, _, err := u.st.GroupMessages(ctx, gr.ID(), "", 1); err == nil && len(ms) == 1 {
-			info.Last = &ms[0]
-		}
 	}
 	return info
 }

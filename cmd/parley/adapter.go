@@ -307,7 +307,7 @@ func toAPIEvent(ev node.Event) api.Event {
 	case node.EventPeerOnline, node.EventPeerOffline:
 		e.Data = api.Presence{UserID: ev.User.String(), PeerID: ev.Peer.String()}
 	case node.EventGroupMessage:
-		e.Data = toAPIGroupMessage(ev.GroupMessage, memberNames(ev.Group)[ev.GroupMessage.From])
+		e.Data = toAPIGroupMessage(ev.GroupMessage, ev.Group.NameOf(ev.GroupMessage.From))
 	case node.EventGroupUpdated, node.EventGroupRemoved:
 		e.Data = toAPIGroup(ev.Group)
 	}

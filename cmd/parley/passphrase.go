@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -45,7 +46,7 @@ func readPassphrase(file string, confirm bool, stderr io.Writer) ([]byte, error)
 			wipe(pass)
 			return nil, fmt.Errorf("reading the passphrase: %w", err)
 		}
-		same := string(again) == string(pass)
+		same := subtle.ConstantTimeCompare(again, pass) == 1
 		wipe(again)
 		if !same {
 			wipe(pass)
