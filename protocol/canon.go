@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 )
 
@@ -36,4 +37,14 @@ func (c *canon) bytes(v []byte) {
 func (c *canon) str(v string) {
 	c.u32(uint32(len(v)))
 	c.b = append(c.b, v...)
+}
+
+// labelledHash is SHA-256(label ‖ data), without copying data.
+func labelledHash(label string, data []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(label))
+	h.Write(data)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
 }

@@ -241,7 +241,11 @@ func (s *GroupState) marshal() []byte {
 // SHA-256("parley/v1/group-hash" ‖ the state's encoding, signature
 // included).
 func (s *GroupState) Hash() [32]byte {
-	return sha256.Sum256(append([]byte(LabelGroupHash), s.Marshal()...))
+	enc := s.raw // hashed in place: a state can be tens of KB
+	if enc == nil {
+		enc = s.marshal()
+	}
+	return labelledHash(LabelGroupHash, enc)
 }
 
 // NewGroupState makes and signs the first state (epoch 1) of a new group

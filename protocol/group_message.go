@@ -1,10 +1,8 @@
 package protocol
 
 import (
-	"crypto/aes"
 	"crypto/cipher"
 	"crypto/ed25519"
-	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
 	"time"
@@ -155,19 +153,7 @@ type GroupPlain struct {
 // 32 + 12 bytes. As in sessions, the random msg_id means that a chain
 // restored from an old copy never reuses a key and nonce.
 func groupCipher(mk key32, id MsgID) (cipher.AEAD, []byte, error) {
-	okm, err := hkdf.Expand(sha256.New, mk[:], LabelGroupKey+string(id[:]), 32+NonceSize)
-	if err != nil {
-		return nil, nil, fmt.Errorf("group message key: %w", err)
-	}
-	block, err := aes.NewCipher(okm[:32])
-	if err != nil {
-		return nil, nil, fmt.Errorf("group message cipher: %w", err)
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, nil, fmt.Errorf("group message cipher: %w", err)
-	}
-	return aead, okm[32:], nil
+	return keyCipher(LabelGroupKey, mk, id)
 }
 
 // sealGroup encrypts body under mk and signs the result with signing.

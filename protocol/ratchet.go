@@ -98,7 +98,14 @@ func kdfChain(ck key32) (next, mk key32) {
 // old copy, which would derive a used key again, never reuses a key and
 // nonce for a different plaintext.
 func messageCipher(mk key32, id MsgID) (cipher.AEAD, []byte, error) {
-	okm, err := hkdf.Expand(sha256.New, mk[:], LabelSessKey+string(id[:]), 32+NonceSize)
+	return keyCipher(LabelSessKey, mk, id)
+}
+
+// keyCipher is the AES-256-GCM cipher and nonce of message id under
+// message key mk: HKDF-SHA256-Expand(mk, label ‖ id) gives the key and
+// the nonce (sessions and group chains, each with its own label).
+func keyCipher(label string, mk key32, id MsgID) (cipher.AEAD, []byte, error) {
+	okm, err := hkdf.Expand(sha256.New, mk[:], label+string(id[:]), 32+NonceSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("message key: %w", err)
 	}

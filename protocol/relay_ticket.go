@@ -171,7 +171,11 @@ func (t *RelayTicket) Marshal() []byte {
 // Hash returns SHA-256("parley/v1/ticket-hash" ‖ the ticket's encoding):
 // the next epoch's ticket names it as Previous.
 func (t *RelayTicket) Hash() [32]byte {
-	return sha256.Sum256(append([]byte(LabelTicketHash), t.Marshal()...))
+	enc := t.raw // hashed in place: a state can be tens of KB
+	if enc == nil {
+		enc = t.Marshal()
+	}
+	return labelledHash(LabelTicketHash, enc)
 }
 
 // NewRelayTicket makes and signs the ticket of state's epoch with keys
