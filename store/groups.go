@@ -278,7 +278,19 @@ func (s *Store) putChainTxn(txn *badger.Txn, c *protocol.SenderChain) error {
 }
 
 func (s *Store) getChainTxn(txn *badger.Txn, key []byte) (*protocol.SenderChain, error) {
-	plain, err := s.getSealed(txn, s.secrets, rowGroupChain, key)
+	item, err := txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: reading %s row: %w", rowGroupChain, err)
+	}
+	return s.openChain(item)
+}
+
+// openChain opens the chain row item (found by Get or an iterator).
+func (s *Store) openChain(item *badger.Item) (*protocol.SenderChain, error) {
+	plain, err := openItem(item, s.secrets, rowGroupChain)
 	if err != nil {
 		return nil, err
 	}
@@ -287,7 +299,7 @@ func (s *Store) getChainTxn(txn *badger.Txn, key []byte) (*protocol.SenderChain,
 	if err != nil {
 		return nil, corrupt(rowGroupChain, err.Error())
 	}
-	if string(groupChainKey(c.Group(), c.Epoch(), c.Sender(), c.ID())) != string(key) {
+	if string(groupChainKey(c.Group(), c.Epoch(), c.Sender(), c.ID())) != string(item.Key()) {
 		return nil, corrupt(rowGroupChain, "row does not match its key")
 	}
 	return c, nil
@@ -311,33 +323,42 @@ func (s *Store) SenderChain(ctx context.Context, g protocol.GroupID, epoch uint6
 // SenderChains returns every stored chain of a group's epoch (the
 // user's own and the other members'), in (sender, chain) order.
 func (s *Store) SenderChains(ctx context.Context, g protocol.GroupID, epoch uint64) ([]*protocol.SenderChain, error) {
+	return s.chainsUnder(ctx, groupChainPrefix(g, epoch), func(*protocol.SenderChain) bool { return true })
+}
+
+// OwnChain returns this user's chain of a group's epoch, or ErrNotFound.
+// Only this user's rows are read (the key holds the sender), not every
+// member's.
+func (s *Store) OwnChain(ctx context.Context, g protocol.GroupID, epoch uint64) (*protocol.SenderChain, error) {
+	self := s.UserID()
+	prefix := append(groupChainPrefix(g, epoch), self[:]...)
+	chains, err := s.chainsUnder(ctx, prefix, (*protocol.SenderChain).Own)
+	if err != nil {
+		return nil, err
+	}
+	if len(chains) == 0 {
+		return nil, fmt.Errorf("%w: own sender chain in group %s epoch %d", ErrNotFound, g, epoch)
+	}
+	return chains[0], nil
+}
+
+// chainsUnder returns the chains whose keys start with prefix and that
+// keep says to, in key order.
+func (s *Store) chainsUnder(ctx context.Context, prefix []byte, keep func(*protocol.SenderChain) bool) ([]*protocol.SenderChain, error) {
 	var out []*protocol.SenderChain
 	err := s.view(ctx, func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: groupChainPrefix(g, epoch), PrefetchValues: true})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			c, err := s.getChainTxn(txn, it.Item().KeyCopy(nil))
+			c, err := s.openChain(it.Item())
 			if err != nil {
 				return err
 			}
-			out = append(out, c)
+			if keep(c) {
+				out = append(out, c)
+			}
 		}
 		return nil
 	})
 	return out, err
-}
-
-// OwnChain returns this user's chain of a group's epoch, or ErrNotFound.
-func (s *Store) OwnChain(ctx context.Context, g protocol.GroupID, epoch uint64) (*protocol.SenderChain, error) {
-	chains, err := s.SenderChains(ctx, g, epoch)
-	if err != nil {
-		return nil, err
-	}
-	self := s.UserID()
-	for _, c := range chains {
-		if c.Sender() == self && c.Own() {
-			return c, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: own sender chain in group %s epoch %d", ErrNotFound, g, epoch)
 }
