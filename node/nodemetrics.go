@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/internal/promreg"
 	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/store"
 )
@@ -32,43 +33,30 @@ func newNodeMetrics(reg prometheus.Registerer, n *Node) *nodeMetrics {
 	}
 	m := &nodeMetrics{
 		now: n.cfg.Now,
-		sent: registerMetric(reg, prometheus.NewCounterVec(opts("sent_total",
+		sent: promreg.Register(reg, prometheus.NewCounterVec(opts("sent_total",
 			"Messages delivered to a device of the recipient (acknowledged as stored), by path."), []string{"path"})),
-		received: registerMetric(reg, prometheus.NewCounterVec(opts("received_total",
+		received: promreg.Register(reg, prometheus.NewCounterVec(opts("received_total",
 			"Messages received and stored, by path."), []string{"path"})),
-		failed: registerMetric(reg, prometheus.NewCounter(opts("failed_total",
+		failed: promreg.Register(reg, prometheus.NewCounter(opts("failed_total",
 			"Messages that failed for good (refused by the recipient, or unreadable in the outbox)."))),
-		refused: registerMetric(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		refused: promreg.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "envelopes", Name: "refused_total",
 			Help: "Incoming envelopes refused, by ack code (bad_signature, replay, not_a_friend, ...).",
 		}, []string{"code"})),
-		latency: registerMetric(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
+		latency: promreg.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "parley", Subsystem: "messages", Name: "delivery_latency_seconds",
 			Help:    "Time from send to the recipient's acknowledgement, for delivered messages.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 4, 10), // 5 ms .. about 22 min
 		})),
 	}
-	registerMetric(reg, &nodeCollector{n: n})
-	registerMetric(reg, groupguard.NewCollector(func() *groupguard.Guard {
+	promreg.Register(reg, &nodeCollector{n: n})
+	promreg.Register(reg, groupguard.NewCollector(func() *groupguard.Guard {
 		if u, err := n.running(); err == nil && u.groups != nil {
 			return u.groups.guard
 		}
 		return nil
 	}))
 	return m
-}
-
-// registerMetric registers c with reg, or returns the equal collector
-// already registered (a second node in the same process and registry).
-func registerMetric[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-			if old, ok := are.ExistingCollector.(C); ok {
-				return old
-			}
-		}
-	}
-	return c
 }
 
 // observe counts one event.

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/directory"
+	"github.com/parley-chat/parley/internal/promreg"
 	"github.com/parley-chat/parley/node/groupguard"
 )
 
@@ -151,7 +152,7 @@ func StartRelay(ctx context.Context, cfg RelayConfig) (*Relay, error) {
 		return nil, fail(ErrInvalid, "group limits: %v", err)
 	}
 	if cfg.Metrics != nil {
-		registerMetric(cfg.Metrics, groupguard.NewCollector(func() *groupguard.Guard { return guard }))
+		promreg.Register(cfg.Metrics, groupguard.NewCollector(func() *groupguard.Guard { return guard }))
 	}
 	life, cancel := context.WithCancel(context.Background())
 	// The same router settings as members' (StrictNoSign, content-hash
