@@ -92,7 +92,7 @@ func (mb *mailboxes) serve(ctx context.Context) error {
 	return nil
 }
 
-// subscribe keeps a subscription to relay r, as mailbox.Client.Run does
+// subscribe keeps a subscription to relay r
 // (again after a failure, with a backoff from RetryMin doubling to at
 // most a minute), counting the subscriptions that caught up (ready). A
 // relay that does not speak the protocol, or does not know this node's

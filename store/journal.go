@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -111,7 +110,8 @@ func (b *batch) del(key []byte) {
 	b.buf = append(b.buf, key...)
 }
 
-// apply replays a decoded record into txn.
+// applyRecord replays a decoded record into txn; rec is a fresh
+// plaintext the transaction may keep slices of.
 func applyRecord(txn *badger.Txn, rec []byte) error {
 	for len(rec) > 0 {
 		op := rec[0]
@@ -132,7 +132,7 @@ func applyRecord(txn *badger.Txn, rec []byte) error {
 				return err
 			}
 			rec = rest
-			e := badger.NewEntry(bytes.Clone(key), bytes.Clone(val)).WithMeta(meta)
+			e := badger.NewEntry(key, val).WithMeta(meta)
 			e.ExpiresAt = expires
 			if err := txn.SetEntry(e); err != nil {
 				return err
@@ -143,7 +143,7 @@ func applyRecord(txn *badger.Txn, rec []byte) error {
 				return err
 			}
 			rec = rest
-			if err := txn.Delete(bytes.Clone(key)); err != nil {
+			if err := txn.Delete(key); err != nil {
 				return err
 			}
 		default:

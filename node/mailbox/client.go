@@ -100,7 +100,7 @@ func (c *Client) Fetch(ctx context.Context, relay peer.ID, user protocol.ID, han
 // pushes each new deposit at once. caughtUp, if not nil, is called once
 // the envelopes held when it began are handled. It returns when ctx ends
 // (ctx's error), handle fails, or the stream breaks; callers loop with a
-// backoff (see Run).
+// backoff (as the node's mailboxes part does).
 func (c *Client) Subscribe(ctx context.Context, relay peer.ID, user protocol.ID, handle Handler, caughtUp func()) error {
 	_, err := c.fetch(ctx, relay, user, true, handle, caughtUp)
 	return err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -329,11 +330,14 @@ func (d *db) remove(user protocol.ID, ids []uint64) (int, error) {
 			if err != nil {
 				return err
 			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
+			// Only the header is needed: the envelope is not copied.
+			var exp, size int64
+			var dep peer.ID
+			err = item.Value(func(v []byte) error {
+				_, e, d, env, err := parseMsg(v)
+				exp, dep, size = e, peer.ID(strings.Clone(string(d))), int64(len(env))
 				return err
-			}
-			_, exp, dep, env, err := parseMsg(v)
+			})
 			if err != nil {
 				return err
 			}
@@ -343,7 +347,7 @@ func (d *db) remove(user protocol.ID, ids []uint64) (int, error) {
 			if err := txn.Delete(expiryKey(exp, user, id)); err != nil {
 				return err
 			}
-			out = append(out, gone{dep, int64(len(env))})
+			out = append(out, gone{dep, size})
 		}
 		return nil
 	})
