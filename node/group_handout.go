@@ -11,6 +11,7 @@ import (
 
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
+	"golang.org/x/sync/errgroup"
 )
 
 // Hand-outs: what a new epoch sends to the other members (the state, from
@@ -344,29 +345,10 @@ func (u *unlocked) queuedHandouts(es []store.OutboxEntry) {
 
 // parallel runs f(0..n-1) on up to workers goroutines and waits.
 func parallel(n, workers int, f func(i int)) {
-	if workers > n {
-		workers = n
-	}
-	if workers <= 1 {
-		for i := range n {
-			f(i)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	next := make(chan int)
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				f(i)
-			}
-		}()
-	}
+	var g errgroup.Group
+	g.SetLimit(max(workers, 1))
 	for i := range n {
-		next <- i
+		g.Go(func() error { f(i); return nil })
 	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait() // f returns no error
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
@@ -107,7 +106,7 @@ func benchRekeyReceive(b *testing.B) {
 			frames[i] = buf.Bytes()
 		})
 		c0, _ := u.st.CommitStats()
-		r0 := cpuTime()
+		r0 := processCPU(b)
 		b.StartTimer()
 		parallel(len(frames), 8, func(i int) {
 			if in := u.msgs.receiveFrame(ctx, peer.ID("bench"), frames[i]); in.ack.Code != protocol.AckOK {
@@ -119,7 +118,7 @@ func benchRekeyReceive(b *testing.B) {
 			return err == nil && len(cs) == size
 		})
 		b.StopTimer()
-		cpu += cpuTime() - r0
+		cpu += processCPU(b) - r0
 		c1, _ := u.st.CommitStats()
 		commits += c1 - c0
 	}
@@ -179,14 +178,14 @@ func benchRekey(b *testing.B, admin, serial bool) {
 		}
 		q0 := queuedBytes(b, u, others)
 		c0, _ := u.st.CommitStats()
-		r0 := cpuTime()
+		r0 := processCPU(b)
 		b.StartTimer()
 		t0 := time.Now()
 		act()
 		call += time.Since(t0)
 		waitHandedOut(b, u)
 		b.StopTimer()
-		cpu += cpuTime() - r0
+		cpu += processCPU(b) - r0
 		c1, _ := u.st.CommitStats()
 		commits += c1 - c0
 		q1 := queuedBytes(b, u, others)
@@ -257,15 +256,6 @@ func queuedBytes(b *testing.B, u *unlocked, users []protocol.ID) queued {
 		}
 	}
 	return q
-}
-
-// cpuTime is the process's user and system time so far.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // waitHandedOut waits until u's hand-out jobs are all queued.
