@@ -10,13 +10,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/node"
 	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/node/grouprelay"
-	"github.com/parley-chat/parley/protocol"
 )
 
 // groupRelayDir is the group relay database's directory under the
@@ -82,20 +80,12 @@ func (o groupRelayOptions) check() error {
 	return nil
 }
 
-// chainRate admits a message within its sender chain's rate; the
-// per-peer rate is applied before validation, to every topic.
-type chainRate struct{ g *groupguard.Guard }
-
-func (c chainRate) Admit(_ peer.ID, chain protocol.ChainID, size int) bool {
-	return c.g.AdmitChain(chain, size)
-}
-
 // startGroupRelay serves the group relay on r until ctx ends; stop,
 // called after that, waits for the server and closes its database.
 func startGroupRelay(ctx context.Context, r *node.Relay, dataDir string, o groupRelayOptions, reg *prometheus.Registry, log *slog.Logger) (stop func() error, err error) {
 	cfg := grouprelay.Config{
 		Dir: filepath.Join(dataDir, groupRelayDir), PubSub: r.PubSub(), Limits: o.limits, Logger: log,
-		Admit: chainRate{r.GroupGuard()}, TopicScore: groupguard.TopicScoreParams(),
+		Admit: r.GroupGuard(), TopicScore: groupguard.TopicScoreParams(),
 	}
 	if reg != nil {
 		cfg.Metrics = reg

@@ -206,12 +206,6 @@ func (g *Guard) AdmitChain(chain protocol.ChainID, size int) bool {
 	return ok
 }
 
-// Admit is AdmitPeer and then AdmitChain: whether a verified message from
-// a forwarding peer on a chain is within both rates.
-func (g *Guard) Admit(from peer.ID, chain protocol.ChainID, size int) bool {
-	return g.AdmitPeer(from, size) && g.AdmitChain(chain, size)
-}
-
 // Penalty is peer p's application score (P5 in gossipsub's terms): minus
 // StrikeWeight per strike, fading with StrikeHalfLife; 0 for a peer
 // that kept to its rate.

@@ -121,10 +121,12 @@ func TestPeerRateAndStrikes(t *testing.T) {
 	if g.Penalty("stranger") != 0 {
 		t.Fatal("an unknown peer has a penalty")
 	}
-	// Admit takes from both budgets.
+	// The peer's and the chain's budgets are apart: a chain's runs out
+	// while its peer's lasts, and the peer's runs out for every chain.
 	g2, _ := newGuard(t, Config{Peer: Rate{Msgs: 1, BurstMsgs: 3}, Chain: Rate{Msgs: 1, BurstMsgs: 1}})
-	if !g2.Admit(honest, chainID(1), 10) || g2.Admit(honest, chainID(1), 10) || !g2.Admit(honest, chainID(2), 10) || g2.Admit(honest, chainID(3), 10) {
-		t.Fatal("Admit does not apply both the peer's and the chain's rate")
+	both := func(c protocol.ChainID) bool { return g2.AdmitPeer(honest, 10) && g2.AdmitChain(c, 10) }
+	if !both(chainID(1)) || both(chainID(1)) || !both(chainID(2)) || both(chainID(3)) {
+		t.Fatal("the peer's and the chain's rates are not both applied")
 	}
 }
 

@@ -20,7 +20,8 @@
 //     the ticket lists (ignored instead while the ticket lists fewer keys
 //     than the epoch has members); for a short Grace after the next epoch's ticket, the
 //     previous topic keeps being carried under its own ticket, then it is
-//     left. A rate limiter plugs in through Config.Admit.
+//     left. The sender chain's rate (groupguard) applies through
+//     Config.Admit.
 //   - Accepted messages are stored, by topic, for Limits.Retention (14 days
 //     by default), within a cap per topic and in total (the oldest go
 //     first), and served on /parley/group-sync/1.0.0 to a requester who

@@ -389,9 +389,9 @@ func TestTopicLimits(t *testing.T) {
 	}
 }
 
-type admitFunc func(peer.ID, protocol.ChainID, int) bool
+type admitFunc func(protocol.ChainID, int) bool
 
-func (f admitFunc) Admit(p peer.ID, c protocol.ChainID, n int) bool { return f(p, c, n) }
+func (f admitFunc) AdmitChain(c protocol.ChainID, n int) bool { return f(c, n) }
 
 // TestValidate: the topic validator's verdicts.
 func TestValidate(t *testing.T) {
@@ -444,7 +444,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, v, tc.want)
 		}
 	}
-	s.admit = admitFunc(func(peer.ID, protocol.ChainID, int) bool { return false })
+	s.admit = admitFunc(func(protocol.ChainID, int) bool { return false })
 	if v := verdict(seal(t, f.b1, 1, now)[0]); v != pubsub.ValidationIgnore {
 		t.Errorf("over the rate: %v, want ignore (its forwarder may be honest)", v)
 	}

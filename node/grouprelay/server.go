@@ -88,12 +88,12 @@ func (l Limits) withDefaults() (Limits, error) {
 	return l, nil
 }
 
-// Admitter decides whether a message that verified may pass: the rate
-// limiter's hook (package node/groupguard). from is the peer that
-// forwarded it, chain its sender's chain, size its encoded size. A
-// message it refuses is rejected.
+// Admitter decides whether a message that verified may pass its sender
+// chain's rate: *groupguard.Guard (the per-peer rate is applied before
+// validation, in gossipsub's RPC inspector). chain is its sender's chain,
+// size its encoded size. A message it refuses is ignored.
 type Admitter interface {
-	Admit(from peer.ID, chain protocol.ChainID, size int) bool
+	AdmitChain(chain protocol.ChainID, size int) bool
 }
 
 // DefaultSweepInterval is how often expired messages are deleted.

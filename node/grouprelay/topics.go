@@ -189,7 +189,7 @@ func (s *Server) check(name string, from peer.ID, raw []byte, live bool) (pubsub
 		if err := m.CheckTime(now, 0, 0); err != nil {
 			return pubsub.ValidationIgnore, nil
 		}
-		if s.admit != nil && !s.admit.Admit(from, m.Chain, len(raw)) {
+		if s.admit != nil && !s.admit.AdmitChain(m.Chain, len(raw)) {
 			return pubsub.ValidationIgnore, nil
 		}
 	} else if err := m.CheckTime(now, s.lim.Retention, 0); err != nil {
