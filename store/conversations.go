@@ -61,7 +61,7 @@ func (r *convRec) apply(m *Message) {
 	at := m.SortTime()
 	if nanos(at) >= r.LastAt {
 		r.LastMessage = m.ID[:]
-		r.LastPreview = preview(m.Body)
+		r.LastPreview = Preview(m.Body)
 		r.LastAt = nanos(at)
 	}
 	if m.Direction == In {
@@ -69,7 +69,9 @@ func (r *convRec) apply(m *Message) {
 	}
 }
 
-func preview(body []byte) string {
+// Preview is the start of body shown in a list of conversations: at most
+// PreviewSize bytes, cut at a character boundary ("" if not UTF-8).
+func Preview(body []byte) string {
 	if !utf8.Valid(body) {
 		return ""
 	}

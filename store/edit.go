@@ -121,7 +121,7 @@ func (s *Store) unlinkLast(txn *badger.Txn, conv ConversationID, id MsgID, gone 
 		if err != nil {
 			return err
 		}
-		c.LastMessage, c.LastPreview, c.LastAt = last.ID[:], preview(last.Body), nanos(last.SortTime())
+		c.LastMessage, c.LastPreview, c.LastAt = last.ID[:], Preview(last.Body), nanos(last.SortTime())
 		break
 	}
 	return s.putRecord(txn, conversationKey(conv), c)

@@ -411,10 +411,10 @@ func TestMarkReadAndConversationOrder(t *testing.T) {
 func TestPreview(t *testing.T) {
 	t.Parallel()
 	long := bytes.Repeat([]byte("é"), PreviewSize) // 2 bytes a rune
-	if p := preview(long); len(p) > PreviewSize || len(p) < PreviewSize-1 || !bytes.HasPrefix(long, []byte(p)) {
+	if p := Preview(long); len(p) > PreviewSize || len(p) < PreviewSize-1 || !bytes.HasPrefix(long, []byte(p)) {
 		t.Fatalf("preview of %d bytes", len(p))
 	}
-	if p := preview([]byte{0xff, 0xfe}); p != "" {
+	if p := Preview([]byte{0xff, 0xfe}); p != "" {
 		t.Fatalf("preview of binary: %q", p)
 	}
 }

@@ -149,17 +149,7 @@ func toAPIGroup(g node.GroupInfo) api.Group {
 		ag.Members = append(ag.Members, api.GroupMember{UserID: m.User.String(), Name: m.Name, Role: m.Role})
 	}
 	if m := g.Last; m != nil {
-		text := ""
-		if utf8.Valid(m.Body) {
-			text = string(m.Body)
-			if len(text) > store.PreviewSize {
-				cut := store.PreviewSize
-				for cut > 0 && !utf8.RuneStart(text[cut]) {
-					cut--
-				}
-				text = text[:cut]
-			}
-		}
+		text := store.Preview(m.Body)
 		status := string(store.StatusSent)
 		if m.Direction == store.In {
 			status = string(store.StatusDelivered)
