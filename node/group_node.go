@@ -106,7 +106,7 @@ func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) er
 	}
 	u.groups = g
 	u.msgs.group = g.receiveDirect
-	u.msgs.onRoster = u.onRoster
+	u.msgs.onRoster = g.onRoster
 	return nil
 }
 

@@ -164,24 +164,6 @@ func (ms *messenger) retryRefusal(e store.OutboxEntry, code protocol.AckCode) bo
 	return isGroupControlEnvelope(e.Envelope)
 }
 
-// onRoster reports whether user is on the current roster of a group this
-// node is a member of (as an admin, when admin is set).
-func (u *unlocked) onRoster(ctx context.Context, user protocol.ID, admin bool) bool {
-	all, err := u.st.Groups(ctx)
-	if err != nil {
-		return false
-	}
-	for _, gr := range all {
-		if gr.Removed {
-			continue
-		}
-		if (admin && gr.State.IsAdmin(user)) || (!admin && gr.State.IsMember(user)) {
-			return true
-		}
-	}
-	return false
-}
-
 // rosterKey is the key a group control from someone who is not a friend
 // must be signed with: the key of the card that came with it, when the
 // card is theirs and they are on a roster (see above).
@@ -196,7 +178,7 @@ func (ms *messenger) rosterKey(env *protocol.Envelope, cardBytes []byte) (*proto
 	if c.UserID != env.Sender {
 		return nil, fmt.Errorf("%w: card of another user", errNotAFriend)
 	}
-	if !ms.onRoster(ms.life, env.Sender, env.Kind == protocol.KindGroupState) {
+	if !ms.onRoster(env.Sender, env.Kind == protocol.KindGroupState) {
 		return nil, fmt.Errorf("%w: not on the roster of any group", errNotAFriend)
 	}
 	return c.Key, nil

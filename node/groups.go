@@ -126,6 +126,7 @@ type groups struct {
 type groupTopic struct {
 	group protocol.GroupID
 	epoch uint64
+	state *protocol.GroupState // the epoch's roster
 	name  string
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
@@ -232,7 +233,7 @@ func (g *groups) join(st *protocol.GroupState) error {
 		_ = g.ps.UnregisterTopicValidator(name)
 		return fmt.Errorf("node: group topic events: %w", err)
 	}
-	gt := &groupTopic{group: id, epoch: epoch, name: name, topic: t, sub: sub, peers: peers}
+	gt := &groupTopic{group: id, epoch: epoch, state: st, name: name, topic: t, sub: sub, peers: peers}
 	chains, err := g.st.SenderChains(context.Background(), id, epoch)
 	if err != nil {
 		g.log.Warn("group sender keys unreadable", "group", id.String(), "err", err)
@@ -255,6 +256,21 @@ func (g *groups) join(st *protocol.GroupState) error {
 		g.close(old)
 	}
 	return nil
+}
+
+// onRoster reports whether user is on the roster of a group whose topic
+// this node is on (as an admin, when admin is set): the rosters joined,
+// held in memory, so that a control from a member who is not a friend
+// reads no group from the store.
+func (g *groups) onRoster(user protocol.ID, admin bool) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, t := range g.topics {
+		if (admin && t.state.IsAdmin(user)) || (!admin && t.state.IsMember(user)) {
+			return true
+		}
+	}
+	return false
 }
 
 // leave leaves a group's topic (after a removal).

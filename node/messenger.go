@@ -44,7 +44,7 @@ type messenger struct {
 	// onRoster reports whether a user is on the roster of a group the
 	// user is in (an admin of one, with admin): who, not being a friend,
 	// may still send group controls (group_roster.go).
-	onRoster func(ctx context.Context, user protocol.ID, admin bool) bool
+	onRoster func(user protocol.ID, admin bool) bool
 	// roster finds roster members who are not friends, to seal group
 	// controls to them and reach their devices (group_roster.go); nil
 	// until the groups part is wired.
