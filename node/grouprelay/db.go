@@ -89,6 +89,7 @@ func decodeHeld(b []byte) (*held, error) {
 type usage struct {
 	n     int
 	bytes int64
+	first uint64 // the ID of its oldest message (IDs grow with arrival)
 }
 
 // db is the relay's store of tickets and messages, with the counts the
@@ -132,8 +133,11 @@ func (d *db) load() error {
 			if len(k) != 1+32+32+4 || len(v) != 12 {
 				continue
 			}
-			t, size := topicKey(k[1:33]), int64(binary.BigEndian.Uint32(v[8:]))
+			t, size, id := topicKey(k[1:33]), int64(binary.BigEndian.Uint32(v[8:])), binary.BigEndian.Uint64(v)
 			u := d.usage[t]
+			if u.n == 0 || id < u.first {
+				u.first = id
+			}
 			u.n++
 			u.bytes += size
 			d.usage[t] = u
@@ -234,6 +238,9 @@ func (d *db) put(t topicKey, m *protocol.GroupMessage, raw []byte, now time.Time
 	}
 	d.nextID++
 	u := d.usage[t]
+	if u.n == 0 {
+		u.first = id
+	}
 	u.n++
 	u.bytes += int64(len(v))
 	d.usage[t] = u
@@ -261,28 +268,18 @@ func (d *db) put(t topicKey, m *protocol.GroupMessage, raw []byte, now time.Time
 	return true, dropped, nil
 }
 
-// oldestTopic returns the topic whose first message arrived first.
+// oldestTopic returns the topic whose first message arrived first, from
+// the counts in memory (no read per topic).
 func (d *db) oldestTopic() (topicKey, bool, error) {
 	var best topicKey
 	var bestID uint64
 	found := false
-	err := d.bdb.View(func(txn *badger.Txn) error {
-		for t, u := range d.usage {
-			if u.n == 0 {
-				continue
-			}
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: msgPrefix(t)})
-			it.Rewind()
-			if it.Valid() {
-				if id := binary.BigEndian.Uint64(it.Item().Key()[33:]); !found || id < bestID {
-					best, bestID, found = t, id, true
-				}
-			}
-			it.Close()
+	for t, u := range d.usage {
+		if u.n > 0 && (!found || u.first < bestID) {
+			best, bestID, found = t, u.first, true
 		}
-		return nil
-	})
-	return best, found, err
+	}
+	return best, found, nil
 }
 
 // dropOldest deletes topic t's oldest message; with before set, only one
@@ -290,6 +287,7 @@ func (d *db) oldestTopic() (topicKey, bool, error) {
 func (d *db) dropOldest(t topicKey, before time.Time) (int, error) {
 	var key, ik []byte
 	var size int64
+	var next uint64 // the ID of the message after it
 	err := d.bdb.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: msgPrefix(t)})
 		defer it.Close()
@@ -298,7 +296,7 @@ func (d *db) dropOldest(t topicKey, before time.Time) (int, error) {
 			return nil
 		}
 		item := it.Item()
-		return item.Value(func(v []byte) error {
+		err := item.Value(func(v []byte) error {
 			if len(v) < msgHeaderLen {
 				return fmt.Errorf("%w: stored message", protocol.ErrMalformed)
 			}
@@ -309,6 +307,12 @@ func (d *db) dropOldest(t topicKey, before time.Time) (int, error) {
 			ik = indexKey(t, protocol.ChainID(v[8:40]), binary.BigEndian.Uint32(v[40:44]))
 			return nil
 		})
+		if err == nil && key != nil {
+			if it.Next(); it.Valid() {
+				next = binary.BigEndian.Uint64(it.Item().Key()[33:])
+			}
+		}
+		return err
 	})
 	if err != nil || key == nil {
 		return 0, err
@@ -322,6 +326,7 @@ func (d *db) dropOldest(t topicKey, before time.Time) (int, error) {
 	u := d.usage[t]
 	u.n--
 	u.bytes -= size
+	u.first = next
 	if u.n <= 0 {
 		delete(d.usage, t)
 	} else {
