@@ -248,10 +248,9 @@ type LastMessage struct {
 // {"type": "...", "data": {...}}.
 type Event struct {
 	Type EventType `json:"type"`
-	// Data is a Message, StatusChange, Friend, Presence, GroupMessage or
-	// Group, as Type says
-	// (below); overflow has none.
-	Data any `json:"data,omitempty" jsonschema:"oneof_ref=#/$defs/Message;#/$defs/StatusChange;#/$defs/Friend;#/$defs/Presence;#/$defs/GroupMessage;#/$defs/Group"`
+	// Data is a Message, StatusChange, MessageDeleted, Friend, Presence,
+	// GroupMessage or Group, as Type says (below); overflow has none.
+	Data any `json:"data,omitempty" jsonschema:"oneof_ref=#/$defs/Message;#/$defs/StatusChange;#/$defs/MessageDeleted;#/$defs/Friend;#/$defs/Presence;#/$defs/GroupMessage;#/$defs/Group"`
 }
 
 // EventType names an event.

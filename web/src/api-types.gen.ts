@@ -596,11 +596,10 @@ export interface components {
         Event: {
             type: components["schemas"]["EventType"];
             /**
-             * @description Data is a Message, StatusChange, Friend, Presence, GroupMessage or
-             *     Group, as Type says
-             *     (below); overflow has none.
+             * @description Data is a Message, StatusChange, MessageDeleted, Friend, Presence,
+             *     GroupMessage or Group, as Type says (below); overflow has none.
              */
-            data?: components["schemas"]["Message"] | components["schemas"]["StatusChange"] | components["schemas"]["Friend"] | components["schemas"]["Presence"] | components["schemas"]["GroupMessage"] | components["schemas"]["Group"];
+            data?: components["schemas"]["Message"] | components["schemas"]["StatusChange"] | components["schemas"]["MessageDeleted"] | components["schemas"]["Friend"] | components["schemas"]["Presence"] | components["schemas"]["GroupMessage"] | components["schemas"]["Group"];
         };
         /** @enum {string} */
         EventType: "message" | "message_status" | "message_deleted" | "friend_request" | "friend_accepted" | "friend_removed" | "friend_key_rotated" | "friend_key_changed" | "key_fork" | "peer_online" | "peer_offline" | "overflow" | "group_message" | "group_updated" | "group_removed";
@@ -751,6 +750,11 @@ export interface components {
              */
             path: "direct" | "relay" | "mailbox" | "";
             error?: string;
+        };
+        /** @description MessageDeleted is the data of EventMessageDeleted. */
+        MessageDeleted: {
+            msg_id: string;
+            with: string;
         };
         /** @description MessagesPage is the answer of GET /api/v1/get_messages: newest first; Next is the cursor of the next (older) page, null on the last. */
         MessagesPage: {

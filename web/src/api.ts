@@ -36,19 +36,21 @@ export type Group = Schemas['Group'];
 export type GroupMember = Schemas['GroupMember'];
 /** One message of a group, with its sender's name as my node knows it. */
 export type GroupMessage = Schemas['GroupMessage'];
+export type MessageDeleted = Schemas['MessageDeleted'];
 
 type GroupEventType = 'group_message' | 'group_updated' | 'group_removed';
 
 /** The friend events: their data is a Friend. */
 type FriendEventType = Exclude<
   EventType,
-  'message' | 'message_status' | 'peer_online' | 'peer_offline' | 'overflow' | GroupEventType
+  'message' | 'message_status' | 'message_deleted' | 'peer_online' | 'peer_offline' | 'overflow' | GroupEventType
 >;
 
 /** One event of the WebSocket (Event in the document), by its type. */
 export type ServerEvent =
   | { type: 'message'; data: Message }
   | { type: 'message_status'; data: StatusChange }
+  | { type: 'message_deleted'; data: MessageDeleted }
   | { type: FriendEventType; data: Friend }
   | { type: 'peer_online' | 'peer_offline'; data: Presence }
   | { type: 'group_message'; data: GroupMessage }

@@ -97,6 +97,13 @@ describe('ChatCache', () => {
     expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages.map((m) => m.msg_id)).toEqual(['m1']);
   });
 
+  it('removes a message deleted elsewhere (a message_deleted event)', async () => {
+    const { qc, cache } = setup();
+    qc.setQueryData<Thread>(keys.thread('alice'), { messages: [msg('m1'), msg('m2')], next: null, loaded: true });
+    await cache.applyEvent({ type: 'message_deleted', data: { msg_id: 'm1', with: 'alice' } });
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages.map((m) => m.msg_id)).toEqual(['m2']);
+  });
+
   it('retries what may pass later, not what the node refused', () => {
     expect(shouldRetry(0, new NetworkError())).toBe(true);
     expect(shouldRetry(3, new NetworkError())).toBe(false);

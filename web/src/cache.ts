@@ -191,6 +191,10 @@ export class ChatCache {
         }
         return Promise.resolve();
       }
+      case 'message_deleted':
+        // Deleted here in another tab, or through the CLI.
+        this.removeMessage(e.data.with, e.data.msg_id);
+        return Promise.resolve();
       case 'friend_request':
       case 'friend_accepted':
       case 'friend_key_changed':
@@ -207,7 +211,6 @@ export class ChatCache {
         this.dispatch({ type: 'presence', presence: e.data, online: e.type === 'peer_online' });
         return Promise.resolve();
       case 'group_message':
-        return this.refreshGroup(e.data.group_id);
       case 'group_updated':
       case 'group_removed':
         return this.refreshGroup(e.data.group_id);

@@ -129,7 +129,7 @@ func Generate() ([]byte, error) {
 		paths[rt.Pattern][strings.ToLower(rt.Method)] = op
 	}
 	// The data of the events, which no route answers directly.
-	for _, v := range []any{api.Message{}, api.StatusChange{}, api.Friend{}, api.Presence{}, api.ErrorResponse{}} {
+	for _, v := range []any{api.Message{}, api.StatusChange{}, api.MessageDeleted{}, api.Friend{}, api.Presence{}, api.ErrorResponse{}} {
 		g.schema(v)
 	}
 	doc := map[string]any{
