@@ -8,6 +8,7 @@ package relaydb
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -36,10 +37,17 @@ func Options(dir string, log *slog.Logger) badger.Options {
 }
 
 // Logger sends badger's warnings and errors to slog (info and debug are
-// dropped: badger is chatty).
+// dropped: badger is chatty), without the newline badger ends them
+// with. (The store has its own: package store imports no internal
+// package.)
 type Logger struct{ Log *slog.Logger }
 
-func (l Logger) Errorf(f string, a ...any)   { l.Log.Error("badger: " + fmt.Sprintf(f, a...)) }
-func (l Logger) Warningf(f string, a ...any) { l.Log.Warn("badger: " + fmt.Sprintf(f, a...)) }
-func (l Logger) Infof(string, ...any)        {}
-func (l Logger) Debugf(string, ...any)       {}
+func (l Logger) Errorf(f string, a ...any) {
+	l.Log.Error("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (l Logger) Warningf(f string, a ...any) {
+	l.Log.Warn("badger: " + strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+func (l Logger) Infof(string, ...any)  {}
+func (l Logger) Debugf(string, ...any) {}
