@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	libp2pprotocol "github.com/libp2p/go-libp2p/core/protocol"
 
+	"github.com/parley-chat/parley/node/grouprelay"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
 )
@@ -24,7 +25,7 @@ import (
 // if it came over the topic, once. One request, one response per stream.
 // A node asks every peer that joins one of its group topics (catchUp).
 
-const groupSyncProtocol = libp2pprotocol.ID("/parley/group-sync/1.0.0")
+const groupSyncProtocol = libp2pprotocol.ID(grouprelay.SyncID)
 
 // groupSyncTimeout bounds one sync exchange, on both sides.
 const groupSyncTimeout = 20 * time.Second
@@ -93,15 +94,6 @@ func (g *groups) catchUp(ctx context.Context, t *groupTopic) {
 			g.log.Debug("group sync caught up", "group", t.group.String(), "messages", n)
 		}
 	}
-}
-
-// chainOf returns the public part of a stored chain of a group's epoch.
-func (g *groups) chainOf(ctx context.Context, id protocol.GroupID, epoch uint64, sender protocol.ID, chain protocol.ChainID) (protocol.ChainPublic, bool) {
-	c, err := g.st.SenderChain(ctx, id, epoch, sender, chain)
-	if err != nil {
-		return protocol.ChainPublic{}, false
-	}
-	return c.Public(), true
 }
 
 // syncGroup asks the node of peer p for the messages of a group's current

@@ -301,18 +301,29 @@ func (g *groups) learn(c *protocol.SenderChain) {
 // chain returns the public part of a known chain: from memory, else from
 // the store (a key stored while its topic was being joined).
 func (g *groups) chain(ctx context.Context, m *protocol.GroupMessage) (protocol.ChainPublic, bool) {
+	return g.chainOf(ctx, m.Group, m.Epoch, m.Sender, m.Chain)
+}
+
+// chainOf is the public part of sender's chain of a group's epoch: from
+// the chains of the joined epochs held in memory, else from the store.
+func (g *groups) chainOf(ctx context.Context, id protocol.GroupID, epoch uint64, sender protocol.ID, chain protocol.ChainID) (protocol.ChainPublic, bool) {
 	g.mu.Lock()
-	p, ok := g.known[m.Chain]
+	p, ok := g.known[chain]
 	g.mu.Unlock()
-	if ok {
+	if ok && p.Group == id && p.Epoch == epoch && p.Sender == sender {
 		return p, true
 	}
-	c, err := g.st.SenderChain(ctx, m.Group, m.Epoch, m.Sender, m.Chain)
+	c, err := g.st.SenderChain(ctx, id, epoch, sender, chain)
 	if err != nil {
 		return protocol.ChainPublic{}, false
 	}
-	g.learn(c)
-	return c.Public(), true
+	p = c.Public()
+	g.mu.Lock()
+	if t := g.topics[id]; t != nil && t.epoch == epoch {
+		g.known[chain] = p // known holds the joined epochs' chains only
+	}
+	g.mu.Unlock()
+	return p, true
 }
 
 func (g *groups) close(t *groupTopic) {
