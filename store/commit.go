@@ -14,6 +14,10 @@ import (
 // maxGroup caps the writes gathered into one transaction.
 const maxGroup = 256
 
+// maxKeptBatch is the largest journal batch buffer kept for the next
+// transaction.
+const maxKeptBatch = 1 << 20
+
 const (
 	// lazyWait is how long a lazy write waits for an urgent one to ride
 	// with before it is committed on its own.
@@ -63,8 +67,9 @@ type committer struct {
 	lastCommit time.Duration
 	// cur is the journal batch of the transaction being built; ckpt is
 	// closed when the running checkpoint ends (nil: none runs).
-	cur  *batch
-	ckpt chan struct{}
+	cur   *batch
+	batch batch // cur's storage, reused from one transaction to the next
+	ckpt  chan struct{}
 	// crashBeforeBadger, in tests, leaves every transaction in the
 	// journal only, as a crash between the journal's sync and badger's
 	// commit would (the write reports success).
@@ -196,7 +201,11 @@ func (c *committer) commit(group []*write) {
 	group = append([]*write(nil), group...) // commit drops failed writes from its copy
 	for len(group) > 0 {
 		txn := c.db.NewTransaction(true)
-		c.cur = &batch{}
+		if cap(c.batch.buf) > maxKeptBatch {
+			c.batch.buf = nil // a big transaction's buffer is not kept
+		}
+		c.cur = &c.batch
+		c.batch.buf = c.batch.buf[:0] // the journal seals a copy: reused
 		failed, err := -1, error(nil)
 		for i, w := range group {
 			if err = w.fn(txn); err != nil {

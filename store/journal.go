@@ -383,16 +383,15 @@ func (j *journal) fits(n int) bool {
 // not fit starts the next segment first; the number of the segment it
 // left is returned (0 if none), for the caller to checkpoint.
 func (j *journal) append(b *batch) (left int, err error) {
-	sealed := j.seal.seal(ad(j.gen[:], j.seq), b.buf)
-	if !j.fits(len(sealed)) {
+	n := sealOverhead + len(b.buf) // the sealed record's length
+	if !j.fits(n) {
 		left = j.seg
 		if err := j.start(j.seg + 1); err != nil {
 			return 0, err
 		}
-		sealed = j.seal.seal(ad(j.gen[:], j.seq), b.buf)
 	}
-	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(sealed)), uint32(len(sealed)))
-	out = append(out, sealed...)
+	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+n), uint32(n))
+	out = j.seal.sealTo(out, ad(j.gen[:], j.seq), b.buf)
 	if _, err := j.f.WriteAt(out, j.size); err != nil {
 		j.zero(j.size, len(out))
 		return left, fmt.Errorf("store: journal: %w", err)

@@ -37,13 +37,20 @@ func newSealer(key []byte) (*sealer, error) {
 
 // seal returns version ‖ nonce ‖ AES-GCM(plaintext, ad = rowKey).
 func (s *sealer) seal(rowKey, plaintext []byte) []byte {
-	out := make([]byte, 1+nonceSize, sealOverhead+len(plaintext))
-	out[0] = sealVersion
-	if _, err := rand.Read(out[1:]); err != nil {
+	return s.sealTo(make([]byte, 0, sealOverhead+len(plaintext)), rowKey, plaintext)
+}
+
+// sealTo appends seal's result to dst.
+func (s *sealer) sealTo(dst, rowKey, plaintext []byte) []byte {
+	start := len(dst)
+	dst = append(dst, sealVersion)
+	dst = append(dst, make([]byte, nonceSize)...)
+	nonce := dst[start+1 : start+1+nonceSize]
+	if _, err := rand.Read(nonce); err != nil {
 		// crypto/rand never fails on supported platforms.
 		panic(fmt.Sprintf("store: reading random nonce: %v", err))
 	}
-	return s.aead.Seal(out, out[1:1+nonceSize], plaintext, rowKey)
+	return s.aead.Seal(dst, nonce, plaintext, rowKey)
 }
 
 // open undoes seal. Any failure (wrong key, altered value, value moved to
