@@ -229,13 +229,8 @@ func (s *Store) QueueHandoutsAsync(ctx context.Context, h *Handout, entries []Ou
 		}
 		for i := range entries {
 			e := &entries[i]
-			for _, k := range [][]byte{messageIndexKey(e.MsgID), outboxKey(e.MsgID)} {
-				if ok, err := exists(txn, k); err != nil || ok {
-					if err == nil {
-						err = fmt.Errorf("%w: %s", ErrDuplicate, e.MsgID)
-					}
-					return err
-				}
+			if err := checkFreeID(txn, e.MsgID); err != nil {
+				return err
 			}
 			if err := s.putOutbox(txn, e); err != nil {
 				return err

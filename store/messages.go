@@ -397,13 +397,8 @@ func (s *Store) QueueOutgoing(ctx context.Context, m Message, e OutboxEntry, u *
 		return Message{}, nil, err
 	}
 	done, err := s.queue(ctx, func(txn *badger.Txn) error {
-		for _, k := range [][]byte{messageIndexKey(m.ID), outboxKey(m.ID)} {
-			if ok, err := exists(txn, k); err != nil || ok {
-				if err == nil {
-					err = fmt.Errorf("%w: %s", ErrDuplicate, m.ID)
-				}
-				return err
-			}
+		if err := checkFreeID(txn, m.ID); err != nil {
+			return err
 		}
 		if err := s.putMessage(txn, &m); err != nil {
 			return err

@@ -180,13 +180,8 @@ func (s *Store) AddControlWith(ctx context.Context, e OutboxEntry, u *SessionUpd
 		return err
 	}
 	return s.update(ctx, func(txn *badger.Txn) error {
-		for _, k := range [][]byte{messageIndexKey(e.MsgID), outboxKey(e.MsgID)} {
-			if ok, err := exists(txn, k); err != nil || ok {
-				if err == nil {
-					err = fmt.Errorf("%w: %s", ErrDuplicate, e.MsgID)
-				}
-				return err
-			}
+		if err := checkFreeID(txn, e.MsgID); err != nil {
+			return err
 		}
 		if err := s.putSessionsTxn(txn, u); err != nil {
 			return err
@@ -308,4 +303,18 @@ func (s *Store) FinishOutboxes(ctx context.Context, settles []Settle) ([]Message
 		return nil, nil, err
 	}
 	return msgs, errs, nil
+}
+
+// checkFreeID is ErrDuplicate when id already names a message or an
+// outbox entry.
+func checkFreeID(txn *badger.Txn, id MsgID) error {
+	for _, k := range [][]byte{messageIndexKey(id), outboxKey(id)} {
+		if ok, err := exists(txn, k); err != nil || ok {
+			if err == nil {
+				err = fmt.Errorf("%w: %s", ErrDuplicate, id)
+			}
+			return err
+		}
+	}
+	return nil
 }
