@@ -55,7 +55,7 @@ func (s *Store) EarlyKeys(ctx context.Context) ([]EarlyKey, error) {
 			if len(key) != 1+protocol.GroupIDSize+8+protocol.IDSize+32 {
 				return corrupt(rowEarlyKey, "key size")
 			}
-			plain, err := s.getSealed(txn, s.secrets, rowEarlyKey, key)
+			plain, err := openItem(it.Item(), s.secrets, rowEarlyKey)
 			if err != nil {
 				return err
 			}

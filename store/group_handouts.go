@@ -162,7 +162,13 @@ func (s *Store) Handouts(ctx context.Context) ([]Handout, error) {
 				continue // a progress row, read with its job
 			}
 			var r handoutRec
-			if err := s.getRecordWith(txn, s.secrets, rowHandout, key, &r); err != nil {
+			plain, err := openItem(it.Item(), s.secrets, rowHandout)
+			if err != nil {
+				return err
+			}
+			err = decodeRecord(rowHandout, plain, &r)
+			clear(plain)
+			if err != nil {
 				return err
 			}
 			if len(r.Group) != protocol.GroupIDSize || string(handoutKey(protocol.GroupID(r.Group), r.Epoch, handoutJob)) != string(key) {
