@@ -69,7 +69,7 @@ type GroupMessage struct {
 // CreateGroupRequest is the body of POST /api/v1/groups: a name of 1 to
 // 64 characters and the user IDs of the members besides the user.
 type CreateGroupRequest struct {
-	Name    string   `json:"name" jsonschema:"minLength=1,maxLength=256"`
+	Name    string   `json:"name" jsonschema:"minLength=1,maxLength=64"`
 	Members []string `json:"members" jsonschema:"minItems=1"`
 }
 
