@@ -25,6 +25,9 @@ func (s *Store) Backup(ctx context.Context, w io.Writer) (uint64, error) {
 	stream.LogPrefix = "store.Backup"
 	stream.NumGo = 2
 	v, err := stream.Backup(ctxWriter{ctx, w}, 0)
+	if err == nil {
+		err = s.commits.d.settled(ctx) // the snapshot holds only durable writes
+	}
 	if err != nil {
 		return 0, fmt.Errorf("store: backup: %w", dbErr(err))
 	}

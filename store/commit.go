@@ -42,7 +42,8 @@ type write struct {
 
 // committer is the store's commit queue, the one writer of the database:
 // it gathers the writes waiting at the moment into one badger transaction
-// and one sync (group commit). Writes run in the order they were queued,
+// and one journal record, and goes on with the next group while the
+// durability stage syncs (group commit, pipelined). Writes run in the order they were queued,
 // each one seeing the effect of those before it, so writes never conflict
 // with each other and are never retried against each other.
 //
@@ -54,6 +55,7 @@ type write struct {
 type committer struct {
 	db    *badger.DB
 	j     *journal
+	d     *durability // the pipeline's second stage: syncs, reports outcomes
 	log   *slog.Logger
 	queue chan *write
 	stop  chan struct{}
@@ -87,7 +89,7 @@ func newCommitter(db *badger.DB, j *journal, log *slog.Logger) *committer {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	c := &committer{db: db, j: j, log: log, queue: make(chan *write, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
+	c := &committer{db: db, j: j, d: newDurability(j), log: log, queue: make(chan *write, maxGroup), stop: make(chan struct{}), done: make(chan struct{})}
 	go c.run()
 	return c
 }
@@ -106,6 +108,7 @@ func (c *committer) submit(fn func(txn *badger.Txn) error, lazy bool) <-chan err
 func (c *committer) close() {
 	close(c.stop)
 	<-c.done
+	c.d.close()
 	if c.ckpt != nil {
 		<-c.ckpt
 	}
@@ -136,6 +139,12 @@ func (c *committer) run() {
 				}
 			}
 		}
+		// One group's sync at a time: the next group gathers while it
+		// runs. Committing groups as they come instead would split
+		// writers into many small transactions, each with its own
+		// record and badger commit, for the same syncs: CPU that
+		// concurrent writers on a small machine do not have.
+		c.d.waitIdle()
 		group = append(group[:0], w)
 		if w.lazy {
 			c.await(&group, lazyWait, lazyWait, true)
@@ -216,7 +225,16 @@ func (c *committer) commit(group []*write) {
 		b := c.cur
 		c.cur = nil
 		if failed < 0 {
-			c.finish(group, c.commitTxn(txn, b))
+			gen, err := c.commitTxn(txn, b)
+			if err == nil {
+				c.stats.mu.Lock()
+				c.stats.commits++
+				c.stats.writes += len(group)
+				c.stats.mu.Unlock()
+			} else {
+				err = fmt.Errorf("store: commit: %w", err)
+			}
+			c.d.report(gen, group, err)
 			return
 		}
 		txn.Discard()
@@ -227,35 +245,45 @@ func (c *committer) commit(group []*write) {
 			c.commit(group[:failed])
 			group = group[failed:]
 		default:
-			group[failed].done <- err
+			// The failure may rest on what earlier writes did: it is
+			// reported once they are durable.
+			c.d.report(c.j.total, group[failed:failed+1], err)
 			group = append(group[:failed], group[failed+1:]...)
 		}
 	}
 }
 
-// commitTxn makes txn durable in the journal, then commits it to
-// badger; a transaction badger does not take is taken back from the
-// journal.
-func (c *committer) commitTxn(txn *badger.Txn, b *batch) error {
-	if c.j == nil || len(b.buf) == 0 {
-		return txn.Commit()
+// commitTxn writes txn's journal record, has the durability stage sync
+// it, and commits txn to badger meanwhile. It returns the generation the
+// outcome waits for: its record's, or the last record's when it has none
+// (it may rest on what that one wrote). A transaction badger does not
+// take is taken back from the journal.
+func (c *committer) commitTxn(txn *badger.Txn, b *batch) (uint64, error) {
+	if err := c.d.broken(); err != nil {
+		txn.Discard()
+		return c.j.total, err
 	}
-	left, err := c.j.append(b)
+	if len(b.buf) == 0 {
+		return c.j.total, txn.Commit()
+	}
+	c.d.waitIdle() // at most the last record is unsynced (journal.write)
+	gen, left, err := c.j.write(b)
 	if left > 0 {
 		c.checkpoint(left)
 	}
 	if err != nil {
 		txn.Discard()
-		return err
+		return c.j.total, err
 	}
+	c.d.wrote(gen)
 	if c.crashBeforeBadger {
 		txn.Discard()
-		return nil
+		return gen, nil
 	}
 	if err := txn.Commit(); err != nil {
-		return errors.Join(err, c.j.undo())
+		return gen, errors.Join(err, c.j.undo())
 	}
-	return nil
+	return gen, nil
 }
 
 // checkpoint makes badger's files durable and removes the segments up to
@@ -276,21 +304,6 @@ func (c *committer) checkpoint(upTo int) {
 			c.log.Warn("store: journal", "err", err)
 		}
 	}()
-}
-
-// finish reports a committed (or failed) group.
-func (c *committer) finish(group []*write, err error) {
-	if err == nil {
-		c.stats.mu.Lock()
-		c.stats.commits++
-		c.stats.writes += len(group)
-		c.stats.mu.Unlock()
-	} else {
-		err = fmt.Errorf("store: commit: %w", err)
-	}
-	for _, w := range group {
-		w.done <- err
-	}
 }
 
 // update runs fn in the commit queue and returns once its write is

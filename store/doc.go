@@ -117,9 +117,11 @@
 // # Durability
 //
 // Every write method returns only after its transaction is on disk: in
-// the store's own journal (journal.go), appended and fdatasynced before
-// badger commits the same writes; badger itself runs without SyncWrites,
-// whose msync of its mapped log cost more CPU than the rest of a write.
+// the store's own journal (journal.go), written before badger commits the
+// same writes and fdatasynced beside that commit (durable.go); badger
+// itself runs without SyncWrites, whose msync of its mapped log cost more
+// CPU than the rest of a write. A read returns only once what it saw is
+// durable, so nothing a crash could undo is shown or sent.
 // Open replays the journal; checkpoints sync badger's files and drop the
 // journal's older segments. StoreReceived writes the message, its seen
 // ID and the conversation update in one transaction; a node acknowledges
@@ -127,8 +129,9 @@
 //
 // Every write goes through one commit queue (commit.go), the database's
 // only writer: the writes waiting at a moment are run in queue order in
-// one transaction and synced once (group commit), so concurrent writers
-// share their syncs and never conflict with each other. A write that
+// one transaction, and the writes committed while a sync runs share the
+// next one (group commit), so concurrent writers share their syncs and
+// never conflict with each other. A write that
 // fails leaves nothing behind; the others in its group are unaffected.
 //
 // # Backup

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 	"golang.org/x/sys/unix"
@@ -21,9 +22,10 @@ import (
 // CPU a message in the two-node throughput benchmark (2,274 msgs/s with
 // it, 4,426 without, same run conditions): every sync cleans the mapped
 // pages, and the next write to each faults to dirty it again. The
-// journal appends each group commit's writes to a plain file with
-// write(2) and fdatasyncs it, before the same writes are committed to
-// badger, so a write is acknowledged only once the journal holds it.
+// journal writes each group commit's writes to a plain file with
+// write(2) before the same writes are committed to badger; the
+// durability stage (durable.go) fdatasyncs it beside that commit, and a
+// write is acknowledged only once the journal holds it durably.
 //
 // Files: <store>/journal/<n>.log, a segment each, numbered from 1. A
 // segment starts with journalMagic and a random 16-byte generation; each
@@ -76,10 +78,12 @@ const (
 	jDelete
 )
 
-// journal is the open journal: the segment being appended to. It is used
-// by the committer's goroutine only, but for the checkpoint, which works
-// on older segments and badger's files.
+// journal is the open journal: the segment being appended to. It is
+// written by the committer's goroutine only; the durability stage syncs
+// it (fmu keeps the current segment from being closed under a sync), and
+// the checkpoint works on older segments and badger's files.
 type journal struct {
+	fmu   sync.RWMutex // held for writing while f changes, for reading by sync
 	dir   string
 	dbDir string
 	seal  *sealer
@@ -90,6 +94,7 @@ type journal struct {
 	seq   uint64 // records in the current segment
 	size  int64  // bytes in the current segment
 	prev  int64  // its size before the last record (undo)
+	total uint64 // records written since Open: the last one's generation
 }
 
 // batch is the writes of one transaction, encoded as they are made.
@@ -322,7 +327,15 @@ func (j *journal) start(n int) error {
 		f.Close()
 		return fmt.Errorf("store: journal: %w", err)
 	}
+	j.fmu.Lock()
+	defer j.fmu.Unlock()
 	if j.f != nil {
+		// The records of the segment left behind are durable before
+		// any of the next: a sync running on it ends first (fmu).
+		if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+			f.Close()
+			return fmt.Errorf("store: journal: %w", err)
+		}
 		j.f.Close()
 	}
 	j.f, j.seg, j.gen, j.seq, j.size = f, n, gen, 0, int64(len(hdr))
@@ -379,31 +392,44 @@ func (j *journal) fits(n int) bool {
 	return j.seq == 0 || j.size+4+int64(n) <= segmentLimit
 }
 
-// append writes b as the next record and syncs it. A record that does
-// not fit starts the next segment first; the number of the segment it
-// left is returned (0 if none), for the caller to checkpoint.
-func (j *journal) append(b *batch) (left int, err error) {
+// write writes b as the next record, without syncing it (sync does,
+// beside the committer's badger commit), and returns its generation: the
+// number of records written since Open. A record that does not fit
+// starts the next segment first, after syncing the one it leaves; the
+// number of that segment is returned as left (0 if none), for the caller
+// to checkpoint. The committer writes a record only once the ones before
+// it are durable, so that at most the last record of the journal can be
+// cut short by a crash (replay).
+func (j *journal) write(b *batch) (gen uint64, left int, err error) {
 	n := sealOverhead + len(b.buf) // the sealed record's length
 	if !j.fits(n) {
 		left = j.seg
 		if err := j.start(j.seg + 1); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
 	out := binary.BigEndian.AppendUint32(make([]byte, 0, 4+n), uint32(n))
 	out = j.seal.sealTo(out, ad(j.gen[:], j.seq), b.buf)
 	if _, err := j.f.WriteAt(out, j.size); err != nil {
 		j.zero(j.size, len(out))
-		return left, fmt.Errorf("store: journal: %w", err)
-	}
-	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
-		j.zero(j.size, len(out))
-		return left, fmt.Errorf("store: journal: %w", err)
+		return 0, left, fmt.Errorf("store: journal: %w", err)
 	}
 	j.prev = j.size
 	j.size += int64(len(out))
 	j.seq++
-	return left, nil
+	j.total++
+	return j.total, left, nil
+}
+
+// sync makes every record written so far durable. It runs beside write
+// (in the durability stage's goroutine); a new segment waits for it.
+func (j *journal) sync() error {
+	j.fmu.RLock()
+	defer j.fmu.RUnlock()
+	if err := unix.Fdatasync(int(j.f.Fd())); err != nil {
+		return fmt.Errorf("store: journal: %w", err)
+	}
+	return nil
 }
 
 // zero overwrites n bytes at off with zeros (a record taken back).

@@ -303,7 +303,8 @@ func (s *Store) acquire() error {
 
 func (s *Store) release() { s.mu.RUnlock() }
 
-// view runs fn in a read-only transaction.
+// view runs fn in a read-only transaction and returns once everything
+// it could see is durable.
 func (s *Store) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	if err := s.acquire(); err != nil {
 		return err
@@ -312,7 +313,12 @@ func (s *Store) view(ctx context.Context, fn func(txn *badger.Txn) error) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return dbErr(s.db.View(fn))
+	if err := s.db.View(fn); err != nil {
+		return dbErr(err)
+	}
+	// What fn read may include writes whose journal record is not durable
+	// yet (durability): the read answers once they are.
+	return s.commits.d.settled(ctx)
 }
 
 // dbErr passes the store's own errors through and labels badger's.
