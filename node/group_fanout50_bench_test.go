@@ -22,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/parley-chat/parley/internal/benchdata"
+	"github.com/parley-chat/parley/node/groupguard"
 	"github.com/parley-chat/parley/node/grouprelay"
 	"github.com/parley-chat/parley/protocol"
 	"github.com/parley-chat/parley/store"
@@ -216,8 +217,10 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 		degree[e[1]]++
 	}
 
-	// Parley's network.
-	f.net = newGroupNetUnlinked(tb, n, false)
+	// Parley's network, its members' guards as a node runs them
+	// (groupguard's defaults: peer scores sampled every 10 s, not every
+	// 100 ms as for the tests that read them).
+	f.net = newGroupNetUnlinkedLimits(tb, n, false, groupguard.DefaultConfig())
 	for _, m := range f.net.members {
 		m.g.onMessage = func(sm store.GroupMessage) { f.stored.put(string(sm.ID[:])) }
 	}

@@ -89,6 +89,14 @@ func (u *unlocked) wireGroups(events *bus, spawn func(func(context.Context))) er
 	u.msgs.roster = newRosterBook(u.lookup, u.cfg.Now)
 	g.onMessage = func(m store.GroupMessage) {
 		info := GroupInfo{ID: m.Group}
+		// The group's row (its whole roster) is read only for a
+		// subscriber (the API's WebSocket): with none, an arriving
+		// message costs no read and decoding of it. The metrics that
+		// observe every event count no group event.
+		if events.count() == 0 {
+			events.publish(Event{Type: EventGroupMessage, Group: info, GroupMessage: m})
+			return
+		}
 		if gr, err := u.st.Group(u.life, m.Group); err == nil {
 			// The message is its latest: no read of the latest one per
 			// message received.

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"testing"
@@ -85,4 +86,71 @@ func TestGroupCatchUp(t *testing.T) {
 	if msgs, err := protocol.ReadGroupSyncResponse(bufio.NewReader(s)); err == nil {
 		t.Fatalf("a request posing as another member got %d messages", len(msgs))
 	}
+}
+
+// TestGroupSyncVerifiesInFull: a message that comes by group sync has
+// passed no topic validator, so it is verified in full when opened. Member
+// 1's node answers member 2's sync with a message of member 0's chain
+// that was never published, its signature altered (its ciphertext still
+// opens with the chain key every member holds): refused, nothing stored,
+// the chain unmoved. The same message with its signature intact is then
+// stored by the same sync.
+func TestGroupSyncVerifiesInFull(t *testing.T) {
+	net := newGroupNet(t, 3, false)
+	ctx := context.Background()
+	st, err := net.members[0].g.createGroup(ctx, "sync forgery", net.users())
+	if err != nil {
+		t.Fatal(err)
+	}
+	net.waitKeyed(st)
+	mid, late := net.members[1], net.members[2]
+	own, err := net.members[0].st.OwnChain(ctx, st.Group, st.Epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genuine, _, err := own.Seal(protocol.KindText, []byte("never published"), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, err := protocol.ParseGroupMessage(genuine.Marshal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged.Signature = bytes.Clone(forged.Signature)
+	forged.Signature[0] ^= 1
+	answer := func(raw []byte) {
+		mid.h.SetStreamHandler(groupSyncProtocol, func(s network.Stream) {
+			defer s.Close()
+			if _, err := protocol.ReadGroupSyncRequest(bufio.NewReader(s)); err != nil {
+				_ = s.Reset()
+				return
+			}
+			_ = protocol.WriteGroupSyncResponse(s, [][]byte{raw})
+		})
+	}
+	chainAt := func() uint32 {
+		c, err := late.st.SenderChain(ctx, st.Group, st.Epoch, own.Sender(), own.ID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Iteration()
+	}
+	before := chainAt()
+
+	answer(forged.Marshal())
+	if n, err := late.g.syncGroup(ctx, st.Group, mid.h.ID()); err != nil || n != 0 {
+		t.Fatalf("a sync answered with a forged signature stored %d (%v), want 0", n, err)
+	}
+	if _, err := late.g.receive(ctx, forged); !isErr(err, protocol.ErrAuth) {
+		t.Fatalf("opening the forged message = %v, want protocol.ErrAuth", err)
+	}
+	if h := late.history(t, st.Group); len(h) != 0 || chainAt() != before {
+		t.Fatalf("after the forgery: %d messages stored, chain at %d (was %d)", len(h), chainAt(), before)
+	}
+
+	answer(genuine.Marshal())
+	if n, err := late.g.syncGroup(ctx, st.Group, mid.h.ID()); err != nil || n != 1 {
+		t.Fatalf("a sync answered with the genuine message stored %d (%v), want 1", n, err)
+	}
+	net.waitHistory(2, st.Group, map[protocol.MsgID]string{genuine.MsgID: "never published"})
 }

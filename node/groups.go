@@ -370,7 +370,8 @@ func (g *groups) validate(ctx context.Context, id protocol.GroupID, epoch uint64
 	if !ok {
 		return pubsub.ValidationIgnore
 	}
-	if err := c.Verify(m); err != nil {
+	v, err := c.Check(m)
+	if err != nil {
 		g.log.Debug("group message refused", "group", m.Group.String(), "from", from.String(), "err", err)
 		return pubsub.ValidationReject
 	}
@@ -378,8 +379,20 @@ func (g *groups) validate(ctx context.Context, id protocol.GroupID, epoch uint64
 		g.log.Debug("group message over its sender's rate", "group", m.Group.String(), "from", from.String())
 		return pubsub.ValidationIgnore
 	}
-	msg.ValidatorData = m
+	msg.ValidatorData = verifiedArrival{v: v, raw: msg.GetData()}
 	return pubsub.ValidationAccept
+}
+
+// verifiedArrival is what the topic validator hands the topic's reader
+// (pubsub's ValidatorData): the message as the validator verified it
+// (protocol's proof, so that opening it needs no second signature check)
+// and its bytes as received, which ParseGroupMessage checked are its
+// canonical encoding (what is stored for members catching up). Only the
+// validator makes one; a message from anywhere else (group sync) is
+// opened with receive, which verifies it in full.
+type verifiedArrival struct {
+	v   *protocol.VerifiedGroupMessage
+	raw []byte
 }
 
 // read stores what arrives on a topic until the subscription ends.
@@ -392,33 +405,53 @@ func (g *groups) read(ctx context.Context, t *groupTopic) {
 		if msg.ReceivedFrom == g.host.ID() {
 			continue // our own, stored when sent
 		}
-		m, ok := msg.ValidatorData.(*protocol.GroupMessage)
+		a, ok := msg.ValidatorData.(verifiedArrival)
 		if !ok {
 			continue
 		}
-		if _, err := g.receive(ctx, m); err != nil && !errors.Is(err, store.ErrDuplicate) && !errors.Is(err, protocol.ErrGroupReplay) {
-			g.log.Debug("group message not stored", "group", m.Group.String(), "err", err)
+		if _, err := g.receiveVerified(ctx, a); err != nil && !errors.Is(err, store.ErrDuplicate) && !errors.Is(err, protocol.ErrGroupReplay) {
+			g.log.Debug("group message not stored", "group", a.v.Header().Group.String(), "err", err)
 		}
 	}
 }
 
-// receive opens a verified message with its sender's chain and stores it
-// with the chain's next state, once.
+// receive opens a message that did not pass this node's topic validator
+// (group sync) with its sender's chain, verifying it in full, and stores
+// it with the chain's next state, once.
 func (g *groups) receive(ctx context.Context, m *protocol.GroupMessage) (store.GroupMessage, error) {
-	unlock := g.lockGroup(m.Group)
-	c, err := g.st.SenderChain(ctx, m.Group, m.Epoch, m.Sender, m.Chain)
+	return g.openStore(ctx, m.GroupHeader, m.Marshal(), func(c *protocol.SenderChain) (*protocol.GroupPlain, *protocol.SenderChain, error) {
+		return c.Open(m)
+	})
+}
+
+// receiveVerified is receive for a message the topic validator verified:
+// OpenVerified checks its signature again only if the stored chain is not
+// the one that verified it.
+func (g *groups) receiveVerified(ctx context.Context, a verifiedArrival) (store.GroupMessage, error) {
+	return g.openStore(ctx, a.v.Header(), a.raw, func(c *protocol.SenderChain) (*protocol.GroupPlain, *protocol.SenderChain, error) {
+		return c.OpenVerified(a.v)
+	})
+}
+
+// openStore opens the message of header h (raw: its encoding) with open on
+// its sender's stored chain, under the group's lock, and stores it with
+// the chain's next state, once.
+func (g *groups) openStore(ctx context.Context, h protocol.GroupHeader, raw []byte,
+	open func(c *protocol.SenderChain) (*protocol.GroupPlain, *protocol.SenderChain, error)) (store.GroupMessage, error) {
+	unlock := g.lockGroup(h.Group)
+	c, err := g.st.SenderChain(ctx, h.Group, h.Epoch, h.Sender, h.Chain)
 	if err != nil {
 		unlock()
 		return store.GroupMessage{}, err
 	}
-	p, next, err := c.Open(m)
+	p, next, err := open(c)
 	if err != nil {
 		unlock()
 		return store.GroupMessage{}, err
 	}
 	stored, err := g.st.StoreGroupMessage(ctx, store.GroupMessage{
-		Group: m.Group, ID: m.MsgID, Epoch: m.Epoch, From: m.Sender, Chain: m.Chain, Iteration: m.Iteration,
-		Kind: groupKindName(m.Kind), Body: p.Body, Raw: m.Marshal(), SentAt: m.Time(),
+		Group: h.Group, ID: h.MsgID, Epoch: h.Epoch, From: h.Sender, Chain: h.Chain, Iteration: h.Iteration,
+		Kind: groupKindName(h.Kind), Body: p.Body, Raw: raw, SentAt: h.Time(),
 	}, next)
 	unlock()
 	if err != nil {

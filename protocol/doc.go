@@ -315,7 +315,12 @@
 // skipped iterations are kept, at most MaxGroupSkip of them (the oldest
 // go first; their messages are then ErrGroupReplay). SenderChain.Verify
 // is the part that needs no chain key (the signature and the binding),
-// which a topic validator runs before a message is forwarded. Chains are
+// which a topic validator runs before a message is forwarded; its
+// ChainPublic.Check returns a proof (VerifiedGroupMessage: a private copy
+// of what verified, and the chain that verified it), which
+// SenderChain.OpenVerified opens without a second signature check when it
+// is that chain, and verifies in full otherwise. A message that reached
+// its reader any other way (group sync) is opened with Open. Chains are
 // values: Seal and Open return the next state, which the caller stores
 // with the message in one transaction (SenderChain.Marshal, pb.SenderChainState:
 // private keys included, to be sealed).

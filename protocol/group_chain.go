@@ -182,6 +182,43 @@ func (p ChainPublic) Verify(m *GroupMessage) error {
 // Verify is c.Public().Verify(m).
 func (c *SenderChain) Verify(m *GroupMessage) error { return c.Public().Verify(m) }
 
+// VerifiedGroupMessage is a group message that ChainPublic.Check has
+// verified: only this package makes one, from its own copy of the
+// message taken when the signature held, so holding one proves that
+// these exact fields verified with the chain it names. A topic validator
+// makes one and the subscriber opens it with OpenVerified, which then
+// needs no second Ed25519 verification.
+type VerifiedGroupMessage struct {
+	m   GroupMessage // private copy: no caller can change it after the check
+	pub ChainPublic  // the chain whose key verified m
+}
+
+// Check is Verify that, when m verifies, returns its proof: a private
+// copy of m with the chain that verified it.
+func (p ChainPublic) Check(m *GroupMessage) (*VerifiedGroupMessage, error) {
+	v := &VerifiedGroupMessage{m: *m, pub: p}
+	v.m.Ciphertext = slices.Clone(m.Ciphertext)
+	v.m.Signature = slices.Clone(m.Signature)
+	if err := p.Verify(&v.m); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Header returns the verified message's header.
+func (v *VerifiedGroupMessage) Header() GroupHeader { return v.m.GroupHeader }
+
+// OpenVerified is Open for a message verified by Check: when c is the
+// chain that verified it (same group, epoch, sender and chain key) the
+// signature is not checked again; for any other chain it is Open, which
+// verifies in full. Derivation, replay and decryption are as in Open.
+func (c *SenderChain) OpenVerified(v *VerifiedGroupMessage) (*GroupPlain, *SenderChain, error) {
+	if v.pub != c.Public() {
+		return c.Open(&v.m)
+	}
+	return c.open(&v.m)
+}
+
 // Open verifies m (Verify), derives its key (ErrGroupReplay for an
 // iteration used or dropped, ErrGroupTooFarAhead beyond MaxGroupSkip) and
 // decrypts it (ErrAuth). It returns the message and the chain's next
@@ -190,6 +227,11 @@ func (c *SenderChain) Open(m *GroupMessage) (*GroupPlain, *SenderChain, error) {
 	if err := c.Verify(m); err != nil {
 		return nil, nil, err
 	}
+	return c.open(m)
+}
+
+// open is Open after the signature: derive, decrypt.
+func (c *SenderChain) open(m *GroupMessage) (*GroupPlain, *SenderChain, error) {
 	next, mk, err := c.key(m.Iteration)
 	if err != nil {
 		return nil, nil, err

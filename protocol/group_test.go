@@ -431,6 +431,14 @@ func TestGroupMessagesRefused(t *testing.T) {
 			if _, _, err := tc.chain.Open(tc.m); !errors.Is(err, tc.want) {
 				t.Fatalf("Open = %v, want %v", err, tc.want)
 			}
+			// A validator's Check and the reader's OpenVerified refuse it too.
+			v, err := tc.chain.Public().Check(tc.m)
+			if err == nil {
+				_, _, err = tc.chain.OpenVerified(v)
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("Check, OpenVerified = %v, want %v", err, tc.want)
+			}
 			if !bytes.Equal(tc.chain.Marshal(), before) {
 				t.Fatal("a refused message changed the chain")
 			}

@@ -77,8 +77,10 @@ func (s *Server) fetch(ctx context.Context, name string, p peer.ID) (int, error)
 		}
 		stored := 0
 		for _, m := range msgs {
+			// Parsed once, as the response was read: the encoding is
+			// made again (canonical, so the same bytes) to be stored.
 			raw := m.Marshal()
-			r, m := s.check(name, p, raw, false)
+			r, m := s.checkWith(name, p, len(raw), false, func() (*protocol.GroupMessage, error) { return m, nil })
 			switch {
 			case r != pubsub.ValidationAccept:
 				s.met.fetched("refused")

@@ -149,6 +149,13 @@ func (s *Server) validate(name string, from peer.ID, msg *pubsub.Message) pubsub
 // was fetched by relay sync (catchup.go), and instead of the window and
 // the Admitter it must be younger than the retention.
 func (s *Server) check(name string, from peer.ID, raw []byte, live bool) (pubsub.ValidationResult, *protocol.GroupMessage) {
+	return s.checkWith(name, from, len(raw), live, func() (*protocol.GroupMessage, error) { return protocol.ParseGroupMessage(raw) })
+}
+
+// checkWith is check of a message of size bytes that parse returns: the
+// encoding as it arrived, parsed (check), or a message parsed already
+// (relay sync, whose response was parsed as it was read).
+func (s *Server) checkWith(name string, from peer.ID, size int, live bool, parse func() (*protocol.GroupMessage, error)) (pubsub.ValidationResult, *protocol.GroupMessage) {
 	s.mu.Lock()
 	t := s.topics[name]
 	var tk *protocol.RelayTicket
@@ -166,7 +173,7 @@ func (s *Server) check(name string, from peer.ID, raw []byte, live bool) (pubsub
 	if !superseded.IsZero() && now.After(superseded.Add(s.lim.Grace)) {
 		return pubsub.ValidationIgnore, nil // past the grace, being left
 	}
-	m, err := protocol.ParseGroupMessage(raw)
+	m, err := parse()
 	if err != nil {
 		return pubsub.ValidationReject, nil
 	}
@@ -189,7 +196,7 @@ func (s *Server) check(name string, from peer.ID, raw []byte, live bool) (pubsub
 		if err := m.CheckTime(now, 0, 0); err != nil {
 			return pubsub.ValidationIgnore, nil
 		}
-		if s.admit != nil && !s.admit.AdmitChain(m.Chain, len(raw)) {
+		if s.admit != nil && !s.admit.AdmitChain(m.Chain, size) {
 			return pubsub.ValidationIgnore, nil
 		}
 	} else if err := m.CheckTime(now, s.lim.Retention, 0); err != nil {
