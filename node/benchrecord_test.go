@@ -72,7 +72,7 @@ func rawRoundTrips(b *testing.B, size, rounds int) []time.Duration {
 // each message, and "raw-stream-ms", the round trips of size bytes over a
 // raw stream benchLatency measured in the same run; and the figures
 // benchLatency reports.
-func recordLatency(b *testing.B, sessions bool, size int, lat, rawLat []time.Duration, crypto time.Duration) {
+func recordLatency(b *testing.B, sessions bool, size int, lat, rawLat []time.Duration, crypto, pacedSync time.Duration) {
 	b.Helper()
 	if !benchdata.Enabled() || len(lat) == 0 {
 		return
@@ -80,15 +80,59 @@ func recordLatency(b *testing.B, sessions bool, size int, lat, rawLat []time.Dur
 	writeBenchRecord(b, benchdata.Record{
 		Name: "node-latency-" + benchMode(sessions),
 		Figures: map[string]float64{
-			"p50-ms":     durationMs(percentile(lat, 50)),
-			"p99-ms":     durationMs(percentile(lat, 99)),
-			"raw-rtt-ms": durationMs(percentile(rawLat, 50)),
-			"crypto-ms":  durationMs(crypto),
-			"messages":   float64(len(lat)),
-			"size-bytes": float64(size),
+			"p50-ms":             durationMs(percentile(lat, 50)),
+			"p99-ms":             durationMs(percentile(lat, 99)),
+			"raw-rtt-ms":         durationMs(percentile(rawLat, 50)),
+			"crypto-ms":          durationMs(crypto),
+			"fdatasync-paced-ms": durationMs(pacedSync),
+			"messages":           float64(len(lat)),
+			"size-bytes":         float64(size),
 		},
 		Series: map[string][]float64{"ms": samplesMs(lat), "raw-stream-ms": samplesMs(rawLat)},
 	})
+}
+
+// pacedSync is a file written as the store's journal is: in place, over
+// zeros written ahead, each write made durable with fdatasync.
+type pacedSync struct {
+	f    *os.File
+	buf  []byte
+	off  int64
+	size int64
+}
+
+func newPacedSync(b *testing.B, record int) *pacedSync {
+	b.Helper()
+	const size = 4 << 20
+	f, err := os.OpenFile(filepath.Join(b.TempDir(), "paced-sync"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	return &pacedSync{f: f, buf: make([]byte, record), size: size}
+}
+
+// sample writes one record and makes it durable, returning how long that
+// took.
+func (p *pacedSync) sample(b *testing.B) time.Duration {
+	if p.off+int64(len(p.buf)) > p.size {
+		p.off = 0
+	}
+	start := time.Now()
+	if _, err := p.f.WriteAt(p.buf, p.off); err != nil {
+		b.Fatal(err)
+	}
+	if err := unix.Fdatasync(int(p.f.Fd())); err != nil {
+		b.Fatal(err)
+	}
+	p.off += int64(len(p.buf))
+	return time.Since(start)
 }
 
 // fdatasyncCost is the mean time of appending 256 bytes to a file in a

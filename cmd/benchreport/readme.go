@@ -194,7 +194,11 @@ func figureTexts() []struct{ file, title, missing, text string } {
 				"round trips of the same size (1,500 bytes) over a bare libp2p stream between two other hosts, measured in " +
 				"the same run just before the messages: the transport's floor. The HTTP API curve (record api-latency) is " +
 				"send_message on A's API to the event on B's WebSocket. The red crosses are the targets: a curve meets one " +
-				"when it passes left of (or through) it."},
+				"when it passes left of (or through) it. Each message waits for two synced writes in sequence (A's before it " +
+				"leaves, B's before its event); half a pace after each message the benchmark times one synced write of the " +
+				"same kind (fdatasync-paced-ms in its line): at this pace, after an idle gap, a sync costs about twice a " +
+				"back-to-back one (fdatasync-ms), and p50/io-floor is the median over the raw round trip, the crypto and " +
+				"two such syncs."},
 		{figThroughput, "Throughput vs the crypto and fsync bounds",
 			"no record node-throughput-sessions or node-throughput-rsa",
 			"BenchmarkThroughput (node) sends b.N messages A→B through Node.Send from concurrent senders and waits " +
