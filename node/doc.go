@@ -73,8 +73,10 @@
 //
 // Writes that must be ordered are ordered by the store's commit queue,
 // not retried against each other: a message is queued for writing under
-// its friend's session lock, so writes are in seal order, and the courier
-// reads only what has been committed.
+// its friend's session lock, in the turn it took with its timestamp, so
+// writes are in timestamp order (a single RSA envelope is signed outside
+// the lock, between taking its turn and queuing its write: peerSess), and
+// the courier reads only what has been committed.
 //
 // # Locks
 //

@@ -102,8 +102,7 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 	)
 	if (kind == protocol.KindReceipt || kind == protocol.KindDelivered) && !ms.cfg.DisableSessions {
 		ps = ms.peerSessOf(fe.f.UserID)
-		ps.mu.Lock()
-		defer ps.mu.Unlock()
+		defer ps.lockTurn()()
 		var err error
 		if p, err = ms.state(ctx, ps, fe.f.UserID); err != nil {
 			return err

@@ -90,8 +90,7 @@ func (ms *messenger) message(ctx context.Context, id protocol.MsgID) (store.Mess
 // is in seal order).
 func (ms *messenger) requeue(ctx context.Context, fe *friendEntry, m store.Message) (store.Message, error) {
 	ps := ms.peerSessOf(fe.f.UserID)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	defer ps.lockTurn()()
 	p, err := ms.sessionsFor(ctx, ps, fe)
 	if err != nil {
 		return store.Message{}, err

@@ -45,6 +45,62 @@ type peerSess struct {
 	// friend: each next one is later, so that the outbox, which sends in
 	// timestamp order, keeps the order they were sealed in.
 	last int64
+	// A single RSA envelope needs no session state, so it is sealed
+	// without mu (its RSA signature is most of a send's time, and the
+	// friend's other sends can sign meanwhile): it takes a ticket and its
+	// timestamp under mu, seals, and queues its write under mu when its
+	// turn comes. Every other seal under mu takes its turn too (lockTurn),
+	// so writes stay in ticket order, which is timestamp order.
+	issued, served uint64    // tickets taken, turns ended
+	turn           sync.Cond // L is &mu: signalled when a turn ends
+}
+
+// newPeerSess returns an empty holder.
+func newPeerSess() *peerSess {
+	ps := &peerSess{}
+	ps.turn.L = &ps.mu
+	return ps
+}
+
+// ticket takes the next turn; mu must be held.
+func (ps *peerSess) ticket() uint64 {
+	ps.issued++
+	return ps.issued
+}
+
+// await waits, mu held, until it is turn t's (earlier turns have ended).
+func (ps *peerSess) await(t uint64) {
+	for ps.served+1 != t {
+		ps.turn.Wait()
+	}
+}
+
+// release ends turn t, whose writes are queued; mu must be held.
+func (ps *peerSess) release(t uint64) {
+	ps.served = t
+	ps.turn.Broadcast()
+}
+
+// lockTurn locks mu for a seal and write made under it, after the seals
+// made without it that took their turns earlier; unlock ends the turn.
+func (ps *peerSess) lockTurn() (unlock func()) {
+	ps.mu.Lock()
+	t := ps.ticket()
+	ps.await(t)
+	return func() {
+		ps.release(t)
+		ps.mu.Unlock()
+	}
+}
+
+// stamp is the next seal's timestamp: now, or just after the last one;
+// mu must be held.
+func (ps *peerSess) stamp(now time.Time) time.Time {
+	if ms := now.UnixMilli(); ms <= ps.last {
+		now = time.UnixMilli(ps.last + 1)
+	}
+	ps.last = now.UnixMilli()
+	return now
 }
 
 // next is the update that stores p as the friend's next state.
@@ -61,7 +117,7 @@ func (ms *messenger) peerSessOf(id protocol.ID) *peerSess {
 	defer ms.mu.Unlock()
 	ps := ms.sessions[id]
 	if ps == nil {
-		ps = &peerSess{}
+		ps = newPeerSess()
 		ms.sessions[id] = ps
 	}
 	return ps
@@ -108,10 +164,7 @@ type sealed struct {
 func (ms *messenger) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
 	now := ms.cfg.Now()
 	if ps != nil {
-		if ms := now.UnixMilli(); ms <= ps.last {
-			now = time.UnixMilli(ps.last + 1)
-		}
-		ps.last = now.UnixMilli()
+		now = ps.stamp(now)
 	}
 	out := sealed{kind: kind}
 	if p != nil && ms.usable(p, fe, now) {
@@ -135,6 +188,15 @@ func (ms *messenger) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSess
 		out.update = ps.next(fe.f.UserID, p)
 		return out, nil
 	}
+	return ms.sealEnvelope(fe, kind, id, body, now)
+}
+
+// sealEnvelope seals kind/body (with msg_id id; zero: a new one) for fe
+// as a single RSA envelope, at now. It touches no session state, so it
+// needs no lock.
+func (ms *messenger) sealEnvelope(fe *friendEntry, kind protocol.Kind, id protocol.MsgID, body []byte, now time.Time) (sealed, error) {
+	out := sealed{kind: kind}
+	rcpt := ms.friends.recipient(fe)
 	var env *protocol.Envelope
 	var err error
 	if id.IsZero() {
@@ -514,8 +576,7 @@ func (ms *messenger) resealSession(ctx context.Context, e store.OutboxEntry) boo
 		return false
 	}
 	ps := ms.peerSessOf(fe.f.UserID)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	defer ps.lockTurn()()
 	p, err := ms.state(ctx, ps, fe.f.UserID)
 	if err != nil {
 		return false

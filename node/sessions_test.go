@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,6 +251,61 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 		sa.outbox.Rush(bID)
 		checkReceived(t, a, b, append([]string{"start"}, numbered("queued", 5)...))
 	}
+}
+
+// TestConcurrentEnvelopeSendsInOrder sends single RSA envelopes to one
+// friend from several goroutines at once: they are sealed outside the
+// friend's lock, yet queued in the order of their timestamps, each once,
+// and the friend stores them in that order.
+func TestConcurrentEnvelopeSendsInOrder(t *testing.T) {
+	cfgA := testConfig(t, "alice-2048")
+	cfgA.DisableSessions = true
+	a := startNode(t, cfgA, "Alice")
+	b := startNode(t, testConfig(t, "bob-2048"), "Bob")
+	befriend(t, a, b)
+	bID := meOf(t, b).UserID
+	unlockedOf(t, a).outbox.Hold(bID)
+	const senders, each = 6, 4
+	var wg sync.WaitGroup
+	errs := make(chan error, senders*each)
+	for g := range senders {
+		wg.Go(func() {
+			for i := range each {
+				if _, err := a.Send(context.Background(), bID, fmt.Sprintf("sender %d message %d", g, i)); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Send: %v", err)
+	}
+	q := queuedFor(t, a, bID)
+	if len(q) != senders*each {
+		t.Fatalf("%d queued, want %d", len(q), senders*each)
+	}
+	var last int64
+	for _, e := range q {
+		env, err := protocol.ParseEnvelope(e.Envelope)
+		if err != nil || e.Session {
+			t.Fatalf("entry %s is not an envelope: %v", e.MsgID, err)
+		}
+		if env.Timestamp <= last {
+			t.Fatalf("entry %s sealed at %d, queued after one sealed at %d", e.MsgID, env.Timestamp, last)
+		}
+		last = env.Timestamp
+	}
+	var want []string
+	for i, m := range convHistory(t, a, bID) {
+		if m.ID != q[i].MsgID {
+			t.Fatalf("history entry %d is %s, queue entry %s", i, m.ID, q[i].MsgID)
+		}
+		want = append(want, string(m.Body))
+	}
+	unlockedOf(t, a).outbox.Rush(bID)
+	checkReceived(t, a, b, want)
 }
 
 // TestSessionStoredStateSecrecy inspects B's sealed session state through
