@@ -74,9 +74,10 @@
 // Writes that must be ordered are ordered by the store's commit queue,
 // not retried against each other: a message is queued for writing under
 // its friend's session lock, in the turn it took with its timestamp, so
-// writes are in timestamp order (a single RSA envelope is signed outside
-// the lock, between taking its turn and queuing its write: peerSess), and
-// the courier reads only what has been committed.
+// writes are in timestamp order (RSA signatures, a single envelope's or
+// a strict-mode session message's, are made outside the lock, between
+// taking the turn and queuing the write: peerSess), and the courier
+// reads only what has been committed.
 //
 // # Locks
 //

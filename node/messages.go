@@ -75,9 +75,11 @@ func (fr *friendBook) sendable(to protocol.ID) (*friendEntry, error) {
 // friend's lock, so that the writes, which the commit queue keeps in
 // order, are in the order of the messages' timestamps. The next seal
 // starts from the new session state at once; Send waits for the write
-// outside the lock, so concurrent sends share their syncs. Without
-// sessions, the RSA envelope is sealed outside the lock (peerSess), so
-// concurrent sends to one friend sign in parallel.
+// outside the lock, so concurrent sends share their syncs. An RSA
+// signature is made outside the lock (peerSess): without sessions the
+// whole envelope is sealed there, and in --strict-rsa-signatures mode a
+// session message is signed there, so concurrent sends to one friend
+// sign in parallel.
 func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string) (store.Message, *store.Pending, error) {
 	ps := ms.peerSessOf(fe.f.UserID)
 	ps.mu.Lock()
@@ -97,14 +99,31 @@ func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string)
 		ps.mu.Lock()
 		ps.await(t)
 	} else {
-		ps.await(t)
 		var p *protocol.PeerSessions
 		if p, err = ms.state(ctx, ps, fe.f.UserID); err != nil {
 			return store.Message{}, nil, err
 		}
 		out, err = ms.sealTimed(func() (sealed, error) {
-			return ms.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
+			return ms.sealOutLater(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
 		})
+		if err == nil && out.update != nil {
+			// The next seal goes on from this state at once; the store
+			// keeps the newest version written (store.SessionUpdate),
+			// and if this write fails, the state is still ahead of what
+			// the friend will see, which a ratchet tolerates (a skipped
+			// message key).
+			ps.stored(out.update)
+		}
+		if err == nil && out.unsigned != nil {
+			// --strict-rsa-signatures: the RSA signature needs no
+			// session state.
+			ps.mu.Unlock()
+			start := time.Now()
+			err = out.sign()
+			ms.stats.sealNanos.Add(int64(time.Since(start)))
+			ps.mu.Lock()
+		}
+		ps.await(t)
 	}
 	if err != nil {
 		return store.Message{}, nil, fmt.Errorf("node: seal: %w", err)
@@ -123,13 +142,6 @@ func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string)
 	}, store.OutboxEntry{MsgID: out.id, Recipient: to, Envelope: out.raw, Session: out.session}, out.update)
 	if err != nil {
 		return store.Message{}, nil, fmt.Errorf("node: queue message (not sent): %w", err)
-	}
-	if out.update != nil {
-		// The next seal goes on from this state; the store keeps the
-		// newest version written (store.SessionUpdate), and if this write
-		// fails, the state is still ahead of what the friend will see,
-		// which a ratchet tolerates (a skipped message key).
-		ps.stored(out.update)
 	}
 	return m, pending, nil
 }

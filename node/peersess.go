@@ -22,12 +22,14 @@ type peerSess struct {
 	// friend: each next one is later, so that the outbox, which sends in
 	// timestamp order, keeps the order they were sealed in.
 	last int64
-	// A single RSA envelope needs no session state, so it is sealed
-	// without mu (its RSA signature is most of a send's time, and the
-	// friend's other sends can sign meanwhile): it takes a ticket and its
-	// timestamp under mu, seals, and queues its write under mu when its
-	// turn comes. Every other seal under mu takes its turn too (lockTurn),
-	// so writes stay in ticket order, which is timestamp order.
+	// Writes are queued in the order the seals took their timestamps
+	// (turns): a seal takes a ticket and its timestamp under mu, seals
+	// and records its new state (stored) while still holding it, and
+	// queues its write under mu when its turn comes (await), waiting out
+	// the earlier ones. What needs no session state is signed outside mu
+	// between the two, so the friend's other sends work meanwhile: a
+	// single RSA envelope (all of it), and the RSA signature of a session
+	// message in --strict-rsa-signatures mode.
 	issued, served uint64    // tickets taken, turns ended
 	turn           sync.Cond // L is &mu: signalled when a turn ends
 }
@@ -52,19 +54,21 @@ func (ps *peerSess) await(t uint64) {
 	}
 }
 
-// release ends turn t, whose writes are queued; mu must be held.
+// release ends turn t, after waiting for it (a seal that failed queues
+// nothing, but its turn still ends in order); mu must be held.
 func (ps *peerSess) release(t uint64) {
+	ps.await(t)
 	ps.served = t
 	ps.turn.Broadcast()
 }
 
-// lockTurn locks mu for a seal and write made under it, after the seals
-// made without it that took their turns earlier; unlock ends the turn.
-func (ps *peerSess) lockTurn() (unlock func()) {
+// lockTurn locks mu and takes a turn, for a seal made under mu at once:
+// the caller records the new state (stored) as soon as it has sealed,
+// and awaits turn t before it queues its write; unlock ends the turn.
+func (ps *peerSess) lockTurn() (t uint64, unlock func()) {
 	ps.mu.Lock()
-	t := ps.ticket()
-	ps.await(t)
-	return func() {
+	t = ps.ticket()
+	return t, func() {
 		ps.release(t)
 		ps.mu.Unlock()
 	}
