@@ -28,9 +28,16 @@ import (
 // counted), so what is measured are session messages; without, every
 // message is a single RSA envelope.
 func benchPair(b *testing.B, sessions bool) (a, bn *Node, aID, bID pp.ID, events <-chan Event) {
+	return benchPairWith(b, sessions, false)
+}
+
+// benchPairWith is benchPair with both nodes in --strict-rsa-signatures
+// mode when strict is set.
+func benchPairWith(b *testing.B, sessions, strict bool) (a, bn *Node, aID, bID pp.ID, events <-chan Event) {
 	b.Helper()
 	ca, cb := testConfig(b, "alice-3072"), testConfig(b, "bob-3072")
 	ca.DisableSessions, cb.DisableSessions = !sessions, !sessions
+	ca.StrictRSASignatures, cb.StrictRSASignatures = strict, strict
 	a, bn = startNode(b, ca, "Alice"), startNode(b, cb, "Bob")
 	befriend(b, a, bn)
 	ma, _ := a.Me(context.Background())
@@ -159,37 +166,8 @@ func benchThroughput(b *testing.B, sessions bool) {
 	rs, _ := bn.running()
 	rs.msgs.stats.openNanos.Store(0)
 	rs.msgs.stats.opened.Store(0)
-	ctx := context.Background()
 	b.ResetTimer()
-	start := time.Now()
-	cpu := startCPU(b)
-	arrived := make(chan error, 1)
-	go func() { arrived <- waitMessages(events, b.N) }()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, senders)
-	for range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-				if _, err := a.Send(ctx, bID, fmt.Sprintf("benchmark message %08d", i)); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	if err := <-arrived; err != nil {
-		b.Fatal(err)
-	}
-	elapsed := time.Since(start)
-	use := cpu.stop(b)
+	elapsed, use := sendBurst(b, a, bID, events, senders)
 	b.StopTimer()
 	rate := float64(b.N) / elapsed.Seconds()
 	b.ReportMetric(rate, "msgs/s")
@@ -213,6 +191,40 @@ func benchThroughput(b *testing.B, sessions bool) {
 	b.ReportMetric(float64(inRun.Nanoseconds())/1e6, "open-in-run-ms")
 	b.ReportMetric(rate*inRun.Seconds(), "ratio-in-run")
 	recordThroughput(b, sessions, senders, a, bn, rate, open, inRun, cpuBound)
+}
+
+// sendBurst sends b.N messages from a to bID through Node.Send, from
+// senders goroutines, and waits until events (B's) has them all. It
+// returns the time that took and how the processors were used meanwhile.
+func sendBurst(b *testing.B, a *Node, bID pp.ID, events <-chan Event, senders int) (time.Duration, cpuUse) {
+	ctx := context.Background()
+	start := time.Now()
+	cpu := startCPU(b)
+	arrived := make(chan error, 1)
+	go func() { arrived <- waitMessages(events, b.N) }()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, senders)
+	for range senders {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				if _, err := a.Send(ctx, bID, fmt.Sprintf("benchmark message %08d", i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	if err := <-arrived; err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	return elapsed, cpu.stop(b)
 }
 
 // rawEcho is a raw libp2p stream service that echoes each length-
