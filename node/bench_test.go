@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -27,9 +28,16 @@ import (
 // counted), so what is measured are session messages; without, every
 // message is a single RSA envelope.
 func benchPair(b *testing.B, sessions bool) (a, bn *Node, aID, bID pp.ID, events <-chan Event) {
+	return benchPairWith(b, sessions, false)
+}
+
+// benchPairWith is benchPair with both nodes in --strict-rsa-signatures
+// mode when strict is set.
+func benchPairWith(b *testing.B, sessions, strict bool) (a, bn *Node, aID, bID pp.ID, events <-chan Event) {
 	b.Helper()
 	ca, cb := testConfig(b, "alice-3072"), testConfig(b, "bob-3072")
 	ca.DisableSessions, cb.DisableSessions = !sessions, !sessions
+	ca.StrictRSASignatures, cb.StrictRSASignatures = strict, strict
 	a, bn = startNode(b, ca, "Alice"), startNode(b, cb, "Bob")
 	befriend(b, a, bn)
 	ma, _ := a.Me(context.Background())
@@ -55,31 +63,58 @@ func modes(b *testing.B, f func(b *testing.B, sessions bool)) {
 
 // openCost measures, in this run, what the receiver's cryptography costs
 // per message: Opener.Open (RSA-PSS verify, RSA-OAEP decrypt, X25519,
-// AES-GCM) of an envelope like the ones the benchmark sends.
+// AES-GCM) of an envelope like the ones the benchmark sends, in wall
+// time.
 func openCost(b *testing.B, sender, receiver *Node, size int) time.Duration {
+	return measureCrypto(b, sender, receiver, size).open
+}
+
+// cryptoCosts is what one message's cryptography costs, each side timed
+// alone, one at a time: in wall time (seal, open: the mean), and in this
+// process's CPU time (sealCPU, openCPU: the median, which other work on
+// a shared machine, and this process's own background goroutines,
+// inflate least).
+type cryptoCosts struct {
+	seal, open       time.Duration
+	sealCPU, openCPU time.Duration
+}
+
+// measureCrypto measures, in this run, what the sender's and the
+// receiver's cryptography cost per message: pp.Seal (RSA-OAEP encrypt,
+// RSA-PSS sign, X25519, AES-GCM) and Opener.Open of an envelope like the
+// ones the benchmark sends.
+func measureCrypto(b *testing.B, sender, receiver *Node, size int) cryptoCosts {
 	b.Helper()
 	ss, _ := sender.running()
 	rs, _ := receiver.running()
 	fe := ss.friends.friend(rs.me)
 	body := make([]byte, size)
+	key := ss.keys.identity().Public()
+	op := pp.Opener{UserID: rs.me, Key: rs.keys.identity(), Prekey: rs.keys.prekeyByID,
+		SenderKey: func(pp.ID, pp.ID) (*pp.PublicKey, error) { return key, nil }}
 	const rounds = 30
-	var total time.Duration
-	for range rounds {
+	var c cryptoCosts
+	sealCPU, openCPU := make([]time.Duration, rounds), make([]time.Duration, rounds)
+	for i := range rounds {
+		start, cpu := time.Now(), processCPU(b)
 		env, err := pp.Seal(ss.keys.sender(), fe.rcpt, pp.KindText, body, time.Now())
+		c.seal += time.Since(start)
+		sealCPU[i] = processCPU(b) - cpu
 		if err != nil {
 			b.Fatal(err)
 		}
 		raw := env.Marshal()
-		key := ss.keys.identity().Public()
-		op := pp.Opener{UserID: rs.me, Key: rs.keys.identity(), Prekey: rs.keys.prekeyByID,
-			SenderKey: func(pp.ID, pp.ID) (*pp.PublicKey, error) { return key, nil }}
-		start := time.Now()
-		if _, err := op.Open(raw); err != nil {
+		start, cpu = time.Now(), processCPU(b)
+		_, err = op.Open(raw)
+		c.open += time.Since(start)
+		openCPU[i] = processCPU(b) - cpu
+		if err != nil {
 			b.Fatal(err)
 		}
-		total += time.Since(start)
 	}
-	return total / rounds
+	c.seal, c.open = c.seal/rounds, c.open/rounds
+	c.sealCPU, c.openCPU = percentile(sealCPU, 50), percentile(openCPU, 50)
+	return c
 }
 
 // waitMessages reads n EventMessage events.
@@ -107,39 +142,81 @@ func waitMessages(events <-chan Event, n int) error {
 
 // BenchmarkThroughput sends b.N messages A→B through Node.Send, from
 // senders goroutines as concurrent API requests would, and waits until B
-// has stored each. It reports messages/s and the ratio to the
-// crypto-bound rate 1/open (the receiver's verify + decrypt), both
-// measured in this run. Target: ratio ≥ 0.9. Both nodes share this
-// machine's cores, so the sender's signatures compete with the
-// receiver's decryptions.
+// has stored each. It reports messages/s and, for rsa, two crypto bounds
+// measured in this run (target, issue 11: ratio ≥ 0.9):
+//
+//   - crypto-bound-msgs/s and ratio: 1/open, Opener.Open of an envelope
+//     timed alone in wall time (the first definition, kept to compare).
+//   - cpu-bound-msgs/s and cpu-ratio: P/(seal + open), P = GOMAXPROCS,
+//     seal and open in CPU time. Both nodes run in this process, so each
+//     message costs the processors one Seal (an RSA-PSS signature, a
+//     private-key operation like the receiver's decryption) and one Open,
+//     and P processors can do at most P such pairs at once. 1/open equals
+//     this only when seal ≈ open and the P processors are free.
+//
+// cpu-cores and others-cores say how many processors this process and
+// everything else on the machine used meanwhile (cpu-ratio ≈ crypto-share
+// × cpu-cores / P: a shortfall with others-cores well above 0 is the
+// machine's, not the pipeline's); crypto-share is the part of the
+// process's CPU time per message (cpu-ms/msg) that is Seal and Open.
 func BenchmarkThroughput(b *testing.B) { modes(b, benchThroughput) }
 
 func benchThroughput(b *testing.B, sessions bool) {
 	const senders = 8 // concurrent API requests, as the issue measures them
 	a, bn, _, bID, events := benchPair(b, sessions)
-	open := openCost(b, a, bn, 64)
+	cc := measureCrypto(b, a, bn, 64)
+	open := cc.open
 	rs, _ := bn.running()
 	rs.msgs.stats.openNanos.Store(0)
 	rs.msgs.stats.opened.Store(0)
-	ctx := context.Background()
 	b.ResetTimer()
+	elapsed, use := sendBurst(b, a, bID, events, senders)
+	b.StopTimer()
+	rate := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(rate, "msgs/s")
+	reportCPU(b, use, b.N)
+	// The same number of frames of a session message's size over a raw
+	// stream: the transport's own ceiling on this machine.
+	b.ReportMetric(rawRate(b, 512, max(b.N, 1000)), "raw-msgs/s")
+	var cpuBound float64
+	if !sessions {
+		bound := float64(time.Second) / float64(open)
+		b.ReportMetric(bound, "crypto-bound-msgs/s")
+		b.ReportMetric(rate/bound, "ratio")
+		b.ReportMetric(durationMs(cc.sealCPU), "seal-cpu-ms")
+		b.ReportMetric(durationMs(cc.openCPU), "open-cpu-ms")
+		cpuBound = reportCryptoCPU(b, use, b.N, rate, cc.sealCPU+cc.openCPU)
+	}
+	// The receiver's own open times during the run (envelopes, or
+	// session messages), when the sender's work shares the cores: how
+	// close the pipeline runs to the receiver's cryptography.
+	inRun := time.Duration(rs.msgs.stats.openNanos.Load() / max(rs.msgs.stats.opened.Load(), 1))
+	b.ReportMetric(float64(inRun.Nanoseconds())/1e6, "open-in-run-ms")
+	b.ReportMetric(rate*inRun.Seconds(), "ratio-in-run")
+	recordThroughput(b, sessions, senders, a, bn, rate, open, inRun, cpuBound)
+}
+
+// sendBurst sends b.N messages from a to bID through Node.Send, from
+// senders goroutines, and waits until events (B's) has them all. It
+// returns the time that took and how the processors were used meanwhile.
+func sendBurst(b *testing.B, a *Node, bID pp.ID, events <-chan Event, senders int) (time.Duration, cpuUse) {
+	ctx := context.Background()
 	start := time.Now()
+	cpu := startCPU(b)
 	arrived := make(chan error, 1)
 	go func() { arrived <- waitMessages(events, b.N) }()
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, senders)
 	for range senders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
 				if _, err := a.Send(ctx, bID, fmt.Sprintf("benchmark message %08d", i)); err != nil {
 					errs <- err
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	close(errs)
@@ -150,24 +227,7 @@ func benchThroughput(b *testing.B, sessions bool) {
 		b.Fatal(err)
 	}
 	elapsed := time.Since(start)
-	b.StopTimer()
-	rate := float64(b.N) / elapsed.Seconds()
-	b.ReportMetric(rate, "msgs/s")
-	// The same number of frames of a session message's size over a raw
-	// stream: the transport's own ceiling on this machine.
-	b.ReportMetric(rawRate(b, 512, max(b.N, 1000)), "raw-msgs/s")
-	if !sessions {
-		bound := float64(time.Second) / float64(open)
-		b.ReportMetric(bound, "crypto-bound-msgs/s")
-		b.ReportMetric(rate/bound, "ratio")
-	}
-	// The receiver's own open times during the run (envelopes, or
-	// session messages), when the sender's work shares the cores: how
-	// close the pipeline runs to the receiver's cryptography.
-	inRun := time.Duration(rs.msgs.stats.openNanos.Load() / max(rs.msgs.stats.opened.Load(), 1))
-	b.ReportMetric(float64(inRun.Nanoseconds())/1e6, "open-in-run-ms")
-	b.ReportMetric(rate*inRun.Seconds(), "ratio-in-run")
-	recordThroughput(b, sessions, senders, a, bn, rate, open, inRun)
+	return elapsed, cpu.stop(b)
 }
 
 // rawEcho is a raw libp2p stream service that echoes each length-
@@ -356,12 +416,23 @@ func syncCost(b *testing.B, n *Node) time.Duration {
 // BenchmarkReceive measures the receive path alone: b.N envelopes, sealed
 // before the timer starts, pushed on one stream by a raw libp2p client
 // (as A's second device) until B has acknowledged each, that is stored
-// it. It reports messages/s and the ratio to 1/Open timed alone in this
-// run: above 1 when B opens envelopes on several cores, as it does when
-// it catches up on what queued for it while it was offline.
+// it. It reports messages/s and two crypto bounds measured in this run:
+//
+//   - crypto-bound-msgs/s and ratio: 1/Open timed alone in wall time (the
+//     first definition, kept to compare); above 1 when B opens envelopes
+//     on several processors, as it does.
+//   - cpu-bound-msgs/s and cpu-ratio: P/open, P = GOMAXPROCS and open in
+//     CPU time: B opens a stream's envelopes on P workers at once, and
+//     nothing else here needs RSA, so that is the rate its cryptography
+//     allows (target, issue 11: cpu-ratio ≥ 0.9).
+//
+// cpu-cores, others-cores, cpu-ms/msg and crypto-share are as in
+// BenchmarkThroughput; workers-busy is the time B's workers spent in Open
+// over P × the run's time.
 func BenchmarkReceive(b *testing.B) {
 	a, bn, _, bID, _ := benchPair(b, false)
-	open := openCost(b, a, bn, 64)
+	cc := measureCrypto(b, a, bn, 64)
+	open := cc.open
 	atk := newAttacker(b, bn)
 	aKey := fixtureKey(b, "alice-3072")
 	bCard, err := pp.ParseCardURI(meOf(b, bn).Invite)
@@ -382,8 +453,12 @@ func BenchmarkReceive(b *testing.B) {
 		frames[i] = buf.Bytes()
 	}
 	hs := atk.open(b)
+	rs, _ := bn.running()
+	rs.msgs.stats.openNanos.Store(0)
+	rs.msgs.stats.opened.Store(0)
 	b.ResetTimer()
 	start := time.Now()
+	cpu := startCPU(b)
 	go func() {
 		for _, f := range frames {
 			if _, err := hs.s.Write(f); err != nil {
@@ -402,11 +477,16 @@ func BenchmarkReceive(b *testing.B) {
 		}
 	}
 	elapsed := time.Since(start)
+	use := cpu.stop(b)
 	b.StopTimer()
 	rate := float64(b.N) / elapsed.Seconds()
 	bound := float64(time.Second) / float64(open)
 	b.ReportMetric(rate, "msgs/s")
 	b.ReportMetric(bound, "crypto-bound-msgs/s")
 	b.ReportMetric(rate/bound, "ratio")
-	recordReceive(b, rate, bound)
+	b.ReportMetric(durationMs(cc.openCPU), "open-cpu-ms")
+	reportCPU(b, use, b.N)
+	cpuBound := reportCryptoCPU(b, use, b.N, rate, cc.openCPU)
+	b.ReportMetric(float64(rs.msgs.stats.openNanos.Load())/float64(elapsed)/float64(runtime.GOMAXPROCS(0)), "workers-busy")
+	recordReceive(b, rate, bound, cpuBound)
 }

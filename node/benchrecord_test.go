@@ -177,10 +177,11 @@ func storeCommits(n *Node) int {
 // and writes node-throughput-<mode>: the rate, the crypto bound (rsa:
 // 1/open of an envelope timed alone, as benchThroughput reports it;
 // sessions: 1/the receiver's mean open time during the run), the fsync
-// bound with one sync a message (1/fdatasync), and that bound times the
+// bound with one sync a message (1/fdatasync), for rsa the CPU crypto
+// bound (cpuBound, see BenchmarkThroughput), and the fsync bound times the
 // messages per commit of the busier store, as the commit queues grouped
 // them in this run (commits over the nodes' lives, set-up included).
-func recordThroughput(b *testing.B, sessions bool, senders int, a, bn *Node, rate float64, open, inRun time.Duration) {
+func recordThroughput(b *testing.B, sessions bool, senders int, a, bn *Node, rate float64, open, inRun time.Duration, cpuBound float64) {
 	b.Helper()
 	fsync := fdatasyncCost(b)
 	b.ReportMetric(durationMs(fsync), "fdatasync-ms")
@@ -205,6 +206,10 @@ func recordThroughput(b *testing.B, sessions bool, senders int, a, bn *Node, rat
 		fig["crypto-bound-msgs/s"] = float64(time.Second) / float64(crypto)
 		fig["ratio"] = rate / fig["crypto-bound-msgs/s"]
 	}
+	if cpuBound > 0 {
+		fig["cpu-bound-msgs/s"] = cpuBound
+		fig["cpu-ratio"] = rate / cpuBound
+	}
 	ca, cb := storeCommits(a), storeCommits(bn)
 	if ca > 0 && cb > 0 {
 		fig["commits-a"], fig["commits-b"] = float64(ca), float64(cb)
@@ -215,11 +220,12 @@ func recordThroughput(b *testing.B, sessions bool, senders int, a, bn *Node, rat
 }
 
 // recordReceive writes node-receive: BenchmarkReceive's figures.
-func recordReceive(b *testing.B, rate, bound float64) {
+func recordReceive(b *testing.B, rate, bound, cpuBound float64) {
 	b.Helper()
 	if !benchdata.Enabled() {
 		return
 	}
 	writeBenchRecord(b, benchdata.Record{Name: "node-receive", Figures: map[string]float64{
-		"msgs/s": rate, "crypto-bound-msgs/s": bound, "ratio": rate / bound, "messages": float64(b.N)}})
+		"msgs/s": rate, "crypto-bound-msgs/s": bound, "ratio": rate / bound, "messages": float64(b.N),
+		"cpu-bound-msgs/s": cpuBound, "cpu-ratio": rate / cpuBound}})
 }

@@ -73,7 +73,10 @@
 //
 // Writes that must be ordered are ordered by the store's commit queue,
 // not retried against each other: a message is queued for writing under
-// its friend's session lock, so writes are in seal order, and the courier
+// its friend's session lock, in the turn it took with its timestamp, so
+// writes are in timestamp order (RSA signatures, a single envelope's or
+// a strict-mode session message's, are made outside the lock, between
+// taking the turn and queuing the write: peerSess), and the courier
 // reads only what has been committed.
 //
 // # Locks

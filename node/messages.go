@@ -71,23 +71,60 @@ func (fr *friendBook) sendable(to protocol.ID) (*friendEntry, error) {
 }
 
 // sealText seals text for fe and queues its write (message, outbox entry
-// and session state in one transaction) under the friend's lock, so that
-// the writes, which the commit queue keeps in order, are in the order the
-// messages were sealed. The next seal starts from the new session state
-// at once; Send waits for the write outside the lock, so concurrent sends
-// share their syncs.
+// and session state in one transaction) in the friend's turn, under the
+// friend's lock, so that the writes, which the commit queue keeps in
+// order, are in the order of the messages' timestamps. The next seal
+// starts from the new session state at once; Send waits for the write
+// outside the lock, so concurrent sends share their syncs. An RSA
+// signature is made outside the lock (peerSess): without sessions the
+// whole envelope is sealed there, and in --strict-rsa-signatures mode a
+// session message is signed there, so concurrent sends to one friend
+// sign in parallel.
 func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string) (store.Message, *store.Pending, error) {
 	ps := ms.peerSessOf(fe.f.UserID)
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	p, err := ms.sessionsFor(ctx, ps, fe)
-	if err != nil {
-		return store.Message{}, nil, err
+	t := ps.ticket()
+	defer ps.release(t)
+	var (
+		out sealed
+		err error
+	)
+	if ms.cfg.DisableSessions {
+		now := ps.stamp(ms.cfg.Now())
+		ps.mu.Unlock()
+		out, err = ms.sealTimed(func() (sealed, error) {
+			return ms.sealEnvelope(fe, protocol.KindText, protocol.MsgID{}, []byte(text), now)
+		})
+		ps.mu.Lock()
+		ps.await(t)
+	} else {
+		var p *protocol.PeerSessions
+		if p, err = ms.state(ctx, ps, fe.f.UserID); err != nil {
+			return store.Message{}, nil, err
+		}
+		out, err = ms.sealTimed(func() (sealed, error) {
+			return ms.sealOutLater(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
+		})
+		if err == nil && out.update != nil {
+			// The next seal goes on from this state at once; the store
+			// keeps the newest version written (store.SessionUpdate),
+			// and if this write fails, the state is still ahead of what
+			// the friend will see, which a ratchet tolerates (a skipped
+			// message key).
+			ps.stored(out.update)
+		}
+		if err == nil && out.unsigned != nil {
+			// --strict-rsa-signatures: the RSA signature needs no
+			// session state.
+			ps.mu.Unlock()
+			start := time.Now()
+			err = out.sign()
+			ms.stats.sealNanos.Add(int64(time.Since(start)))
+			ps.mu.Lock()
+		}
+		ps.await(t)
 	}
-	start := time.Now()
-	out, err := ms.sealOut(ps, fe, p, protocol.KindText, protocol.MsgID{}, []byte(text))
-	ms.stats.sealNanos.Add(int64(time.Since(start)))
-	ms.stats.sealed.Add(1)
 	if err != nil {
 		return store.Message{}, nil, fmt.Errorf("node: seal: %w", err)
 	}
@@ -106,14 +143,16 @@ func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string)
 	if err != nil {
 		return store.Message{}, nil, fmt.Errorf("node: queue message (not sent): %w", err)
 	}
-	if out.update != nil {
-		// The next seal goes on from this state; the store keeps the
-		// newest version written (store.SessionUpdate), and if this write
-		// fails, the state is still ahead of what the friend will see,
-		// which a ratchet tolerates (a skipped message key).
-		ps.stored(out.update)
-	}
 	return m, pending, nil
+}
+
+// sealTimed runs seal and adds its time to the node's seal figures.
+func (ms *messenger) sealTimed(seal func() (sealed, error)) (sealed, error) {
+	start := time.Now()
+	out, err := seal()
+	ms.stats.sealNanos.Add(int64(time.Since(start)))
+	ms.stats.sealed.Add(1)
+	return out, err
 }
 
 // Messages returns a page of the conversation with a friend, newest first,

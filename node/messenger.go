@@ -99,11 +99,13 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 	var (
 		ps *peerSess
 		p  *protocol.PeerSessions
+		t  uint64
 	)
 	if (kind == protocol.KindReceipt || kind == protocol.KindDelivered) && !ms.cfg.DisableSessions {
 		ps = ms.peerSessOf(fe.f.UserID)
-		ps.mu.Lock()
-		defer ps.mu.Unlock()
+		var unlock func()
+		t, unlock = ps.lockTurn()
+		defer unlock()
 		var err error
 		if p, err = ms.state(ctx, ps, fe.f.UserID); err != nil {
 			return err
@@ -116,12 +118,15 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 	if err != nil {
 		return fmt.Errorf("node: seal %v: %w", kind, err)
 	}
+	if ps != nil {
+		if out.update != nil {
+			ps.stored(out.update) // the next seal goes on from it (peerSess)
+		}
+		ps.await(t)
+	}
 	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
 	if err := ms.st.AddControlWith(ctx, e, out.update); err != nil {
 		return fmt.Errorf("node: queue %v: %w", kind, err)
-	}
-	if out.update != nil {
-		ps.stored(out.update)
 	}
 	ms.outbox.Notify(fe.f.UserID)
 	return nil

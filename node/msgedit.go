@@ -90,8 +90,8 @@ func (ms *messenger) message(ctx context.Context, id protocol.MsgID) (store.Mess
 // is in seal order).
 func (ms *messenger) requeue(ctx context.Context, fe *friendEntry, m store.Message) (store.Message, error) {
 	ps := ms.peerSessOf(fe.f.UserID)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	t, unlock := ps.lockTurn()
+	defer unlock()
 	p, err := ms.sessionsFor(ctx, ps, fe)
 	if err != nil {
 		return store.Message{}, err
@@ -100,15 +100,12 @@ func (ms *messenger) requeue(ctx context.Context, fe *friendEntry, m store.Messa
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
-	e := store.OutboxEntry{MsgID: m.ID, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
-	up, err := ms.st.RequeueFailed(ctx, e, out.update)
-	if err != nil {
-		return store.Message{}, err
-	}
 	if out.update != nil {
-		ps.stored(out.update)
+		ps.stored(out.update) // the next seal goes on from it (peerSess)
 	}
-	return up, nil
+	ps.await(t)
+	e := store.OutboxEntry{MsgID: m.ID, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
+	return ms.st.RequeueFailed(ctx, e, out.update)
 }
 
 // DeleteMessage deletes a message from this node (see above); the

@@ -157,13 +157,12 @@ func (ms *messenger) commitLoop(ctx context.Context, str network.Stream, remote 
 		}
 		<-in.ready
 		batch := []*inbound{in}
-		// Chat messages of one session that are already here are stored
+		// Chat messages of one sender that are already here are stored
 		// in one transaction: one synced write for a burst.
 		if batchable(in) {
 			for len(batch) < maxCommitBatch && len(queue) > 0 {
 				next := <-queue
-				<-next.ready
-				if !batchable(next) || next.sm.Sender != in.sm.Sender {
+				if !joins(in, next) {
 					pending = next
 					break
 				}
@@ -171,8 +170,10 @@ func (ms *messenger) commitLoop(ctx context.Context, str network.Stream, remote 
 			}
 		}
 		switch {
-		case len(batch) > 1:
+		case len(batch) > 1 && in.sm != nil:
 			ms.commitSessionBatch(ctx, batch)
+		case len(batch) > 1:
+			ms.commitEnvelopeBatch(ctx, batch)
 		case in.ack.Code == protocol.AckOK:
 			ms.commit(ctx, in)
 		}
@@ -206,16 +207,6 @@ func (ms *messenger) commitLoop(ctx context.Context, str network.Stream, remote 
 	}
 	str.SetWriteDeadline(time.Now().Add(ackWriteTimeout))
 	bw.Flush()
-}
-
-// maxCommitBatch caps the session messages stored in one transaction.
-const maxCommitBatch = 64
-
-// batchable reports whether in is a chat message in a session, checked
-// and waiting to be opened: such messages from one sender are committed
-// together.
-func batchable(in *inbound) bool {
-	return in.ack.Code == protocol.AckOK && in.sm != nil && in.sm.Kind == protocol.KindText
 }
 
 // drain waits out the envelopes still in the pipeline of a stream that is

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -30,42 +29,6 @@ import (
 // in a new session (resealSession). Contact requests and accepts stay
 // single envelopes, and so does everything to a friend without a valid
 // prekey.
-
-// peerSess is one friend's session state: its lock and the stored blob
-// (nil: none yet), loaded on first use.
-type peerSess struct {
-	mu     sync.Mutex
-	loaded bool
-	blob   []byte
-	// version counts the states: a stored state carries its version, so
-	// that writes which commit out of order never store an older state
-	// over a newer one (store.SessionUpdate).
-	version uint64
-	// last is the timestamp (unix ms) of the last message sealed to the
-	// friend: each next one is later, so that the outbox, which sends in
-	// timestamp order, keeps the order they were sealed in.
-	last int64
-}
-
-// next is the update that stores p as the friend's next state.
-func (ps *peerSess) next(peer protocol.ID, p *protocol.PeerSessions) *store.SessionUpdate {
-	return &store.SessionUpdate{Peer: peer, State: p.Marshal(), Version: ps.version + 1}
-}
-
-// stored records u as the friend's current state.
-func (ps *peerSess) stored(u *store.SessionUpdate) { ps.blob, ps.version = u.State, u.Version }
-
-// peerSessOf returns friend id's session state holder.
-func (ms *messenger) peerSessOf(id protocol.ID) *peerSess {
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	ps := ms.sessions[id]
-	if ps == nil {
-		ps = &peerSess{}
-		ms.sessions[id] = ps
-	}
-	return ps
-}
 
 // state parses the friend's sessions; ps.mu must be held. A stored blob
 // that does not parse is dropped (logged): the friend's next session
@@ -97,6 +60,24 @@ type sealed struct {
 	kind    protocol.Kind
 	session bool                 // raw is a session message
 	update  *store.SessionUpdate // the session state to store with it, or nil
+	// unsigned, when set, is the session message, sealed without its
+	// RSA signature (strict mode, sealOutLater): raw is empty until
+	// sign has added it with signer.
+	unsigned *protocol.SessionMessage
+	signer   protocol.Signer
+}
+
+// sign adds the RSA signature to a session message sealed without it,
+// and encodes it; it needs no lock.
+func (out *sealed) sign() error {
+	if out.unsigned == nil {
+		return nil
+	}
+	if err := out.unsigned.SignIdentity(out.signer); err != nil {
+		return err
+	}
+	out.raw, out.unsigned = out.unsigned.Marshal(), nil
+	return nil
 }
 
 // sealOut seals kind/body (with msg_id id; zero: a new one) for fe: in
@@ -106,20 +87,39 @@ type sealed struct {
 // p is then advanced, and the caller stores out.update with the message
 // and records it (ps.stored).
 func (ms *messenger) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
+	return ms.seal(ps, fe, p, kind, id, body, false)
+}
+
+// sealOutLater is sealOut that, in --strict-rsa-signatures mode, leaves
+// a session message's RSA signature to out.sign, which the caller runs
+// without ps.mu.
+func (ms *messenger) sealOutLater(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
+	return ms.seal(ps, fe, p, kind, id, body, true)
+}
+
+func (ms *messenger) seal(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte, later bool) (sealed, error) {
 	now := ms.cfg.Now()
 	if ps != nil {
-		if ms := now.UnixMilli(); ms <= ps.last {
-			now = time.UnixMilli(ps.last + 1)
-		}
-		ps.last = now.UnixMilli()
+		now = ps.stamp(now)
 	}
 	out := sealed{kind: kind}
 	if p != nil && ms.usable(p, fe, now) {
-		m, err := p.SealWithID(kind, id, body, now, ms.strictSigner())
-		if err != nil {
-			return out, err
+		strict := ms.strictSigner()
+		var m *protocol.SessionMessage
+		var err error
+		if later && strict != nil {
+			m, err = p.SealUnsigned(kind, id, body, now, strict)
+			out.unsigned, out.signer = m, strict
+		} else {
+			m, err = p.SealWithID(kind, id, body, now, strict)
 		}
-		out.raw, out.id, out.stamp, out.session = m.Marshal(), m.MsgID, m.Timestamp, true
+		if err != nil {
+			return sealed{kind: kind}, err
+		}
+		if out.unsigned == nil {
+			out.raw = m.Marshal()
+		}
+		out.id, out.stamp, out.session = m.MsgID, m.Timestamp, true
 		out.update = ps.next(fe.f.UserID, p)
 		return out, nil
 	}
@@ -135,6 +135,15 @@ func (ms *messenger) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSess
 		out.update = ps.next(fe.f.UserID, p)
 		return out, nil
 	}
+	return ms.sealEnvelope(fe, kind, id, body, now)
+}
+
+// sealEnvelope seals kind/body (with msg_id id; zero: a new one) for fe
+// as a single RSA envelope, at now. It touches no session state, so it
+// needs no lock.
+func (ms *messenger) sealEnvelope(fe *friendEntry, kind protocol.Kind, id protocol.MsgID, body []byte, now time.Time) (sealed, error) {
+	out := sealed{kind: kind}
+	rcpt := ms.friends.recipient(fe)
 	var env *protocol.Envelope
 	var err error
 	if id.IsZero() {
@@ -514,8 +523,8 @@ func (ms *messenger) resealSession(ctx context.Context, e store.OutboxEntry) boo
 		return false
 	}
 	ps := ms.peerSessOf(fe.f.UserID)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
+	t, unlock := ps.lockTurn()
+	defer unlock()
 	p, err := ms.state(ctx, ps, fe.f.UserID)
 	if err != nil {
 		return false
@@ -526,11 +535,12 @@ func (ms *messenger) resealSession(ctx context.Context, e store.OutboxEntry) boo
 		ms.log.Warn("message not sealed again", "msg", e.MsgID.String(), "err", err)
 		return false
 	}
+	if out.update != nil {
+		ps.stored(out.update) // the next seal goes on from it (peerSess)
+	}
+	ps.await(t)
 	if _, err := ms.st.ResealOutbox(ctx, e.MsgID, out.raw, out.session, out.update); err != nil {
 		return false
-	}
-	if out.update != nil {
-		ps.stored(out.update)
 	}
 	ms.log.Info("message sealed again in a new session", "msg", e.MsgID.String(), "to", fe.f.UserID.String())
 	return true

@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,6 +251,87 @@ func TestSessionQueuesSessionMessages(t *testing.T) {
 		sa.outbox.Rush(bID)
 		checkReceived(t, a, b, append([]string{"start"}, numbered("queued", 5)...))
 	}
+}
+
+// TestConcurrentSendsInOrder sends to one friend from several goroutines
+// at once, with RSA signatures made outside the friend's lock: single
+// envelopes (sessions off) and session messages signed with the identity
+// key (--strict-rsa-signatures). They are queued in the order of their
+// timestamps, each once, and the friend stores them in that order.
+func TestConcurrentSendsInOrder(t *testing.T) {
+	for _, mode := range []string{"envelopes", "strict"} {
+		t.Run(mode, func(t *testing.T) {
+			cfgA, cfgB := testConfig(t, "alice-2048"), testConfig(t, "bob-2048")
+			cfgA.DisableSessions = mode == "envelopes"
+			cfgA.StrictRSASignatures = mode == "strict"
+			a, b := startNode(t, cfgA, "Alice"), startNode(t, cfgB, "Bob")
+			befriend(t, a, b)
+			bID := meOf(t, b).UserID
+			var want []string
+			if mode == "strict" {
+				sendAll(t, a, bID, []string{"start"})
+				checkReceived(t, a, b, []string{"start"})
+				want = append(want, "start")
+			}
+			unlockedOf(t, a).outbox.Hold(bID)
+			const senders, each = 6, 4
+			var wg sync.WaitGroup
+			errs := make(chan error, senders*each)
+			for g := range senders {
+				wg.Go(func() {
+					for i := range each {
+						if _, err := a.Send(context.Background(), bID, fmt.Sprintf("sender %d message %d", g, i)); err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatalf("Send: %v", err)
+			}
+			q := queuedFor(t, a, bID)
+			if len(q) != senders*each {
+				t.Fatalf("%d queued, want %d", len(q), senders*each)
+			}
+			var last int64
+			for _, e := range q {
+				stamp := queuedStamp(t, e, mode == "strict")
+				if stamp <= last {
+					t.Fatalf("entry %s sealed at %d, queued after one sealed at %d", e.MsgID, stamp, last)
+				}
+				last = stamp
+			}
+			hist := convHistory(t, a, bID)[len(want):]
+			for i, m := range hist {
+				if m.ID != q[i].MsgID {
+					t.Fatalf("history entry %d is %s, queue entry %s", i, m.ID, q[i].MsgID)
+				}
+				want = append(want, string(m.Body))
+			}
+			unlockedOf(t, a).outbox.Rush(bID)
+			checkReceived(t, a, b, want)
+		})
+	}
+}
+
+// queuedStamp is the timestamp of a queued envelope, or of a session
+// message signed with the identity key (strict).
+func queuedStamp(tb testing.TB, e store.OutboxEntry, strict bool) int64 {
+	tb.Helper()
+	if !strict {
+		env, err := protocol.ParseEnvelope(e.Envelope)
+		if err != nil || e.Session {
+			tb.Fatalf("entry %s is not an envelope: %v", e.MsgID, err)
+		}
+		return env.Timestamp
+	}
+	m, err := protocol.ParseSessionMessage(e.Envelope)
+	if err != nil || !e.Session || m.SigAlg != protocol.SigIdentity {
+		tb.Fatalf("entry %s is not a strict session message: %v", e.MsgID, err)
+	}
+	return m.Timestamp
 }
 
 // TestSessionStoredStateSecrecy inspects B's sealed session state through

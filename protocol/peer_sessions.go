@@ -149,12 +149,30 @@ func (p *PeerSessions) Seal(kind Kind, body []byte, now time.Time, strict Signer
 // SealWithID is Seal with the message's msg_id set to id (zero: a random
 // one), for a message sealed again.
 func (p *PeerSessions) SealWithID(kind Kind, id MsgID, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
+	return p.sealWithID(kind, id, body, now, strict, true)
+}
+
+// SealUnsigned is SealWithID in the strict mode (strict must be set)
+// without the message's RSA signature: it advances the session as
+// SealWithID does and returns the message unsigned, which the caller
+// signs with SignIdentity before it marshals it. The signature needs
+// none of the session's state, so a caller that guards the state with a
+// lock can sign after releasing it; if it never signs, the message is
+// lost, which the peer's ratchet takes as a skipped message.
+func (p *PeerSessions) SealUnsigned(kind Kind, id MsgID, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
+	if strict == nil {
+		return nil, fmt.Errorf("%w: SealUnsigned needs the strict signer", ErrMalformed)
+	}
+	return p.sealWithID(kind, id, body, now, strict, false)
+}
+
+func (p *PeerSessions) sealWithID(kind Kind, id MsgID, body []byte, now time.Time, strict Signer, signNow bool) (*SessionMessage, error) {
 	c := p.Current()
 	if c == nil {
 		return nil, fmt.Errorf("%w: no session with %s", ErrSessionUnknown, p.peer)
 	}
 	next := c.clone()
-	m, err := next.seal(kind, id, body, now, strict)
+	m, err := next.seal(kind, id, body, now, strict, signNow)
 	if err != nil {
 		return nil, err
 	}

@@ -232,11 +232,13 @@ func AcceptSession(m *Message, prekey *Prekey, me Signer) (*Session, *Message, e
 // the --strict-rsa-signatures mode). Until the initiator is known to have
 // it, a responder's message carries its certificate.
 func (s *Session) Seal(kind Kind, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
-	return s.seal(kind, MsgID{}, body, now, strict)
+	return s.seal(kind, MsgID{}, body, now, strict, true)
 }
 
-// seal is Seal with the message's msg_id (zero: a random one).
-func (s *Session) seal(kind Kind, id MsgID, body []byte, now time.Time, strict Signer) (*SessionMessage, error) {
+// seal is Seal with the message's msg_id (zero: a random one). With
+// strict set and signNow not, the message is left without its signature
+// (SignIdentity adds it).
+func (s *Session) seal(kind Kind, id MsgID, body []byte, now time.Time, strict Signer, signNow bool) (*SessionMessage, error) {
 	if !sessionKind(kind) {
 		return nil, fmt.Errorf("%w: a session message of kind %s", ErrMalformed, kind)
 	}
@@ -271,11 +273,13 @@ func (s *Session) seal(kind Kind, id MsgID, body []byte, now time.Time, strict S
 	canonical := m.Canonical()
 	pt := padSession(body)
 	m.Ciphertext = aead.Seal(pt[:0], nonce, pt, m.aad(canonical))
-	if strict != nil {
+	switch {
+	case strict != nil && !signNow:
+	case strict != nil:
 		if m.Signature, err = strict.Sign(LabelSessSig, m.signedBytes(canonical, false)); err != nil {
 			return nil, fmt.Errorf("signing session message: %w", err)
 		}
-	} else {
+	default:
 		m.Signature = ed25519.Sign(s.signing, m.signedBytes(canonical, true))
 	}
 	s.r = next

@@ -394,3 +394,51 @@ func TestSessionSizeCapsAndExpiredPrekey(t *testing.T) {
 		t.Fatalf("a start to a user the sessions are not with: %v", err)
 	}
 }
+
+// TestSealUnsignedThenSign: a strict-mode message sealed without its
+// signature and signed afterwards (SealUnsigned, SignIdentity) opens like
+// one SealWithID signs at once; unsigned it does not open; SignIdentity
+// refuses a message signed already or not in the strict mode; and
+// SealUnsigned needs the signer.
+func TestSealUnsignedThenSign(t *testing.T) {
+	alice, bob := sessPair(t, "alice-2048", "bob-2048")
+	bob.mustAccept(t, alice.start(t, bob, KindText, []byte("hi"), sessT0), alice, sessT0)
+	alice.mustOpen(t, bob.seal(t, "b", sessT0), bob, "b", sessT0)
+
+	if _, err := alice.ps.SealUnsigned(KindText, MsgID{}, []byte("x"), sessT0, nil); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("SealUnsigned without a signer: %v", err)
+	}
+	first, err := alice.ps.SealUnsigned(KindText, MsgID{}, []byte("first"), sessT0, alice.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := alice.ps.SealUnsigned(KindText, MsgID{}, []byte("second"), sessT0, alice.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.SigAlg != SigIdentity || len(first.Signature) != 0 {
+		t.Fatalf("unsigned message: alg %v, %d signature bytes", first.SigAlg, len(first.Signature))
+	}
+	if _, err := bob.open(first.Marshal(), alice, sessT0); err == nil {
+		t.Fatal("an unsigned message opened")
+	}
+	// Signed out of order, as two senders outside the lock might.
+	for _, m := range []*SessionMessage{second, first} {
+		if err := m.SignIdentity(alice.key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.SignIdentity(alice.key); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("signing twice: %v", err)
+	}
+	bob.mustOpen(t, first.Marshal(), alice, "first", sessT0)
+	bob.mustOpen(t, second.Marshal(), alice, "second", sessT0)
+	plain, err := alice.ps.Seal(KindText, []byte("plain"), sessT0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.Signature = nil
+	if err := plain.SignIdentity(alice.key); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("signing a session-key message with the identity key: %v", err)
+	}
+}

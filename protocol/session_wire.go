@@ -149,6 +149,21 @@ func (m *SessionMessage) signedBytes(canonical []byte, withLabel bool) []byte {
 	return append(b, d[:]...)
 }
 
+// SignIdentity adds the RSA signature (SigIdentity) to m, sealed by
+// PeerSessions.SealUnsigned, with strict, the signer it was sealed with:
+// the signature SealWithID would have made.
+func (m *SessionMessage) SignIdentity(strict Signer) error {
+	if m.SigAlg != SigIdentity || len(m.Signature) != 0 {
+		return fmt.Errorf("%w: not an unsigned SigIdentity message", ErrMalformed)
+	}
+	sig, err := strict.Sign(LabelSessSig, m.signedBytes(m.Canonical(), false))
+	if err != nil {
+		return fmt.Errorf("signing session message: %w", err)
+	}
+	m.Signature = sig
+	return nil
+}
+
 // Marshal encodes m (protobuf, canonical).
 func (m *SessionMessage) Marshal() []byte {
 	p := &pb.SessionMessage{

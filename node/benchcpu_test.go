@@ -1,0 +1,97 @@
+package node
+
+import (
+	"bytes"
+	"os"
+	"runtime"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// cpuMeter measures, over a benchmark's timed part, the CPU time this
+// process used and the CPU time the whole machine was busy (from
+// /proc/stat, where there is one): on a machine shared with other work,
+// what the others took is what this run could not have.
+type cpuMeter struct {
+	start        time.Time
+	self, others time.Duration
+	machine      time.Duration
+	okMachine    bool
+}
+
+func startCPU(tb testing.TB) cpuMeter {
+	m, ok := machineBusy()
+	return cpuMeter{start: time.Now(), self: processCPU(tb), machine: m, okMachine: ok}
+}
+
+// cpuUse is what a cpuMeter measured: wall time, this process's CPU time
+// and the other processes' CPU time (others is negative when the machine
+// figure is not available).
+type cpuUse struct {
+	wall, self, others time.Duration
+}
+
+func (c cpuMeter) stop(tb testing.TB) cpuUse {
+	u := cpuUse{wall: time.Since(c.start), self: processCPU(tb) - c.self, others: -1}
+	if m, ok := machineBusy(); ok && c.okMachine {
+		u.others = max(m-c.machine-u.self, 0)
+	}
+	return u
+}
+
+// cores is how many processors' worth of CPU time d is over u's wall time.
+func (u cpuUse) cores(d time.Duration) float64 { return float64(d) / float64(u.wall) }
+
+// machineBusy is the CPU time all processors of the machine have been
+// busy since boot (user, nice, system, irq, softirq, steal), from the
+// first line of /proc/stat; false where there is none.
+func machineBusy() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := bytes.Fields(line)
+	if len(f) < 9 || string(f[0]) != "cpu" {
+		return 0, false
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} { // user nice system irq softirq steal
+		v, err := strconv.ParseInt(string(f[i]), 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += v
+	}
+	const hz = 100 // USER_HZ, which /proc/stat counts in on Linux
+	return time.Duration(ticks) * time.Second / hz, true
+}
+
+// reportCPU reports how the run of n messages used the processors:
+// cpu-cores (this process), others-cores (the rest of the machine; -1
+// where unknown) and cpu-ms/msg (this process's CPU time per message).
+func reportCPU(b *testing.B, use cpuUse, n int) {
+	b.ReportMetric(use.cores(use.self), "cpu-cores")
+	if use.others >= 0 {
+		b.ReportMetric(use.cores(use.others), "others-cores")
+	} else {
+		b.ReportMetric(-1, "others-cores")
+	}
+	b.ReportMetric(durationMs(use.self)/float64(max(n, 1)), "cpu-ms/msg")
+}
+
+// reportCryptoCPU reports the bound the cryptography sets when each
+// message needs crypto of CPU time in this process and GOMAXPROCS
+// processors can work at once (cpu-bound-msgs/s), rate's ratio to it
+// (cpu-ratio), and the part of the process's CPU time per message that
+// crypto is (crypto-share). It returns the bound.
+func reportCryptoCPU(b *testing.B, use cpuUse, n int, rate float64, crypto time.Duration) float64 {
+	bound := float64(runtime.GOMAXPROCS(0)) * float64(time.Second) / float64(crypto)
+	b.ReportMetric(bound, "cpu-bound-msgs/s")
+	b.ReportMetric(rate/bound, "cpu-ratio")
+	if use.self > 0 {
+		b.ReportMetric(float64(crypto)*float64(n)/float64(use.self), "crypto-share")
+	}
+	return bound
+}
