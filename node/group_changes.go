@@ -261,9 +261,9 @@ func (g *groups) applyPending(ctx context.Context, st *protocol.GroupState) {
 	}
 }
 
-// loadPending takes up the early keys kept by the last run, applying
-// those whose state has come (or is past) meanwhile.
-func (g *groups) loadPending(ctx context.Context, all []*store.Group) error {
+// loadPending takes up the early keys kept by the last run; serve then
+// applies those whose state has come (or is past) meanwhile.
+func (g *groups) loadPending(ctx context.Context) error {
 	keys, err := g.st.EarlyKeys(ctx)
 	if err != nil {
 		return fmt.Errorf("node: early sender keys: %w", err)
@@ -275,11 +275,6 @@ func (g *groups) loadPending(ctx context.Context, all []*store.Group) error {
 		}
 	}
 	g.mu.Unlock()
-	for _, gr := range all {
-		if !gr.Removed {
-			g.applyPending(ctx, gr.State)
-		}
-	}
 	return nil
 }
 

@@ -159,6 +159,12 @@ func (g *groups) lockGroup(id protocol.GroupID) func() {
 // serve joins the topics of the stored groups this user is a member of,
 // and leaves every topic when ctx ends.
 func (g *groups) serve(ctx context.Context) error {
+	// The early keys are taken up before the groups are read: a state
+	// stored meanwhile (it may come as soon as the messenger serves) is
+	// then either in the groups read here or applies them itself.
+	if err := g.loadPending(ctx); err != nil {
+		return err
+	}
 	all, err := g.st.Groups(ctx)
 	if err != nil {
 		return fmt.Errorf("node: groups: %w", err)
@@ -169,10 +175,8 @@ func (g *groups) serve(ctx context.Context) error {
 				return err
 			}
 			g.relayTicket(gr.ID())
+			g.applyPending(ctx, gr.State)
 		}
-	}
-	if err := g.loadPending(ctx, all); err != nil {
-		return err
 	}
 	g.spawn(g.runHandouts)
 	g.host.SetStreamHandler(groupSyncProtocol, g.handleSync)
