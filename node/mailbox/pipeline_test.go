@@ -132,6 +132,9 @@ func TestDepositAllOneStream(t *testing.T) {
 	if got := w.metric("parley_mailbox_deposits_total", "ok"); got != 100 {
 		t.Errorf("deposits_total{result=ok} = %v, want 100", got)
 	}
+	if got := w.metric("parley_mailbox_deposit_streams_total", ""); got != 1 {
+		t.Errorf("deposit_streams_total = %v, want 1", got)
+	}
 	w.wantMail(bob, all)
 }
 

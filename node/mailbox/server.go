@@ -232,6 +232,7 @@ func (s *Server) writeResult(st network.Stream, err error) error {
 // gap). The depositor deposits the rest again on a new stream.
 func (s *Server) serveDeposits(st network.Stream, r *bufio.Reader, d *pb.Deposit) {
 	from := st.Conn().RemotePeer()
+	s.met.depositStream()
 	for {
 		err := s.deposit(from, d)
 		s.met.deposit(codeFor(err))
