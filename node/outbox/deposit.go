@@ -43,17 +43,16 @@ func (c *courier) deposit(ctx context.Context) {
 			c.mailbox = true
 			return
 		}
-		// Frame every entry; those that do not parse are settled failed
-		// in their place in the order (nil in ds).
-		ds := make([]*protocol.Delivery, len(es))
+		// Frame every entry; those that do not parse (bad[i]) are settled
+		// failed in their place in the order.
+		bad := make([]error, len(es))
 		var batch []*protocol.Delivery
 		for i, e := range es {
 			d, err := c.o.cfg.Frame(e)
 			if err != nil {
-				c.o.cfg.Logger.Error("outbox entry does not parse; dropping it", "msg", e.MsgID.String(), "err", err)
+				bad[i] = err
 				continue
 			}
-			ds[i] = d
 			batch = append(batch, d)
 		}
 		var (
@@ -74,7 +73,8 @@ func (c *courier) deposit(ctx context.Context) {
 			n       int // deposits settled
 		)
 		for i, e := range es {
-			if ds[i] == nil {
+			if bad[i] != nil {
+				c.o.cfg.Logger.Error("outbox entry does not parse; dropping it", "msg", e.MsgID.String(), "err", bad[i])
 				settles = append(settles, store.Settle{MsgID: e.MsgID, Status: store.StatusFailed, Error: "unreadable outbox entry"})
 				last = e.Seq
 				continue
