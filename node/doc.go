@@ -66,8 +66,9 @@
 //	receiver: readLoop ─> workers open in parallel ─> commitLoop stores in
 //	          stream order (a burst of one sender in one transaction) ─> ack
 //	courier:  acks read together are settled in one write (delivered)
-//	courier:  Open fails ─> deposit what is queued, in order, at the friend's
-//	          mailbox relay ─> settled sent, path mailbox (node/outbox doc)
+//	courier:  Open fails ─> deposit what is queued, in order, a window per
+//	          pipeline (one stream), at the friend's mailbox relay ─> the
+//	          held prefix settled sent, path mailbox (node/outbox doc)
 //	mailboxes: relay pushes ─> open, commit (as one frame of a stream) ─> ack
 //	          to the relay ─> KindDelivered receipt ─> the sender marks delivered
 //

@@ -245,16 +245,29 @@ func (mb *mailboxes) queueReceipts(ctx context.Context) {
 }
 
 // deposit is the outbox's Config.Deposit: it asks to's mailbox relays,
-// in order, to hold d, until one does.
-func (mb *mailboxes) deposit(ctx context.Context, to protocol.ID, d *protocol.Delivery) error {
+// in order, to hold ds, each as one pipeline (mailbox.Client.DepositAll).
+// The first relay that holds at least the first of them ends the round:
+// its count (and its refusal, if it held only some) is the answer, and
+// the courier deposits the rest at its next attempt, in order. Only a
+// relay that holds none (unreachable, or refusing the first) passes the
+// same batch to the next.
+func (mb *mailboxes) deposit(ctx context.Context, to protocol.ID, ds []*protocol.Delivery) (int, error) {
 	fe := mb.friends.friend(to)
 	if fe == nil || len(fe.relays) == 0 {
-		return fmt.Errorf("%w: %s", outbox.ErrNoMailbox, to)
+		return 0, fmt.Errorf("%w: %s", outbox.ErrNoMailbox, to)
 	}
-	var buf bytes.Buffer
-	if err := protocol.WriteDelivery(&buf, d); err != nil {
-		return err
+	envs := make([][]byte, len(ds))
+	size := 0
+	for i, d := range ds {
+		var buf bytes.Buffer
+		if err := protocol.WriteDelivery(&buf, d); err != nil {
+			return 0, err
+		}
+		envs[i] = buf.Bytes()
+		size += buf.Len()
 	}
+	// The dial timeout, and as much again per MiB to write.
+	timeout := time.Duration(1+size>>20) * mb.cfg.DialTimeout
 	var errs []error
 	for _, r := range fe.relays {
 		if r.ID == mb.host.ID() {
@@ -267,18 +280,21 @@ func (mb *mailboxes) deposit(ctx context.Context, to protocol.ID, d *protocol.De
 			continue
 		}
 		mb.host.Peerstore().AddAddrs(r.ID, r.Addrs, peerstore.AddressTTL)
-		dctx, cancel := context.WithTimeout(ctx, mb.cfg.DialTimeout)
-		err := mb.client.Deposit(dctx, r.ID, to, buf.Bytes())
+		dctx, cancel := context.WithTimeout(ctx, timeout)
+		held, err := mb.client.DepositAll(dctx, r.ID, to, envs)
 		cancel()
-		if err == nil {
-			return nil
+		if held > 0 {
+			return held, err
+		}
+		if err == nil { // nothing to hold: ds was empty
+			return 0, nil
 		}
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
-		return fmt.Errorf("%w: %s", outbox.ErrNoMailbox, to)
+		return 0, fmt.Errorf("%w: %s", outbox.ErrNoMailbox, to)
 	}
-	return errors.Join(errs...)
+	return 0, errors.Join(errs...)
 }
 
 // receiveFrame runs one delivery frame (as deposited at a mailbox)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley/node/mailbox"
 	"github.com/parley-chat/parley/protocol"
@@ -20,6 +21,7 @@ import (
 type mailRelay struct {
 	*Relay
 	srv  *mailbox.Server
+	reg  *prometheus.Registry // the mailbox's metrics
 	stop func()
 }
 
@@ -28,6 +30,13 @@ type mailRelay struct {
 // stops when the test ends.
 func startMailRelay(tb testing.TB, dir, listen string, boot ...string) *mailRelay {
 	tb.Helper()
+	return startMailRelayWith(tb, dir, listen, mailbox.Limits{}, boot...)
+}
+
+// startMailRelayWith is startMailRelay with the mailbox's limits lim
+// (defaults for zero fields).
+func startMailRelayWith(tb testing.TB, dir, listen string, lim mailbox.Limits, boot ...string) *mailRelay {
+	tb.Helper()
 	if listen == "" {
 		listen = "/ip4/127.0.0.1/tcp/0"
 	}
@@ -35,7 +44,8 @@ func startMailRelay(tb testing.TB, dir, listen string, boot ...string) *mailRela
 	if err != nil {
 		tb.Fatalf("StartRelay: %v", err)
 	}
-	srv, err := mailbox.NewServer(r.Host(), mailbox.Config{Dir: filepath.Join(dir, "mailbox"), Directory: r.Directory(), Logger: testLogger(tb)})
+	reg := prometheus.NewRegistry()
+	srv, err := mailbox.NewServer(r.Host(), mailbox.Config{Dir: filepath.Join(dir, "mailbox"), Directory: r.Directory(), Limits: lim, Logger: testLogger(tb), Metrics: reg})
 	if err != nil {
 		r.Close()
 		tb.Fatalf("mailbox.NewServer: %v", err)
@@ -43,7 +53,7 @@ func startMailRelay(tb testing.TB, dir, listen string, boot ...string) *mailRela
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	mr := &mailRelay{Relay: r, srv: srv}
+	mr := &mailRelay{Relay: r, srv: srv, reg: reg}
 	stopped := false
 	mr.stop = func() {
 		if stopped {
@@ -66,6 +76,34 @@ func startMailRelay(tb testing.TB, dir, listen string, boot ...string) *mailRela
 func (mr *mailRelay) held() int {
 	n, _ := mr.srv.Held()
 	return n
+}
+
+// counter is the value of the mailbox counter name (summed over its
+// labels, or only result's if not empty).
+func (mr *mailRelay) counter(tb testing.TB, name, result string) float64 {
+	tb.Helper()
+	mfs, err := mr.reg.Gather()
+	if err != nil {
+		tb.Fatalf("Gather: %v", err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := true
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && result != "" {
+					match = l.GetValue() == result
+				}
+			}
+			if match {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
 
 // listenAddr is the relay's TCP listen address without /p2p, to restart
@@ -205,8 +243,8 @@ func TestMailboxAndDirectStoredOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := sa.mail.deposit(ctx, bID, d); err != nil {
-		t.Fatalf("deposit: %v", err)
+	if held, err := sa.mail.deposit(ctx, bID, []*protocol.Delivery{d}); held != 1 || err != nil {
+		t.Fatalf("deposit: %d held, %v", held, err)
 	}
 	sa.outbox.Rush(bID) // and directly
 	waitFor(t, 30*time.Second, "delivered", func() bool {

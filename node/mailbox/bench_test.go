@@ -57,6 +57,59 @@ func BenchmarkDeposit(b *testing.B) {
 	}
 }
 
+// BenchmarkDeposit100 measures what a courier's round of 100 queued
+// envelopes (1 KiB) costs one depositor over real libp2p on loopback:
+// one stream and one wait per envelope (Deposit in a loop, as before
+// DepositAll) against one pipelined stream (DepositAll). It reports the
+// time per 100 and the streams opened per 100; each deposit is still a
+// synced write at the relay, one after the other, in both.
+func BenchmarkDeposit100(b *testing.B) {
+	envelopes := make([][]byte, 100)
+	for i := range envelopes {
+		envelopes[i] = bytes.Repeat([]byte{byte(i)}, 1024)
+	}
+	run := func(b *testing.B, deposit func(c *Client, w *world, to protocol.ID) error) {
+		w := newWorld(b, noLimits)
+		bob := w.user("bob-2048", 1)
+		w.register(bob)
+		h := &countingHost{Host: w.peer()}
+		c := w.client(h)
+		if err := c.Deposit(context.Background(), w.relay.ID(), bob.id, envelopes[0]); err != nil {
+			b.Fatal(err) // connects, and learns the relay's protocols
+		}
+		h.streams.Store(0)
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if err := deposit(c, w, bob.id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(time.Since(start).Milliseconds())/float64(b.N), "ms/100")
+		b.ReportMetric(float64(h.streams.Load())/float64(b.N), "streams/100")
+		b.StopTimer()
+		if w.held() != 1+100*b.N {
+			b.Fatalf("held %d after %d rounds", w.held(), b.N)
+		}
+	}
+	b.Run("one-per-stream", func(b *testing.B) {
+		run(b, func(c *Client, w *world, to protocol.ID) error {
+			for _, e := range envelopes {
+				if err := c.Deposit(context.Background(), w.relay.ID(), to, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	b.Run("pipelined", func(b *testing.B) {
+		run(b, func(c *Client, w *world, to protocol.ID) error {
+			_, err := c.DepositAll(context.Background(), w.relay.ID(), to, envelopes)
+			return err
+		})
+	})
+}
+
 // BenchmarkDepositStore is BenchmarkDeposit without the network: 8
 // goroutines call the relay's store directly (a synced write each), to
 // tell the disk's share from the streams'.

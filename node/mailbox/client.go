@@ -44,6 +44,12 @@ func request(ctx context.Context, st network.Stream, r *bufio.Reader, f *pb.Clie
 	if err := writeFrame(st, f, maxClientFrame); err != nil {
 		return err
 	}
+	return awaitResult(ctx, r)
+}
+
+// awaitResult reads one Result: nil for CodeOK, its *RefusedError, or the
+// stream's error.
+func awaitResult(ctx context.Context, r *bufio.Reader) error {
 	var sf pb.ServerFrame
 	if err := readFrame(r, &sf, maxServerFrame); err != nil {
 		if ctx.Err() != nil {
@@ -64,17 +70,10 @@ func request(ctx context.Context, st network.Stream, r *bufio.Reader, f *pb.Clie
 // Deposit asks relay to hold envelope for recipient. It returns nil once
 // the relay holds it durably, a *RefusedError (matching ErrFull,
 // ErrSenderQuota, ErrRateLimited, ErrUnknown, ...) if it refused, or the
-// network's error.
+// network's error. It is DepositAll of one envelope.
 func (c *Client) Deposit(ctx context.Context, relay peer.ID, recipient protocol.ID, envelope []byte) error {
-	if len(envelope) > MaxEnvelopeSize {
-		return fmt.Errorf("%w: envelope of %d bytes (max %d)", ErrTooLarge, len(envelope), MaxEnvelopeSize)
-	}
-	st, r, done, err := c.open(ctx, relay)
-	if err != nil {
-		return err
-	}
-	defer done()
-	return request(ctx, st, r, &pb.ClientFrame{Kind: &pb.ClientFrame_Deposit{Deposit: &pb.Deposit{Recipient: recipient[:], Envelope: envelope}}})
+	_, err := c.DepositAll(ctx, relay, recipient, [][]byte{envelope})
+	return err
 }
 
 // Register asks relay to accept deposits for user, whose device this host

@@ -11,7 +11,8 @@
 //     recipient's current signed directory record — and deletes an
 //     envelope only when the recipient acknowledges it. It never learns
 //     content: it sees a recipient user ID and opaque bytes.
-//   - Client, used by a user node: Register, Deposit, Fetch (one pass) and
+//   - Client, used by a user node: Register, Deposit and DepositAll (a
+//     pipeline on one stream), Fetch (one pass) and
 //     Subscribe (fetch, then receive pushes at once), each delivering
 //     envelopes to a Handler that returns only once they are stored.
 //
@@ -20,7 +21,11 @@
 // Each frame is a uvarint length and a protobuf message of
 // node/mailbox/pb (mailbox.proto): the node writes ClientFrame, the relay
 // ServerFrame, as on the messaging stream. A stream carries one kind of
-// request: a pipeline of deposits, each answered by a Result; one
+// request: a pipeline of deposits, each answered by a Result in order
+// (the client writes them without waiting for the Results; a refusal
+// ends the pipeline: the relay answers it and closes the stream without
+// reading further, so nothing after a refused deposit is held — the
+// envelopes held are always a prefix of those written); one
 // register, answered by a Result; or one fetch, answered by a Result, then
 // Item frames, a CaughtUp frame after the envelopes held when the fetch
 // began, and (with subscribe) further Items as they are deposited. The

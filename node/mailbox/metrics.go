@@ -10,6 +10,7 @@ import (
 // without a registry counts nothing.
 type metrics struct {
 	deposits *prometheus.CounterVec
+	pipes    prometheus.Counter
 	fetches  *prometheus.CounterVec
 	acked    prometheus.Counter
 	expired  prometheus.Counter
@@ -24,6 +25,10 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 			Namespace: "parley", Subsystem: "mailbox", Name: "deposits_total",
 			Help: "Deposits answered, by result code (ok, full, sender-quota, rate-limited, ...).",
 		}, []string{"result"}),
+		pipes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "mailbox", Name: "deposit_streams_total",
+			Help: "Deposit streams served, each a pipeline of one or more deposits (deposits_total / this is the mean pipeline).",
+		}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "mailbox", Name: "fetches_total",
 			Help: "Fetches (and registrations) answered, by result code (ok, not-authorised, ...).",
@@ -38,6 +43,7 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 		}),
 	}
 	m.deposits = promreg.Register(reg, m.deposits)
+	m.pipes = promreg.Register(reg, m.pipes)
 	m.fetches = promreg.Register(reg, m.fetches)
 	m.acked = promreg.Register(reg, m.acked)
 	m.expired = promreg.Register(reg, m.expired)
@@ -56,6 +62,12 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 func (m *metrics) deposit(c Code) {
 	if m != nil {
 		m.deposits.WithLabelValues(c.String()).Inc()
+	}
+}
+
+func (m *metrics) depositStream() {
+	if m != nil {
+		m.pipes.Inc()
 	}
 }
 

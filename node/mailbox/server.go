@@ -225,15 +225,23 @@ func (s *Server) writeResult(st network.Stream, err error) error {
 	return writeFrame(st, resultFrame(code, detail, retry), maxServerFrame)
 }
 
-// serveDeposits answers a pipeline of deposits, first the one already read.
+// serveDeposits answers a pipeline of deposits, first the one already
+// read. A refusal ends the pipeline: it is answered, and then the stream
+// is closed unread, so no deposit after a refused one is held (the
+// recipient gets a depositor's envelopes in the order deposited, with no
+// gap). The depositor deposits the rest again on a new stream.
 func (s *Server) serveDeposits(st network.Stream, r *bufio.Reader, d *pb.Deposit) {
 	from := st.Conn().RemotePeer()
+	s.met.depositStream()
 	for {
 		err := s.deposit(from, d)
 		s.met.deposit(codeFor(err))
 		if s.writeResult(st, err) != nil {
 			st.Reset()
 			return
+		}
+		if err != nil {
+			return // handle closes the stream; what follows is not read
 		}
 		var f pb.ClientFrame
 		st.SetReadDeadline(time.Now().Add(idleTimeout))

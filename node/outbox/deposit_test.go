@@ -17,25 +17,36 @@ import (
 )
 
 // mailbox is a fake Config.Deposit: it records what it holds, in order,
-// and refuses while refuse says so.
+// and refuses while refuse says so; as a relay's pipeline, a refusal ends
+// the batch (what follows it is not held).
 type fakeMailbox struct {
-	mu     sync.Mutex
-	held   []store.MsgID
-	refuse func(n int) error // n: deposits asked so far
-	asked  int
+	mu      sync.Mutex
+	held    []store.MsgID
+	refuse  func(n int) error // n: deposits asked so far
+	asked   int
+	batches []int // the size of each batch asked
 }
 
-func (m *fakeMailbox) deposit(_ context.Context, _ protocol.ID, d *protocol.Delivery) error {
+func (m *fakeMailbox) deposit(_ context.Context, _ protocol.ID, ds []*protocol.Delivery) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.asked++
-	if m.refuse != nil {
-		if err := m.refuse(m.asked); err != nil {
-			return err
+	m.batches = append(m.batches, len(ds))
+	for i, d := range ds {
+		m.asked++
+		if m.refuse != nil {
+			if err := m.refuse(m.asked); err != nil {
+				return i, err
+			}
 		}
+		m.held = append(m.held, store.MsgID(d.Envelope))
 	}
-	m.held = append(m.held, store.MsgID(d.Envelope))
-	return nil
+	return len(ds), nil
+}
+
+func (m *fakeMailbox) sizes() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.batches)
 }
 
 func (m *fakeMailbox) holding() []store.MsgID {
@@ -76,6 +87,10 @@ func TestDepositWhenUnreachable(t *testing.T) {
 	if got := mb.holding(); !slices.Equal(got, ids(es)) {
 		t.Fatalf("mailbox holds %x, want the 10 entries once each in order", got)
 	}
+	// One batch of 10 (held 3, then refused), then one of the 7 left.
+	if b := mb.sizes(); len(b) < 2 || b[0] != 10 || b[1] != 7 {
+		t.Errorf("batches asked %v, want [10 7]", b)
+	}
 	for _, e := range es {
 		if s, p := st.status(e.MsgID), st.path(e.MsgID); s != store.StatusSent || p != store.PathMailbox {
 			t.Errorf("entry %d settled %q by %q, want sent by mailbox", e.Seq, s, p)
@@ -114,9 +129,9 @@ func TestNoMailboxKeepsQueue(t *testing.T) {
 	var asked atomic.Int32
 	cfg := testConfig(st, r)
 	cfg.Open = func(context.Context, protocol.ID) (network.Stream, error) { return nil, errors.New("unreachable") }
-	cfg.Deposit = func(context.Context, protocol.ID, *protocol.Delivery) error {
+	cfg.Deposit = func(context.Context, protocol.ID, []*protocol.Delivery) (int, error) {
 		asked.Add(1)
-		return fmt.Errorf("%w: none", ErrNoMailbox)
+		return 0, fmt.Errorf("%w: none", ErrNoMailbox)
 	}
 	o, _, _ := run(t, cfg, r)
 	es := st.add(to, 3)
@@ -135,5 +150,68 @@ func TestNoMailboxKeepsQueue(t *testing.T) {
 		if s := st.status(e.MsgID); s == store.StatusSent {
 			t.Errorf("entry %d settled sent without a mailbox", e.Seq)
 		}
+	}
+}
+
+// Entries that do not parse are settled failed in their place in the
+// order, with the cursor past them, when a batch is held only in part:
+// those before the first entry not held are settled (held ones sent,
+// unparsable ones failed), those after it wait for the next attempt,
+// and in the end every parsable entry is held once, in order.
+func TestDepositPartialWithUnparsable(t *testing.T) {
+	to := protocol.ID{6}
+	st := newMemStore()
+	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
+	// The third deposit (entry 4: entry 3 does not parse) is refused once.
+	mb := &fakeMailbox{refuse: func(n int) error {
+		if n == 3 {
+			return errors.New("rate limited")
+		}
+		return nil
+	}}
+	cfg := testConfig(st, r)
+	cfg.Open = func(context.Context, protocol.ID) (network.Stream, error) { return nil, errors.New("unreachable") }
+	bad := map[uint64]bool{3: true, 6: true}
+	var framed sync.Map // seq → times framed
+	cfg.Frame = func(e store.OutboxEntry) (*protocol.Delivery, error) {
+		n, _ := framed.LoadOrStore(e.Seq, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		if bad[e.Seq] {
+			return nil, errors.New("corrupt entry")
+		}
+		return frame(e)
+	}
+	cfg.Deposit = mb.deposit
+	o, _, _ := run(t, cfg, r)
+	es := st.add(to, 8)
+	o.Rush(to)
+	waitDrained(t, st, to)
+	var want []store.MsgID
+	for _, e := range es {
+		if !bad[e.Seq] {
+			want = append(want, e.MsgID)
+		}
+	}
+	if got := mb.holding(); !slices.Equal(got, want) {
+		t.Fatalf("mailbox holds %x, want the 6 parsable entries once each in order", got)
+	}
+	for _, e := range es {
+		wantStatus, wantPath := store.StatusSent, store.PathMailbox
+		if bad[e.Seq] {
+			wantStatus, wantPath = store.StatusFailed, ""
+		}
+		if s, p := st.status(e.MsgID), st.path(e.MsgID); s != wantStatus || p != wantPath {
+			t.Errorf("entry %d settled %q by %q, want %q by %q", e.Seq, s, p, wantStatus, wantPath)
+		}
+	}
+	// Entry 3 was settled in the first round (before the refusal), so it
+	// was framed once; entry 6 came after the refusal: framed in both.
+	for seq, want := range map[uint64]int32{3: 1, 6: 2} {
+		if n, _ := framed.Load(seq); n.(*atomic.Int32).Load() != want {
+			t.Errorf("entry %d framed %d times, want %d", seq, n.(*atomic.Int32).Load(), want)
+		}
+	}
+	if got := o.Stats().Deposited; got != 6 {
+		t.Errorf("Deposited = %d, want 6", got)
 	}
 }

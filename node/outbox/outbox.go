@@ -23,8 +23,9 @@
 // When Open fails — every known address of every device of the
 // recipient was tried (directly and through relay circuits) and none
 // answered — and Config.Deposit is set, the courier deposits what is
-// queued, in outbox order, at the recipient's mailbox relays (Deposit
-// tries them in order; the first that holds it wins), and settles each
+// queued, in outbox order, at the recipient's mailbox relays, a window
+// at a time (Deposit tries them in order; the first that holds any of
+// the batch wins, and holds a prefix of it), and settles each
 // entry held as sent with path mailbox: it leaves the queue, so it is
 // never sent directly again. The first failed dial is the threshold, not
 // a count or a time: Open has already tried everything it knows, within
@@ -33,8 +34,9 @@
 // in fact online, whereas waiting out backoffs (up to RetryMax) would.
 // While the courier then waits out its backoff, what is queued meanwhile
 // is deposited at once too. A deposit that fails (no mailbox, every
-// relay refuses or is unreachable) leaves the entry, and those after it,
-// queued for the next attempt: order is kept, as there is still one path
+// relay refuses or is unreachable, or a relay refuses after holding the
+// first entries of the batch) leaves the first entry not held, and those
+// after it, queued for the next attempt: order is kept, as there is still one path
 // to the wire, the courier. A mailbox relay's "held" is not "delivered":
 // the recipient says which messages it stored with a delivery receipt
 // (protocol.KindDelivered), on which the node marks them delivered.
@@ -102,12 +104,17 @@ type Config struct {
 	// flight on it is acknowledged, and opens the next on the better
 	// connection (after a hole punch). Nil: a stream is kept while it works.
 	Better func(str network.Stream) bool
-	// Deposit, if set, asks one of to's mailbox relays to hold d: nil
-	// once a relay holds it durably, an error wrapping ErrNoMailbox when
-	// to has no mailbox relay, another error when none would take it.
-	// The courier deposits after a failed Open (see "Mailboxes" in the
-	// package doc). Nil: entries wait for a direct delivery.
-	Deposit func(ctx context.Context, to protocol.ID, d *protocol.Delivery) error
+	// Deposit, if set, asks one of to's mailbox relays to hold ds, in
+	// order (a batch of at most Window, deposited as one pipeline). It
+	// returns how many leading deliveries a relay holds durably (all of
+	// them at one relay), and nil if that is all of them; else the error
+	// that stopped it: one wrapping ErrNoMailbox when to has no mailbox
+	// relay, another when no relay would take the first, or the refusal
+	// that followed the held ones. The courier settles the held ones and
+	// deposits the rest, in order, at its next attempt. It deposits after
+	// a failed Open (see "Mailboxes" in the package doc). Nil: entries
+	// wait for a direct delivery.
+	Deposit func(ctx context.Context, to protocol.ID, ds []*protocol.Delivery) (held int, err error)
 
 	Now      func() time.Time // nil: time.Now
 	Logger   *slog.Logger     // nil: discard
