@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	p2pproto "github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/parley-chat/parley/node/mailbox/pb"
 	"github.com/parley-chat/parley/protocol"
@@ -29,9 +30,13 @@ type Client struct {
 // NewClient returns a client that opens streams from h.
 func NewClient(h host.Host) *Client { return &Client{host: h} }
 
-// open opens a mailbox stream to relay that ctx resets.
-func (c *Client) open(ctx context.Context, relay peer.ID) (network.Stream, *bufio.Reader, func(), error) {
-	st, err := c.host.NewStream(ctx, relay, ID)
+// open opens a mailbox stream to relay that ctx resets, on the first of
+// ids (default ID) the relay speaks.
+func (c *Client) open(ctx context.Context, relay peer.ID, ids ...p2pproto.ID) (network.Stream, *bufio.Reader, func(), error) {
+	if len(ids) == 0 {
+		ids = []p2pproto.ID{ID}
+	}
+	st, err := c.host.NewStream(ctx, relay, ids...)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("mailbox: opening stream to %s: %w", relay, err)
 	}

@@ -55,17 +55,24 @@ func (c *Client) DepositAll(ctx context.Context, relay peer.ID, recipient protoc
 	return held, nil
 }
 
-// pipeline deposits envelopes over one stream: a goroutine writes them
+// pipeline deposits envelopes over one stream (only the first to a
+// relay that does not speak IDPipelined; DepositAll goes on with the
+// rest): a goroutine writes them
 // (and closes its side), while this one reads the results, so neither
 // waits on the other's flow control. After a refusal or a broken stream
 // the stream is reset, which ends a write blocked on a relay that stopped
 // reading.
 func (c *Client) pipeline(ctx context.Context, relay peer.ID, recipient protocol.ID, envelopes [][]byte) (int, error) {
-	st, r, done, err := c.open(ctx, relay)
+	st, r, done, err := c.open(ctx, relay, IDPipelined, ID)
 	if err != nil {
 		return 0, err
 	}
 	defer done()
+	if st.Protocol() != IDPipelined {
+		// A relay that may hold deposits after a refused one: one at a
+		// time, each on its own stream.
+		envelopes = envelopes[:1]
+	}
 	wrote := make(chan error, 1)
 	go func() { wrote <- writeDeposits(st, recipient, envelopes) }()
 	held := 0

@@ -138,6 +138,26 @@ func TestDepositAllOneStream(t *testing.T) {
 	w.wantMail(bob, all)
 }
 
+// A relay that speaks only ID (one that may hold deposits after a refused
+// one) gets one deposit per stream: DepositAll holds them all, in order.
+func TestDepositAllOldRelayOnePerStream(t *testing.T) {
+	w := newWorld(t, Limits{})
+	w.relay.RemoveStreamHandler(IDPipelined)
+	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
+	w.register(bob)
+	ch := &countingHost{Host: alice.devices[0]}
+	c := w.client(ch)
+	all := envs(0, 5)
+	held, err := c.DepositAll(w.ctx(), w.relay.ID(), bob.id, all)
+	if held != 5 || err != nil {
+		t.Fatalf("DepositAll = %d, %v; want 5, nil", held, err)
+	}
+	if n := ch.streams.Load(); n != 5 {
+		t.Errorf("%d streams opened for 5 deposits to a relay without %s, want 5", n, IDPipelined)
+	}
+	w.wantMail(bob, all)
+}
+
 // A refusal in the middle of DepositAll: it returns how many the relay
 // holds and the typed refusal; the rest, deposited again once the limit
 // allows, follows in order.

@@ -111,7 +111,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		mu     sync.Mutex
 		closed bool
 	)
-	s.host.SetStreamHandler(ID, func(st network.Stream) {
+	handler := func(st network.Stream) {
 		mu.Lock()
 		if closed {
 			mu.Unlock()
@@ -122,8 +122,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		mu.Unlock()
 		defer wg.Done()
 		s.handle(ctx, st)
-	})
+	}
+	s.host.SetStreamHandler(IDPipelined, handler)
+	s.host.SetStreamHandler(ID, handler)
 	defer func() {
+		s.host.RemoveStreamHandler(IDPipelined)
 		s.host.RemoveStreamHandler(ID)
 		mu.Lock()
 		closed = true

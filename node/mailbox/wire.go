@@ -17,6 +17,13 @@ import (
 // ID is the mailbox protocol.
 const ID = "/parley/mailbox/1.0.0"
 
+// IDPipelined is the same protocol from relays that end a deposit
+// pipeline at its first refusal (serveDeposits): only to those does a
+// depositor send deposits without waiting for each result. A relay of
+// ID alone may hold deposits that follow a refused one, out of order, so
+// a depositor sends it one deposit per stream.
+const IDPipelined = "/parley/mailbox/1.1.0"
+
 // Frame and envelope sizes.
 const (
 	// MaxEnvelopeSize caps one held envelope: the node deposits what it
