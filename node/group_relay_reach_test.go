@@ -8,6 +8,7 @@ import (
 
 	"github.com/parley-chat/parley/node/grouprelay"
 	"github.com/parley-chat/parley/protocol"
+	"github.com/parley-chat/parley/store"
 )
 
 // TestGroupRelayReachedThroughAdmin: a member with no bootstrap peer and
@@ -22,20 +23,9 @@ func TestGroupRelayReachedThroughAdmin(t *testing.T) {
 	cfgB := dirConfig(t, fixtureKey(t, "bob-2048"))
 	a := startNode(t, cfgA, "Alice")
 	b := startNode(t, cfgB, "Bob")
-	befriend(t, a, b)
+	g, gr := relayedGroup(t, relay, a, b)
 	ctx := context.Background()
-	g, err := a.CreateGroup(ctx, "through alice's relay", []protocol.ID{meOf(t, b).UserID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitEpoch(t, a, g.ID, 1)
-	waitEpoch(t, b, g.ID, 1)
-	gr, err := unlockedOf(t, a).st.Group(ctx, g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
 	topic := protocol.Topic(gr.State)
-	relay.waitTicket(t, gr.State, 2)
 	if _, _, err := b.SendGroup(ctx, g.ID, "bob, before"); err != nil {
 		t.Fatal(err)
 	}
@@ -55,4 +45,25 @@ func TestGroupRelayReachedThroughAdmin(t *testing.T) {
 	for i := range away {
 		waitGroupText(t, b, g.ID, fmt.Sprintf("while bob was away %d", i))
 	}
+}
+
+// relayedGroup befriends a and b, has a create a group of the two, and
+// waits until both are on its first epoch and relay carries it with both
+// members' keys; it returns the group and a's stored copy.
+func relayedGroup(t *testing.T, relay *groupRelay, a, b *Node) (GroupInfo, *store.Group) {
+	t.Helper()
+	befriend(t, a, b)
+	ctx := context.Background()
+	g, err := a.CreateGroup(ctx, "relayed", []protocol.ID{meOf(t, b).UserID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitEpoch(t, a, g.ID, 1)
+	waitEpoch(t, b, g.ID, 1)
+	gr, err := unlockedOf(t, a).st.Group(ctx, g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.waitTicket(t, gr.State, 2)
+	return g, gr
 }

@@ -482,19 +482,8 @@ func TestGroupRelayRealNodes(t *testing.T) {
 	boot := relay.Addrs()[0]
 	a := startNode(t, dirConfig(t, fixtureKey(t, "alice-2048"), boot), "Alice")
 	b := startNode(t, dirConfig(t, fixtureKey(t, "bob-2048"), boot), "Bob")
-	befriend(t, a, b)
+	g, gr := relayedGroup(t, relay, a, b)
 	ctx := context.Background()
-	g, err := a.CreateGroup(ctx, "relayed", []protocol.ID{meOf(t, b).UserID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitEpoch(t, a, g.ID, 1)
-	waitEpoch(t, b, g.ID, 1)
-	gr, err := unlockedOf(t, a).st.Group(ctx, g.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay.waitTicket(t, gr.State, 2)
 	if _, _, err := b.SendGroup(ctx, g.ID, "through the relay too"); err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,13 @@ func (ms *messenger) commitEnvelopeBatch(ctx context.Context, batch []*inbound) 
 		}
 		return
 	}
+	ms.storedBatch(batch, msgs, results)
+}
+
+// storedBatch answers the messages of a batch stored in one transaction:
+// each stored (results[i] nil) is an event, each repeat a replay, each
+// other refusal malformed.
+func (ms *messenger) storedBatch(batch []*inbound, msgs []store.Message, results []error) {
 	for i, in := range batch {
 		switch err := results[i]; {
 		case err == nil:

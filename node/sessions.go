@@ -298,16 +298,7 @@ func (ms *messenger) commitSessionBatch(ctx context.Context, batch []*inbound) {
 		return
 	}
 	ps.stored(upd)
-	for i, in := range opened {
-		switch err := results[i]; {
-		case err == nil:
-			ms.events.publish(Event{Type: EventMessage, Message: msgs[i]})
-		case errors.Is(err, store.ErrDuplicate):
-			in.reject(protocol.AckReplay, err)
-		default:
-			in.reject(protocol.AckMalformed, err)
-		}
-	}
+	ms.storedBatch(opened, msgs, results)
 }
 
 // storeOpened stores an opened chat message or receipt with upd in one
