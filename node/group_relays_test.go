@@ -329,10 +329,21 @@ func TestGroupRelayTicketRefused(t *testing.T) {
 	net.waitKeyed(st)
 	relay.waitTicket(t, st, 2)
 	real := relay.srv.Ticket(protocol.Topic(st))
+	// The admin sends a ticket per key it learns, so the relay may get a
+	// newer one of the same keys at any time: make it happen here, so
+	// that what follows holds with it.
+	admin.g.relayTicket(st.Group)
+	waitFor(t, 20*time.Second, "the admin's next ticket at the relay", func() bool {
+		return relay.srv.Ticket(protocol.Topic(st)).Issued > real.Issued
+	})
 
 	forger := newForger(t)
 	update := forger.sign(&protocol.RelayTicket{ // an update by a key that is not the ticket's admin
-		Version: real.Version, Proof: real.Proof, Epoch: real.Epoch, Issued: real.Issued + 1,
+		// Issued well after real: the admin may send the relay a newer
+		// ticket of the same keys meanwhile (one per key it learns), and
+		// this one must not be refused as stale before its signer is
+		// checked.
+		Version: real.Version, Proof: real.Proof, Epoch: real.Epoch, Issued: real.Issued + time.Hour.Milliseconds(),
 		Keys: forger.withKey(real.Keys), Members: uint32(len(real.Keys) + 1),
 	})
 	tampered := *real
