@@ -284,6 +284,7 @@ func serveNode(ctx context.Context, c runConfig, log *slog.Logger, stdout io.Wri
 	if err != nil {
 		return fmt.Errorf("parley run: %w", err)
 	}
+	defer newIdleTrim().start(ctx)()
 	defer func() {
 		if cerr := n.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("parley run: closing the node: %w", cerr))
