@@ -76,13 +76,13 @@ var layerRules = []layerRule{
 		// relay serves it and the node uses its client, so it cannot
 		// reach back into either, nor into the node's store.
 		pkgs:        mod + "/node/mailbox/...",
-		onlyProject: []string{mod + "/node/mailbox/...", mod + "/directory/...", mod + "/protocol/...", mod + "/internal/promreg", mod + "/internal/relaydb"},
+		onlyProject: []string{mod + "/node/mailbox/...", mod + "/directory/...", mod + "/protocol/...", mod + "/internal/promreg", mod + "/internal/relaydb", mod + "/internal/streamgate"},
 	},
 	{
 		// The group relay: served by the relay, its client used by the
 		// node; like the mailbox, it reaches into neither.
 		pkgs:        mod + "/node/grouprelay/...",
-		onlyProject: []string{mod + "/node/grouprelay/...", mod + "/protocol/...", mod + "/internal/promreg", mod + "/internal/relaydb"},
+		onlyProject: []string{mod + "/node/grouprelay/...", mod + "/protocol/...", mod + "/internal/promreg", mod + "/internal/relaydb", mod + "/internal/streamgate"},
 	},
 	{
 		pkgs: mod + "/node/...",

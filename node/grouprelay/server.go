@@ -16,6 +16,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/internal/streamgate"
 	"github.com/parley-chat/parley/protocol"
 )
 
@@ -236,36 +237,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	for name, d := range graces {
 		s.leaveAfter(ctx, name, d)
 	}
-	var (
-		streams sync.WaitGroup
-		smu     sync.Mutex
-		closed  bool
-	)
-	serve := func(f func(network.Stream)) network.StreamHandler {
-		return func(st network.Stream) {
-			smu.Lock()
-			if closed {
-				smu.Unlock()
-				st.Reset()
-				return
-			}
-			streams.Add(1)
-			smu.Unlock()
-			defer streams.Done()
-			stop := context.AfterFunc(ctx, func() { st.Reset() })
-			defer stop()
-			f(st)
-		}
-	}
-	s.host.SetStreamHandler(ID, serve(s.handleTicket))
-	s.host.SetStreamHandler(SyncID, serve(s.handleSync))
+	var gate streamgate.Gate
+	s.host.SetStreamHandler(ID, gate.Handler(ctx, s.handleTicket))
+	s.host.SetStreamHandler(SyncID, gate.Handler(ctx, s.handleSync))
 	defer func() {
 		s.host.RemoveStreamHandler(ID)
 		s.host.RemoveStreamHandler(SyncID)
-		smu.Lock()
-		closed = true
-		smu.Unlock()
-		streams.Wait()
+		gate.Close()
 		s.mu.Lock()
 		s.life = nil
 		var all []*topic

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/parley-chat/parley/internal/streamgate"
 	"github.com/parley-chat/parley/node/mailbox/pb"
 	"github.com/parley-chat/parley/protocol"
 )
@@ -106,32 +107,14 @@ func NewServer(h host.Host, cfg Config) (*Server, error) {
 // Serve serves the protocol and sweeps expired envelopes until ctx ends,
 // then waits for the streams it is serving to end.
 func (s *Server) Serve(ctx context.Context) error {
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		closed bool
-	)
-	handler := func(st network.Stream) {
-		mu.Lock()
-		if closed {
-			mu.Unlock()
-			st.Reset()
-			return
-		}
-		wg.Add(1)
-		mu.Unlock()
-		defer wg.Done()
-		s.handle(ctx, st)
-	}
+	var gate streamgate.Gate
+	handler := gate.Handler(ctx, func(st network.Stream) { s.handle(ctx, st) })
 	s.host.SetStreamHandler(IDPipelined, handler)
 	s.host.SetStreamHandler(ID, handler)
 	defer func() {
 		s.host.RemoveStreamHandler(IDPipelined)
 		s.host.RemoveStreamHandler(ID)
-		mu.Lock()
-		closed = true
-		mu.Unlock()
-		wg.Wait()
+		gate.Close()
 	}()
 	t := time.NewTicker(s.sweep)
 	defer t.Stop()
@@ -171,8 +154,6 @@ func (s *Server) Held() (envelopes int, bytes int64) { return s.db.totals() }
 // handle serves one stream.
 func (s *Server) handle(ctx context.Context, st network.Stream) {
 	defer st.Close()
-	stop := context.AfterFunc(ctx, func() { st.Reset() })
-	defer stop()
 	r := bufio.NewReader(st)
 	var f pb.ClientFrame
 	st.SetReadDeadline(time.Now().Add(idleTimeout))
