@@ -2,12 +2,9 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"strings"
 
-	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 )
 
@@ -43,64 +40,25 @@ func groupFanoutPlot(d *data) (func(draw.Canvas), error) {
 	if !ok {
 		return nil, nil
 	}
-	p := plot.New()
-	p.Title.Text = "Group fan-out, 50 members: time until every member has a message, CDF"
-	p.X.Label.Text = "latency (ms, log scale)"
-	p.Y.Label.Text = "fraction of messages ≤ latency"
-	p.Add(plotter.NewGrid())
-	legend := plot.NewLegend()
-	lo, hi := math.Inf(1), math.Inf(-1)
-	curves := 0
-	for i, c := range []struct{ label, series string }{
+	c := newCDFPlot("Group fan-out, 50 members: time until every member has a message, CDF")
+	for i, cs := range []struct{ label, series string }{
 		{"Parley: sendGroup → stored by every member", "parley-ms"},
 		{"raw gossipsub, same topology and size → every subscription", "raw-ms"},
 	} {
-		xys := ecdf(r.Series[c.series])
-		if len(xys) == 0 {
-			continue
+		if err := c.curve(i, cs.label, r.Series[cs.series]); err != nil {
+			return nil, err
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
-			return nil, fmt.Errorf("plot %s: %w", c.label, err)
-		}
-		l.StepStyle = plotter.PostStep
-		l.Color = palette(i)
-		l.Width = vg.Points(1.8)
-		p.Add(l)
-		legend.Add(fmt.Sprintf("%s (n=%d)", c.label, len(xys)), l)
-		lo, hi = min(lo, xys[0].X), max(hi, xys[len(xys)-1].X)
-		curves++
 	}
-	if curves == 0 {
+	if c.curves == 0 {
 		return nil, nil
 	}
 	if raw99, ok := r.Figures["raw-p99-ms"]; ok && raw99 > 0 {
 		marks := plotter.XYLabels{XYs: plotter.XYs{{X: groupRatioLimit * raw99, Y: 0.99}}, Labels: []string{"Parley p99 target"}}
-		sc, err := plotter.NewScatter(marks)
-		if err != nil {
-			return nil, fmt.Errorf("plot: %w", err)
+		if err := c.targets(marks, fmt.Sprintf("target: Parley p99 ≤ %s × raw p99", fmtNum(groupRatioLimit))); err != nil {
+			return nil, err
 		}
-		sc.GlyphStyle = draw.GlyphStyle{Color: targetColor(), Radius: vg.Points(4), Shape: draw.CrossGlyph{}}
-		p.Add(sc)
-		lb, err := plotter.NewLabels(marks)
-		if err != nil {
-			return nil, fmt.Errorf("plot: %w", err)
-		}
-		for i := range lb.TextStyle {
-			lb.TextStyle[i].Color = targetColor()
-			lb.TextStyle[i].Font.Size = vg.Points(8)
-			lb.TextStyle[i].XAlign, lb.TextStyle[i].YAlign = draw.XCenter, draw.YTop
-		}
-		lb.Offset = vg.Point{Y: -vg.Points(6)}
-		p.Add(lb)
-		legend.Add(fmt.Sprintf("target: Parley p99 ≤ %s × raw p99", fmtNum(groupRatioLimit)), sc)
-		hi = max(hi, groupRatioLimit*raw99)
 	}
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.X.Min, p.X.Max = lo/1.3, hi*1.3
-	p.Y.Min, p.Y.Max = 0, 1.02
-	return legendBelow(p, legend), nil
+	return c.draw(), nil
 }
 
 // groupFigureText says what the fan-out figure shows.

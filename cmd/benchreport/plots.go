@@ -119,14 +119,7 @@ func ecdf(samples []float64) plotter.XYs {
 // sessions' (and the API's) targets as marks, and the legend below the
 // plot, clear of the curves; nil when there are none.
 func latencyPlot(d *data) (func(draw.Canvas), error) {
-	p := plot.New()
-	p.Title.Text = "Latency at low load, one message at a time: CDF"
-	p.X.Label.Text = "latency (ms, log scale)"
-	p.Y.Label.Text = "fraction of messages ≤ latency"
-	p.Add(plotter.NewGrid())
-	legend := plot.NewLegend()
-	lo, hi := math.Inf(1), math.Inf(-1)
-	curves := 0
+	c := newCDFPlot("Latency at low load, one message at a time: CDF")
 	for i, cs := range latencySeries() {
 		var samples []float64
 		for _, r := range cs.records {
@@ -135,40 +128,78 @@ func latencyPlot(d *data) (func(draw.Canvas), error) {
 				break
 			}
 		}
-		xys := ecdf(samples)
-		if len(xys) == 0 {
-			continue
+		if err := c.curve(i, cs.label, samples); err != nil {
+			return nil, err
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
-			return nil, fmt.Errorf("plot %s: %w", cs.label, err)
-		}
-		l.StepStyle = plotter.PostStep
-		l.Color = palette(i)
-		l.Width = vg.Points(1.8)
-		p.Add(l)
-		legend.Add(fmt.Sprintf("%s (n=%d)", cs.label, len(xys)), l)
-		lo, hi = min(lo, xys[0].X), max(hi, xys[len(xys)-1].X)
-		curves++
 	}
-	if curves == 0 {
+	if c.curves == 0 {
 		return nil, nil
 	}
 	marks := plotter.XYLabels{XYs: plotter.XYs{{X: 0.5, Y: 0.5}, {X: 2, Y: 0.99}},
 		Labels: []string{"sessions p50", "sessions p99"}}
+	label := "targets: sessions p50 ≤ 0.5 ms, p99 ≤ 2 ms"
 	if _, ok := d.records["api-latency"]; ok {
 		marks.XYs = append(marks.XYs, plotter.XY{X: 1, Y: 0.5})
 		marks.Labels = append(marks.Labels, "API p50")
+		label += "; API p50 ≤ 1 ms"
 	}
+	if err := c.targets(marks, label); err != nil {
+		return nil, err
+	}
+	return c.draw(), nil
+}
+
+// cdfPlot is a latency CDF figure being built (log x axis): its curves,
+// its target marks, and the x range they span.
+type cdfPlot struct {
+	p      *plot.Plot
+	legend plot.Legend
+	lo, hi float64
+	curves int
+}
+
+func newCDFPlot(title string) *cdfPlot {
+	p := plot.New()
+	p.Title.Text = title
+	p.X.Label.Text = "latency (ms, log scale)"
+	p.Y.Label.Text = "fraction of messages ≤ latency"
+	p.Add(plotter.NewGrid())
+	return &cdfPlot{p: p, legend: plot.NewLegend(), lo: math.Inf(1), hi: math.Inf(-1)}
+}
+
+// curve adds the CDF of samples as the i-th curve, labelled with its
+// count; none for no samples.
+func (c *cdfPlot) curve(i int, label string, samples []float64) error {
+	xys := ecdf(samples)
+	if len(xys) == 0 {
+		return nil
+	}
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return fmt.Errorf("plot %s: %w", label, err)
+	}
+	l.StepStyle = plotter.PostStep
+	l.Color = palette(i)
+	l.Width = vg.Points(1.8)
+	c.p.Add(l)
+	c.legend.Add(fmt.Sprintf("%s (n=%d)", label, len(xys)), l)
+	c.lo, c.hi = min(c.lo, xys[0].X), max(c.hi, xys[len(xys)-1].X)
+	c.curves++
+	return nil
+}
+
+// targets marks the points of marks as targets (crosses, labelled),
+// with label as their one legend entry.
+func (c *cdfPlot) targets(marks plotter.XYLabels, label string) error {
 	sc, err := plotter.NewScatter(marks)
 	if err != nil {
-		return nil, fmt.Errorf("plot: %w", err)
+		return fmt.Errorf("plot: %w", err)
 	}
 	sc.GlyphStyle = draw.GlyphStyle{Color: targetColor(), Radius: vg.Points(4), Shape: draw.CrossGlyph{}}
-	p.Add(sc)
+	c.p.Add(sc)
 	lb, err := plotter.NewLabels(marks)
 	if err != nil {
-		return nil, fmt.Errorf("plot: %w", err)
+		return fmt.Errorf("plot: %w", err)
 	}
 	for i := range lb.TextStyle {
 		lb.TextStyle[i].Color = targetColor()
@@ -176,18 +207,22 @@ func latencyPlot(d *data) (func(draw.Canvas), error) {
 		lb.TextStyle[i].XAlign, lb.TextStyle[i].YAlign = draw.XCenter, draw.YTop
 	}
 	lb.Offset = vg.Point{Y: -vg.Points(6)}
-	p.Add(lb)
-	label := "targets: sessions p50 ≤ 0.5 ms, p99 ≤ 2 ms"
-	if len(marks.XYs) > 2 {
-		label += "; API p50 ≤ 1 ms"
+	c.p.Add(lb)
+	c.legend.Add(label, sc)
+	for _, m := range marks.XYs {
+		c.lo, c.hi = min(c.lo, m.X), max(c.hi, m.X)
 	}
-	legend.Add(label, sc)
-	lo, hi = min(lo, 0.5), max(hi, 2)
-	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.X.Min, p.X.Max = lo/1.3, hi*1.3
-	p.Y.Min, p.Y.Max = 0, 1.02
-	return legendBelow(p, legend), nil
+	return nil
+}
+
+// draw finishes the axes around the curves and marks and returns the
+// figure, its legend below.
+func (c *cdfPlot) draw() func(draw.Canvas) {
+	c.p.X.Scale = plot.LogScale{}
+	c.p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	c.p.X.Min, c.p.X.Max = c.lo/1.3, c.hi*1.3
+	c.p.Y.Min, c.p.Y.Max = 0, 1.02
+	return legendBelow(c.p, c.legend)
 }
 
 // legendBelow draws p with legend under it rather than over the data.
