@@ -62,9 +62,12 @@ func (s *Store) initOutboxSeq() error {
 	var last uint64
 	var old []oldEntry
 	err := s.db.View(func(txn *badger.Txn) error {
-		return s.scanRecords(txn, s.rows, rowOutbox, []byte{kOutbox}, func() any { return new(outboxRec) },
-			func(_ []byte, rec any) error {
-				r := rec.(*outboxRec)
+		return scanSealed(txn, s.rows, rowOutbox, []byte{kOutbox},
+			func(_, plain []byte) error {
+				r, err := decodeOutboxRow(plain)
+				if err != nil {
+					return err
+				}
 				e, err := r.entry()
 				if err != nil {
 					return err

@@ -34,7 +34,8 @@ type OutboxEntry struct {
 	Seq uint64
 }
 
-// outboxRec is an entry on disk. Records written by older versions also
+// outboxRec is an entry on disk (outboxrow.go: its layout). JSON records
+// written by older versions also
 // hold "attempts" (ignored: encoding/json skips unknown fields) and
 // "next_attempt", read only to give entries from before the queues their
 // place (initOutboxSeq); neither is written any more.
@@ -79,24 +80,29 @@ func (s *Store) putOutbox(txn *badger.Txn, e *OutboxEntry) error {
 	if err := s.set(txn, qk, s.rows.seal(qk, nil)); err != nil {
 		return err
 	}
-	rec := &outboxRec{
+	key := outboxKey(e.MsgID)
+	plain := encodeOutboxRow(&outboxRec{
 		Seq:       e.Seq,
 		MsgID:     e.MsgID[:],
 		Recipient: e.Recipient[:],
 		Envelope:  e.Envelope,
 		Control:   e.Control,
 		Session:   e.Session,
-	}
-	return s.putRecord(txn, outboxKey(e.MsgID), rec)
+	})
+	return s.set(txn, key, s.rows.seal(key, plain))
 }
 
 // getOutbox reads an entry (ErrNotFound if there is none).
 func (s *Store) getOutbox(txn *badger.Txn, id MsgID) (OutboxEntry, error) {
-	var rec outboxRec
-	if err := s.getRecord(txn, rowOutbox, outboxKey(id), &rec); err != nil {
+	plain, err := s.getSealed(txn, s.rows, rowOutbox, outboxKey(id))
+	if err != nil {
 		if errors.Is(err, ErrNotFound) {
 			return OutboxEntry{}, fmt.Errorf("%w: outbox entry %s", ErrNotFound, id)
 		}
+		return OutboxEntry{}, err
+	}
+	rec, err := decodeOutboxRow(plain)
+	if err != nil {
 		return OutboxEntry{}, err
 	}
 	e, err := rec.entry()

@@ -83,6 +83,20 @@ func exists(txn *badger.Txn, key []byte) (bool, error) {
 // scanRecords decodes every sealed JSON row under prefix, in key order,
 // calling fn for each. It stops at the first row that fails to open.
 func (s *Store) scanRecords(txn *badger.Txn, sl *sealer, kind string, prefix []byte, newRec func() any, fn func(key []byte, rec any) error) error {
+	return scanSealed(txn, sl, kind, prefix, func(key, plain []byte) error {
+		rec := newRec()
+		err := decodeRecord(kind, plain, rec)
+		clear(plain)
+		if err != nil {
+			return err
+		}
+		return fn(key, rec)
+	})
+}
+
+// scanSealed calls fn with the key (a copy) and the opened value of every
+// row under prefix.
+func scanSealed(txn *badger.Txn, sl *sealer, kind string, prefix []byte, fn func(key, plain []byte) error) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: 64})
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
@@ -91,13 +105,7 @@ func (s *Store) scanRecords(txn *badger.Txn, sl *sealer, kind string, prefix []b
 		if err != nil {
 			return err
 		}
-		rec := newRec()
-		err = decodeRecord(kind, plain, rec)
-		clear(plain)
-		if err != nil {
-			return err
-		}
-		if err := fn(item.KeyCopy(nil), rec); err != nil {
+		if err := fn(item.KeyCopy(nil), plain); err != nil {
 			return err
 		}
 	}
