@@ -2,11 +2,17 @@ package node
 
 import (
 	"bytes"
+	"errors"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	pp "github.com/parley-chat/parley/protocol"
 )
 
 // cpuMeter measures, over a benchmark's timed part, the CPU time this
@@ -94,4 +100,91 @@ func reportCryptoCPU(b *testing.B, use cpuUse, n int, rate float64, crypto time.
 		b.ReportMetric(float64(crypto)*float64(n)/float64(use.self), "crypto-share")
 	}
 	return bound
+}
+
+// parallelRate is the rate (operations/s, wall time) at which P =
+// GOMAXPROCS goroutines, each running op perWorker times, get through
+// the work alone: the median of three rounds. It is the crypto bound a
+// parallel pipeline can reach on this machine, which P/op-in-CPU-time
+// overstates when the processors do not add up (two vCPUs that share a
+// core: two RSA decryptions at once run about 1.5 times as fast as one
+// here, not twice).
+func parallelRate(b *testing.B, perWorker int, op func() error) float64 {
+	b.Helper()
+	p := runtime.GOMAXPROCS(0)
+	rates := make([]float64, 3)
+	for r := range rates {
+		var wg sync.WaitGroup
+		errs := make([]error, p)
+		start := time.Now()
+		for w := range p {
+			wg.Go(func() {
+				for range perWorker {
+					if err := op(); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			b.Fatal(err)
+		}
+		rates[r] = float64(p*perWorker) / time.Since(start).Seconds()
+	}
+	slices.Sort(rates)
+	return rates[1]
+}
+
+// reportParallel reports the parallel crypto bound (par-bound-msgs/s, see
+// parallelRate) and rate's ratio to it (par-ratio).
+func reportParallel(b *testing.B, rate, bound float64) {
+	b.ReportMetric(bound, "par-bound-msgs/s")
+	b.ReportMetric(rate/bound, "par-ratio")
+}
+
+// parallelCrypto is the parallel crypto bound of RSA envelopes of size
+// bytes from sender to receiver (parallelRate): each operation is one
+// Opener.Open of an envelope sealed beforehand, or with seal, one pp.Seal
+// and the Open of what it sealed (both nodes in one process).
+func parallelCrypto(b *testing.B, sender, receiver *Node, size int, seal bool) float64 {
+	b.Helper()
+	ss, _ := sender.running()
+	rs, _ := receiver.running()
+	fe := ss.friends.friend(rs.me)
+	body := make([]byte, size)
+	key := ss.keys.identity().Public()
+	op := pp.Opener{UserID: rs.me, Key: rs.keys.identity(), Prekey: rs.keys.prekeyByID,
+		SenderKey: func(pp.ID, pp.ID) (*pp.PublicKey, error) { return key, nil }}
+	sealOne := func() ([]byte, error) {
+		env, err := pp.Seal(ss.keys.sender(), fe.rcpt, pp.KindText, body, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		return env.Marshal(), nil
+	}
+	const perWorker = 12
+	if seal {
+		return parallelRate(b, perWorker, func() error {
+			raw, err := sealOne()
+			if err == nil {
+				_, err = op.Open(raw)
+			}
+			return err
+		})
+	}
+	sealed := make([][]byte, 3*runtime.GOMAXPROCS(0)*perWorker)
+	for i := range sealed {
+		raw, err := sealOne()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sealed[i] = raw
+	}
+	var next atomic.Int64
+	return parallelRate(b, perWorker, func() error {
+		_, err := op.Open(sealed[next.Add(1)-1])
+		return err
+	})
 }

@@ -15,7 +15,8 @@ import (
 // verify timed alone in this process's CPU time (medians; the rest of a
 // session message's cryptography, AES-GCM and a ratchet step, is left
 // out: it is small beside them), with cpu-ratio, cpu-cores,
-// others-cores, cpu-ms/msg and crypto-share as there.
+// others-cores, cpu-ms/msg and crypto-share as there, and par-ratio to
+// the rate at which P goroutines sign and verify alone (parallelRate).
 func BenchmarkStrictThroughput(b *testing.B) {
 	const senders = 8
 	a, _, _, bID, events := benchPairWith(b, true, true)
@@ -29,6 +30,15 @@ func BenchmarkStrictThroughput(b *testing.B) {
 	b.ReportMetric(durationMs(verify), "verify-cpu-ms")
 	reportCPU(b, use, b.N)
 	reportCryptoCPU(b, use, b.N, rate, sign+verify)
+	s, _ := a.running()
+	key, msg := s.keys.identity(), make([]byte, 200)
+	reportParallel(b, rate, parallelRate(b, 12, func() error {
+		sig, err := key.Sign(pp.LabelSessSig, msg)
+		if err == nil {
+			err = key.Public().Verify(pp.LabelSessSig, msg, sig)
+		}
+		return err
+	}))
 }
 
 // strictCost is the CPU time of one RSA-PSS signature with n's identity

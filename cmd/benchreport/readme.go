@@ -211,9 +211,10 @@ func figureTexts() []struct{ file, title, missing, text string } {
 				"the record: messages over commits, set-up included), as if each group commit cost one bare fdatasync. " +
 				"Each message waits for two synced writes, the sender's outbox and the receiver's store; the bounds " +
 				"assume the two overlap. The dashed line is the target: 5,000 msgs/s for sessions, 0.9 × the crypto " +
-				"bound for RSA envelopes. The targets table checks RSA envelopes against the CPU crypto bound instead " +
-				"(cpu-ratio in the benchmark lines): both nodes share the processors, so P/(seal + open) in CPU time, " +
-				"which a wall-clock 1/open misstates when the machine is busy or seal and open differ."},
+				"bound for RSA envelopes. The targets table checks RSA envelopes against the parallel crypto bound instead " +
+				"(par-ratio in the benchmark lines): the rate at which GOMAXPROCS goroutines seal and open envelopes " +
+				"with nothing else running, in the same run, since both nodes share the processors and a wall-clock " +
+				"1/open misstates that when the machine is busy or seal and open differ."},
 		{figRSS, "RSS over a burst",
 			"no record api-burst with points rss-mib-a, rss-mib-b",
 			"The resident set size of each node, sampled while a burst of messages goes through the HTTP API " +
