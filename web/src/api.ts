@@ -36,6 +36,7 @@ export type Group = Schemas['Group'];
 export type GroupMember = Schemas['GroupMember'];
 /** One message of a group, with its sender's name as my node knows it. */
 export type GroupMessage = Schemas['GroupMessage'];
+export type GroupMessagesPage = Schemas['GroupMessagesPage'];
 export type MessageDeleted = Schemas['MessageDeleted'];
 
 type GroupEventType = 'group_message' | 'group_updated' | 'group_removed';

@@ -1,6 +1,6 @@
 import { QueryObserver, type QueryClient } from '@tanstack/react-query';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { api, ApiError, NetworkError, type Friend, type Message } from './api';
+import { api, ApiError, NetworkError, type Friend, type GroupMessage, type GroupMessagesPage, type Message } from './api';
 import { ChatCache, keys, REMOVED_BY_PEER, shouldRetry } from './cache';
 import type { Thread } from './state';
 import { testQueryClient } from './testutil';
@@ -129,24 +129,68 @@ describe('ChatCache, messages sent elsewhere', () => {
 });
 
 describe('group events', () => {
-  it('a group message or change marks the group list and that group stale, nothing else', async () => {
+  const gm = (id: string, sent: string, group = 'g1'): GroupMessage => ({
+    msg_id: id,
+    group_id: group,
+    from: 'alice',
+    name: 'Alice',
+    text: `text ${id}`,
+    sent_at: sent,
+    received_at: null,
+    direction: 'in',
+  });
+
+  it('a group message joins its loaded page in order, once, without fetching the page again', async () => {
     const { qc, cache } = setup();
     qc.setQueryData(keys.groups, []);
-    qc.setQueryData(keys.groupThread('g1'), { messages: [], next: null });
+    qc.setQueryData(keys.groupThread('g1'), { messages: [gm('b', '2026-01-01T10:00:02Z'), gm('a', '2026-01-01T10:00:00Z')], next: 'cur' });
     qc.setQueryData(keys.groupThread('g2'), { messages: [], next: null });
     qc.setQueryData(keys.friends, [alice]);
-    await cache.applyEvent({
-      type: 'group_message',
-      data: { msg_id: 'm', group_id: 'g1', from: 'alice', name: 'Alice', text: 'hi', sent_at: '2026-01-01T10:00:00Z', received_at: null, direction: 'in' },
-    });
+    await cache.applyEvent({ type: 'group_message', data: gm('c', '2026-01-01T10:00:03Z') });
+    // One sent between the two it holds (a slow sender's clock), and the first one again.
+    await cache.applyEvent({ type: 'group_message', data: gm('m', '2026-01-01T10:00:01Z') });
+    await cache.applyEvent({ type: 'group_message', data: gm('c', '2026-01-01T10:00:03Z') });
+    const page = qc.getQueryData<GroupMessagesPage>(keys.groupThread('g1'));
+    expect(page?.messages.map((m) => m.msg_id)).toEqual(['c', 'b', 'm', 'a']);
+    expect(page?.next).toBe('cur');
+    expect(qc.getQueryState(keys.groupThread('g1'))?.isInvalidated).toBe(false);
     expect(qc.getQueryState(keys.groups)?.isInvalidated).toBe(true);
-    expect(qc.getQueryState(keys.groupThread('g1'))?.isInvalidated).toBe(true);
     expect(qc.getQueryState(keys.groupThread('g2'))?.isInvalidated).toBe(false);
     expect(qc.getQueryState(keys.friends)?.isInvalidated).toBe(false);
+  });
+
+  it('a group message for a page not loaded, or being fetched, has the page fetched', async () => {
+    const { qc, cache } = setup();
+    qc.setQueryData(keys.groups, []);
+    await cache.applyEvent({ type: 'group_message', data: gm('x', '2026-01-01T10:00:00Z', 'g3') });
+    expect(qc.getQueryData(keys.groupThread('g3'))).toBeUndefined();
+
+    qc.setQueryData(keys.groupThread('g1'), { messages: [gm('a', '2026-01-01T10:00:00Z')], next: null });
+    let answer: (p: GroupMessagesPage) => void = () => {};
+    const fetching = qc.fetchQuery({
+      queryKey: keys.groupThread('g1'),
+      queryFn: () => new Promise<GroupMessagesPage>((r) => (answer = r)),
+      staleTime: 0,
+    });
+    const applied = cache.applyEvent({ type: 'group_message', data: gm('b', '2026-01-01T10:00:01Z') });
+    // The page being fetched is not patched: it is fetched again.
+    expect(qc.getQueryData<GroupMessagesPage>(keys.groupThread('g1'))?.messages.map((m) => m.msg_id)).toEqual(['a']);
+    expect(qc.getQueryState(keys.groupThread('g1'))?.isInvalidated).toBe(true);
+    answer({ messages: [gm('b', '2026-01-01T10:00:01Z'), gm('a', '2026-01-01T10:00:00Z')], next: null });
+    await applied;
+    await fetching.catch(() => {});
+    expect(qc.getQueryData<GroupMessagesPage>(keys.groupThread('g1'))?.messages.map((m) => m.msg_id)).toEqual(['b', 'a']);
+  });
+
+  it('a group change or removal marks the group list and that group stale', async () => {
+    const { qc, cache } = setup();
+    qc.setQueryData(keys.groups, []);
+    qc.setQueryData(keys.groupThread('g2'), { messages: [], next: null });
     await cache.applyEvent({
       type: 'group_removed',
       data: { group_id: 'g2', name: 'x', epoch: 2, members: [], removed: true, unread: 0, last_message: null },
     });
     expect(qc.getQueryState(keys.groupThread('g2'))?.isInvalidated).toBe(true);
+    expect(qc.getQueryState(keys.groups)?.isInvalidated).toBe(true);
   });
 });

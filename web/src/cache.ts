@@ -7,7 +7,16 @@
 // never overwrites it.
 
 import { QueryClient } from '@tanstack/react-query';
-import { api, ApiError, type Friend, type FriendStatus, type Message, type ServerEvent } from './api';
+import {
+  api,
+  ApiError,
+  type Friend,
+  type FriendStatus,
+  type GroupMessage,
+  type GroupMessagesPage,
+  type Message,
+  type ServerEvent,
+} from './api';
 import { reducer, sortConversations, type Action, type ChatState, type Thread } from './state';
 
 export const keys = {
@@ -151,6 +160,24 @@ export class ChatCache {
     ]);
   };
 
+  /**
+   * A group message joins its group's loaded page at once, in the order
+   * the node keeps (the sender's time, then the ID), instead of the page
+   * of 200 being fetched again for each message of a busy group; the group
+   * list is fetched again for its unread count and last message. A page
+   * being fetched right now is fetched again instead, so that an answer
+   * older than the event does not drop the message.
+   */
+  private groupMessage = async (m: GroupMessage): Promise<void> => {
+    const key = keys.groupThread(m.group_id);
+    const page = this.qc.getQueryData<GroupMessagesPage>(key);
+    if (!page || this.qc.isFetching({ queryKey: key }) > 0) return this.refreshGroup(m.group_id);
+    if (!page.messages.some((x) => x.msg_id === m.msg_id)) {
+      this.qc.setQueryData<GroupMessagesPage>(key, { ...page, messages: [...page.messages, m].sort(newestFirst) });
+    }
+    await this.qc.invalidateQueries({ queryKey: keys.groups });
+  };
+
   /** Fetches everything again (after a reconnect, or events lost to an overflow). */
   refreshAll(): Promise<void> {
     return this.qc.invalidateQueries();
@@ -211,6 +238,7 @@ export class ChatCache {
         this.dispatch({ type: 'presence', presence: e.data, online: e.type === 'peer_online' });
         return Promise.resolve();
       case 'group_message':
+        return this.groupMessage(e.data);
       case 'group_updated':
       case 'group_removed':
         return this.refreshGroup(e.data.group_id);
@@ -249,6 +277,11 @@ export function formerFriend(peer: string): string {
 
 function bySent(a: Message, b: Message): number {
   return Date.parse(a.sent_at) - Date.parse(b.sent_at) || (a.msg_id < b.msg_id ? -1 : a.msg_id > b.msg_id ? 1 : 0);
+}
+
+/** Group messages newest first: by the sender's time, then by ID, as the node pages them. */
+function newestFirst(a: GroupMessage, b: GroupMessage): number {
+  return Date.parse(b.sent_at) - Date.parse(a.sent_at) || (a.msg_id < b.msg_id ? 1 : a.msg_id > b.msg_id ? -1 : 0);
 }
 
 const caches = new WeakMap<QueryClient, ChatCache>();
