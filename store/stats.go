@@ -9,28 +9,45 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/parley-chat/parley/protocol"
 )
 
 // OutboxStats counts the outbox entries and finds the send time of the
 // oldest queued message (zero when none, or only control entries, are
-// queued). It reads every entry: for metrics, at scrape time.
+// queued). It reads the queues' keys and, per recipient, the first
+// message in the queue, which is its oldest: a queue is in write order,
+// and a friend's messages are written in the order of their timestamps.
+// For metrics, at scrape time: a backlog of thousands costs a key scan,
+// not thousands of rows opened.
 func (s *Store) OutboxStats(ctx context.Context) (n int, oldest time.Time, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kOutbox}})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kOutboxQueue}})
 		defer it.Close()
+		var (
+			cur   protocol.ID
+			found bool // cur's oldest message is read
+		)
 		for it.Rewind(); it.Valid(); it.Next() {
-			n++
 			key := it.Item().Key()
-			if len(key) != 1+MsgIDSize {
+			if len(key) != 1+protocol.IDSize+8+MsgIDSize {
+				return corrupt(rowOutboxQueue, "key size")
+			}
+			n++
+			if to := protocol.ID(key[1 : 1+protocol.IDSize]); to != cur {
+				cur, found = to, false
+			}
+			if found {
 				continue
 			}
-			m, _, err := s.getMessage(txn, MsgID(key[1:]))
+			m, _, err := s.getMessage(txn, MsgID(key[1+protocol.IDSize+8:]))
 			if errors.Is(err, ErrNotFound) {
 				continue // a control entry
 			}
 			if err != nil {
 				return err
 			}
+			found = true
 			if oldest.IsZero() || m.SentAt.Before(oldest) {
 				oldest = m.SentAt
 			}
