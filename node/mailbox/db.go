@@ -205,30 +205,6 @@ func (d *db) register(user protocol.ID, exp time.Time, refresh time.Duration) er
 	return nil
 }
 
-// put holds envelope for user if lim allows, durably, and returns its ID.
-// A refusal is a *RefusedError; the counts are reserved before the write
-// and given back if it fails, so concurrent deposits cannot overshoot.
-func (d *db) put(user protocol.ID, dep peer.ID, envelope []byte, now time.Time, lim Limits) (uint64, error) {
-	id, err := d.reserve(user, dep, int64(len(envelope)), lim)
-	if err != nil {
-		return 0, err
-	}
-	mk, mv, ek, ev := rows(user, dep, envelope, id, now, lim.TTL)
-	err = d.bdb.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(mk, mv); err != nil {
-			return err
-		}
-		return txn.Set(ek, ev)
-	})
-	if err != nil {
-		d.mu.Lock()
-		d.sub(user, dep, int64(len(envelope)))
-		d.mu.Unlock()
-		return 0, fmt.Errorf("mailbox: storing envelope: %w", err)
-	}
-	return id, nil
-}
-
 // reserve counts an envelope of size from dep in for user if lim allows,
 // and returns its ID.
 func (d *db) reserve(user protocol.ID, dep peer.ID, size int64, lim Limits) (uint64, error) {

@@ -25,7 +25,8 @@
 // (the client writes them without waiting for the Results; a refusal
 // ends the pipeline: the relay answers it and closes the stream without
 // reading further, so nothing after a refused deposit is held — the
-// envelopes held are always a prefix of those written); one
+// envelopes held are always a prefix of those written; the deposits that
+// have arrived together are held in one synced write, batch.go); one
 // register, answered by a Result; or one fetch, answered by a Result, then
 // Item frames, a CaughtUp frame after the envelopes held when the fetch
 // began, and (with subscribe) further Items as they are deposited. The

@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -314,4 +315,14 @@ func (w *world) metric(name, result string) float64 {
 		}
 	}
 	return 0
+}
+
+// put holds envelope for user if lim allows, durably, and returns its ID:
+// one deposit through the relay's path (reserve, then a synced write).
+func (d *db) put(user protocol.ID, dep peer.ID, envelope []byte, now time.Time, lim Limits) (uint64, error) {
+	id, err := d.reserve(user, dep, int64(len(envelope)), lim)
+	if err != nil {
+		return 0, err
+	}
+	return id, d.putAll(dep, []heldDeposit{{user: user, id: id, envelope: envelope}}, now, lim)
 }

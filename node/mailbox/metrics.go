@@ -11,6 +11,7 @@ import (
 type metrics struct {
 	deposits *prometheus.CounterVec
 	pipes    prometheus.Counter
+	writes   prometheus.Counter
 	fetches  *prometheus.CounterVec
 	acked    prometheus.Counter
 	expired  prometheus.Counter
@@ -29,6 +30,10 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 			Namespace: "parley", Subsystem: "mailbox", Name: "deposit_streams_total",
 			Help: "Deposit streams served, each a pipeline of one or more deposits (deposits_total / this is the mean pipeline).",
 		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "parley", Subsystem: "mailbox", Name: "deposit_writes_total",
+			Help: "Synced writes that held deposits, each holding the deposits of a stream that had arrived (deposits_total{result=\"ok\"} / this is the mean batch).",
+		}),
 		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "parley", Subsystem: "mailbox", Name: "fetches_total",
 			Help: "Fetches (and registrations) answered, by result code (ok, not-authorised, ...).",
@@ -44,6 +49,7 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 	}
 	m.deposits = promreg.Register(reg, m.deposits)
 	m.pipes = promreg.Register(reg, m.pipes)
+	m.writes = promreg.Register(reg, m.writes)
 	m.fetches = promreg.Register(reg, m.fetches)
 	m.acked = promreg.Register(reg, m.acked)
 	m.expired = promreg.Register(reg, m.expired)
@@ -68,6 +74,12 @@ func (m *metrics) deposit(c Code) {
 func (m *metrics) depositStream() {
 	if m != nil {
 		m.pipes.Inc()
+	}
+}
+
+func (m *metrics) depositWrite() {
+	if m != nil {
+		m.writes.Inc()
 	}
 }
 

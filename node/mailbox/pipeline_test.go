@@ -243,3 +243,59 @@ func TestDepositAllBounds(t *testing.T) {
 	}
 	w.wantMail(bob, [][]byte{env(0)})
 }
+
+// Deposits that arrive together are held in one synced write: 40
+// deposits written to the stream at once take a few writes, not 40, and
+// are all held in order. A malformed frame among them ends the pipeline
+// after the deposits before it, which are held.
+func TestDepositsArrivedTogetherShareAWrite(t *testing.T) {
+	w := newWorld(t, Limits{})
+	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
+	w.register(bob)
+	st, r := w.raw(alice.devices[0])
+	var all bytes.Buffer
+	for i := range 40 {
+		if err := writeFrame(&all, depositFrame(bob.id[:], bytes.Repeat(env(i), 50)), maxClientFrame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Write(all.Bytes()); err != nil { // one write: they arrive together
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		if err := readResult(t, r); err != nil {
+			t.Fatalf("deposit %d: %v", i, err)
+		}
+	}
+	writes := w.metric("parley_mailbox_deposit_writes_total", "")
+	if writes < 1 || writes > 8 {
+		t.Errorf("40 deposits that arrived together took %v synced writes, want 1 to 8", writes)
+	}
+	var want [][]byte
+	for i := range 40 {
+		want = append(want, bytes.Repeat(env(i), 50))
+	}
+
+	// A second stream: two deposits, then a frame that is no deposit, then
+	// one more, all at once.
+	st2, r2 := w.raw(alice.devices[0])
+	all.Reset()
+	for _, f := range []*pb.ClientFrame{depositFrame(bob.id[:], env(100)), depositFrame(bob.id[:], env(101)),
+		{Kind: &pb.ClientFrame_Fetch{Fetch: &pb.Fetch{}}}, depositFrame(bob.id[:], env(103))} {
+		if err := writeFrame(&all, f, maxClientFrame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st2.Write(all.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := readResult(t, r2); err != nil {
+			t.Fatalf("second stream, deposit %d: %v", i, err)
+		}
+	}
+	wantRefused(t, "the fetch frame", readResult(t, r2), CodeMalformed, ErrMalformed)
+	wantEnded(t, r2)
+	st.Close()
+	w.wantMail(bob, append(want, env(100), env(101)))
+}

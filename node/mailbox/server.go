@@ -209,66 +209,6 @@ func (s *Server) writeResult(st network.Stream, err error) error {
 	return writeFrame(st, resultFrame(code, detail, retry), maxServerFrame)
 }
 
-// serveDeposits answers a pipeline of deposits, first the one already
-// read. A refusal ends the pipeline: it is answered, and then the stream
-// is closed unread, so no deposit after a refused one is held (the
-// recipient gets a depositor's envelopes in the order deposited, with no
-// gap). The depositor deposits the rest again on a new stream.
-func (s *Server) serveDeposits(st network.Stream, r *bufio.Reader, d *pb.Deposit) {
-	from := st.Conn().RemotePeer()
-	s.met.depositStream()
-	for {
-		err := s.deposit(from, d)
-		s.met.deposit(codeFor(err))
-		if s.writeResult(st, err) != nil {
-			st.Reset()
-			return
-		}
-		if err != nil {
-			return // handle closes the stream; what follows is not read
-		}
-		var f pb.ClientFrame
-		st.SetReadDeadline(time.Now().Add(idleTimeout))
-		if err := readFrame(r, &f, maxClientFrame); err != nil {
-			s.refuseFrame(st, err, s.met.deposit)
-			return
-		}
-		if d = f.GetDeposit(); d == nil {
-			err := fmt.Errorf("%w: a deposit stream carries deposits only", ErrMalformed)
-			s.met.deposit(codeFor(err))
-			s.writeResult(st, err)
-			return
-		}
-	}
-}
-
-// deposit holds one envelope, or says why not.
-func (s *Server) deposit(from peer.ID, d *pb.Deposit) error {
-	user, err := recipientID(d.GetRecipient())
-	if err != nil {
-		return err
-	}
-	env := d.GetEnvelope()
-	switch {
-	case len(env) == 0:
-		return fmt.Errorf("%w: empty envelope", ErrMalformed)
-	case len(env) > MaxEnvelopeSize:
-		return fmt.Errorf("%w: envelope of %d bytes (max %d)", ErrTooLarge, len(env), MaxEnvelopeSize)
-	}
-	now := s.now()
-	if ok, wait := s.rate.take(from, now); !ok {
-		return &RefusedError{Code: CodeRateLimited, RetryAfter: wait}
-	}
-	if !s.db.registered(user, now) {
-		return &RefusedError{Code: CodeUnknown}
-	}
-	if _, err := s.db.put(user, from, env, now, s.lim); err != nil {
-		return err
-	}
-	s.notify(user)
-	return nil
-}
-
 // authorise checks that p is a device of user and (re)registers user. A
 // register or fetch takes a token from p's bucket too, since it may cost
 // the relay a DHT lookup.
