@@ -11,8 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	pp "github.com/parley-chat/parley/protocol"
 )
 
 // cpuMeter measures, over a benchmark's timed part, the CPU time this
@@ -150,20 +148,7 @@ func reportParallel(b *testing.B, rate, bound float64) {
 // and the Open of what it sealed (both nodes in one process).
 func parallelCrypto(b *testing.B, sender, receiver *Node, size int, seal bool) float64 {
 	b.Helper()
-	ss, _ := sender.running()
-	rs, _ := receiver.running()
-	fe := ss.friends.friend(rs.me)
-	body := make([]byte, size)
-	key := ss.keys.identity().Public()
-	op := pp.Opener{UserID: rs.me, Key: rs.keys.identity(), Prekey: rs.keys.prekeyByID,
-		SenderKey: func(pp.ID, pp.ID) (*pp.PublicKey, error) { return key, nil }}
-	sealOne := func() ([]byte, error) {
-		env, err := pp.Seal(ss.keys.sender(), fe.rcpt, pp.KindText, body, time.Now())
-		if err != nil {
-			return nil, err
-		}
-		return env.Marshal(), nil
-	}
+	sealOne, op := envelopeCrypto(sender, receiver, size)
 	const perWorker = 12
 	if seal {
 		return parallelRate(b, perWorker, func() error {

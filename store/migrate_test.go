@@ -91,15 +91,7 @@ func countKeys(t *testing.T, s *Store, prefix byte) int {
 // JSON fields, or a binary one's seq and "layout".
 func rawOutboxRec(t *testing.T, s *Store, id MsgID) map[string]any {
 	t.Helper()
-	var plain []byte
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		plain, err = s.getSealed(txn, s.rows, rowOutbox, outboxKey(id))
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	plain := rawOutboxPlain(t, s, id)
 	if len(plain) > 0 && plain[0] == outboxRowV1 {
 		// Written by this version: the binary layout has no old fields.
 		r, err := decodeOutboxRow(plain)
