@@ -32,7 +32,7 @@ func BenchmarkStrictThroughput(b *testing.B) {
 	reportCryptoCPU(b, use, b.N, rate, sign+verify)
 	s, _ := a.running()
 	key, msg := s.keys.identity(), make([]byte, 200)
-	reportParallel(b, rate, parallelRate(b, 12, func() error {
+	reportParallel(b, rate, parallelRate(b, 16, func() error {
 		sig, err := key.Sign(pp.LabelSessSig, msg)
 		if err == nil {
 			err = key.Public().Verify(pp.LabelSessSig, msg, sig)
