@@ -53,12 +53,7 @@ func (c *courier) run(ctx context.Context) {
 			l.close(ctx)
 			l = nil
 		}
-		if l != nil && l.path == store.PathRelay && l.inflight() == 0 && c.o.cfg.Better != nil && c.o.cfg.Better(l.str) {
-			// A hole punch made a direct connection: the next frames go
-			// there. Nothing is in flight, so nothing goes twice.
-			l.close(ctx)
-			l = nil
-		}
+		l = c.leaveRelay(ctx, l)
 		if wait := c.heldFor(); wait > 0 {
 			if c.mailbox {
 				// Unreachable, but with a mailbox: what was queued
@@ -122,7 +117,10 @@ func (c *courier) run(ctx context.Context) {
 			}
 			continue
 		}
-		if l == nil {
+		// Asked again with the entries in hand: a connection that became
+		// better after the check above, while they were being read, is
+		// the one they go on.
+		if l = c.leaveRelay(ctx, l); l == nil {
 			c.takeRush()
 			str, err := c.o.cfg.Open(ctx, c.to)
 			if err != nil {
@@ -140,6 +138,18 @@ func (c *courier) run(ctx context.Context) {
 			c.o.cfg.Logger.Debug("stream to recipient broke", "to", c.to.String(), "err", err)
 		}
 	}
+}
+
+// leaveRelay closes l, and returns nil, when it is a relayed stream with
+// nothing in flight and a better connection to the recipient now exists
+// (a hole punch made a direct one): the next frames go there, and
+// nothing goes twice. Otherwise it returns l.
+func (c *courier) leaveRelay(ctx context.Context, l *link) *link {
+	if l == nil || l.path != store.PathRelay || c.o.cfg.Better == nil || l.inflight() != 0 || !c.o.cfg.Better(l.str) {
+		return l
+	}
+	l.close(ctx)
+	return nil
 }
 
 // sendAll writes es on l and flushes.
