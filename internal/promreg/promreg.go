@@ -23,3 +23,28 @@ func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	}
 	return c
 }
+
+// Counter is the counter parley_<subsystem>_<name>, registered with reg
+// as Register does.
+func Counter(reg prometheus.Registerer, subsystem, name, help string) prometheus.Counter {
+	return Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: subsystem, Name: name, Help: help,
+	}))
+}
+
+// CounterVec is the counter parley_<subsystem>_<name> with labels,
+// registered with reg as Register does.
+func CounterVec(reg prometheus.Registerer, subsystem, name, help string, labels ...string) *prometheus.CounterVec {
+	return Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "parley", Subsystem: subsystem, Name: name, Help: help,
+	}, labels))
+}
+
+// GaugeFunc registers the gauge parley_<subsystem>_<name> that f reads.
+// Where one of that name is registered already (a second server in one
+// process, in tests), that one stays and f is not registered.
+func GaugeFunc(reg prometheus.Registerer, subsystem, name, help string, f func() float64) {
+	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "parley", Subsystem: subsystem, Name: name, Help: help,
+	}, f))
+}

@@ -23,50 +23,25 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		return nil
 	}
 	m := &metrics{
-		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "grouprelay", Name: "messages_total",
-			Help: "Group messages validated on ticketed topics, by result (accept, reject, ignore).",
-		}, []string{"result"}),
-		stores: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "grouprelay", Name: "stored_total",
-			Help: "Group messages stored for members' catch-up.",
-		}),
-		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "grouprelay", Name: "dropped_total",
-			Help: "Stored group messages deleted, by reason (expired, limit).",
-		}, []string{"reason"}),
-		tickets: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "grouprelay", Name: "tickets_total",
-			Help: "Relay tickets answered, by result code (ok, auth, not-admin, lineage, stale, ...).",
-		}, []string{"result"}),
-		syncs: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "grouprelay", Name: "syncs_total",
-			Help: "Group sync requests, by result (ok, refused).",
-		}, []string{"result"}),
-		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "grouprelay", Name: "fetched_total",
-			Help: "Group messages the relay fetched from members after being away, by result (stored, duplicate, refused).",
-		}, []string{"result"}),
+		messages: promreg.CounterVec(reg, "grouprelay", "messages_total",
+			"Group messages validated on ticketed topics, by result (accept, reject, ignore).", "result"),
+		stores: promreg.Counter(reg, "grouprelay", "stored_total",
+			"Group messages stored for members' catch-up."),
+		drops: promreg.CounterVec(reg, "grouprelay", "dropped_total",
+			"Stored group messages deleted, by reason (expired, limit).", "reason"),
+		tickets: promreg.CounterVec(reg, "grouprelay", "tickets_total",
+			"Relay tickets answered, by result code (ok, auth, not-admin, lineage, stale, ...).", "result"),
+		syncs: promreg.CounterVec(reg, "grouprelay", "syncs_total",
+			"Group sync requests, by result (ok, refused).", "result"),
+		fetches: promreg.CounterVec(reg, "grouprelay", "fetched_total",
+			"Group messages the relay fetched from members after being away, by result (stored, duplicate, refused).", "result"),
 	}
-	m.messages = promreg.Register(reg, m.messages)
-	m.stores = promreg.Register(reg, m.stores)
-	m.drops = promreg.Register(reg, m.drops)
-	m.tickets = promreg.Register(reg, m.tickets)
-	m.syncs = promreg.Register(reg, m.syncs)
-	m.fetches = promreg.Register(reg, m.fetches)
-	// A second server in one process (tests) keeps the first one's gauges.
-	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "parley", Subsystem: "grouprelay", Name: "messages_held",
-		Help: "Group messages the relay holds.",
-	}, func() float64 { n, _ := s.db.totals(); return float64(n) }))
-	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "parley", Subsystem: "grouprelay", Name: "bytes_held",
-		Help: "Bytes of group messages the relay holds.",
-	}, func() float64 { _, b := s.db.totals(); return float64(b) }))
-	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "parley", Subsystem: "grouprelay", Name: "topics",
-		Help: "Group topics the relay is on.",
-	}, func() float64 { return float64(len(s.Topics())) }))
+	promreg.GaugeFunc(reg, "grouprelay", "messages_held", "Group messages the relay holds.",
+		func() float64 { n, _ := s.db.totals(); return float64(n) })
+	promreg.GaugeFunc(reg, "grouprelay", "bytes_held", "Bytes of group messages the relay holds.",
+		func() float64 { _, b := s.db.totals(); return float64(b) })
+	promreg.GaugeFunc(reg, "grouprelay", "topics", "Group topics the relay is on.",
+		func() float64 { return float64(len(s.Topics())) })
 	return m
 }
 

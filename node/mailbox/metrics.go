@@ -22,46 +22,23 @@ func newMetrics(reg prometheus.Registerer, d *db) *metrics {
 		return nil
 	}
 	m := &metrics{
-		deposits: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "mailbox", Name: "deposits_total",
-			Help: "Deposits answered, by result code (ok, full, sender-quota, rate-limited, ...).",
-		}, []string{"result"}),
-		pipes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "mailbox", Name: "deposit_streams_total",
-			Help: "Deposit streams served, each a pipeline of one or more deposits (deposits_total / this is the mean pipeline).",
-		}),
-		writes: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "mailbox", Name: "deposit_writes_total",
-			Help: "Synced writes that held deposits, each holding the deposits of a stream that had arrived (deposits_total{result=\"ok\"} / this is the mean batch).",
-		}),
-		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "mailbox", Name: "fetches_total",
-			Help: "Fetches (and registrations) answered, by result code (ok, not-authorised, ...).",
-		}, []string{"result"}),
-		acked: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "mailbox", Name: "acked_total",
-			Help: "Envelopes deleted because their recipient acknowledged them.",
-		}),
-		expired: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "parley", Subsystem: "mailbox", Name: "expired_total",
-			Help: "Envelopes deleted unfetched at the end of their TTL.",
-		}),
+		deposits: promreg.CounterVec(reg, "mailbox", "deposits_total",
+			"Deposits answered, by result code (ok, full, sender-quota, rate-limited, ...).", "result"),
+		pipes: promreg.Counter(reg, "mailbox", "deposit_streams_total",
+			"Deposit streams served, each a pipeline of one or more deposits (deposits_total / this is the mean pipeline)."),
+		writes: promreg.Counter(reg, "mailbox", "deposit_writes_total",
+			"Synced writes that held deposits, each holding the deposits of a stream that had arrived (deposits_total{result=\"ok\"} / this is the mean batch)."),
+		fetches: promreg.CounterVec(reg, "mailbox", "fetches_total",
+			"Fetches (and registrations) answered, by result code (ok, not-authorised, ...).", "result"),
+		acked: promreg.Counter(reg, "mailbox", "acked_total",
+			"Envelopes deleted because their recipient acknowledged them."),
+		expired: promreg.Counter(reg, "mailbox", "expired_total",
+			"Envelopes deleted unfetched at the end of their TTL."),
 	}
-	m.deposits = promreg.Register(reg, m.deposits)
-	m.pipes = promreg.Register(reg, m.pipes)
-	m.writes = promreg.Register(reg, m.writes)
-	m.fetches = promreg.Register(reg, m.fetches)
-	m.acked = promreg.Register(reg, m.acked)
-	m.expired = promreg.Register(reg, m.expired)
-	// A second server in one process (tests) keeps the first one's gauges.
-	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "parley", Subsystem: "mailbox", Name: "envelopes_held",
-		Help: "Envelopes the relay holds for offline recipients.",
-	}, func() float64 { n, _ := d.totals(); return float64(n) }))
-	reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Namespace: "parley", Subsystem: "mailbox", Name: "bytes_held",
-		Help: "Bytes of envelopes the relay holds for offline recipients.",
-	}, func() float64 { _, b := d.totals(); return float64(b) }))
+	promreg.GaugeFunc(reg, "mailbox", "envelopes_held", "Envelopes the relay holds for offline recipients.",
+		func() float64 { n, _ := d.totals(); return float64(n) })
+	promreg.GaugeFunc(reg, "mailbox", "bytes_held", "Bytes of envelopes the relay holds for offline recipients.",
+		func() float64 { _, b := d.totals(); return float64(b) })
 	return m
 }
 
