@@ -82,10 +82,8 @@ func (fr *friendBook) sendable(to protocol.ID) (*friendEntry, error) {
 // sign in parallel.
 func (ms *messenger) sealText(ctx context.Context, fe *friendEntry, text string) (store.Message, *store.Pending, error) {
 	ps := ms.peerSessOf(fe.f.UserID)
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	t := ps.ticket()
-	defer ps.release(t)
+	t, unlock := ps.lockTurn()
+	defer unlock()
 	var (
 		out sealed
 		err error

@@ -119,10 +119,7 @@ func (ms *messenger) queueControl(ctx context.Context, fe *friendEntry, kind pro
 		return fmt.Errorf("node: seal %v: %w", kind, err)
 	}
 	if ps != nil {
-		if out.update != nil {
-			ps.stored(out.update) // the next seal goes on from it (peerSess)
-		}
-		ps.await(t)
+		ps.inTurn(t, out.update)
 	}
 	e := store.OutboxEntry{MsgID: out.id, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
 	if err := ms.st.AddControlWith(ctx, e, out.update); err != nil {

@@ -100,10 +100,7 @@ func (ms *messenger) requeue(ctx context.Context, fe *friendEntry, m store.Messa
 	if err != nil {
 		return store.Message{}, fmt.Errorf("node: seal: %w", err)
 	}
-	if out.update != nil {
-		ps.stored(out.update) // the next seal goes on from it (peerSess)
-	}
-	ps.await(t)
+	ps.inTurn(t, out.update)
 	e := store.OutboxEntry{MsgID: m.ID, Recipient: fe.f.UserID, Envelope: out.raw, Session: out.session}
 	return ms.st.RequeueFailed(ctx, e, out.update)
 }

@@ -74,6 +74,17 @@ func (ps *peerSess) lockTurn() (t uint64, unlock func()) {
 	}
 }
 
+// inTurn records u (when not nil), the state a seal under mu produced, so
+// that the next seal goes on from it, and waits for turn t: the caller
+// then queues its write (with u) in the order the seals took their
+// turns; mu must be held.
+func (ps *peerSess) inTurn(t uint64, u *store.SessionUpdate) {
+	if u != nil {
+		ps.stored(u)
+	}
+	ps.await(t)
+}
+
 // stamp is the next seal's timestamp: now, or just after the last one;
 // mu must be held.
 func (ps *peerSess) stamp(now time.Time) time.Time {

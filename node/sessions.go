@@ -85,7 +85,7 @@ func (out *sealed) sign() error {
 // and fe has a valid prekey; or as a single envelope. ps (fe's holder)
 // may be nil; its mu must be held when it is not, and when p is not nil;
 // p is then advanced, and the caller stores out.update with the message
-// and records it (ps.stored).
+// and records it (peerSess.inTurn, or stored).
 func (ms *messenger) sealOut(ps *peerSess, fe *friendEntry, p *protocol.PeerSessions, kind protocol.Kind, id protocol.MsgID, body []byte) (sealed, error) {
 	return ms.seal(ps, fe, p, kind, id, body, false)
 }
@@ -526,10 +526,7 @@ func (ms *messenger) resealSession(ctx context.Context, e store.OutboxEntry) boo
 		ms.log.Warn("message not sealed again", "msg", e.MsgID.String(), "err", err)
 		return false
 	}
-	if out.update != nil {
-		ps.stored(out.update) // the next seal goes on from it (peerSess)
-	}
-	ps.await(t)
+	ps.inTurn(t, out.update)
 	if _, err := ms.st.ResealOutbox(ctx, e.MsgID, out.raw, out.session, out.update); err != nil {
 		return false
 	}
