@@ -30,6 +30,15 @@ func (h *countingHost) NewStream(ctx context.Context, p peer.ID, pids ...lp2p.ID
 	return h.Host.NewStream(ctx, p, pids...)
 }
 
+// depositor sets w up for deposits: bob registered with the relay, and a
+// client on alice's device that counts the streams it opens.
+func (w *world) depositor() (bob *user, c *Client, ch *countingHost) {
+	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
+	w.register(bob)
+	ch = &countingHost{Host: alice.devices[0]}
+	return bob, w.client(ch), ch
+}
+
 // wantEnded checks that the relay sent nothing more on a stream and
 // ended it.
 func wantEnded(tb testing.TB, r *bufio.Reader) {
@@ -117,10 +126,7 @@ func TestPipelineEndsAtRefusal(t *testing.T) {
 // all, in order.
 func TestDepositAllOneStream(t *testing.T) {
 	w := newWorld(t, Limits{})
-	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
-	w.register(bob)
-	ch := &countingHost{Host: alice.devices[0]}
-	c := w.client(ch)
+	bob, c, ch := w.depositor()
 	all := envs(0, 100)
 	held, err := c.DepositAll(w.ctx(), w.relay.ID(), bob.id, all)
 	if held != 100 || err != nil {
@@ -143,10 +149,7 @@ func TestDepositAllOneStream(t *testing.T) {
 func TestDepositAllOldRelayOnePerStream(t *testing.T) {
 	w := newWorld(t, Limits{})
 	w.relay.RemoveStreamHandler(IDPipelined)
-	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
-	w.register(bob)
-	ch := &countingHost{Host: alice.devices[0]}
-	c := w.client(ch)
+	bob, c, ch := w.depositor()
 	all := envs(0, 5)
 	held, err := c.DepositAll(w.ctx(), w.relay.ID(), bob.id, all)
 	if held != 5 || err != nil {
@@ -163,10 +166,7 @@ func TestDepositAllOldRelayOnePerStream(t *testing.T) {
 // allows, follows in order.
 func TestDepositAllRefusedMidway(t *testing.T) {
 	w := newWorld(t, Limits{DepositRate: 1e-3, DepositBurst: 5})
-	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
-	w.register(bob)
-	ch := &countingHost{Host: alice.devices[0]}
-	c := w.client(ch)
+	bob, c, ch := w.depositor()
 	all := envs(0, 12)
 	held, err := c.DepositAll(w.ctx(), w.relay.ID(), bob.id, all)
 	wantRefused(t, "sixth deposit", err, CodeRateLimited, ErrRateLimited)
@@ -221,10 +221,7 @@ func TestDepositAllRefusedWhileWriting(t *testing.T) {
 // it is sent, with what precedes it held.
 func TestDepositAllBounds(t *testing.T) {
 	w := newWorld(t, noLimits)
-	alice, bob := w.user("alice-2048", 1), w.user("bob-2048", 1)
-	w.register(bob)
-	ch := &countingHost{Host: alice.devices[0]}
-	c := w.client(ch)
+	bob, c, ch := w.depositor()
 	var batch [][]byte
 	for i := range 60 {
 		batch = append(batch, append(bytes.Repeat([]byte{0x5a}, 80_000), fmt.Sprint(i)...))
