@@ -11,10 +11,7 @@ import (
 // and reach the friend exactly once, in order.
 func TestMailboxDepositPipelined(t *testing.T) {
 	relay := startMailRelay(t, t.TempDir(), "")
-	a, b, cfgB := mailPair(t, relay)
-	bID := meOf(t, b).UserID
-	closeNode(t, b)
-	waitOffline(t, a, bID)
+	a, bID, cfgB := offlineMailPair(t, relay)
 
 	sa := unlockedOf(t, a)
 	sa.outbox.Hold(bID) // all fifty queued before the courier goes
@@ -30,7 +27,7 @@ func TestMailboxDepositPipelined(t *testing.T) {
 		t.Errorf("%v deposits held, want %d", got, len(texts))
 	}
 
-	b = unlockNode(t, cfgB)
+	b := unlockNode(t, cfgB)
 	checkMailDelivered(t, a, b, texts)
 }
 
@@ -40,10 +37,7 @@ func TestMailboxDepositPipelined(t *testing.T) {
 // order.
 func TestMailboxDepositRateLimited(t *testing.T) {
 	relay := startMailRelayWith(t, t.TempDir(), "", mailbox.Limits{DepositRate: 10, DepositBurst: 12})
-	a, b, cfgB := mailPair(t, relay)
-	bID := meOf(t, b).UserID
-	closeNode(t, b)
-	waitOffline(t, a, bID)
+	a, bID, cfgB := offlineMailPair(t, relay)
 
 	sa := unlockedOf(t, a)
 	sa.outbox.Hold(bID)
@@ -61,6 +55,6 @@ func TestMailboxDepositRateLimited(t *testing.T) {
 		t.Errorf("outbox Stats().Deposited = %d, want %d", got, len(texts))
 	}
 
-	b = unlockNode(t, cfgB)
+	b := unlockNode(t, cfgB)
 	checkMailDelivered(t, a, b, texts)
 }

@@ -151,6 +151,17 @@ func waitMailReady(tb testing.TB, n *Node) {
 	waitFor(tb, 30*time.Second, "subscribed to the mailbox", func() bool { return s.mail.ready.Load() > 0 })
 }
 
+// offlineMailPair is mailPair with b closed once a sees it offline: it
+// returns a, b's user ID and the config that starts b again.
+func offlineMailPair(tb testing.TB, relay *mailRelay) (a *Node, bID protocol.ID, cfgB Config) {
+	tb.Helper()
+	a, b, cfgB := mailPair(tb, relay)
+	bID = meOf(tb, b).UserID
+	closeNode(tb, b)
+	waitOffline(tb, a, bID)
+	return a, bID, cfgB
+}
+
 // waitOffline waits until a sees user offline.
 func waitOffline(tb testing.TB, a *Node, user protocol.ID) {
 	tb.Helper()
@@ -202,10 +213,7 @@ func checkMailDelivered(tb testing.TB, sender, to *Node, texts []string) {
 // once and in order, and tells Alice, who marks them delivered.
 func TestMailboxOfflineDelivery(t *testing.T) {
 	relay := startMailRelay(t, t.TempDir(), "")
-	a, b, cfgB := mailPair(t, relay)
-	bID := meOf(t, b).UserID
-	closeNode(t, b)
-	waitOffline(t, a, bID)
+	a, bID, cfgB := offlineMailPair(t, relay)
 
 	texts := numbered("mailbox", 50)
 	sendAll(t, a, bID, texts)
@@ -217,7 +225,7 @@ func TestMailboxOfflineDelivery(t *testing.T) {
 		t.Fatalf("outbox Stats().Deposited = %d, want %d", got, len(texts))
 	}
 
-	b = unlockNode(t, cfgB)
+	b := unlockNode(t, cfgB)
 	checkMailDelivered(t, a, b, texts)
 	waitFor(t, 10*time.Second, "the relay drops what Bob acknowledged", func() bool { return relay.held() == 0 })
 }
