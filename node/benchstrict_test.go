@@ -16,11 +16,21 @@ import (
 // session message's cryptography, AES-GCM and a ratchet step, is left
 // out: it is small beside them), with cpu-ratio, cpu-cores,
 // others-cores, cpu-ms/msg and crypto-share as there, and par-ratio to
-// the rate at which P goroutines sign and verify alone (parallelRate).
+// the rate at which P goroutines sign and verify as many alone, just
+// before and just after the run (cryptoBracket).
 func BenchmarkStrictThroughput(b *testing.B) {
 	const senders = 8
 	a, _, _, bID, events := benchPairWith(b, true, true)
 	sign, verify := strictCost(b, a)
+	s, _ := a.running()
+	key, msg := s.keys.identity(), make([]byte, 200)
+	par := bracketCrypto(b, b.N, func() error {
+		sig, err := key.Sign(pp.LabelSessSig, msg)
+		if err == nil {
+			err = key.Public().Verify(pp.LabelSessSig, msg, sig)
+		}
+		return err
+	})
 	b.ResetTimer()
 	elapsed, use := sendBurst(b, a, bID, events, senders)
 	b.StopTimer()
@@ -30,15 +40,7 @@ func BenchmarkStrictThroughput(b *testing.B) {
 	b.ReportMetric(durationMs(verify), "verify-cpu-ms")
 	reportCPU(b, use, b.N)
 	reportCryptoCPU(b, use, b.N, rate, sign+verify)
-	s, _ := a.running()
-	key, msg := s.keys.identity(), make([]byte, 200)
-	reportParallel(b, rate, parallelRate(b, 16, func() error {
-		sig, err := key.Sign(pp.LabelSessSig, msg)
-		if err == nil {
-			err = key.Public().Verify(pp.LabelSessSig, msg, sig)
-		}
-		return err
-	}))
+	par.report(b, rate)
 }
 
 // strictCost is the CPU time of one RSA-PSS signature with n's identity

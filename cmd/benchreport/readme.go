@@ -212,9 +212,9 @@ func figureTexts() []struct{ file, title, missing, text string } {
 				"Each message waits for two synced writes, the sender's outbox and the receiver's store; the bounds " +
 				"assume the two overlap. The dashed line is the target: 5,000 msgs/s for sessions, 0.9 × the crypto " +
 				"bound for RSA envelopes. The targets table checks RSA envelopes against the parallel crypto bound instead " +
-				"(par-ratio in the benchmark lines): the rate at which GOMAXPROCS goroutines seal and open envelopes " +
-				"with nothing else running, in the same run, since both nodes share the processors and a wall-clock " +
-				"1/open misstates that when the machine is busy or seal and open differ."},
+				"(par-ratio in the benchmark lines): the rate at which GOMAXPROCS goroutines seal and open as many " +
+				"envelopes with nothing else running, just before and just after the run, since both nodes share the " +
+				"processors and a wall-clock 1/open misstates that when the machine is busy or seal and open differ."},
 		{figRSS, "RSS over a burst",
 			"no record api-burst with points rss-mib-a, rss-mib-b",
 			"The resident set size of each node, sampled while a burst of messages goes through the HTTP API " +
