@@ -222,7 +222,13 @@ func (g *groups) receiveKey(ctx context.Context, from protocol.ID, d *protocol.S
 	if err != nil {
 		return err
 	}
-	if err := g.st.PutSenderChain(ctx, c); err != nil && !errors.Is(err, store.ErrDuplicate) {
+	switch err := g.st.PutSenderChain(ctx, c); {
+	case errors.Is(err, store.ErrDuplicate):
+		// A handout sent again: the key is known, and the relays'
+		// ticket already names it.
+		g.learn(c)
+		return nil
+	case err != nil:
 		return err
 	}
 	g.learn(c)

@@ -1,9 +1,11 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -97,9 +99,9 @@ func (g *groups) relayTicket(id protocol.GroupID) {
 }
 
 // issueTickets makes the group's ticket and offers it to every relay
-// until each has answered, starting over with a new ticket when kicked
-// and once a day; it ends when this node no longer issues the group's
-// tickets (or stops).
+// until each has answered, starting over when kicked and once a day (with
+// the same ticket when nothing it names changed: makeTicket); it ends
+// when this node no longer issues the group's tickets (or stops).
 func (g *groups) issueTickets(ctx context.Context, id protocol.GroupID, kick chan struct{}) {
 	rt := g.relays
 	// stop ends the issuer unless a kick came meanwhile; others marks
@@ -191,8 +193,9 @@ func (g *groups) offerTicket(ctx context.Context, id protocol.GroupID, t *protoc
 // makeTicket makes the group's ticket of its current epoch, or nil when
 // this node does not issue it: only the admin who signed the epoch's
 // state does. With lineage, a ticket follows this node's last ticket of
-// the epoch before, if it has one. It reads the store only (no group
-// lock).
+// the epoch before, if it has one. When the last ticket made names the
+// same keys and follows the same one, it is returned again. It reads the
+// store only (no group lock).
 func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID, lineage bool) (*protocol.RelayTicket, error) {
 	gr, err := g.st.Group(ctx, id)
 	if err != nil {
@@ -245,6 +248,12 @@ func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID, lineage bo
 	if err != nil {
 		return nil, err
 	}
+	if last != nil && sameTicket(t, last) {
+		// Nothing it names changed (a kick that came after the last
+		// ticket was made, with what woke it): offer the same one, so
+		// that the next epoch's ticket follows what the relays hold.
+		return last, nil
+	}
 	rt.mu.Lock()
 	rt.latest[id] = map[uint64]*protocol.RelayTicket{st.Epoch: t}
 	if prev != nil {
@@ -252,4 +261,12 @@ func (g *groups) makeTicket(ctx context.Context, id protocol.GroupID, lineage bo
 	}
 	rt.mu.Unlock()
 	return t, nil
+}
+
+// sameTicket reports whether a and b name the same keys for the same
+// topic and state, follow the same ticket and are signed with the same
+// chain: they differ in their time and signature only.
+func sameTicket(a, b *protocol.RelayTicket) bool {
+	return a.Epoch == b.Epoch && a.Proof == b.Proof && a.Members == b.Members && a.Signer == b.Signer &&
+		bytes.Equal(a.Previous, b.Previous) && slices.Equal(a.Keys, b.Keys)
 }

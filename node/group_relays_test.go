@@ -96,17 +96,6 @@ func (net *groupNet) useRelay(r *groupRelay) {
 	}
 }
 
-// waitTicket waits until the relay is on st's topic with a ticket of n
-// keys.
-func (gr *groupRelay) waitTicket(tb testing.TB, st *protocol.GroupState, n int) {
-	tb.Helper()
-	name := protocol.Topic(st)
-	waitFor(tb, 20*time.Second, fmt.Sprintf("the relay carries epoch %d with %d keys", st.Epoch, n), func() bool {
-		t := gr.srv.Ticket(name)
-		return t != nil && len(t.Keys) == n && slices.Contains(gr.srv.Topics(), name)
-	})
-}
-
 // cutOff disconnects member i from everyone, relay included, so that
 // nobody dials it again until it is connected anew.
 func (net *groupNet) cutOff(i int, r *groupRelay) {
@@ -261,7 +250,7 @@ func TestGroupRelayRefusesRemovedKey(t *testing.T) {
 	}
 	net.waitKeyed(st)
 	relay.waitTicket(t, st, 3)
-	old := relay.srv.Ticket(protocol.Topic(st))
+	old := relay.waitIssued(t, admin, st)
 	stay := slices.DeleteFunc(slices.Clone(st.Members), func(m protocol.GroupMember) bool { return m.User == gone.key.ID() })
 	st2, err := admin.g.changeMembers(ctx, st.Group, st.Name, stay)
 	if err != nil {
@@ -328,21 +317,18 @@ func TestGroupRelayTicketRefused(t *testing.T) {
 	}
 	net.waitKeyed(st)
 	relay.waitTicket(t, st, 2)
-	real := relay.srv.Ticket(protocol.Topic(st))
-	// The admin sends a ticket per key it learns, so the relay may get a
-	// newer one of the same keys at any time: make it happen here, so
-	// that what follows holds with it.
+	real := relay.waitIssued(t, admin, st)
+	// A kick with nothing new makes no new ticket: the relay keeps the
+	// same one.
 	admin.g.relayTicket(st.Group)
-	waitFor(t, 20*time.Second, "the admin's next ticket at the relay", func() bool {
-		return relay.srv.Ticket(protocol.Topic(st)).Issued > real.Issued
-	})
+	if again, err := admin.g.makeTicket(ctx, st.Group, true); err != nil || again.Hash() != real.Hash() {
+		t.Fatalf("the admin's ticket of the same keys changed: %v", err)
+	}
 
 	forger := newForger(t)
 	update := forger.sign(&protocol.RelayTicket{ // an update by a key that is not the ticket's admin
-		// Issued well after real: the admin may send the relay a newer
-		// ticket of the same keys meanwhile (one per key it learns), and
-		// this one must not be refused as stale before its signer is
-		// checked.
+		// Issued after real, so that it is refused for its signer, not
+		// as stale.
 		Version: real.Version, Proof: real.Proof, Epoch: real.Epoch, Issued: real.Issued + time.Hour.Milliseconds(),
 		Keys: forger.withKey(real.Keys), Members: uint32(len(real.Keys) + 1),
 	})
@@ -372,32 +358,26 @@ func TestGroupRelayTicketRefused(t *testing.T) {
 			t.Errorf("%s: %v, want a refusal matching %v", name, err, tc.want)
 		}
 	}
-	// The admin may have sent a newer ticket of the same keys meanwhile
-	// (one per key it learns): what the relay carries is compared by
-	// its keys.
+	// What the relay carries is compared by its keys and topic.
 	topic := protocol.Topic(st)
 	if got := relay.srv.Ticket(topic); !slices.Equal(got.Keys, real.Keys) || got.Proof != real.Proof || len(relay.srv.Topics()) != topics {
 		t.Fatal("a refused ticket changed what the relay carries")
 	}
-	// The held ticket again: taken (held already), unless the admin's
-	// newer one came between reading and offering it. Of two the admin
-	// makes, the later is taken, and the earlier is then stale.
-	for try := 0; ; try++ {
-		held := relay.srv.Ticket(topic)
-		err := grouprelay.Offer(ctx, member.h, relay.ID(), held)
-		if err == nil {
-			break
-		}
-		if try < 3 && relay.srv.Ticket(topic).Hash() != held.Hash() {
-			continue // superseded while offered
-		}
+	// The held ticket again: taken (held already).
+	if err := grouprelay.Offer(ctx, member.h, relay.ID(), relay.srv.Ticket(topic)); err != nil {
 		t.Fatalf("the held ticket again: %v", err)
 	}
-	a, err := admin.g.makeTicket(ctx, st.Group, true)
+	// Two tickets of the same keys from the admin's chain, a minute
+	// apart: the relay takes the later, and the earlier is then stale.
+	own, err := admin.st.OwnChain(ctx, st.Group, st.Epoch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := admin.g.makeTicket(ctx, st.Group, true)
+	a, err := protocol.NewRelayTicket(own, own, st, real.Keys, nil, time.UnixMilli(real.Issued).Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := protocol.NewRelayTicket(own, own, st, real.Keys, nil, time.UnixMilli(real.Issued).Add(2*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
