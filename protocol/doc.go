@@ -367,7 +367,8 @@
 // hold, else ErrGroupNotAdmin). The admin who made an epoch issues its
 // tickets: the first with its own chain of the epoch before, following
 // its ticket of that epoch, then again (issued later) as members' sender
-// keys reach it. A relay admits on the topic only messages of the
+// keys reach it; a ticket of the same keys is handed again as it was. A
+// relay admits on the topic only messages of the
 // ticket's epoch signed by one of its keys (SenderChain.Verify with the
 // header's sender), and answers sync requests signed by one of its keys.
 // While a ticket lists fewer keys than members (Complete), a chain it does
