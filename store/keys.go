@@ -126,6 +126,18 @@ func outboxQueueKey(to protocol.ID, seq uint64, id MsgID) []byte {
 	return append(k, id[:]...)
 }
 
+// parseOutboxQueueKey reads what outboxQueueKey wrote; a key of another
+// size is ErrCorrupt.
+func parseOutboxQueueKey(key []byte) (to protocol.ID, seq uint64, id MsgID, err error) {
+	if len(key) != 1+protocol.IDSize+8+MsgIDSize {
+		return to, 0, id, corrupt(rowOutboxQueue, "key size")
+	}
+	to = protocol.ID(key[1 : 1+protocol.IDSize])
+	seq = getUint64(key[1+protocol.IDSize:])
+	id = MsgID(key[1+protocol.IDSize+8:])
+	return to, seq, id, nil
+}
+
 // nanos and fromNanos encode times in rows; the zero time is 0.
 func nanos(t time.Time) int64 {
 	if t.IsZero() {

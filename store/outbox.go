@@ -210,15 +210,14 @@ func (s *Store) OutboxQueue(ctx context.Context, to protocol.ID, after uint64, l
 		defer it.Close()
 		for it.Seek(binary.BigEndian.AppendUint64(slices.Clip(prefix), after+1)); it.Valid() && len(out) < limit; it.Next() {
 			item := it.Item()
-			key := item.Key()
-			if len(key) != len(prefix)+8+MsgIDSize {
-				return corrupt(rowOutboxQueue, "key size")
+			_, seq, id, err := parseOutboxQueueKey(item.Key())
+			if err != nil {
+				return err
 			}
 			if _, err := openItem(item, s.rows, rowOutboxQueue); err != nil {
 				return err
 			}
-			seq := getUint64(key[len(prefix):])
-			e, err := s.getOutbox(txn, MsgID(key[len(prefix)+8:]))
+			e, err := s.getOutbox(txn, id)
 			if errors.Is(err, ErrNotFound) {
 				return corrupt(rowOutboxQueue, "points to no entry")
 			}
@@ -245,11 +244,10 @@ func (s *Store) OutboxRecipients(ctx context.Context) ([]protocol.ID, error) {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kOutboxQueue}})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); {
-			key := it.Item().Key()
-			if len(key) < 1+protocol.IDSize {
-				return corrupt(rowOutboxQueue, "key size")
+			to, _, _, err := parseOutboxQueueKey(it.Item().Key())
+			if err != nil {
+				return err
 			}
-			to := protocol.ID(key[1 : 1+protocol.IDSize])
 			out = append(out, to)
 			// Skip the rest of this recipient's queue.
 			it.Seek(binary.BigEndian.AppendUint64(append([]byte{kOutboxQueue}, to[:]...), math.MaxUint64))

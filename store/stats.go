@@ -29,18 +29,18 @@ func (s *Store) OutboxStats(ctx context.Context) (n int, oldest time.Time, err e
 			found bool // cur's oldest message is read
 		)
 		for it.Rewind(); it.Valid(); it.Next() {
-			key := it.Item().Key()
-			if len(key) != 1+protocol.IDSize+8+MsgIDSize {
-				return corrupt(rowOutboxQueue, "key size")
+			to, _, id, err := parseOutboxQueueKey(it.Item().Key())
+			if err != nil {
+				return err
 			}
 			n++
-			if to := protocol.ID(key[1 : 1+protocol.IDSize]); to != cur {
+			if to != cur {
 				cur, found = to, false
 			}
 			if found {
 				continue
 			}
-			m, _, err := s.getMessage(txn, MsgID(key[1+protocol.IDSize+8:]))
+			m, _, err := s.getMessage(txn, id)
 			if errors.Is(err, ErrNotFound) {
 				continue // a control entry
 			}
