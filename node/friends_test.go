@@ -139,11 +139,18 @@ func TestFriendRemovedIsRefused(t *testing.T) {
 	ctx := context.Background()
 	a, b, ma, mb := twoStrangers(t)
 	befriend(t, a, b)
-	if _, err := a.Send(ctx, mb.UserID, "while friends"); err != nil {
+	// B's watcher starts before the first message, and the test waits for
+	// that message's event: an event is published after its write, so a
+	// watcher started once the history shows it may still see it.
+	evB := watch(t, b)
+	first, err := a.Send(ctx, mb.UserID, "while friends")
+	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the first message arrives", func() bool { return len(convHistory(t, b, ma.UserID)) == 1 })
-	evB := watch(t, b)
+	isMsg := func(id protocol.MsgID) func(Event) bool {
+		return func(e Event) bool { return e.Type == EventMessage && e.Message.ID == id }
+	}
+	evB.waitEvent(t, 10*time.Second, "the first message arrives", isMsg(first.ID))
 	// B's removal notice waits, so that A does not know yet
 	// (removal_test.go covers the notice).
 	unlockedOf(t, b).outbox.Hold(ma.UserID)
@@ -181,8 +188,11 @@ func TestFriendRemovedIsRefused(t *testing.T) {
 	if len(ms) != 1 || string(ms[0].Body) != "while friends" {
 		t.Fatalf("B's history with A: %q", bodies(ms))
 	}
-	if _, ok := evB.find(isType(EventMessage)); ok {
+	if _, ok := evB.find(isMsg(m.ID)); ok {
 		t.Fatal("B published a message event for a refused message")
+	}
+	if n := len(evB.matching(isType(EventMessage))); n != 1 {
+		t.Fatalf("B published %d message events, want 1 (the first message)", n)
 	}
 }
 
