@@ -93,11 +93,20 @@ func writeReadme(w io.Writer, m machine, d *data, figs map[string]bool) error {
 
 	ts := targets()
 	b.WriteString("## Targets\n\n")
-	b.WriteString("The issue's targets; a target with no record or benchmark line in this run is *not measured*.\n\n")
-	b.WriteString("| Target | Limit | Measured | Status |\n|---|---|---|---|\n")
+	b.WriteString("The issue's targets; a target with no record or benchmark line in this run is *not measured*. " +
+		"The floor is the least the value can be on this machine, from what the same run measured of the work " +
+		"the path cannot skip (how, below); a limit below it cannot be met by a change to the code.\n\n")
+	b.WriteString("| Target | Limit | Measured | Floor in this run | Status |\n|---|---|---|---|---|\n")
 	for _, t := range ts {
 		status, results := t.evaluate(d)
-		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", cell(t.what), limitText(t), cell(measuredText(t, results)), status)
+		fl := ""
+		if f, ok := t.floorOf(d); ok {
+			fl = fmtNum(f.value)
+			if t.unit != "" {
+				fl += " " + t.unit
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", cell(t.what), limitText(t), cell(measuredText(t, results)), fl, status)
 	}
 	b.WriteString("\nWhere each value comes from:\n\n")
 	for _, t := range ts {
@@ -114,6 +123,9 @@ func writeReadme(w io.Writer, m machine, d *data, figs map[string]bool) error {
 		fmt.Fprintf(&b, "- %s: %s", t.what, strings.Join(from, "; "))
 		if t.note != nil {
 			fmt.Fprintf(&b, " (%s)", t.note(d))
+		}
+		if f, ok := t.floorOf(d); ok {
+			fmt.Fprintf(&b, "; floor: %s", f.how)
 		}
 		b.WriteString(".\n")
 	}

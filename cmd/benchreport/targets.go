@@ -82,6 +82,18 @@ type target struct {
 	figure string // the figure it belongs with ("" for none)
 	// note says how it was measured, when that needs saying ("" if not).
 	note func(d *data) string
+	// floor, for a target with an upper limit, is the least the run's own
+	// measurements allow the value to be on this machine (see floor).
+	floor func(d *data) (floor, bool)
+}
+
+// floor is the least a value can be on the machine of a run, from what
+// the same run measured of the work the path cannot skip: for a latency,
+// the synced writes it waits for one after the other. A limit below it
+// cannot be met by any change to the code, only by a faster machine.
+type floor struct {
+	value float64 // in the target's unit
+	how   string  // what it is made of, with the run's values
 }
 
 // status words of a target.
@@ -89,6 +101,8 @@ const (
 	statusMet         = "met"
 	statusNotMet      = "not met"
 	statusNotMeasured = "not measured"
+	// statusBelowFloor: not met, and the limit is below the floor.
+	statusBelowFloor = "not met: the limit is below this run's floor"
 )
 
 // result is a check's outcome.
@@ -138,9 +152,55 @@ func (t target) evaluate(d *data) (status string, results []result) {
 		return statusNotMeasured, results
 	case met == measured:
 		return statusMet, results
-	default:
-		return statusNotMet, results
 	}
+	if f, ok := t.floorOf(d); ok && !t.meets(f.value) {
+		return statusBelowFloor, results
+	}
+	return statusNotMet, results
+}
+
+// floorOf is t's floor in d, if t has one and d has what it is made of.
+func (t target) floorOf(d *data) (floor, bool) {
+	if t.floor == nil {
+		return floor{}, false
+	}
+	return t.floor(d)
+}
+
+// firstOf is the value of the first of sources that d has.
+func firstOf(d *data, sources ...source) (float64, bool) {
+	for _, s := range sources {
+		if v, ok := s.lookup(d); ok {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+// sessionsFloor: a session message waits for the sender's synced write
+// and then the receiver's, each at least a synced write at this pace
+// (fdatasync-paced-ms), and for its seal and open (crypto-ms).
+func sessionsFloor(d *data) (floor, bool) {
+	sync, ok1 := firstOf(d, rec("node-latency-sessions", "fdatasync-paced-ms"), line("BenchmarkLatency/sessions", "fdatasync-paced-ms"))
+	crypto, ok2 := firstOf(d, rec("node-latency-sessions", "crypto-ms"), line("BenchmarkLatency/sessions", "crypto-ms"))
+	if !ok1 || !ok2 {
+		return floor{}, false
+	}
+	return floor{value: 2*sync + crypto, how: fmt.Sprintf(
+		"two synced writes in sequence, the sender's before the message leaves and the receiver's before its event, "+
+			"2 × %s ms (fdatasync-paced-ms), and the seal and open, %s ms (crypto-ms)", fmtNum(sync), fmtNum(crypto))}, true
+}
+
+// apiFloor: a message sent through the API waits for the same two synced
+// writes (fsync-p50-ms, the paced sample of the run).
+func apiFloor(d *data) (floor, bool) {
+	sync, ok := d.figure("api-latency", "fsync-p50-ms")
+	if !ok {
+		return floor{}, false
+	}
+	return floor{value: 2 * sync, how: fmt.Sprintf(
+		"two synced writes in sequence, A's before the message leaves and B's before its event, 2 × %s ms (fsync-p50-ms)",
+		fmtNum(sync))}, true
 }
 
 // The plots' file names.
@@ -154,7 +214,7 @@ const (
 func targets() []target {
 	one := func(sources ...source) []check { return []check{{sources: sources}} }
 	return append([]target{
-		{what: "Sessions latency p50", op: "≤", limit: 0.5, unit: "ms", figure: figLatency,
+		{what: "Sessions latency p50", op: "≤", limit: 0.5, unit: "ms", figure: figLatency, floor: sessionsFloor,
 			checks: one(rec("node-latency-sessions", "p50-ms"), line("BenchmarkLatency/sessions", "p50-ms"))},
 		{what: "Sessions latency p99", op: "≤", limit: 2, unit: "ms", figure: figLatency,
 			checks: one(rec("node-latency-sessions", "p99-ms"), line("BenchmarkLatency/sessions", "p99-ms"))},
@@ -173,7 +233,7 @@ func targets() []target {
 				{label: "receive", sources: []source{line("BenchmarkReceive", "par-ratio")}},
 				{label: "strict", sources: []source{line("BenchmarkStrictThroughput", "par-ratio")}},
 			}},
-		{what: "API latency p50", op: "≤", limit: 1, unit: "ms", figure: figLatency,
+		{what: "API latency p50", op: "≤", limit: 1, unit: "ms", figure: figLatency, floor: apiFloor,
 			checks: one(rec("api-latency", "p50-ms"), line("BenchmarkHTTPEndToEnd", "p50-ms"))},
 		{what: "API burst", op: "≥", limit: 3000, unit: "msgs/s", figure: figRSS,
 			checks: one(rec("api-burst", "msgs/s"))},
