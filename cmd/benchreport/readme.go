@@ -94,8 +94,8 @@ func writeReadme(w io.Writer, m machine, d *data, figs map[string]bool) error {
 	ts := targets()
 	b.WriteString("## Targets\n\n")
 	b.WriteString("The issue's targets; a target with no record or benchmark line in this run is *not measured*. " +
-		"The floor is the least the value can be on this machine, from what the same run measured of the work " +
-		"the path cannot skip (how, below); a limit below it cannot be met by a change to the code.\n\n")
+		"The floor is what the work the path cannot skip cost in the same run, from the run's own samples " +
+		"(how, below); a limit below it cannot be met by a change to the code, only on a faster machine.\n\n")
 	b.WriteString("| Target | Limit | Measured | Floor in this run | Status |\n|---|---|---|---|---|\n")
 	for _, t := range ts {
 		status, results := t.evaluate(d)

@@ -82,15 +82,15 @@ type target struct {
 	figure string // the figure it belongs with ("" for none)
 	// note says how it was measured, when that needs saying ("" if not).
 	note func(d *data) string
-	// floor, for a target with an upper limit, is the least the run's own
-	// measurements allow the value to be on this machine (see floor).
+	// floor, for a target with an upper limit, is what the work its path
+	// cannot skip cost in the same run (see floor).
 	floor func(d *data) (floor, bool)
 }
 
-// floor is the least a value can be on the machine of a run, from what
-// the same run measured of the work the path cannot skip: for a latency,
-// the synced writes it waits for one after the other. A limit below it
-// cannot be met by any change to the code, only by a faster machine.
+// floor is what the work a path cannot skip cost in the same run, from
+// the run's own samples: for a latency, the synced writes it waits for
+// one after the other (their median each). A limit below it cannot be
+// met by any change to the code, only on a faster machine.
 type floor struct {
 	value float64 // in the target's unit
 	how   string  // what it is made of, with the run's values
