@@ -95,7 +95,9 @@ func writeReadme(w io.Writer, m machine, d *data, figs map[string]bool) error {
 	b.WriteString("## Targets\n\n")
 	b.WriteString("The issue's targets; a target with no record or benchmark line in this run is *not measured*. " +
 		"The floor is what the work the path cannot skip cost in the same run, from the run's own samples " +
-		"(how, below); a limit below it cannot be met by a change to the code, only on a faster machine.\n\n")
+		"(how, below); a limit below it cannot be met by a change to the code, only on a faster machine. " +
+		"The group fan-out's floor is instead the CPU time this code spent: a limit below it can be met only " +
+		"by a path that does less work per member.\n\n")
 	b.WriteString("| Target | Limit | Measured | Floor in this run | Status |\n|---|---|---|---|---|\n")
 	for _, t := range ts {
 		status, results := t.evaluate(d)
