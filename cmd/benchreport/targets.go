@@ -202,15 +202,25 @@ func sessionsFloor(d *data) (floor, bool) {
 }
 
 // apiFloor: a message sent through the API waits for the same two synced
-// writes (fsync-p50-ms, the paced sample of the run).
+// writes (fsync-p50-ms, the paced sample of the run), and, when the run
+// timed them, for its request's way to A and its event's way from B, each
+// half a round trip of its kind (http-rtt-p50-ms, ws-ping-p50-ms).
 func apiFloor(d *data) (floor, bool) {
 	sync, ok := d.figure("api-latency", "fsync-p50-ms")
 	if !ok {
 		return floor{}, false
 	}
-	return floor{value: 2 * sync, how: fmt.Sprintf(
+	f := floor{value: 2 * sync, how: fmt.Sprintf(
 		"two synced writes in sequence, A's before the message leaves and B's before its event, 2 × %s ms (fsync-p50-ms)",
-		fmtNum(sync))}, true
+		fmtNum(sync))}
+	httpRTT, ok1 := d.figure("api-latency", "http-rtt-p50-ms")
+	wsPing, ok2 := d.figure("api-latency", "ws-ping-p50-ms")
+	if ok1 && ok2 {
+		f.value += (httpRTT + wsPing) / 2
+		f.how += fmt.Sprintf(", and the request's way in and the event's way out, half an HTTP round trip, %s ms "+
+			"(http-rtt-p50-ms), and half a WebSocket ping, %s ms (ws-ping-p50-ms)", fmtNum(httpRTT), fmtNum(wsPing))
+	}
+	return f, true
 }
 
 // The plots' file names.
