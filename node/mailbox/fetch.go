@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sync"
 	"time"
 
@@ -42,21 +43,14 @@ func (s *Server) serveFetch(ctx context.Context, st network.Stream, r *bufio.Rea
 		s.host.ConnManager().Protect(p, tag)
 		defer s.host.ConnManager().Unprotect(p, tag)
 	}
-	var mu sync.Mutex
-	sent := map[uint64]bool{} // sent in this session and not yet acknowledged
+	sent := newSentSet()
 	ended := make(chan error, 1)
 	go func() {
-		ended <- s.readAcks(st, r, user, !f.GetSubscribe(), func(ids []uint64) {
-			mu.Lock()
-			defer mu.Unlock()
-			for _, id := range ids {
-				delete(sent, id)
-			}
-		})
+		ended <- s.readAcks(st, r, user, !f.GetSubscribe(), sent.acked)
 	}()
 	first := true
 	for {
-		n, err := s.sendNew(st, user, &mu, sent)
+		n, err := s.sendNew(st, user, sent)
 		if err == nil && first {
 			first = false
 			st.SetWriteDeadline(time.Now().Add(writeTimeout))
@@ -86,22 +80,16 @@ func (s *Server) serveFetch(ctx context.Context, st network.Stream, r *bufio.Rea
 
 // sendNew sends user's held envelopes not yet sent in this session and
 // returns how many it sent.
-func (s *Server) sendNew(st network.Stream, user protocol.ID, mu *sync.Mutex, sent map[uint64]bool) (int, error) {
-	skip := func(id uint64) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return sent[id]
-	}
+func (s *Server) sendNew(st network.Stream, user protocol.ID, sent *sentSet) (int, error) {
+	sent.forgetAcked()
 	n := 0
 	for from := uint64(0); ; {
-		items, err := s.db.scan(user, from, fetchBatch, skip)
+		items, err := s.db.scan(user, from, fetchBatch, sent.has)
 		if err != nil {
 			return n, err
 		}
 		for _, it := range items {
-			mu.Lock()
-			sent[it.id] = true
-			mu.Unlock()
+			sent.add(it.id)
 			st.SetWriteDeadline(time.Now().Add(writeTimeout))
 			f := &pb.ServerFrame{Kind: &pb.ServerFrame_Item{Item: &pb.Item{Id: it.id, Envelope: it.envelope, DepositedAt: it.deposited.Unix()}}}
 			if err := writeFrame(st, f, maxServerFrame); err != nil {
@@ -148,4 +136,51 @@ func (s *Server) readAcks(st network.Stream, r *bufio.Reader, user protocol.ID, 
 		s.met.ack(n)
 		acked(a.GetIds())
 	}
+}
+
+// sentSet is what one fetch session has sent: each envelope is pending
+// until acknowledged, then acknowledged until the next pass of sendNew.
+// A scan reads a snapshot, so one that began before an acknowledged
+// envelope was deleted still finds it; keeping it in the set until a pass
+// that starts after the deletion keeps it from going out twice.
+type sentSet struct {
+	mu      sync.Mutex
+	pending map[uint64]bool // false once acknowledged
+}
+
+func newSentSet() *sentSet { return &sentSet{pending: map[uint64]bool{}} }
+
+// add records id as sent.
+func (s *sentSet) add(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pending[id] = true
+}
+
+// has reports whether id was sent in this session and not forgotten.
+func (s *sentSet) has(id uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.pending[id]
+	return ok
+}
+
+// acked marks ids acknowledged, once their deletion is committed; an ID
+// never sent adds nothing.
+func (s *sentSet) acked(ids []uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if _, ok := s.pending[id]; ok {
+			s.pending[id] = false
+		}
+	}
+}
+
+// forgetAcked drops the acknowledged IDs: their deletion was committed
+// before they were marked, so no scan that starts after this sees them.
+func (s *sentSet) forgetAcked() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	maps.DeleteFunc(s.pending, func(_ uint64, pending bool) bool { return !pending })
 }
