@@ -229,6 +229,18 @@ func (c *courier) heldFor() time.Duration {
 	return d
 }
 
+// dialsNext reports a Rush not yet taken while no backoff holds the
+// courier: its next turn dials the recipient.
+func (c *courier) dialsNext() bool {
+	c.o.mu.Lock()
+	defer c.o.mu.Unlock()
+	if !c.rushed {
+		return false
+	}
+	until, ok := c.o.held[c.to]
+	return !ok || !until.After(c.o.cfg.Now())
+}
+
 // takeRush reports and clears a Rush.
 func (c *courier) takeRush() bool {
 	c.o.mu.Lock()

@@ -20,7 +20,8 @@ var ErrNoMailbox = errors.New("outbox: recipient has no mailbox relay")
 // fails: then the entries up to the first not held are settled, and the
 // cursor moves past them only, so that one and those after it go again,
 // in order. It runs when the recipient could not be reached (no link is
-// open, so nothing is in flight). It records in c.mailbox whether
+// open, so nothing is in flight), and stops between windows when a Rush
+// makes the courier dial next. It records in c.mailbox whether
 // everything went.
 func (c *courier) deposit(ctx context.Context) {
 	dep := c.o.cfg.Deposit
@@ -32,6 +33,11 @@ func (c *courier) deposit(ctx context.Context) {
 		return
 	}
 	for ctx.Err() == nil {
+		if c.dialsNext() {
+			// The recipient came online (Rush) while the backlog went to
+			// its mailbox: what is left goes on the dial that follows.
+			return
+		}
 		es, err := c.o.cfg.Store.OutboxQueue(ctx, c.to, c.cursor, c.o.cfg.Window)
 		if err != nil {
 			if ctx.Err() == nil {
@@ -65,6 +71,9 @@ func (c *courier) deposit(ctx context.Context) {
 			if failed == nil && held < len(batch) {
 				failed = fmt.Errorf("outbox: deposit held %d of %d", held, len(batch))
 			}
+			// Counted before the settle makes them leave the queue, so
+			// that whoever sees them gone sees them counted.
+			c.o.stats.deposit(held)
 		}
 		// Settle, in order, up to the first entry not held.
 		var (
@@ -97,7 +106,6 @@ func (c *courier) deposit(ctx context.Context) {
 				return
 			}
 			c.cursor = last
-			c.o.stats.deposit(held)
 		}
 		if failed != nil {
 			if !errors.Is(failed, ErrNoMailbox) && ctx.Err() == nil {

@@ -104,9 +104,13 @@ func TestDepositWhenUnreachable(t *testing.T) {
 		t.Fatalf("mailbox holds %x, want all 13 in order", got)
 	}
 
+	// The recipient comes online; what is sent after that goes directly.
+	// (Entries queued before the Rush may still go to the mailbox, with
+	// the backlog it is taking.)
 	reachable.Store(true)
-	direct := st.add(to, 2)
 	o.Rush(to)
+	direct := st.add(to, 2)
+	o.Notify(to)
 	waitDrained(t, st, to)
 	for _, e := range direct {
 		if s := st.status(e.MsgID); s != store.StatusDelivered {
@@ -118,6 +122,60 @@ func TestDepositWhenUnreachable(t *testing.T) {
 	}
 	if got := o.Stats(); got.Deposited != 13 || got.Sent != 2 {
 		t.Errorf("Stats = %+v, want 13 deposited and 2 sent", got)
+	}
+}
+
+// A Rush while the backlog goes to the mailbox stops it between windows:
+// the rest goes on the dial that follows, directly, each entry once and in
+// order.
+func TestRushStopsDeposit(t *testing.T) {
+	to := protocol.ID{7}
+	st := newMemStore()
+	var reachable atomic.Bool
+	r := &receiver{scripts: []func(int, store.MsgID) ([]protocol.Ack, bool){ackAll}}
+	cfg := testConfig(st, r)
+	cfg.Window = 4
+	cfg.Open = func(ctx context.Context, to protocol.ID) (network.Stream, error) {
+		if !reachable.Load() {
+			return nil, fmt.Errorf("no device answers")
+		}
+		return r.open(ctx, to)
+	}
+	var o *Outbox
+	mb := &fakeMailbox{}
+	cfg.Deposit = func(ctx context.Context, to protocol.ID, ds []*protocol.Delivery) (int, error) {
+		n, err := mb.deposit(ctx, to, ds)
+		if len(mb.sizes()) == 1 { // the recipient answers while the relay holds the first window
+			reachable.Store(true)
+			o.Rush(to)
+		}
+		return n, err
+	}
+	o, _, _ = run(t, cfg, r)
+	es := st.add(to, 10)
+	o.Notify(to)
+	waitDrained(t, st, to)
+	if got := mb.holding(); !slices.Equal(got, ids(es[:4])) {
+		t.Errorf("mailbox holds %x, want only the first window, %x", got, ids(es[:4]))
+	}
+	var carried []store.MsgID
+	for _, c := range r.carried() {
+		carried = append(carried, c...)
+	}
+	if !slices.Equal(carried, ids(es[4:])) {
+		t.Errorf("streams carried %x, want the 6 after the first window, in order", carried)
+	}
+	for i, e := range es {
+		want := store.StatusDelivered
+		if i < 4 {
+			want = store.StatusSent
+		}
+		if s := st.status(e.MsgID); s != want {
+			t.Errorf("entry %d settled %q, want %q", e.Seq, s, want)
+		}
+	}
+	if got := o.Stats(); got.Deposited != 4 || got.Sent != 6 {
+		t.Errorf("Stats = %+v, want 4 deposited and 6 sent", got)
 	}
 }
 

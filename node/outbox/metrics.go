@@ -26,7 +26,10 @@ type Stats struct {
 	// again with a later courier).
 	UnackedAtBreak uint64
 	// Deposited is the entries held by a recipient's mailbox relay
-	// (Config.Deposit), settled as sent with path mailbox.
+	// (Config.Deposit), counted when the relay answers, before they are
+	// settled as sent with path mailbox: once the queue shows them gone,
+	// they are counted. An entry whose settle fails goes again and is
+	// counted again, as the relay holds it again.
 	Deposited uint64
 }
 
