@@ -33,7 +33,8 @@
 // recipient at once, so a deposit costs no latency when the recipient is
 // in fact online, whereas waiting out backoffs (up to RetryMax) would.
 // While the courier then waits out its backoff, what is queued meanwhile
-// is deposited at once too. A deposit that fails (no mailbox, every
+// is deposited at once too; a Rush stops a deposit between windows, and
+// the rest goes on the dial that follows. A deposit that fails (no mailbox, every
 // relay refuses or is unreachable, or a relay refuses after holding the
 // first entries of the batch) leaves the first entry not held, and those
 // after it, queued for the next attempt: order is kept, as there is still one path
