@@ -33,16 +33,18 @@ func (c *courier) deposit(ctx context.Context) {
 		return
 	}
 	for ctx.Err() == nil {
-		if c.dialsNext() {
-			// The recipient came online (Rush) while the backlog went to
-			// its mailbox: what is left goes on the dial that follows.
-			return
-		}
 		es, err := c.o.cfg.Store.OutboxQueue(ctx, c.to, c.cursor, c.o.cfg.Window)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.o.cfg.Logger.Error("outbox read failed", "to", c.to.String(), "err", err)
 			}
+			return
+		}
+		if c.dialsNext() {
+			// The recipient came online (Rush) while the backlog went to
+			// its mailbox: what is left goes on the dial that follows.
+			// Asked after the read, so that nothing queued after the Rush
+			// is deposited.
 			return
 		}
 		if len(es) == 0 {
