@@ -234,11 +234,7 @@ func (c *courier) heldFor() time.Duration {
 func (c *courier) dialsNext() bool {
 	c.o.mu.Lock()
 	defer c.o.mu.Unlock()
-	if !c.rushed {
-		return false
-	}
-	until, ok := c.o.held[c.to]
-	return !ok || !until.After(c.o.cfg.Now())
+	return c.rushed && !c.o.isHeld(c.to)
 }
 
 // takeRush reports and clears a Rush.

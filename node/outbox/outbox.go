@@ -34,13 +34,14 @@
 // in fact online, whereas waiting out backoffs (up to RetryMax) would.
 // While the courier then waits out its backoff, what is queued meanwhile
 // is deposited at once too; a Rush stops a deposit between windows, and
-// the rest goes on the dial that follows. A deposit that fails (no mailbox, every
-// relay refuses or is unreachable, or a relay refuses after holding the
-// first entries of the batch) leaves the first entry not held, and those
-// after it, queued for the next attempt: order is kept, as there is still one path
-// to the wire, the courier. A mailbox relay's "held" is not "delivered":
-// the recipient says which messages it stored with a delivery receipt
-// (protocol.KindDelivered), on which the node marks them delivered.
+// the rest goes on the dial that follows. A deposit that fails (no
+// mailbox, every relay refuses or is unreachable, or a relay refuses
+// after holding the first entries of the batch) leaves the first entry
+// not held, and those after it, queued for the next attempt: order is
+// kept, as there is still one path to the wire, the courier. A mailbox
+// relay's "held" is not "delivered": the recipient says which messages
+// it stored with a delivery receipt (protocol.KindDelivered), on which
+// the node marks them delivered.
 //
 // Notify (something was queued), Rush (the recipient came online) and
 // the periodic scan only tell a courier to go; none of them hands it
@@ -278,6 +279,12 @@ func (o *Outbox) Hold(to protocol.ID) {
 func (o *Outbox) Held(to protocol.ID) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.isHeld(to)
+}
+
+// isHeld reports whether a backoff or a Hold keeps to's courier from
+// dialing now; o.mu held.
+func (o *Outbox) isHeld(to protocol.ID) bool {
 	until, ok := o.held[to]
 	return ok && until.After(o.cfg.Now())
 }
