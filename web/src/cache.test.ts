@@ -128,6 +128,25 @@ describe('ChatCache, messages sent elsewhere', () => {
   });
 });
 
+describe('ChatCache, the event socket', () => {
+  it('fetches the open conversation again once the socket is ready: a message stored before it is not lost', async () => {
+    const qc = testQueryClient();
+    const cache = new ChatCache(qc);
+    // The page is loaded before the socket is ready; the message is
+    // stored between the two (a login, or the node just unlocked).
+    vi.spyOn(api, 'messages').mockResolvedValueOnce({ messages: [], next: null }).mockResolvedValue({ messages: [msg('m1')], next: null });
+    vi.spyOn(api, 'friends').mockResolvedValue([alice]);
+    vi.spyOn(api, 'conversations').mockResolvedValue([]);
+    const stopList = watch(qc, cache);
+    const stop = new QueryObserver(qc, { ...cache.threadQuery('alice'), staleTime: Infinity }).subscribe(() => {});
+    await vi.waitFor(() => expect(qc.getQueryData<Thread>(keys.thread('alice'))?.loaded).toBe(true));
+    await cache.socketReady();
+    expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages.map((m) => m.msg_id)).toEqual(['m1']);
+    stop();
+    stopList();
+  });
+});
+
 describe('group events', () => {
   const gm = (id: string, sent: string, group = 'g1'): GroupMessage => ({
     msg_id: id,

@@ -183,6 +183,16 @@ export class ChatCache {
     return this.qc.invalidateQueries();
   }
 
+  /**
+   * The event socket is ready: whatever happened before (the first load,
+   * a login, or while it was down) may have missed its event, so every
+   * watched query is fetched again — the lists, unread counts and the open
+   * conversation alike.
+   */
+  socketReady(): Promise<void> {
+    return this.refreshAll();
+  }
+
   /** A message of mine changed by hand (a retry): its status may go back, unlike a status event. */
   replaceMessage(peer: string, id: string, m: Message): void {
     const t = this.qc.getQueryData<Thread>(keys.thread(peer));

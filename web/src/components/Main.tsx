@@ -64,13 +64,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
       onEvent,
       onState: setLive,
       onUnauthorized: sessionEnded,
-      // Whatever happened before the socket was ready (the first load, or
-      // while it was down) is fetched again: lists, unread counts, the open
-      // conversation.
-      onReady: (reconnected) => {
-        if (reconnected) void cache.refreshAll();
-        else void cache.refreshLists();
-      },
+      onReady: () => void cache.socketReady(),
     });
     sock.start();
     return () => sock.stop();
