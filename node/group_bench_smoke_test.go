@@ -1,12 +1,21 @@
 package node
 
-import "testing"
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
 
 // TestGroupBenchSmoke runs the group benchmarks' networks small, so that
 // make test keeps them working (the benchmarks themselves run in make
 // bench): a fan-out of 6 members with a relay, Parley's path and raw
-// gossipsub, and a simulated group of 40; every message reaches every
-// member.
+// gossipsub, the fan-out's floor network, and a simulated group of 40;
+// every message reaches every member, and the floor network refuses a
+// forgery (so that its figures include the verification).
 func TestGroupBenchSmoke(t *testing.T) {
 	t.Run("fanout", func(t *testing.T) {
 		f := newGroupFanout(t, 6)
@@ -16,6 +25,51 @@ func TestGroupBenchSmoke(t *testing.T) {
 			}
 			if _, err := f.rawOne(i); err != nil {
 				t.Fatal(err)
+			}
+		}
+	})
+	t.Run("floor", func(t *testing.T) {
+		const n = 6
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		edges, degree := groupFanoutGraph(n)
+		fl := newFloorNet(ctx, t, edges, degree, true)
+		wire := groupWireSize(t)
+		for i := range n {
+			if _, err := fl.one(ctx, i, wire); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// An attacker linked to member 0 publishes a payload under a
+		// signature of other bytes: member 0 rejects it, and nobody
+		// stores it.
+		ah, aps := newBenchPubSubHost(ctx, t, false, nil)
+		at := drainTopic(ctx, t, aps, ah.ID(), floorTopic, nil)
+		h0 := fl.hosts[0]
+		if err := ah.Connect(ctx, peer.AddrInfo{ID: h0.ID(), Addrs: h0.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, "the attacker sees member 0 on the topic", func() bool { return len(at.ListPeers()) > 0 })
+		bad := make([]byte, wire)
+		if _, err := rand.Read(bad[floorHead:]); err != nil {
+			t.Fatal(err)
+		}
+		copy(bad[1:floorHead], ed25519.Sign(fl.keys[1], []byte("other bytes")))
+		bad[0] = 1
+		if err := at.Publish(ctx, bad); err != nil {
+			t.Fatal(err)
+		}
+		rejected := func() int {
+			sum := 0
+			for _, m := range fl.meshes {
+				sum += m.rejects()
+			}
+			return sum
+		}
+		waitFor(t, 10*time.Second, "member 0 rejects the forgery", func() bool { return rejected() > 0 })
+		for i, l := range fl.logs {
+			if got := l.off.Load(); got != n {
+				t.Errorf("member %d stored %d messages, want %d", i, got, n)
 			}
 		}
 	})

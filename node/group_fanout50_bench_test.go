@@ -66,6 +66,18 @@ func groupFanoutTopology(n int) [][2]int {
 	return edges
 }
 
+// groupFanoutGraph is groupFanoutTopology(n) and each member's number of
+// links in it.
+func groupFanoutGraph(n int) (edges [][2]int, degree []int) {
+	edges = groupFanoutTopology(n)
+	degree = make([]int, n)
+	for _, e := range edges {
+		degree[e[0]]++
+		degree[e[1]]++
+	}
+	return edges, degree
+}
+
 // newGroupBenchRelay starts the benchmarks' relay on 127.0.0.1: a real
 // relay with its group relay service (node/grouprelay), made every
 // member's relay and connected to them, before the group exists; the
@@ -108,10 +120,12 @@ func newBenchPubSubHost(ctx context.Context, tb testing.TB, relay bool, tracer p
 	return h, ps
 }
 
-// drainTopic joins and subscribes to name on ps and reads the
-// subscription until ctx ends, passing what others published to got
-// (nil: dropped). It returns the topic.
-func drainTopic(ctx context.Context, tb testing.TB, ps *pubsub.PubSub, name string, got func(*pubsub.Message)) *pubsub.Topic {
+// drainTopic joins and subscribes to name on ps, the router of host
+// self, and reads the subscription until ctx ends, passing what others
+// published to got (nil: dropped). The subscription also has what self
+// publishes (pubsub's Local flag only marks WithLocalPublication), so
+// that is told apart by its sender.
+func drainTopic(ctx context.Context, tb testing.TB, ps *pubsub.PubSub, self peer.ID, name string, got func(*pubsub.Message)) *pubsub.Topic {
 	tb.Helper()
 	t, err := ps.Join(name)
 	if err != nil {
@@ -127,7 +141,7 @@ func drainTopic(ctx context.Context, tb testing.TB, ps *pubsub.PubSub, name stri
 			if err != nil {
 				return
 			}
-			if got != nil && !msg.Local {
+			if got != nil && msg.ReceivedFrom != self {
 				got(msg)
 			}
 		}
@@ -210,12 +224,7 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 	tb.Cleanup(cancel)
 	f := &groupFanout{tb: tb, ctx: ctx, body: strings.Repeat("x", groupFanoutSize),
 		stored: make(arrivals, 4096), rawGot: make(arrivals, 4096)}
-	edges := groupFanoutTopology(n)
-	degree := make([]int, n)
-	for _, e := range edges {
-		degree[e[0]]++
-		degree[e[1]]++
-	}
+	edges, degree := groupFanoutGraph(n)
 
 	// Parley's network, its members' guards as a node runs them
 	// (groupguard's defaults: peer scores sampled every 10 s, not every
@@ -249,34 +258,7 @@ func newGroupFanout(tb testing.TB, n int) *groupFanout {
 	}
 
 	// Raw gossipsub's network: the same links, its own relay.
-	const rawName = "parley-bench-raw"
-	hosts := make([]host.Host, n)
-	meshes := make([]*meshTracer, n)
-	f.raw = make([]*pubsub.Topic, n)
-	for i := range n {
-		meshes[i] = &meshTracer{mesh: map[string]map[peer.ID]bool{}}
-		var ps *pubsub.PubSub
-		hosts[i], ps = newBenchPubSubHost(ctx, tb, false, meshes[i])
-		f.raw[i] = drainTopic(ctx, tb, ps, rawName, func(msg *pubsub.Message) { f.rawGot.put(string(msg.Data[:16])) })
-	}
-	rawRelay, rawPS := newBenchPubSubHost(ctx, tb, true, nil)
-	drainTopic(ctx, tb, rawPS, rawName, nil)
-	for _, e := range edges {
-		a, b := hosts[e[0]], hosts[e[1]]
-		if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	for _, h := range hosts {
-		if err := h.Connect(ctx, peer.AddrInfo{ID: rawRelay.ID(), Addrs: rawRelay.Addrs()}); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	for i := range hosts {
-		waitFor(tb, 30*time.Second, fmt.Sprintf("raw host %d's mesh", i), func() bool {
-			return meshReady(meshes[i], f.raw[i], rawName, degree[i])
-		})
-	}
+	f.raw = newRawNet(ctx, tb, edges, degree, f.rawGot)
 
 	// A few unmeasured messages through each: the first sizes the raw
 	// payload like a group message on the wire.

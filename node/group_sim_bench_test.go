@@ -136,7 +136,7 @@ func newGroupSim(tb testing.TB, n, senders int) *groupSim {
 		if i < n {
 			got = func(msg *pubsub.Message) { s.got.put(msg.ID) }
 		}
-		routers[i] = drainTopic(ctx, tb, ps, name, got)
+		routers[i] = drainTopic(ctx, tb, ps, h.ID(), name, got)
 	}
 	s.topics = routers[:n]
 	edges := groupFanoutTopology(n)
