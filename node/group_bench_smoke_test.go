@@ -84,5 +84,10 @@ func TestGroupBenchSmoke(t *testing.T) {
 		if m, r := s.sentBytes(); m == 0 || r == 0 {
 			t.Fatalf("no bytes counted: members %d, relay %d", m, r)
 		}
+		// The relay carries the topic: it has a mesh (its members' scores
+		// are not below the graylist, see simPeer).
+		if got := s.tracers[n].meshSize(s.relay.String()); got == 0 {
+			t.Fatalf("the relay's mesh is empty (of %d peers on the topic)", len(s.relay.ListPeers()))
+		}
 	})
 }

@@ -53,7 +53,10 @@
 // in all (the connection manager keeps 64 to 128). Addresses in private
 // ranges (loopback, RFC 1918, RFC 6598 shared space, link-local, IPv6
 // unique local) are whitelisted: a peer seen on one is on this node's
-// own network. P6 stays on at that strength because it costs honest users
+// own network. gossipsub also counts each IPv6 address's /64 as one
+// address, so the users of one IPv6 network count together, as users
+// behind one NAT do (the 500-member simulation gives its peers a /64
+// each for that reason). P6 stays on at that strength because it costs honest users
 // nothing and still marks a host that runs a hundred identities; the
 // defences that matter are the rates and P4, which are per peer and per
 // chain, not per address.
