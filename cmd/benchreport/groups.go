@@ -199,5 +199,10 @@ func writeFanoutFloor(b *strings.Builder, d *data, val func(f map[string]float64
 			val(f, "floor-ratio-p50", ""), val(f, "floor-ratio-p99", ""))
 	}
 	b.WriteString("\nWhat Parley spends beyond the floor is its code's; what the floor spends beyond raw gossipsub is this " +
-		"machine's price for verifying and storing, with 50 members on its processors and its one disk.\n\n")
+		"machine's price for verifying and storing, with 50 members on its processors and its one disk.")
+	fan := d.records[recGroupFanout].Figures
+	if p50, p99 := fan["parley-p50-ms"], fan["parley-p99-ms"]; p50 > 0 && fl.Figures["floor-p50-ms"] > 0 && fl.Figures["floor-p99-ms"] > 0 {
+		fmt.Fprintf(b, " Parley over the floor (synced): p50 %s, p99 %s.", fmtNum(p50/fl.Figures["floor-p50-ms"]), fmtNum(p99/fl.Figures["floor-p99-ms"]))
+	}
+	b.WriteString("\n\n")
 }
