@@ -104,18 +104,26 @@ type pacedSync struct {
 func newPacedSync(b *testing.B, record int) *pacedSync {
 	b.Helper()
 	const size = 4 << 20
-	f, err := os.OpenFile(filepath.Join(b.TempDir(), "paced-sync"), os.O_CREATE|os.O_RDWR, 0o600)
+	return &pacedSync{f: zeroedFile(b, "paced-sync", size), buf: make([]byte, record), size: size}
+}
+
+// zeroedFile is a new file of size zero bytes in a test directory,
+// synced, so that writes over it and an fdatasync write data blocks only
+// (as the store's journal does); it is closed at the end of the test.
+func zeroedFile(tb testing.TB, name string, size int) *os.File {
+	tb.Helper()
+	f, err := os.OpenFile(filepath.Join(tb.TempDir(), name), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { f.Close() })
+	tb.Cleanup(func() { f.Close() })
 	if _, err := f.Write(make([]byte, size)); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	if err := f.Sync(); err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	return &pacedSync{f: f, buf: make([]byte, record), size: size}
+	return f
 }
 
 // sample writes one record and makes it durable, returning how long that

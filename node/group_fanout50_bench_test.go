@@ -332,27 +332,52 @@ func BenchmarkGroupFanout50(b *testing.B) {
 	benchGroupFanout(b, 50)
 }
 
-func benchGroupFanout(b *testing.B, n int) {
-	f := newGroupFanout(b, n)
-	var parley, raw, cpus []time.Duration
-	var parleyCPU, rawCPU time.Duration
+// interleaved is what b's loop measured over two networks, one message
+// through each in turn: the latencies of each, the CPU time the process
+// used during each of the first's messages, and its total during the
+// second's.
+type interleaved struct {
+	first, second []time.Duration
+	firstCPU      []time.Duration
+	secondCPU     time.Duration
+}
+
+// interleave runs b's loop: each op sends message i through first, then
+// through second, which return its fan-out time.
+func interleave(b *testing.B, first, second func(i int) (time.Duration, error)) interleaved {
+	var r interleaved
 	for i := 0; b.Loop(); i++ {
 		c0 := processCPU(b)
-		d, err := f.parley(i)
+		d, err := first(i)
 		if err != nil {
 			b.Fatal(err)
 		}
 		c1 := processCPU(b)
-		parley = append(parley, d)
-		if d, err = f.rawOne(i); err != nil {
+		r.first, r.firstCPU = append(r.first, d), append(r.firstCPU, c1-c0)
+		if d, err = second(i); err != nil {
 			b.Fatal(err)
 		}
-		raw = append(raw, d)
-		parleyCPU += c1 - c0
-		cpus = append(cpus, c1-c0)
-		rawCPU += processCPU(b) - c1
+		r.second = append(r.second, d)
+		r.secondCPU += processCPU(b) - c1
 	}
 	b.StopTimer()
+	return r
+}
+
+// firstCPUSum is the CPU time of all the first network's messages.
+func (r interleaved) firstCPUSum() time.Duration {
+	var t time.Duration
+	for _, c := range r.firstCPU {
+		t += c
+	}
+	return t
+}
+
+func benchGroupFanout(b *testing.B, n int) {
+	f := newGroupFanout(b, n)
+	run := interleave(b, f.parley, f.rawOne)
+	parley, raw, cpus := run.first, run.second, run.firstCPU
+	parleyCPU, rawCPU := run.firstCPUSum(), run.secondCPU
 	fig := groupFanoutFigures(parley, raw)
 	if k := float64(len(parley)); k > 0 {
 		// The members share the process's processors: a message is not

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -57,18 +56,7 @@ type durableLog struct {
 
 func newDurableLog(tb testing.TB, sync bool) *durableLog {
 	tb.Helper()
-	f, err := os.OpenFile(filepath.Join(tb.TempDir(), "floor"), os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { f.Close() })
-	if _, err := f.Write(make([]byte, floorFile)); err != nil {
-		tb.Fatal(err)
-	}
-	if err := f.Sync(); err != nil {
-		tb.Fatal(err)
-	}
-	return &durableLog{f: f, sync: sync}
+	return &durableLog{f: zeroedFile(tb, "floor", floorFile), sync: sync}
 }
 
 // floorSlot is where a floor member's writes start: each in a page of
@@ -289,24 +277,9 @@ func benchFanoutFloor(b *testing.B, n int, synced bool) {
 			b.Fatalf("warm-up: %v", err)
 		}
 	}
-	var floor, raw []time.Duration
-	var floorCPU, rawCPU time.Duration
-	for i := 0; b.Loop(); i++ {
-		c0 := processCPU(b)
-		d, err := fl.one(ctx, i, f.wire)
-		if err != nil {
-			b.Fatal(err)
-		}
-		c1 := processCPU(b)
-		floor = append(floor, d)
-		if d, err = f.rawOne(i); err != nil {
-			b.Fatal(err)
-		}
-		raw = append(raw, d)
-		floorCPU += c1 - c0
-		rawCPU += processCPU(b) - c1
-	}
-	b.StopTimer()
+	run := interleave(b, func(i int) (time.Duration, error) { return fl.one(ctx, i, f.wire) }, f.rawOne)
+	floor, raw := run.first, run.second
+	floorCPU, rawCPU := run.firstCPUSum(), run.secondCPU
 	if len(floor) == 0 {
 		return
 	}
