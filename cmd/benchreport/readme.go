@@ -97,9 +97,7 @@ func writeReadme(w io.Writer, m machine, d *data, figs map[string]bool) error {
 		"The floor is what the work the path cannot skip cost in the same run, from the run's own samples " +
 		"(how, below); a limit below it cannot be met by a change to the code, only on a faster machine. " +
 		"The group fan-out's floor is measured by a network that does only that work (verify, store durably) on the " +
-		"same topology; a p99 is a tail, so it moves from run to run more than a median (see Groups). Without that " +
-		"network's record, the fan-out's floor is the CPU time this code spent: a limit below it can be met only " +
-		"by a path that does less work per member.\n\n")
+		"same topology; a p99 is a tail, so it moves from run to run more than a median (see Groups).\n\n")
 	b.WriteString("| Target | Limit | Measured | Floor in this run | Status |\n|---|---|---|---|---|\n")
 	for _, t := range ts {
 		status, results := t.evaluate(d)

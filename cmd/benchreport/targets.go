@@ -91,13 +91,9 @@ type target struct {
 // the run's own samples: for a latency, the synced writes it waits for
 // one after the other (their median each). A limit below it cannot be
 // met by any change to the code, only on a faster machine.
-//
-// A floor of the code (ofCode) is instead the CPU time the code itself
-// spent: a limit below it can be met only by a path that does less work.
 type floor struct {
-	value  float64 // in the target's unit
-	how    string  // what it is made of, with the run's values
-	ofCode bool
+	value float64 // in the target's unit
+	how   string  // what it is made of, with the run's values
 }
 
 // status words of a target.
@@ -107,9 +103,6 @@ const (
 	statusNotMeasured = "not measured"
 	// statusBelowFloor: not met, and the limit is below the floor.
 	statusBelowFloor = "not met: the limit is below this run's floor"
-	// statusBelowCodeFloor: not met, and the limit is below a floor of
-	// the code.
-	statusBelowCodeFloor = "not met: the limit is below the CPU time this code spent in the run"
 )
 
 // result is a check's outcome.
@@ -161,9 +154,6 @@ func (t target) evaluate(d *data) (status string, results []result) {
 		return statusMet, results
 	}
 	if f, ok := t.floorOf(d); ok && !t.meets(f.value) {
-		if f.ofCode {
-			return statusBelowCodeFloor, results
-		}
 		return statusBelowFloor, results
 	}
 	return statusNotMet, results
