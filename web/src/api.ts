@@ -250,7 +250,7 @@ export interface EventSocketOptions {
   /** Called when the socket is refused for its token (close 4401). */
   onUnauthorized: () => void;
   /** Called after each (re)connection is ready, so the UI can refetch what it missed. */
-  onReady?: (reconnected: boolean) => void;
+  onReady?: () => void;
   getToken?: () => string | null;
   makeSocket?: (url: string) => WebSocket;
   setTimer?: (fn: () => void, ms: number) => unknown;
@@ -268,7 +268,6 @@ export class EventSocket {
   private attempt = 0;
   private timer: unknown = null;
   private stopped = false;
-  private everReady = false;
   private readonly o: Required<Omit<EventSocketOptions, 'onReady'>> & Pick<EventSocketOptions, 'onReady'>;
 
   constructor(opts: EventSocketOptions) {
@@ -331,11 +330,9 @@ export class EventSocket {
         return;
       }
       if (msg.type === 'ready') {
-        const reconnected = this.everReady;
-        this.everReady = true;
         this.attempt = 0;
         this.o.onState('live');
-        this.o.onReady?.(reconnected);
+        this.o.onReady?.();
         return;
       }
       this.o.onEvent(msg as ServerEvent);

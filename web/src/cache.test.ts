@@ -140,7 +140,7 @@ describe('ChatCache, the event socket', () => {
     const stopList = watch(qc, cache);
     const stop = new QueryObserver(qc, { ...cache.threadQuery('alice'), staleTime: Infinity }).subscribe(() => {});
     await vi.waitFor(() => expect(qc.getQueryData<Thread>(keys.thread('alice'))?.loaded).toBe(true));
-    await cache.socketReady();
+    await cache.refreshAll(); // what Main does when the socket is ready
     expect(qc.getQueryData<Thread>(keys.thread('alice'))?.messages.map((m) => m.msg_id)).toEqual(['m1']);
     stop();
     stopList();

@@ -178,19 +178,15 @@ export class ChatCache {
     await this.qc.invalidateQueries({ queryKey: keys.groups });
   };
 
-  /** Fetches everything again (after a reconnect, or events lost to an overflow). */
+  /**
+   * Fetches every watched query again: the lists, unread counts and the
+   * open conversation alike. Called whenever the event socket is ready
+   * (whatever happened before — the first load, a login, or while it was
+   * down — may have missed its event) and when events were lost to an
+   * overflow.
+   */
   refreshAll(): Promise<void> {
     return this.qc.invalidateQueries();
-  }
-
-  /**
-   * The event socket is ready: whatever happened before (the first load,
-   * a login, or while it was down) may have missed its event, so every
-   * watched query is fetched again — the lists, unread counts and the open
-   * conversation alike.
-   */
-  socketReady(): Promise<void> {
-    return this.refreshAll();
   }
 
   /** A message of mine changed by hand (a retry): its status may go back, unlike a status event. */

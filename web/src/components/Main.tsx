@@ -64,7 +64,7 @@ export function Main({ onLoggedOut }: { onLoggedOut: () => void }) {
       onEvent,
       onState: setLive,
       onUnauthorized: sessionEnded,
-      onReady: () => void cache.socketReady(),
+      onReady: () => void cache.refreshAll(),
     });
     sock.start();
     return () => sock.stop();
