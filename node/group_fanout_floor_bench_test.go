@@ -78,27 +78,22 @@ const floorTopic = "parley-bench-floor"
 
 // floorNet is the floor network of a fan-out run.
 type floorNet struct {
-	keys   []ed25519.PrivateKey
-	logs   []*durableLog
-	topics []*pubsub.Topic
-	hosts  []host.Host
-	meshes []*meshTracer // each member's router's tracer
+	*plainNet
+	keys []ed25519.PrivateKey
+	logs []*durableLog
 	// got gets a payload's first 16 bytes after the header each time a
 	// member has stored it.
 	got arrivals
 }
 
-// newFloorNet starts the floor network on n hosts and a relay with the
-// links of edges and waits for its mesh; degree is each member's number
-// of links. Without synced, the members' writes are not synced: not a
-// floor of a durable store, the price of the writes and verifications
-// alone.
+// newFloorNet starts the floor network on the links of edges (degree:
+// each member's number of links). Without synced, the members' writes
+// are not synced: not a floor of a durable store, the price of the
+// writes and verifications alone.
 func newFloorNet(ctx context.Context, tb testing.TB, edges [][2]int, degree []int, synced bool) *floorNet {
 	tb.Helper()
 	n := len(degree)
-	const name = floorTopic
-	f := &floorNet{keys: make([]ed25519.PrivateKey, n), logs: make([]*durableLog, n),
-		topics: make([]*pubsub.Topic, n), got: make(arrivals, 4096)}
+	f := &floorNet{keys: make([]ed25519.PrivateKey, n), logs: make([]*durableLog, n), got: make(arrivals, 4096)}
 	pubs := make([]ed25519.PublicKey, n)
 	for i := range n {
 		pub, priv, err := ed25519.GenerateKey(nil)
@@ -115,86 +110,86 @@ func newFloorNet(ctx context.Context, tb testing.TB, edges [][2]int, degree []in
 		}
 		return pubsub.ValidationAccept
 	}
-	join := func(h host.Host, ps *pubsub.PubSub, got func(*pubsub.Message)) *pubsub.Topic {
-		if err := ps.RegisterTopicValidator(name, verify, pubsub.WithValidatorTimeout(groupValidateTimeout)); err != nil {
+	f.plainNet = newPlainNet(ctx, tb, floorTopic, edges, degree, func(i int, h host.Host, ps *pubsub.PubSub) *pubsub.Topic {
+		if err := ps.RegisterTopicValidator(floorTopic, verify, pubsub.WithValidatorTimeout(groupValidateTimeout)); err != nil {
 			tb.Fatal(err)
 		}
-		t := drainTopic(ctx, tb, ps, h.ID(), name, got)
+		var got func(*pubsub.Message)
+		if i >= 0 {
+			got = func(msg *pubsub.Message) {
+				if err := f.logs[i].put(msg.Data); err != nil {
+					tb.Error(err)
+					return
+				}
+				f.got.put(string(msg.Data[floorHead : floorHead+16]))
+			}
+		}
+		t := drainTopic(ctx, tb, ps, h.ID(), floorTopic, got)
 		if err := t.SetScoreParams(groupguard.TopicScoreParams()); err != nil {
 			tb.Fatal(err)
 		}
 		return t
-	}
-	hosts := make([]host.Host, n)
-	f.hosts = hosts
-	f.meshes = make([]*meshTracer, n)
-	for i := range n {
-		f.meshes[i] = &meshTracer{mesh: map[string]map[peer.ID]bool{}}
-		var ps *pubsub.PubSub
-		hosts[i], ps = newBenchPubSubHost(ctx, tb, false, f.meshes[i])
-		log := f.logs[i]
-		f.topics[i] = join(hosts[i], ps, func(msg *pubsub.Message) {
-			if err := log.put(msg.Data); err != nil {
-				tb.Error(err)
-				return
-			}
-			f.got.put(string(msg.Data[floorHead : floorHead+16]))
-		})
-	}
-	relay, relayPS := newBenchPubSubHost(ctx, tb, true, nil)
-	join(relay, relayPS, nil)
-	linkPlain(ctx, tb, hosts, relay, edges)
-	for i := range hosts {
-		waitFor(tb, 30*time.Second, fmt.Sprintf("floor host %d's mesh", i), func() bool {
-			return meshReady(f.meshes[i], f.topics[i], name, degree[i])
-		})
-	}
+	})
 	return f
 }
 
-// newRawNet starts raw gossipsub on n hosts and a relay with the links of
-// edges, Parley's router options, no validator and no store, and waits
-// for its mesh; each host's subscription puts the first 16 bytes of what
-// others publish to got.
+// newRawNet starts raw gossipsub on the links of edges: no validator and
+// no store; each member's subscription puts the first 16 bytes of what
+// others publish to got. It returns the members' topics.
 func newRawNet(ctx context.Context, tb testing.TB, edges [][2]int, degree []int, got arrivals) []*pubsub.Topic {
 	tb.Helper()
 	const name = "parley-bench-raw"
-	n := len(degree)
-	hosts := make([]host.Host, n)
-	meshes := make([]*meshTracer, n)
-	topics := make([]*pubsub.Topic, n)
-	for i := range n {
-		meshes[i] = &meshTracer{mesh: map[string]map[peer.ID]bool{}}
-		var ps *pubsub.PubSub
-		hosts[i], ps = newBenchPubSubHost(ctx, tb, false, meshes[i])
-		topics[i] = drainTopic(ctx, tb, ps, hosts[i].ID(), name, func(msg *pubsub.Message) { got.put(string(msg.Data[:16])) })
-	}
-	relay, relayPS := newBenchPubSubHost(ctx, tb, true, nil)
-	drainTopic(ctx, tb, relayPS, relay.ID(), name, nil)
-	linkPlain(ctx, tb, hosts, relay, edges)
-	for i := range hosts {
-		waitFor(tb, 30*time.Second, fmt.Sprintf("raw host %d's mesh", i), func() bool {
-			return meshReady(meshes[i], topics[i], name, degree[i])
-		})
-	}
-	return topics
+	return newPlainNet(ctx, tb, name, edges, degree, func(i int, h host.Host, ps *pubsub.PubSub) *pubsub.Topic {
+		if i < 0 {
+			return drainTopic(ctx, tb, ps, h.ID(), name, nil)
+		}
+		return drainTopic(ctx, tb, ps, h.ID(), name, func(msg *pubsub.Message) { got.put(string(msg.Data[:16])) })
+	}).topics
 }
 
-// linkPlain dials the benchmark's links between hosts, and every host to
-// the relay.
-func linkPlain(ctx context.Context, tb testing.TB, hosts []host.Host, relay host.Host, edges [][2]int) {
+// plainNet is gossipsub without Parley's groups part on the benchmarks'
+// topology: a host for each member and a relay, on 127.0.0.1, with
+// Parley's router options.
+type plainNet struct {
+	hosts  []host.Host
+	meshes []*meshTracer   // each member's router's tracer
+	topics []*pubsub.Topic // the members'
+}
+
+// newPlainNet starts the hosts, has join put each on topic name (i: the
+// member's index, -1 for the relay), dials the links of edges and every
+// member to the relay, and waits for the mesh (degree: each member's
+// number of links).
+func newPlainNet(ctx context.Context, tb testing.TB, name string, edges [][2]int, degree []int,
+	join func(i int, h host.Host, ps *pubsub.PubSub) *pubsub.Topic) *plainNet {
 	tb.Helper()
+	n := len(degree)
+	p := &plainNet{hosts: make([]host.Host, n), meshes: make([]*meshTracer, n), topics: make([]*pubsub.Topic, n)}
+	for i := range n {
+		p.meshes[i] = &meshTracer{mesh: map[string]map[peer.ID]bool{}}
+		var ps *pubsub.PubSub
+		p.hosts[i], ps = newBenchPubSubHost(ctx, tb, false, p.meshes[i])
+		p.topics[i] = join(i, p.hosts[i], ps)
+	}
+	relay, relayPS := newBenchPubSubHost(ctx, tb, true, nil)
+	join(-1, relay, relayPS)
 	for _, e := range edges {
-		a, b := hosts[e[0]], hosts[e[1]]
+		a, b := p.hosts[e[0]], p.hosts[e[1]]
 		if err := a.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()}); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	for _, h := range hosts {
+	for _, h := range p.hosts {
 		if err := h.Connect(ctx, peer.AddrInfo{ID: relay.ID(), Addrs: relay.Addrs()}); err != nil {
 			tb.Fatal(err)
 		}
 	}
+	for i := range n {
+		waitFor(tb, 30*time.Second, fmt.Sprintf("%s: host %d's mesh", name, i), func() bool {
+			return meshReady(p.meshes[i], p.topics[i], name, degree[i])
+		})
+	}
+	return p
 }
 
 // one sends a signed payload of wire bytes from member i mod n (durable

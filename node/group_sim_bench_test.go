@@ -144,12 +144,7 @@ func newGroupSim(tb testing.TB, n, senders int) *groupSim {
 	}
 	s.topics = routers[:n]
 	s.relay = routers[n]
-	edges := groupFanoutTopology(n)
-	degree := make([]int, n)
-	for _, e := range edges {
-		degree[e[0]]++
-		degree[e[1]]++
-	}
+	edges, degree := groupFanoutGraph(n)
 	for i := range n {
 		edges = append(edges, [2]int{i, n})
 	}
